@@ -1,0 +1,320 @@
+//! The worker's SQS event handling for Lambda, with partial batch responses:
+//! only the messages that failed are reported, so one bad message never
+//! re-runs or deletes its neighbours.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use bridge::model::SyncJob;
+use bridge::ports::Queue;
+use bridge::worker::{JobOutcome, Worker};
+use futures::future::join_all;
+use tracing::Instrument;
+
+use crate::sqs::{self, SqsQueue};
+
+/// What the batch logic needs from the worker; `Worker` is the real one, tests
+/// use their own.
+#[async_trait]
+pub trait ProcessJob: Send + Sync {
+    async fn process(&self, job: &SyncJob, receive_count: u32) -> JobOutcome;
+}
+
+#[async_trait]
+impl ProcessJob for Worker {
+    async fn process(&self, job: &SyncJob, receive_count: u32) -> JobOutcome {
+        Worker::process(self, job, receive_count).await
+    }
+}
+
+/// The Lambda handler body of the worker function.
+pub async fn handle_sqs_batch(worker: &Worker, queue: &SqsQueue, event: SqsEvent) -> SqsBatchResponse {
+    process_batch(worker, queue, event).await
+}
+
+/// Runs a batch: message groups concurrently, each group's records in order.
+/// A group stops at its first failure and the rest of it is reported failed
+/// unprocessed, because FIFO order forbids running a later job of a ticket
+/// before an earlier one has succeeded. Failures are made visible again after
+/// their delay via `queue.retry_later` and returned in `batchItemFailures`.
+pub async fn process_batch(
+    processor: &dyn ProcessJob,
+    queue: &dyn Queue,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    let records = event.records;
+    // Groups in order of first appearance; indices keep the batch order.
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_of: HashMap<String, usize> = HashMap::new();
+    for (index, record) in records.iter().enumerate() {
+        let next = groups.len();
+        let slot = *group_of.entry(record_group(record)).or_insert(next);
+        if slot == next {
+            groups.push(Vec::new());
+        }
+        groups[slot].push(index);
+    }
+
+    let runs = groups
+        .iter()
+        .map(|indices| run_group(processor, queue, &records, indices));
+    let mut failed: Vec<usize> = join_all(runs).await.into_iter().flatten().collect();
+    failed.sort_unstable();
+
+    SqsBatchResponse {
+        batch_item_failures: failed
+            .into_iter()
+            .map(|i| BatchItemFailure {
+                // An empty identifier makes Lambda fail the whole batch: the
+                // safe answer for a record that cannot be named (SQS always
+                // names them).
+                item_identifier: records[i].message_id.clone().unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+/// The FIFO group of a record as SQS assigned it; an undecodable body from a
+/// standard queue falls back to a group of its own per body.
+fn record_group(record: &SqsMessage) -> String {
+    if let Some(group) = record.attributes.get("MessageGroupId") {
+        return group.clone();
+    }
+    match decode(record) {
+        Ok(job) => sqs::group_id(&job),
+        Err(_) => format!("undecodable:{}", record.message_id.as_deref().unwrap_or_default()),
+    }
+}
+
+fn decode(record: &SqsMessage) -> Result<SyncJob, serde_json::Error> {
+    serde_json::from_str(record.body.as_deref().unwrap_or_default())
+}
+
+fn receive_count(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Returns the indices of the group's records to report as failed.
+async fn run_group(
+    processor: &dyn ProcessJob,
+    queue: &dyn Queue,
+    records: &[SqsMessage],
+    indices: &[usize],
+) -> Vec<usize> {
+    for (pos, &index) in indices.iter().enumerate() {
+        let record = &records[index];
+        let message_id = record.message_id.as_deref().unwrap_or_default();
+        let job = match decode(record) {
+            Ok(job) => job,
+            Err(e) => {
+                // Permanent: it cycles until the receive limit moves it to the
+                // DLQ, where an admin can inspect it.
+                tracing::error!(message_id, error = %e, "SQS record is not a SyncJob");
+                return indices[pos..].to_vec();
+            }
+        };
+        let count = receive_count(record);
+        let span = tracing::info_span!("sqs_record", message_id, tenant = %job.tenant, ticket = %job.ticket_id, origin = %job.origin, receive_count = count);
+        let delay = async {
+            match processor.process(&job, count).await {
+                JobOutcome::Done => None,
+                JobOutcome::RetryAfter(delay) => {
+                    tracing::warn!(?delay, "job will be retried");
+                    Some(delay)
+                }
+                JobOutcome::Failed { reason, retry_after } => {
+                    tracing::error!(%reason, ?retry_after, "job failed");
+                    Some(retry_after)
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        let Some(delay) = delay else { continue };
+
+        // The rest of the group comes back with the failed record, in order.
+        for &later in &indices[pos..] {
+            if let Some(receipt) = records[later].receipt_handle.as_deref() {
+                if let Err(e) = queue.retry_later(receipt, delay).await {
+                    // Not fatal: the message still returns after the queue's
+                    // visibility timeout, only later than asked.
+                    tracing::warn!(parent: &span, error = %e, "could not change message visibility");
+                }
+            }
+        }
+        return indices[pos..].to_vec();
+    }
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use bridge::error::QueueError;
+    use bridge::model::{Side, TenantId};
+    use bridge::ports::Delivery;
+
+    use super::*;
+
+    /// Fails the jobs whose ticket id is listed; records every call.
+    struct Scripted {
+        fail: HashSet<String>,
+        seen: Mutex<Vec<(String, u32)>>,
+    }
+
+    impl Scripted {
+        fn failing(tickets: &[&str]) -> Self {
+            Self {
+                fail: tickets.iter().map(|t| (*t).to_owned()).collect(),
+                seen: Mutex::new(Vec::new()),
+            }
+        }
+        fn seen(&self) -> Vec<(String, u32)> {
+            self.seen.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait]
+    impl ProcessJob for Scripted {
+        async fn process(&self, job: &SyncJob, receive_count: u32) -> JobOutcome {
+            self.seen
+                .lock()
+                .unwrap()
+                .push((format!("{}/{}", job.ticket_id, job.event_id), receive_count));
+            // Yield so concurrent groups really interleave.
+            tokio::task::yield_now().await;
+            if !self.fail.contains(&job.ticket_id) {
+                JobOutcome::Done
+            } else if job.event_id.starts_with("perm") {
+                JobOutcome::Failed {
+                    reason: "missing mapping".into(),
+                    retry_after: Duration::from_secs(300),
+                }
+            } else {
+                JobOutcome::RetryAfter(Duration::from_secs(30))
+            }
+        }
+    }
+
+    /// Records visibility changes; the rest of the port is unused here.
+    #[derive(Default)]
+    struct Visibility(Mutex<Vec<(String, Duration)>>);
+
+    #[async_trait]
+    impl Queue for Visibility {
+        async fn send(&self, _: &SyncJob) -> Result<(), QueueError> {
+            unreachable!("the batch handler never sends")
+        }
+        async fn receive(&self, _: usize, _: Duration) -> Result<Vec<Delivery>, QueueError> {
+            unreachable!("the batch handler never receives")
+        }
+        async fn complete(&self, _: &str) -> Result<(), QueueError> {
+            unreachable!("Lambda deletes successful records itself")
+        }
+        async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+            self.0.lock().unwrap().push((receipt.to_owned(), delay));
+            Ok(())
+        }
+    }
+
+    fn record(n: usize, ticket: &str, event: &str) -> SqsMessage {
+        let job = SyncJob {
+            tenant: TenantId::parse("acme").unwrap(),
+            origin: Side::Desk,
+            ticket_id: ticket.into(),
+            event_id: event.into(),
+            received_at_ms: 0,
+        };
+        SqsMessage {
+            message_id: Some(format!("m{n}")),
+            receipt_handle: Some(format!("r{n}")),
+            body: Some(serde_json::to_string(&job).unwrap()),
+            attributes: HashMap::from([
+                ("MessageGroupId".to_owned(), job.message_group()),
+                ("ApproximateReceiveCount".to_owned(), (n % 3 + 1).to_string()),
+            ]),
+            ..SqsMessage::default()
+        }
+    }
+
+    fn failures(response: &SqsBatchResponse) -> Vec<&str> {
+        response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_ten_with_three_failures_reports_exactly_those_three() {
+        let records = (0..10).map(|n| record(n, &format!("t{n}"), &format!("e{n}"))).collect();
+        let processor = Scripted::failing(&["t2", "t5", "t9"]);
+        let queue = Visibility::default();
+
+        let response = process_batch(&processor, &queue, SqsEvent { records }).await;
+
+        assert_eq!(failures(&response), ["m2", "m5", "m9"]);
+        assert_eq!(processor.seen().len(), 10, "every record was processed once");
+        assert!(processor.seen().contains(&("t4/e4".to_owned(), 2)), "receive count passed");
+        let mut changed = queue.0.lock().unwrap().clone();
+        changed.sort();
+        let thirty = Duration::from_secs(30);
+        assert_eq!(
+            changed,
+            [("r2".into(), thirty), ("r5".into(), thirty), ("r9".into(), thirty)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_group_stops_at_its_first_failure_and_reports_the_rest() {
+        let records = vec![
+            record(0, "a", "e1"),
+            record(1, "b", "perm-1"),
+            record(2, "a", "e2"),
+            record(3, "b", "e2"),
+            record(4, "c", "e1"),
+            record(5, "b", "e3"),
+        ];
+        let processor = Scripted::failing(&["b"]);
+        let queue = Visibility::default();
+
+        let response = process_batch(&processor, &queue, SqsEvent { records }).await;
+
+        assert_eq!(failures(&response), ["m1", "m3", "m5"]);
+        let seen: Vec<String> = processor.seen().into_iter().map(|(j, _)| j).collect();
+        assert!(!seen.contains(&"b/e2".to_owned()) && !seen.contains(&"b/e3".to_owned()));
+        let pos = |j: &str| seen.iter().position(|s| s == j).unwrap();
+        assert!(pos("a/e1") < pos("a/e2"), "in order within a group: {seen:?}");
+        assert!(pos("b/perm-1") < pos("a/e2"), "groups interleave: {seen:?}");
+        let five_min = Duration::from_secs(300);
+        let mut changed = queue.0.lock().unwrap().clone();
+        changed.sort();
+        assert_eq!(
+            changed,
+            [("r1".into(), five_min), ("r3".into(), five_min), ("r5".into(), five_min)]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_record_is_a_failure_of_its_own() {
+        let mut bad = record(1, "x", "e1");
+        bad.body = Some("{\"not\": \"a job\"}".into());
+        let records = vec![record(0, "a", "e1"), bad, record(2, "x", "e2")];
+        let processor = Scripted::failing(&[]);
+        let queue = Visibility::default();
+
+        let response = process_batch(&processor, &queue, SqsEvent { records }).await;
+
+        assert_eq!(failures(&response), ["m1", "m2"], "x/e2 waits behind the bad record");
+        assert_eq!(processor.seen().len(), 1);
+        assert!(queue.0.lock().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,493 @@
+//! A persistent job queue in SQLite with SQS FIFO semantics.
+//!
+//! Every message group has a head: its oldest message. Only heads carry a
+//! `ready_at` time, so "which groups can deliver now" is one range scan of a
+//! small partial index however long the backlog is. A head stays the head
+//! while it is in flight or waiting out a retry delay, which is what keeps
+//! one ticket's jobs strictly one at a time and in order; deleting it (or
+//! dead-lettering it) promotes the next message of its group.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{duration_ms, lock, now_ms, open_connection};
+use crate::error::QueueError;
+use crate::model::SyncJob;
+use crate::ports::{Delivery, Queue};
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS queue_messages (
+        id INTEGER PRIMARY KEY,
+        grp TEXT NOT NULL,
+        job TEXT NOT NULL,
+        receive_count INTEGER NOT NULL DEFAULT 0,
+        ready_at INTEGER,
+        receipt TEXT
+    );
+    CREATE INDEX IF NOT EXISTS queue_messages_by_group ON queue_messages (grp, id);
+    CREATE INDEX IF NOT EXISTS queue_messages_ready
+        ON queue_messages (ready_at) WHERE ready_at IS NOT NULL;
+    CREATE TABLE IF NOT EXISTS queue_dedup (
+        dedup_id TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS queue_dedup_by_expiry ON queue_dedup (expires_at);
+    CREATE TABLE IF NOT EXISTS queue_dead_letters (
+        id INTEGER PRIMARY KEY,
+        grp TEXT NOT NULL,
+        job TEXT NOT NULL,
+        receive_count INTEGER NOT NULL,
+        dead_at INTEGER NOT NULL
+    );
+";
+
+/// SQS FIFO drops a message whose deduplication id was sent in the last 5 minutes.
+const DEDUP_WINDOW: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_VISIBILITY: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_RECEIVES: u32 = 5;
+/// A waiting receiver re-checks at least this often, for messages that
+/// another process sharing the file has sent (its sends cannot notify us).
+const MAX_POLL_GAP: Duration = Duration::from_secs(1);
+const DEDUP_PURGE_EVERY_MS: i64 = 1_000;
+
+/// A message that reached the receive limit, kept for an admin to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: String,
+    pub job: SyncJob,
+    /// Receives before it was set aside.
+    pub receive_count: u32,
+}
+
+/// Message counts, as SQS's approximate-number attributes report them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepth {
+    /// Waiting to be delivered, including those queued behind an in-flight
+    /// message of their group.
+    pub visible: u64,
+    /// Delivered and not yet completed, or waiting out a retry delay.
+    pub in_flight: u64,
+    /// In the dead-letter table.
+    pub dead: u64,
+}
+
+struct Db {
+    conn: Connection,
+    next_dedup_purge: i64,
+}
+
+/// The queue of the local process. See the module docs for how FIFO groups
+/// are kept; `send` is one short transaction, so it keeps up with ingest.
+pub struct EmbeddedQueue {
+    db: Mutex<Db>,
+    /// Wakes long-polling receivers when a message may have become deliverable.
+    ready: Notify,
+    visibility: Duration,
+    max_receives: u32,
+}
+
+impl fmt::Debug for EmbeddedQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddedQueue")
+            .field("visibility", &self.visibility)
+            .field("max_receives", &self.max_receives)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(op: &'static str) -> impl Fn(rusqlite::Error) -> QueueError {
+    move |e| QueueError::Unavailable(format!("sqlite {op}: {e}"))
+}
+
+/// The receipt names the message and this one delivery of it, so a receipt
+/// from an earlier delivery cannot touch a redelivered message.
+fn new_receipt(id: i64) -> String {
+    format!("{id}.{}", uuid::Uuid::new_v4().simple())
+}
+
+fn receipt_id(receipt: &str) -> Result<i64, QueueError> {
+    receipt
+        .split_once('.')
+        .and_then(|(id, _)| id.parse().ok())
+        .ok_or_else(|| QueueError::Invalid("not a receipt of this queue".to_owned()))
+}
+
+/// Makes the oldest message of `grp` its head, deliverable from `now`.
+fn promote_next(conn: &Connection, grp: &str, now: i64) -> rusqlite::Result<bool> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE queue_messages SET ready_at = ?2
+             WHERE id = (SELECT MIN(id) FROM queue_messages WHERE grp = ?1)",
+        )?
+        .execute(params![grp, now])?;
+    Ok(changed > 0)
+}
+
+/// Appends a message to its group; it is the head if the group was empty.
+fn append(conn: &Connection, grp: &str, job: &str, now: i64) -> rusqlite::Result<bool> {
+    let group_busy: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM queue_messages WHERE grp = ?1)")?
+        .query_row([grp], |row| row.get(0))?;
+    let ready_at = (!group_busy).then_some(now);
+    conn.prepare_cached("INSERT INTO queue_messages (grp, job, ready_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![grp, job, ready_at])?;
+    Ok(!group_busy)
+}
+
+impl EmbeddedQueue {
+    /// Opens or creates the queue's tables in a database file; the store's
+    /// file works too (separate tables, separate connection).
+    pub fn open(path: &Path) -> Result<Self, QueueError> {
+        Self::with_connection(open_connection(Some(path)).map_err(unavailable("open"))?)
+    }
+
+    /// A private queue that lives as long as this value (tests, demos).
+    pub fn in_memory() -> Result<Self, QueueError> {
+        Self::with_connection(open_connection(None).map_err(unavailable("open"))?)
+    }
+
+    /// How long a received message stays invisible before it is redelivered
+    /// (SQS VisibilityTimeout; default 60 s).
+    pub fn with_visibility_timeout(mut self, timeout: Duration) -> Self {
+        self.visibility = timeout;
+        self
+    }
+
+    /// Receives after which a message goes to the dead-letter table instead
+    /// of being delivered again (SQS redrive policy maxReceiveCount; default 5).
+    pub fn with_max_receive_count(mut self, count: u32) -> Self {
+        self.max_receives = count.max(1);
+        self
+    }
+
+    fn with_connection(conn: Connection) -> Result<Self, QueueError> {
+        conn.execute_batch(SCHEMA).map_err(unavailable("schema"))?;
+        Ok(Self {
+            db: Mutex::new(Db {
+                conn,
+                next_dedup_purge: 0,
+            }),
+            ready: Notify::new(),
+            visibility: DEFAULT_VISIBILITY,
+            max_receives: DEFAULT_MAX_RECEIVES,
+        })
+    }
+
+    /// The dead letters, oldest first.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
+        let db = lock(&self.db);
+        let mut stmt = db
+            .conn
+            .prepare_cached("SELECT id, job, receive_count FROM queue_dead_letters ORDER BY id")
+            .map_err(unavailable("dead letters"))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get(2)?))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(unavailable("dead letters"))?;
+        rows.into_iter()
+            .map(|(id, job, receive_count)| {
+                let job = serde_json::from_str(&job).map_err(|e| {
+                    QueueError::Unavailable(format!("dead letter {id} is unreadable: {e}"))
+                })?;
+                Ok(DeadLetter {
+                    id: id.to_string(),
+                    job,
+                    receive_count,
+                })
+            })
+            .collect()
+    }
+
+    /// Moves every dead letter back to the end of its group with a fresh
+    /// receive count (the DLQ replay after the cause is fixed). Returns how
+    /// many were moved.
+    pub fn redrive_dead_letters(&self) -> Result<usize, QueueError> {
+        let now = now_ms();
+        let moved = {
+            let mut db = lock(&self.db);
+            let tx = db
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable("redrive"))?;
+            let dead: Vec<(String, String)> = tx
+                .prepare("SELECT grp, job FROM queue_dead_letters ORDER BY id")
+                .and_then(|mut stmt| {
+                    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                        .collect()
+                })
+                .map_err(unavailable("redrive"))?;
+            for (grp, job) in &dead {
+                append(&tx, grp, job, now).map_err(unavailable("redrive"))?;
+            }
+            tx.execute("DELETE FROM queue_dead_letters", [])
+                .map_err(unavailable("redrive"))?;
+            tx.commit().map_err(unavailable("redrive"))?;
+            dead.len()
+        };
+        if moved > 0 {
+            tracing::info!(moved, "dead letters redriven");
+            self.ready.notify_waiters();
+        }
+        Ok(moved)
+    }
+
+    pub fn depth(&self) -> Result<QueueDepth, QueueError> {
+        let now = now_ms();
+        let db = lock(&self.db);
+        db.conn
+            .query_row(
+                "SELECT
+                    (SELECT COUNT(*) FROM queue_messages),
+                    (SELECT COUNT(*) FROM queue_messages
+                        WHERE receipt IS NOT NULL AND ready_at > ?1),
+                    (SELECT COUNT(*) FROM queue_dead_letters)",
+                [now],
+                |row| {
+                    let total: u64 = row.get(0)?;
+                    let in_flight: u64 = row.get(1)?;
+                    Ok(QueueDepth {
+                        visible: total - in_flight,
+                        in_flight,
+                        dead: row.get(2)?,
+                    })
+                },
+            )
+            .map_err(unavailable("depth"))
+    }
+
+    /// Returns whether the message is deliverable at once (its group was idle).
+    fn send_sync(&self, job: &SyncJob) -> Result<bool, QueueError> {
+        let body = serde_json::to_string(job)
+            .map_err(|e| QueueError::Invalid(format!("job cannot be encoded: {e}")))?;
+        let (grp, dedup_id) = (job.message_group(), job.dedup_id());
+        let now = now_ms();
+        let mut db = lock(&self.db);
+        if now >= db.next_dedup_purge {
+            db.next_dedup_purge = now + DEDUP_PURGE_EVERY_MS;
+            db.conn
+                .prepare_cached("DELETE FROM queue_dedup WHERE expires_at <= ?1")
+                .and_then(|mut stmt| stmt.execute([now]))
+                .map_err(unavailable("send"))?;
+        }
+        let tx = db
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable("send"))?;
+        // The window runs from the first send, as in SQS: a duplicate neither
+        // enqueues nor extends it.
+        let fresh = tx
+            .prepare_cached(
+                "INSERT INTO queue_dedup (dedup_id, expires_at) VALUES (?1, ?2)
+                 ON CONFLICT (dedup_id) DO UPDATE SET expires_at = excluded.expires_at
+                 WHERE queue_dedup.expires_at <= ?3",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![dedup_id, now + duration_ms(DEDUP_WINDOW), now])
+            })
+            .map_err(unavailable("send"))?
+            > 0;
+        if !fresh {
+            tracing::debug!(tenant = %job.tenant, ticket = %job.ticket_id, dedup_id, "duplicate job dropped");
+            return Ok(false);
+        }
+        let head = append(&tx, &grp, &body, now).map_err(unavailable("send"))?;
+        tx.commit().map_err(unavailable("send"))?;
+        Ok(head)
+    }
+
+    /// Delivers up to `max` group heads that are due, dead-lettering those
+    /// over the receive limit. Also returns when the next head falls due.
+    fn receive_now(&self, max: usize) -> Result<(Vec<Delivery>, Option<i64>), QueueError> {
+        let now = now_ms();
+        let limit = i64::try_from(max).unwrap_or(i64::MAX);
+        let mut db = lock(&self.db);
+        let tx = db
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(unavailable("receive"))?;
+        let mut deliveries = Vec::new();
+        loop {
+            let due: Vec<(i64, String, String, u32)> = tx
+                .prepare_cached(
+                    "SELECT id, grp, job, receive_count FROM queue_messages
+                     WHERE ready_at <= ?1 ORDER BY ready_at, id LIMIT ?2",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![now, limit - deliveries.len() as i64], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })?
+                    .collect()
+                })
+                .map_err(unavailable("receive"))?;
+            let mut promoted = false;
+            for (id, grp, body, receive_count) in &due {
+                let job = match serde_json::from_str::<SyncJob>(body) {
+                    Ok(job) if *receive_count < self.max_receives => job,
+                    Ok(job) => {
+                        tracing::warn!(
+                            tenant = %job.tenant, ticket = %job.ticket_id, receive_count,
+                            "job reached the receive limit; moved to the dead-letter table"
+                        );
+                        tx.prepare_cached(
+                            "INSERT INTO queue_dead_letters (grp, job, receive_count, dead_at)
+                             SELECT grp, job, receive_count, ?2 FROM queue_messages WHERE id = ?1",
+                        )
+                        .and_then(|mut stmt| stmt.execute(params![id, now]))
+                        .and_then(|_| tx.execute("DELETE FROM queue_messages WHERE id = ?1", [id]))
+                        .and_then(|_| promote_next(&tx, grp, now))
+                        .map_err(unavailable("receive"))?;
+                        promoted = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        // Only a hand-edited file gets here. Jobs are hints and
+                        // the sweep re-finds the change, so dropping beats
+                        // blocking the group forever.
+                        tracing::error!(message = id, error = %e, "unreadable job dropped");
+                        tx.execute("DELETE FROM queue_messages WHERE id = ?1", [id])
+                            .and_then(|_| promote_next(&tx, grp, now))
+                            .map_err(unavailable("receive"))?;
+                        promoted = true;
+                        continue;
+                    }
+                };
+                let receipt = new_receipt(*id);
+                tx.prepare_cached(
+                    "UPDATE queue_messages
+                     SET receive_count = receive_count + 1, ready_at = ?2, receipt = ?3
+                     WHERE id = ?1",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![id, now + duration_ms(self.visibility), receipt])
+                })
+                .map_err(unavailable("receive"))?;
+                deliveries.push(Delivery {
+                    receipt,
+                    job,
+                    receive_count: receive_count + 1,
+                });
+            }
+            // A dead-lettered head may have promoted a message that is due now.
+            if !promoted || deliveries.len() >= max {
+                break;
+            }
+        }
+        let next_due: Option<i64> = tx
+            .query_row(
+                "SELECT MIN(ready_at) FROM queue_messages WHERE ready_at IS NOT NULL",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(unavailable("receive"))?;
+        tx.commit().map_err(unavailable("receive"))?;
+        Ok((deliveries, next_due))
+    }
+}
+
+#[async_trait]
+impl Queue for EmbeddedQueue {
+    async fn send(&self, job: &SyncJob) -> Result<(), QueueError> {
+        if self.send_sync(job)? {
+            self.ready.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            // Registered before looking, so a send between the look and the
+            // wait still wakes us.
+            let woken = self.ready.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let (deliveries, next_due) = self.receive_now(max)?;
+            let now = Instant::now();
+            if !deliveries.is_empty() || now >= deadline {
+                return Ok(deliveries);
+            }
+            let mut until = deadline.min(now + MAX_POLL_GAP);
+            if let Some(due) = next_due {
+                let in_ms = u64::try_from(due - now_ms()).unwrap_or(0);
+                until = until.min(now + Duration::from_millis(in_ms));
+            }
+            tokio::select! {
+                () = &mut woken => {}
+                () = tokio::time::sleep_until(until) => {}
+            }
+        }
+    }
+
+    async fn complete(&self, receipt: &str) -> Result<(), QueueError> {
+        let id = receipt_id(receipt)?;
+        let now = now_ms();
+        let promoted = {
+            let mut db = lock(&self.db);
+            let tx = db
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable("complete"))?;
+            let grp: Option<String> = tx
+                .prepare_cached(
+                    "DELETE FROM queue_messages WHERE id = ?1 AND receipt = ?2 RETURNING grp",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![id, receipt], |row| row.get(0))
+                        .optional()
+                })
+                .map_err(unavailable("complete"))?;
+            let Some(grp) = grp else {
+                // As in SQS: a receipt from an earlier delivery deletes nothing.
+                tracing::warn!(
+                    message = id,
+                    "complete with a stale receipt ignored; the job was redelivered"
+                );
+                return Ok(());
+            };
+            let promoted = promote_next(&tx, &grp, now).map_err(unavailable("complete"))?;
+            tx.commit().map_err(unavailable("complete"))?;
+            promoted
+        };
+        if promoted {
+            self.ready.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+        let id = receipt_id(receipt)?;
+        let due = now_ms().saturating_add(duration_ms(delay));
+        let current = {
+            let db = lock(&self.db);
+            db.conn
+                .prepare_cached(
+                    "UPDATE queue_messages SET ready_at = ?3 WHERE id = ?1 AND receipt = ?2",
+                )
+                .and_then(|mut stmt| stmt.execute(params![id, receipt, due]))
+                .map_err(unavailable("retry"))?
+                > 0
+        };
+        if current {
+            // A waiting receiver recomputes when the next message falls due.
+            self.ready.notify_waiters();
+        } else {
+            tracing::warn!(
+                receipt,
+                "retry with a stale receipt ignored; the job was redelivered"
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,39 @@
+//! `POST /t/{tenant}/zendesk`: a Zendesk webhook.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use super::{enqueue, tenant_with_secrets, IngestState, Rejection};
+use crate::connectors::zendesk::{parse_webhook, verify_signature};
+use crate::model::{Side, SyncJob};
+
+pub(super) async fn receive(
+    State(state): State<IngestState>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Rejection> {
+    let (config, secrets) = tenant_with_secrets(&state, &tenant).await?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let timestamp = header("x-zendesk-webhook-signature-timestamp");
+    verify_signature(
+        &secrets.zendesk_webhook_secret,
+        timestamp,
+        header("x-zendesk-webhook-signature"),
+        &body,
+        state.clock.now(),
+    )?;
+    // Only an authenticated caller learns why its body is malformed.
+    let event = parse_webhook(&body, timestamp)?;
+    let job = SyncJob {
+        tenant: config.id,
+        origin: Side::Desk,
+        ticket_id: event.ticket_id.to_string(),
+        desk_ticket_id: Some(event.ticket_id),
+        event_id: event.event_id,
+        received_at_ms: state.clock.now().timestamp_millis(),
+    };
+    enqueue(&state, job).await
+}

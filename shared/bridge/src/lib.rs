@@ -1,0 +1,13 @@
+//! psa-bridge core: model, mapping, sync engine, connectors, ports and adapters.
+
+pub mod adapters;
+pub mod config;
+pub mod connectors;
+pub mod error;
+pub mod ingest;
+pub mod mapping;
+pub mod model;
+pub mod ports;
+pub mod repo;
+pub mod sync;
+pub mod worker;

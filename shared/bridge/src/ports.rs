@@ -1,0 +1,173 @@
+//! The ports: everything the engine needs from the outside world, as small
+//! traits. Adapters (embedded, AWS, HTTP connectors) implement them; unit tests
+//! use the in-memory ones.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::config::{TenantConfig, TenantSecrets};
+use crate::error::{ApiError, QueueError, SecretsError, StoreError, SyncError};
+use crate::model::{
+    DeskComment, DeskTicket, NewPsaNote, NewPsaTicket, PicklistValue, PsaNote, PsaTicket,
+    PsaTicketPatch, SyncJob, TenantId, Visibility,
+};
+
+/// DynamoDB's item size limit; every adapter enforces it so that a ticket that
+/// fits locally also fits in AWS.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// One stored item: a partition key, a sort key, a JSON body and a version
+/// that conditional writes check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub pk: String,
+    pub sk: String,
+    pub body: String,
+    pub version: u64,
+    /// Unix seconds after which the item may be dropped (DynamoDB TTL).
+    pub expires_at: Option<i64>,
+}
+
+/// Precondition of a write, shaped after DynamoDB condition expressions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Write unconditionally.
+    Always,
+    /// Only if no item has this key (`attribute_not_exists(pk)`).
+    MustNotExist,
+    /// Only if the stored version is this one (optimistic lock).
+    VersionIs(u64),
+}
+
+/// The single-table store (DESIGN.md "Storage").
+#[async_trait]
+pub trait Store: Send + Sync {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError>;
+
+    /// Writes the item if `condition` holds and returns its new version
+    /// (1 for a new item, previous + 1 otherwise). A lost condition is
+    /// `StoreError::Conflict`; a body over `MAX_ITEM_BYTES` is `TooLarge`.
+    async fn put(
+        &self,
+        pk: &str,
+        sk: &str,
+        body: &str,
+        condition: Condition,
+        expires_at: Option<i64>,
+    ) -> Result<u64, StoreError>;
+
+    /// Items of one partition whose sort key starts with `sk_prefix`, in sort
+    /// key order (or reversed), at most `limit`.
+    async fn query(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError>;
+
+    async fn delete(&self, pk: &str, sk: &str) -> Result<(), StoreError>;
+
+    /// Every item whose sort key is exactly `sk`, across partitions (used to
+    /// list tenants by their `CONFIG` items).
+    async fn scan_sort_key(&self, sk: &str) -> Result<Vec<Item>, StoreError>;
+}
+
+/// A received queue message.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Handle for `complete`/`retry_later` (SQS receipt handle).
+    pub receipt: String,
+    pub job: SyncJob,
+    /// How many times this message has been received, this time included.
+    pub receive_count: u32,
+}
+
+/// The job queue, shaped after SQS FIFO: per-group ordering (`message_group`),
+/// de-duplication (`dedup_id`), visibility timeouts for retries, and a
+/// dead-letter queue after a receive limit.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    async fn send(&self, job: &SyncJob) -> Result<(), QueueError>;
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError>;
+    /// The job is done: delete the message.
+    async fn complete(&self, receipt: &str) -> Result<(), QueueError>;
+    /// Make the message visible again after `delay` (never a sleep in the worker).
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), QueueError>;
+}
+
+/// Per-tenant credentials.
+#[async_trait]
+pub trait Secrets: Send + Sync {
+    async fn tenant_secrets(&self, tenant: &TenantId) -> Result<TenantSecrets, SecretsError>;
+}
+
+/// Time, injectable so tests control signature windows and TTLs.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// The service desk (Zendesk) as the engine sees it.
+#[async_trait]
+pub trait ServiceDesk: Send + Sync {
+    async fn get_ticket(&self, id: u64) -> Result<DeskTicket, ApiError>;
+    /// All comments, oldest first, following cursor pagination to the end.
+    async fn list_comments(&self, ticket_id: u64) -> Result<Vec<DeskComment>, ApiError>;
+    /// Adds a comment and returns its id.
+    async fn add_comment(
+        &self,
+        ticket_id: u64,
+        body: &str,
+        visibility: Visibility,
+    ) -> Result<u64, ApiError>;
+    /// Records the PSA ticket reference on the Zendesk ticket.
+    async fn set_external_id(&self, ticket_id: u64, external_id: &str) -> Result<(), ApiError>;
+}
+
+/// The PSA (Autotask) as the engine sees it.
+#[async_trait]
+pub trait Psa: Send + Sync {
+    async fn get_ticket(&self, id: i64) -> Result<Option<PsaTicket>, ApiError>;
+    /// The ticket whose `externalID` equals `external_id`, if any.
+    async fn find_ticket_by_external_id(
+        &self,
+        external_id: &str,
+    ) -> Result<Option<PsaTicket>, ApiError>;
+    async fn create_ticket(&self, ticket: &NewPsaTicket) -> Result<i64, ApiError>;
+    async fn update_ticket(&self, id: i64, patch: &PsaTicketPatch) -> Result<(), ApiError>;
+    /// All notes of a ticket, following paging to the end.
+    async fn list_notes(&self, ticket_id: i64) -> Result<Vec<PsaNote>, ApiError>;
+    async fn add_note(&self, ticket_id: i64, note: &NewPsaNote) -> Result<i64, ApiError>;
+    /// Company of the configuration item whose `referenceNumber` equals `reference`.
+    async fn company_for_reference(&self, reference: &str) -> Result<Option<i64>, ApiError>;
+    /// Active and inactive values of a ticket picklist field (`status`, `priority`).
+    async fn ticket_picklist(&self, field: &str) -> Result<Vec<PicklistValue>, ApiError>;
+}
+
+/// Builds (and may cache) the API clients of one tenant.
+#[async_trait]
+pub trait Connectors: Send + Sync {
+    async fn desk(
+        &self,
+        config: &TenantConfig,
+        secrets: &TenantSecrets,
+    ) -> Result<Arc<dyn ServiceDesk>, SyncError>;
+    async fn psa(
+        &self,
+        config: &TenantConfig,
+        secrets: &TenantSecrets,
+    ) -> Result<Arc<dyn Psa>, SyncError>;
+}

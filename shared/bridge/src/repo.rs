@@ -1,0 +1,309 @@
+//! Typed access to the single-table store, with the keys of DESIGN.md. The
+//! adapters only move items; what an item means lives here, once.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::config::TenantConfig;
+use crate::error::StoreError;
+use crate::model::{Side, TenantId};
+use crate::ports::{Condition, Item, Store};
+
+/// How long sync log entries are kept (DynamoDB TTL).
+pub const LOG_RETENTION_DAYS: i64 = 30;
+
+pub fn tenant_pk(tenant: &TenantId) -> String {
+    format!("TENANT#{tenant}")
+}
+pub const CONFIG_SK: &str = "CONFIG";
+pub fn desk_link_sk(desk_ticket_id: u64) -> String {
+    format!("LINK#Z#{desk_ticket_id}")
+}
+pub fn psa_link_sk(psa_ticket_id: i64) -> String {
+    format!("LINK#P#{psa_ticket_id}")
+}
+pub const LOG_PREFIX: &str = "LOG#";
+
+/// A value read from the store with the version its next write must name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+impl<T> Versioned<T> {
+    /// The condition under which this value may be overwritten.
+    pub fn condition(&self) -> Condition {
+        Condition::VersionIs(self.version)
+    }
+}
+
+/// Where a link stands. `Creating` is the claim written before the PSA ticket
+/// is created, so two workers never both create it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LinkState {
+    Creating { claimed_at: DateTime<Utc> },
+    Linked { psa_ticket_id: i64 },
+}
+
+/// The Zendesk values the bridge last acted on. A field is pushed to the PSA
+/// only when its Zendesk value moves away from these, so a technician's change
+/// in the PSA is never reverted by an unrelated Zendesk update.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenDeskValues {
+    pub subject: String,
+    pub priority: Option<String>,
+    pub status: String,
+    pub cluster_id: Option<String>,
+}
+
+/// One mirrored comment/note pair. Short field names: a ticket with thousands
+/// of comments must still fit in one 400 KB item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommentLink {
+    #[serde(rename = "d")]
+    pub desk_comment_id: u64,
+    #[serde(rename = "p")]
+    pub psa_note_id: i64,
+    /// Where the text was written first; the other one is the bridge's copy.
+    #[serde(rename = "o")]
+    pub origin: Side,
+}
+
+/// `TENANT#t / LINK#Z#<zendesk id>`: everything the bridge knows about one
+/// ticket pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketLink {
+    pub desk_ticket_id: u64,
+    #[serde(flatten)]
+    pub state: LinkState,
+    #[serde(default)]
+    pub psa_ticket_number: Option<String>,
+    #[serde(default)]
+    pub seen: SeenDeskValues,
+    #[serde(default)]
+    pub comments: Vec<CommentLink>,
+    #[serde(default)]
+    pub synced_at: Option<DateTime<Utc>>,
+}
+
+impl TicketLink {
+    pub fn psa_ticket_id(&self) -> Option<i64> {
+        match self.state {
+            LinkState::Linked { psa_ticket_id } => Some(psa_ticket_id),
+            LinkState::Creating { .. } => None,
+        }
+    }
+}
+
+/// `TENANT#t / LINK#P#<psa id>`: reverse lookup for PSA-side events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PsaLink {
+    pub desk_ticket_id: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Info,
+    Error,
+}
+
+/// `TENANT#t / LOG#<time>#<id>`: one line of the tenant's sync log, written
+/// in words an MSP admin can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncLogEntry {
+    pub at: DateTime<Utc>,
+    pub level: LogLevel,
+    /// `zendesk:123` or `autotask:456`.
+    pub ticket: Option<String>,
+    /// Which step: `create_psa_ticket`, `resolve_company`, `mirror_comment`...
+    pub step: String,
+    pub message: String,
+    /// Whether the failure heals by itself (it will be retried).
+    #[serde(default)]
+    pub retryable: bool,
+}
+
+/// Typed repository over any `Store` adapter.
+#[derive(Clone, Copy)]
+pub struct Repo<'a> {
+    store: &'a dyn Store,
+}
+
+impl<'a> Repo<'a> {
+    pub fn new(store: &'a dyn Store) -> Self {
+        Self { store }
+    }
+
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        match self.store.get(pk, sk).await? {
+            Some(item) => Ok(Some(Versioned {
+                value: decode(&item)?,
+                version: item.version,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_json<T: Serialize>(
+        &self,
+        pk: &str,
+        sk: &str,
+        value: &T,
+        condition: Condition,
+        expires_at: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        let body = serde_json::to_string(value).map_err(|e| StoreError::Corrupt {
+            pk: pk.to_owned(),
+            sk: sk.to_owned(),
+            message: e.to_string(),
+        })?;
+        self.store.put(pk, sk, &body, condition, expires_at).await
+    }
+
+    pub async fn tenant(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<Versioned<TenantConfig>>, StoreError> {
+        self.get_json(&tenant_pk(tenant), CONFIG_SK).await
+    }
+
+    pub async fn put_tenant(
+        &self,
+        config: &TenantConfig,
+        condition: Condition,
+    ) -> Result<u64, StoreError> {
+        self.put_json(&tenant_pk(&config.id), CONFIG_SK, config, condition, None)
+            .await
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<TenantConfig>, StoreError> {
+        let items = self.store.scan_sort_key(CONFIG_SK).await?;
+        items.iter().map(decode).collect()
+    }
+
+    pub async fn desk_link(
+        &self,
+        tenant: &TenantId,
+        desk_ticket_id: u64,
+    ) -> Result<Option<Versioned<TicketLink>>, StoreError> {
+        self.get_json(&tenant_pk(tenant), &desk_link_sk(desk_ticket_id))
+            .await
+    }
+
+    pub async fn put_desk_link(
+        &self,
+        tenant: &TenantId,
+        link: &TicketLink,
+        condition: Condition,
+    ) -> Result<u64, StoreError> {
+        self.put_json(
+            &tenant_pk(tenant),
+            &desk_link_sk(link.desk_ticket_id),
+            link,
+            condition,
+            None,
+        )
+        .await
+    }
+
+    pub async fn psa_link(
+        &self,
+        tenant: &TenantId,
+        psa_ticket_id: i64,
+    ) -> Result<Option<PsaLink>, StoreError> {
+        Ok(self
+            .get_json(&tenant_pk(tenant), &psa_link_sk(psa_ticket_id))
+            .await?
+            .map(|v: Versioned<PsaLink>| v.value))
+    }
+
+    pub async fn put_psa_link(
+        &self,
+        tenant: &TenantId,
+        psa_ticket_id: i64,
+        link: PsaLink,
+    ) -> Result<(), StoreError> {
+        self.put_json(
+            &tenant_pk(tenant),
+            &psa_link_sk(psa_ticket_id),
+            &link,
+            Condition::Always,
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    pub async fn log(&self, tenant: &TenantId, entry: &SyncLogEntry) -> Result<(), StoreError> {
+        let sk = format!(
+            "{LOG_PREFIX}{}#{}",
+            entry.at.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+            uuid::Uuid::new_v4().simple()
+        );
+        let expires = entry.at.timestamp() + LOG_RETENTION_DAYS * 24 * 3600;
+        self.put_json(
+            &tenant_pk(tenant),
+            &sk,
+            entry,
+            Condition::MustNotExist,
+            Some(expires),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Newest entries first.
+    pub async fn log_entries(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+    ) -> Result<Vec<SyncLogEntry>, StoreError> {
+        let items = self
+            .store
+            .query(&tenant_pk(tenant), LOG_PREFIX, true, limit)
+            .await?;
+        items.iter().map(decode).collect()
+    }
+
+    /// Every ticket pair of a tenant (for tests, the demo and admin views).
+    pub async fn desk_links(&self, tenant: &TenantId) -> Result<Vec<TicketLink>, StoreError> {
+        let items = self
+            .store
+            .query(&tenant_pk(tenant), "LINK#Z#", false, usize::MAX)
+            .await?;
+        items.iter().map(decode).collect()
+    }
+}
+
+fn decode<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
+    serde_json::from_str(&item.body).map_err(|e| StoreError::Corrupt {
+        pk: item.pk.clone(),
+        sk: item.sk.clone(),
+        message: e.to_string(),
+    })
+}
+
+/// Counts of a tenant's links, for reports.
+pub fn comment_origin_counts(links: &[TicketLink]) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for link in links {
+        for comment in &link.comments {
+            let key = match comment.origin {
+                Side::Desk => "zendesk_to_autotask",
+                Side::Psa => "autotask_to_zendesk",
+            };
+            *counts.entry(key).or_default() += 1;
+        }
+    }
+    counts
+}

@@ -1,0 +1,582 @@
+//! The sync engine: given a hint that a ticket changed, re-read both sides,
+//! compare with the link record, and write only the difference.
+//!
+//! Convergence rests on three things: the link record (what was mirrored),
+//! a conditional write on it (who may create), and markers the bridge leaves
+//! in what it writes (so a copy is recognised as its own even when the link
+//! write was lost to a crash).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tracing::{debug, info};
+
+use crate::config::TenantConfig;
+use crate::error::SyncError;
+use crate::mapping::{map_desk_value, resolve_picklist};
+use crate::model::{
+    DeskComment, DeskTicket, NewPsaNote, NewPsaTicket, PsaNote, PsaTicketPatch, Side, SyncJob,
+};
+use crate::ports::{Clock, Condition, Psa, ServiceDesk, Store};
+use crate::repo::{
+    CommentLink, LinkState, PsaLink, Repo, SeenDeskValues, TicketLink, Versioned,
+};
+
+/// A create claim older than this is presumed abandoned by a dead worker.
+pub const CREATE_CLAIM_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Autotask field limits (Tickets.title, Tickets.description, TicketNotes.title).
+const PSA_TITLE_MAX: usize = 255;
+const PSA_DESCRIPTION_MAX: usize = 8000;
+const PSA_NOTE_TITLE_MAX: usize = 250;
+const PSA_NOTE_DESCRIPTION_MAX: usize = 32000;
+
+/// What the engine needs for one tenant.
+pub struct SyncContext<'a> {
+    pub tenant: &'a TenantConfig,
+    pub store: &'a dyn Store,
+    pub desk: &'a dyn ServiceDesk,
+    pub psa: &'a dyn Psa,
+    pub clock: &'a dyn Clock,
+}
+
+/// What one run did; logged, and read by tests and the demo.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    pub desk_ticket_id: Option<u64>,
+    pub psa_ticket_id: Option<i64>,
+    pub created_psa_ticket: bool,
+    pub adopted_psa_ticket: bool,
+    pub fields_updated: Vec<&'static str>,
+    pub notes_to_psa: usize,
+    pub comments_to_desk: usize,
+    /// Copies the bridge itself wrote, recognised and not mirrored back.
+    pub own_copies_recognised: usize,
+    /// Why nothing was done, when nothing was.
+    pub skipped: Option<String>,
+}
+
+/// A failure and the step it happened in, for the sync log.
+#[derive(Debug)]
+pub struct StepFailure {
+    pub step: &'static str,
+    pub error: SyncError,
+}
+
+trait AtStep<T> {
+    fn at(self, step: &'static str) -> Result<T, StepFailure>;
+}
+
+impl<T, E: Into<SyncError>> AtStep<T> for Result<T, E> {
+    fn at(self, step: &'static str) -> Result<T, StepFailure> {
+        self.map_err(|e| StepFailure {
+            step,
+            error: e.into(),
+        })
+    }
+}
+
+/// The Autotask `externalID` the bridge gives the ticket it creates.
+pub fn psa_external_ref(desk_ticket_id: u64) -> String {
+    format!("zendesk:{desk_ticket_id}")
+}
+
+/// The Zendesk `external_id` the bridge sets on a linked ticket.
+pub fn desk_external_ref(psa_ticket_id: i64) -> String {
+    format!("autotask:{psa_ticket_id}")
+}
+
+fn parse_desk_external_ref(external_id: Option<&str>) -> Option<i64> {
+    external_id?.strip_prefix("autotask:")?.parse().ok()
+}
+
+/// Title of a note the bridge writes for a Zendesk comment. It names the
+/// comment (the echo and crash marker) and its author, so the PSA shows who
+/// wrote it rather than the API user.
+pub fn note_title_for(comment: &DeskComment) -> String {
+    let author = comment.author_name.as_deref().unwrap_or("Zendesk user");
+    truncate(
+        &format!("Zendesk comment #{} by {author}", comment.id),
+        PSA_NOTE_TITLE_MAX,
+    )
+}
+
+/// The Zendesk comment id a bridge-written note mirrors, if it is one.
+pub fn desk_comment_marked_in(note: &PsaNote) -> Option<u64> {
+    let rest = note.title.as_deref()?.strip_prefix("Zendesk comment #")?;
+    leading_number(rest)
+}
+
+/// Body of a Zendesk comment the bridge writes for an Autotask note; the
+/// trailer attributes it to the technician and marks it as the bridge's copy.
+pub fn comment_body_for(note: &PsaNote) -> String {
+    let author = note.creator_name.as_deref().unwrap_or("Autotask");
+    let text = match note.title.as_deref().map(str::trim) {
+        Some(title) if !title.is_empty() => format!("{title}\n\n{}", note.description),
+        _ => note.description.clone(),
+    };
+    format!("{text}\n\n— {author} (Autotask note #{})", note.id)
+}
+
+/// The Autotask note id a bridge-written Zendesk comment mirrors, if it is one.
+pub fn psa_note_marked_in(comment: &DeskComment) -> Option<i64> {
+    let at = comment.body.rfind("(Autotask note #")?;
+    let rest = &comment.body[at + "(Autotask note #".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    if rest[digits.len()..].starts_with(')') {
+        digits.parse().ok()
+    } else {
+        None
+    }
+}
+
+fn leading_number<T: std::str::FromStr>(text: &str) -> Option<T> {
+    let digits: String = text.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    match text.char_indices().nth(max_chars) {
+        Some((cut, _)) => text[..cut].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+/// Runs one job.
+pub async fn sync_job(cx: &SyncContext<'_>, job: &SyncJob) -> Result<SyncReport, StepFailure> {
+    let repo = Repo::new(cx.store);
+    let desk_ticket_id = match job.origin {
+        Side::Desk => job.ticket_id.parse::<u64>().map_err(|_| StepFailure {
+            step: "read_job",
+            error: SyncError::Config(format!("Zendesk ticket id {:?} is not a number", job.ticket_id)),
+        })?,
+        Side::Psa => {
+            let psa_id = job.ticket_id.parse::<i64>().map_err(|_| StepFailure {
+                step: "read_job",
+                error: SyncError::Config(format!("Autotask ticket id {:?} is not a number", job.ticket_id)),
+            })?;
+            match repo.psa_link(&cx.tenant.id, psa_id).await.at("read_link")? {
+                Some(link) => link.desk_ticket_id,
+                None => {
+                    return Ok(SyncReport {
+                        psa_ticket_id: Some(psa_id),
+                        skipped: Some("Autotask ticket is not linked to a Zendesk ticket".into()),
+                        ..SyncReport::default()
+                    })
+                }
+            }
+        }
+    };
+    sync_pair(cx, desk_ticket_id).await
+}
+
+/// Brings one ticket pair in line: creates the PSA ticket if needed, pushes
+/// changed fields, mirrors new comments both ways.
+pub async fn sync_pair(cx: &SyncContext<'_>, desk_ticket_id: u64) -> Result<SyncReport, StepFailure> {
+    let repo = Repo::new(cx.store);
+    let tenant = &cx.tenant.id;
+    let mut report = SyncReport {
+        desk_ticket_id: Some(desk_ticket_id),
+        ..SyncReport::default()
+    };
+    let ticket = cx.desk.get_ticket(desk_ticket_id).await.at("read_zendesk_ticket")?;
+    let existing = repo.desk_link(tenant, desk_ticket_id).await.at("read_link")?;
+
+    let (mut link, mut version, is_new) = match existing {
+        Some(Versioned { value, version }) if value.psa_ticket_id().is_some() => {
+            (value, version, false)
+        }
+        claim => {
+            let linked = create_or_adopt(cx, &ticket, claim, &mut report).await?;
+            (linked.value, linked.version, true)
+        }
+    };
+    let psa_ticket_id = link.psa_ticket_id().expect("linked above");
+    report.psa_ticket_id = Some(psa_ticket_id);
+
+    // Field problems (a missing mapping, say) must not hold back comments:
+    // they are collected, the rest is synced, and the first one is reported.
+    let mut problem = None;
+    if !is_new {
+        if let Err(failure) = push_changed_fields(cx, &ticket, psa_ticket_id, &mut link, &mut report).await {
+            if !failure.error.is_retryable() {
+                problem = Some(failure);
+            } else {
+                return Err(failure);
+            }
+        }
+    }
+
+    let comments_changed = sync_comments(cx, &ticket, psa_ticket_id, &mut link, &mut report).await?;
+    let fields_changed = !report.fields_updated.is_empty();
+
+    if comments_changed || fields_changed || link.synced_at.is_none() {
+        link.synced_at = Some(cx.clock.now());
+        version = repo
+            .put_desk_link(tenant, &link, Condition::VersionIs(version))
+            .await
+            .at("save_link")?;
+    }
+    debug!(version, "link saved");
+    match problem {
+        Some(failure) => Err(failure),
+        None => Ok(report),
+    }
+}
+
+/// Finds the PSA ticket this Zendesk ticket already has (after a crash, or a
+/// lost link) or creates it, guarded by a conditional claim on the link.
+async fn create_or_adopt(
+    cx: &SyncContext<'_>,
+    ticket: &DeskTicket,
+    claim: Option<Versioned<TicketLink>>,
+    report: &mut SyncReport,
+) -> Result<Versioned<TicketLink>, StepFailure> {
+    let repo = Repo::new(cx.store);
+    let tenant = &cx.tenant.id;
+    let now = cx.clock.now();
+
+    // Either side may already carry the cross reference.
+    let mut found = None;
+    if let Some(psa_id) = parse_desk_external_ref(ticket.external_id.as_deref()) {
+        found = cx.psa.get_ticket(psa_id).await.at("find_autotask_ticket")?;
+    }
+    if found.is_none() {
+        found = cx
+            .psa
+            .find_ticket_by_external_id(&psa_external_ref(ticket.id))
+            .await
+            .at("find_autotask_ticket")?;
+    }
+
+    let seen = SeenDeskValues {
+        subject: ticket.subject.clone(),
+        priority: ticket.priority.clone(),
+        status: ticket.status.clone(),
+        cluster_id: ticket.cluster_id.clone(),
+    };
+
+    let (psa_ticket_id, ticket_number, condition) = match found {
+        Some(psa_ticket) => {
+            info!(psa_ticket_id = psa_ticket.id, "adopting the Autotask ticket that already references this Zendesk ticket");
+            report.adopted_psa_ticket = true;
+            let condition = match &claim {
+                Some(c) => c.condition(),
+                None => Condition::MustNotExist,
+            };
+            (psa_ticket.id, psa_ticket.ticket_number, condition)
+        }
+        None => {
+            if let Some(Versioned {
+                value:
+                    TicketLink {
+                        state: LinkState::Creating { claimed_at },
+                        ..
+                    },
+                ..
+            }) = &claim
+            {
+                let age = (now - *claimed_at).to_std().unwrap_or_default();
+                if age < CREATE_CLAIM_TIMEOUT {
+                    return Err(StepFailure {
+                        step: "create_autotask_ticket",
+                        error: SyncError::CreateInProgress,
+                    });
+                }
+            }
+            // Everything that can fail permanently is resolved before the claim,
+            // so a missing mapping never leaves a claim behind.
+            let new_ticket = new_psa_ticket(cx, ticket).await?;
+            let claim_link = TicketLink {
+                desk_ticket_id: ticket.id,
+                state: LinkState::Creating { claimed_at: now },
+                psa_ticket_number: None,
+                seen: SeenDeskValues::default(),
+                comments: Vec::new(),
+                synced_at: None,
+            };
+            let claim_condition = match &claim {
+                Some(c) => c.condition(),
+                None => Condition::MustNotExist,
+            };
+            let claim_version = repo
+                .put_desk_link(tenant, &claim_link, claim_condition)
+                .await
+                .at("claim_create")?;
+            let psa_id = cx
+                .psa
+                .create_ticket(&new_ticket)
+                .await
+                .at("create_autotask_ticket")?;
+            info!(psa_ticket_id = psa_id, "created Autotask ticket");
+            report.created_psa_ticket = true;
+            let number = cx
+                .psa
+                .get_ticket(psa_id)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|t| t.ticket_number);
+            (psa_id, number, Condition::VersionIs(claim_version))
+        }
+    };
+
+    let link = TicketLink {
+        desk_ticket_id: ticket.id,
+        state: LinkState::Linked { psa_ticket_id },
+        psa_ticket_number: ticket_number,
+        seen,
+        comments: Vec::new(),
+        synced_at: None,
+    };
+    let version = repo
+        .put_desk_link(tenant, &link, condition)
+        .await
+        .at("save_link")?;
+    repo.put_psa_link(
+        tenant,
+        psa_ticket_id,
+        PsaLink {
+            desk_ticket_id: ticket.id,
+        },
+    )
+    .await
+    .at("save_link")?;
+    let reference = desk_external_ref(psa_ticket_id);
+    if ticket.external_id.as_deref() != Some(reference.as_str()) {
+        cx.desk
+            .set_external_id(ticket.id, &reference)
+            .await
+            .at("set_zendesk_external_id")?;
+    }
+    Ok(Versioned {
+        value: link,
+        version,
+    })
+}
+
+async fn new_psa_ticket(cx: &SyncContext<'_>, ticket: &DeskTicket) -> Result<NewPsaTicket, StepFailure> {
+    let mappings = &cx.tenant.mappings;
+    let statuses = cx.psa.ticket_picklist("status").await.at("read_autotask_picklists")?;
+    let status = resolve_picklist("status", &mappings.initial_status, &statuses).at("map_status")?;
+    let priority = map_priority(cx, ticket.priority.as_deref()).await?;
+    let company_id = resolve_company(cx, ticket.cluster_id.as_deref()).await?;
+    Ok(NewPsaTicket {
+        title: truncate(&ticket.subject, PSA_TITLE_MAX),
+        description: truncate(&ticket.description, PSA_DESCRIPTION_MAX),
+        status,
+        priority,
+        company_id,
+        queue_id: cx.tenant.autotask.queue_id,
+        external_id: psa_external_ref(ticket.id),
+    })
+}
+
+async fn map_priority(cx: &SyncContext<'_>, desk_priority: Option<&str>) -> Result<i64, StepFailure> {
+    let mappings = &cx.tenant.mappings;
+    let desk_value = desk_priority.unwrap_or(&mappings.priority_when_unset);
+    let label = map_desk_value("priority", &mappings.priority, desk_value).at("map_priority")?;
+    let values = cx.psa.ticket_picklist("priority").await.at("read_autotask_picklists")?;
+    resolve_picklist("priority", label, &values).at("map_priority")
+}
+
+async fn map_status(cx: &SyncContext<'_>, desk_status: &str) -> Result<i64, StepFailure> {
+    let label = map_desk_value("status", &cx.tenant.mappings.status, desk_status).at("map_status")?;
+    let values = cx.psa.ticket_picklist("status").await.at("read_autotask_picklists")?;
+    resolve_picklist("status", label, &values).at("map_status")
+}
+
+/// The company of the configuration item whose reference number is the
+/// cluster id; the tenant's default company when none matches.
+async fn resolve_company(cx: &SyncContext<'_>, cluster_id: Option<&str>) -> Result<i64, StepFailure> {
+    let default = cx.tenant.autotask.default_company_id;
+    let cluster_id = cluster_id.map(str::trim).filter(|c| !c.is_empty());
+    match cluster_id {
+        Some(cluster) => match cx.psa.company_for_reference(cluster).await.at("resolve_company")? {
+            Some(company) => Ok(company),
+            None => default.ok_or_else(|| StepFailure {
+                step: "resolve_company",
+                error: SyncError::NoCompanyForCluster {
+                    cluster_id: cluster.to_owned(),
+                },
+            }),
+        },
+        None => default.ok_or(StepFailure {
+            step: "resolve_company",
+            error: SyncError::NoCompany,
+        }),
+    }
+}
+
+/// Pushes the fields whose Zendesk value changed since the bridge last acted.
+async fn push_changed_fields(
+    cx: &SyncContext<'_>,
+    ticket: &DeskTicket,
+    psa_ticket_id: i64,
+    link: &mut TicketLink,
+    report: &mut SyncReport,
+) -> Result<(), StepFailure> {
+    let rules = &cx.tenant.fields;
+    let mut patch = PsaTicketPatch::default();
+    let mut changed = Vec::new();
+    let mut problem = None;
+
+    if rules.subject.to_psa() && ticket.subject != link.seen.subject {
+        patch.title = Some(truncate(&ticket.subject, PSA_TITLE_MAX));
+        changed.push("title");
+    }
+    if rules.priority.to_psa() && ticket.priority != link.seen.priority {
+        match map_priority(cx, ticket.priority.as_deref()).await {
+            Ok(p) => {
+                patch.priority = Some(p);
+                changed.push("priority");
+            }
+            Err(f) => problem = problem.or(Some(f)),
+        }
+    }
+    if rules.status.to_psa() && ticket.status != link.seen.status {
+        match map_status(cx, &ticket.status).await {
+            Ok(s) => {
+                patch.status = Some(s);
+                changed.push("status");
+            }
+            Err(f) => problem = problem.or(Some(f)),
+        }
+    }
+    if rules.company.to_psa() && ticket.cluster_id != link.seen.cluster_id {
+        match resolve_company(cx, ticket.cluster_id.as_deref()).await {
+            Ok(c) => {
+                patch.company_id = Some(c);
+                changed.push("company");
+            }
+            Err(f) => problem = problem.or(Some(f)),
+        }
+    }
+
+    if !patch.is_empty() {
+        cx.psa
+            .update_ticket(psa_ticket_id, &patch)
+            .await
+            .at("update_autotask_ticket")?;
+        // Only what was written is marked seen; a field that failed to map is
+        // tried again on the next change.
+        for field in &changed {
+            match *field {
+                "title" => link.seen.subject = ticket.subject.clone(),
+                "priority" => link.seen.priority = ticket.priority.clone(),
+                "status" => link.seen.status = ticket.status.clone(),
+                "company" => link.seen.cluster_id = ticket.cluster_id.clone(),
+                _ => {}
+            }
+        }
+        report.fields_updated = changed;
+    }
+    match problem {
+        Some(f) => Err(f),
+        None => Ok(()),
+    }
+}
+
+/// Mirrors comments both ways. Returns whether the link changed.
+async fn sync_comments(
+    cx: &SyncContext<'_>,
+    ticket: &DeskTicket,
+    psa_ticket_id: i64,
+    link: &mut TicketLink,
+    report: &mut SyncReport,
+) -> Result<bool, StepFailure> {
+    let rules = &cx.tenant.fields;
+    if !rules.comments.to_psa() && !rules.comments.to_desk() {
+        return Ok(false);
+    }
+    let desk_comments = cx.desk.list_comments(ticket.id).await.at("read_zendesk_comments")?;
+    let psa_notes = cx.psa.list_notes(psa_ticket_id).await.at("read_autotask_notes")?;
+    let before = link.comments.len();
+
+    let mut pairs = KnownPairs::from(&*link);
+    // Recognise the bridge's own copies first (their link may have been lost
+    // between the write and the link save), so neither loop mirrors them back.
+    for note in &psa_notes {
+        if let Some(desk_id) = desk_comment_marked_in(note) {
+            if !pairs.psa.contains(&note.id) && !pairs.desk.contains(&desk_id) {
+                pairs.remember(link, desk_id, note.id, Side::Desk);
+                report.own_copies_recognised += 1;
+            }
+        }
+    }
+    for comment in &desk_comments {
+        if let Some(note_id) = psa_note_marked_in(comment) {
+            if !pairs.desk.contains(&comment.id) && !pairs.psa.contains(&note_id) {
+                pairs.remember(link, comment.id, note_id, Side::Psa);
+                report.own_copies_recognised += 1;
+            }
+        }
+    }
+
+    if rules.comments.to_psa() {
+        // The first comment is the ticket's description, sent at create.
+        for comment in desk_comments.iter().skip(1) {
+            if pairs.desk.contains(&comment.id) || psa_note_marked_in(comment).is_some() {
+                continue;
+            }
+            let note = NewPsaNote {
+                title: note_title_for(comment),
+                description: truncate(&comment.body, PSA_NOTE_DESCRIPTION_MAX),
+                visibility: if comment.public {
+                    crate::model::Visibility::Public
+                } else {
+                    crate::model::Visibility::Internal
+                },
+            };
+            let note_id = cx
+                .psa
+                .add_note(psa_ticket_id, &note)
+                .await
+                .at("mirror_comment_to_autotask")?;
+            pairs.remember(link, comment.id, note_id, Side::Desk);
+            report.notes_to_psa += 1;
+        }
+    }
+    if rules.comments.to_desk() {
+        for note in &psa_notes {
+            if pairs.psa.contains(&note.id) || desk_comment_marked_in(note).is_some() {
+                continue;
+            }
+            let comment_id = cx
+                .desk
+                .add_comment(ticket.id, &comment_body_for(note), note.visibility)
+                .await
+                .at("mirror_note_to_zendesk")?;
+            pairs.remember(link, comment_id, note.id, Side::Psa);
+            report.comments_to_desk += 1;
+        }
+    }
+    Ok(link.comments.len() != before)
+}
+
+/// Comment ids on each side that already belong to a mirrored pair.
+struct KnownPairs {
+    desk: HashSet<u64>,
+    psa: HashSet<i64>,
+}
+
+impl From<&TicketLink> for KnownPairs {
+    fn from(link: &TicketLink) -> Self {
+        Self {
+            desk: link.comments.iter().map(|c| c.desk_comment_id).collect(),
+            psa: link.comments.iter().map(|c| c.psa_note_id).collect(),
+        }
+    }
+}
+
+impl KnownPairs {
+    fn remember(&mut self, link: &mut TicketLink, desk: u64, psa: i64, origin: Side) {
+        self.desk.insert(desk);
+        self.psa.insert(psa);
+        link.comments.push(CommentLink {
+            desk_comment_id: desk,
+            psa_note_id: psa,
+            origin,
+        });
+    }
+}

@@ -1,0 +1,263 @@
+//! The worker: takes one job, runs the sync engine, and says what the queue
+//! should do with the message. The same code runs in Lambda (SQS event), in
+//! the local process (embedded queue) and in tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tracing::{error, info, info_span, warn, Instrument};
+
+use crate::error::SyncError;
+use crate::model::SyncJob;
+use crate::ports::{Clock, Connectors, Queue, Secrets, Store};
+use crate::repo::{LogLevel, Repo, SyncLogEntry};
+use crate::sync::{sync_job, StepFailure, SyncContext, SyncReport};
+
+/// What to do with a message after processing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Delete the message.
+    Done,
+    /// Transient failure: make the message visible again after this delay.
+    RetryAfter(Duration),
+    /// Permanent failure, already written to the tenant's sync log. The
+    /// message is retried slowly until the receive limit moves it to the DLQ,
+    /// from where an admin replays it once the cause is fixed.
+    Failed { reason: String, retry_after: Duration },
+}
+
+/// First retry delay; doubles per receive up to `MAX_BACKOFF`.
+const BASE_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// A permanent failure is retried this slowly: time for an admin to fix a
+/// mapping before the message reaches the DLQ.
+const PERMANENT_RETRY: Duration = Duration::from_secs(5 * 60);
+
+/// Exponential backoff with jitter (half fixed, half random) so a burst of
+/// failures does not come back as a burst.
+pub fn backoff(receive_count: u32) -> Duration {
+    let exponent = receive_count.saturating_sub(1).min(16);
+    let full = BASE_BACKOFF
+        .saturating_mul(1u32 << exponent)
+        .min(MAX_BACKOFF);
+    let half = full / 2;
+    half + rand::thread_rng().gen_range(Duration::ZERO..=half)
+}
+
+/// Everything the worker needs, built once per process (Lambda cold start).
+#[derive(Clone)]
+pub struct Worker {
+    store: Arc<dyn Store>,
+    secrets: Arc<dyn Secrets>,
+    connectors: Arc<dyn Connectors>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Worker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        secrets: Arc<dyn Secrets>,
+        connectors: Arc<dyn Connectors>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            secrets,
+            connectors,
+            clock,
+        }
+    }
+
+    /// Processes one job; `receive_count` is how often the queue delivered it.
+    pub async fn process(&self, job: &SyncJob, receive_count: u32) -> JobOutcome {
+        let span = info_span!(
+            "job",
+            tenant = %job.tenant,
+            origin = %job.origin,
+            ticket = %job.ticket_id,
+            event = %job.event_id,
+            receive_count
+        );
+        async move {
+            let result = self.run(job).await;
+            self.outcome(job, receive_count, result).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Runs the engine and returns its report (for tests and the demo).
+    pub async fn run(&self, job: &SyncJob) -> Result<SyncReport, StepFailure> {
+        let step = |step: &'static str| move |error: SyncError| StepFailure { step, error };
+        let repo = Repo::new(self.store.as_ref());
+        let config = repo
+            .tenant(&job.tenant)
+            .await
+            .map_err(|e| step("read_tenant")(e.into()))?
+            .ok_or_else(|| step("read_tenant")(SyncError::UnknownTenant(job.tenant.to_string())))?
+            .value;
+        if !config.active {
+            return Ok(SyncReport {
+                skipped: Some("tenant is paused".into()),
+                ..SyncReport::default()
+            });
+        }
+        let secrets = self
+            .secrets
+            .tenant_secrets(&job.tenant)
+            .await
+            .map_err(|e| step("read_credentials")(e.into()))?;
+        let desk = self
+            .connectors
+            .desk(&config, &secrets)
+            .await
+            .map_err(step("connect_zendesk"))?;
+        let psa = self
+            .connectors
+            .psa(&config, &secrets)
+            .await
+            .map_err(step("connect_autotask"))?;
+        let cx = SyncContext {
+            tenant: &config,
+            store: self.store.as_ref(),
+            desk: desk.as_ref(),
+            psa: psa.as_ref(),
+            clock: self.clock.as_ref(),
+        };
+        sync_job(&cx, job).await
+    }
+
+    async fn outcome(
+        &self,
+        job: &SyncJob,
+        receive_count: u32,
+        result: Result<SyncReport, StepFailure>,
+    ) -> JobOutcome {
+        match result {
+            Ok(report) => {
+                let latency_ms = self.clock.now().timestamp_millis() - job.received_at_ms;
+                info!(
+                    psa_ticket = ?report.psa_ticket_id,
+                    created = report.created_psa_ticket,
+                    fields = ?report.fields_updated,
+                    notes_to_psa = report.notes_to_psa,
+                    comments_to_desk = report.comments_to_desk,
+                    own_copies = report.own_copies_recognised,
+                    skipped = ?report.skipped,
+                    latency_ms,
+                    "job done"
+                );
+                if report.created_psa_ticket {
+                    self.log(job, LogLevel::Info, "create_autotask_ticket", &format!(
+                        "created Autotask ticket {} for Zendesk ticket {}",
+                        report.psa_ticket_id.unwrap_or_default(),
+                        report.desk_ticket_id.unwrap_or_default()
+                    ), false)
+                    .await;
+                }
+                JobOutcome::Done
+            }
+            Err(StepFailure { step, error }) if error.is_retryable() => {
+                let delay = error.retry_after().unwrap_or_else(|| backoff(receive_count));
+                warn!(step, %error, delay_ms = delay.as_millis() as u64, "transient failure; will retry");
+                // Repeated transient failures are worth an admin's eye too.
+                if receive_count >= 3 {
+                    self.log(job, LogLevel::Error, step, &error.to_string(), true).await;
+                }
+                JobOutcome::RetryAfter(delay)
+            }
+            Err(StepFailure { step, error }) => {
+                error!(step, %error, "permanent failure");
+                let reason = error.to_string();
+                self.log(job, LogLevel::Error, step, &reason, false).await;
+                JobOutcome::Failed {
+                    reason,
+                    retry_after: PERMANENT_RETRY,
+                }
+            }
+        }
+    }
+
+    async fn log(&self, job: &SyncJob, level: LogLevel, step: &str, message: &str, retryable: bool) {
+        let entry = SyncLogEntry {
+            at: self.clock.now(),
+            level,
+            ticket: Some(format!("{}:{}", job.origin, job.ticket_id)),
+            step: step.to_owned(),
+            message: message.to_owned(),
+            retryable,
+        };
+        if let Err(err) = Repo::new(self.store.as_ref()).log(&job.tenant, &entry).await {
+            // The message is still retried; only the log line is lost.
+            error!(%err, "could not write the sync log");
+        }
+    }
+
+    /// Pulls jobs from `queue` until `shutdown` resolves, processing up to
+    /// `concurrency` messages at a time (the local process and tests; Lambda
+    /// gets its batches from the SQS event source instead).
+    pub async fn run_queue(
+        &self,
+        queue: Arc<dyn Queue>,
+        concurrency: usize,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut shutdown = shutdown;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let available = permits.available_permits().max(1);
+            let deliveries = tokio::select! {
+                r = queue.receive(available, Duration::from_secs(1)) => r,
+                _ = shutdown.changed() => break,
+            };
+            let deliveries = match deliveries {
+                Ok(d) => d,
+                Err(err) => {
+                    error!(%err, "queue receive failed");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            for delivery in deliveries {
+                let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+                let worker = self.clone();
+                let queue = queue.clone();
+                tokio::spawn(async move {
+                    let outcome = worker.process(&delivery.job, delivery.receive_count).await;
+                    let result = match outcome {
+                        JobOutcome::Done => queue.complete(&delivery.receipt).await,
+                        JobOutcome::RetryAfter(delay)
+                        | JobOutcome::Failed {
+                            retry_after: delay, ..
+                        } => queue.retry_later(&delivery.receipt, delay).await,
+                    };
+                    if let Err(err) = result {
+                        error!(%err, "could not settle the message; it will be redelivered");
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        for _ in 0..50 {
+            let first = backoff(1);
+            assert!(first >= Duration::from_secs(1) && first <= Duration::from_secs(2));
+            let fourth = backoff(4);
+            assert!(fourth >= Duration::from_secs(8) && fourth <= Duration::from_secs(16));
+            assert!(backoff(40) <= MAX_BACKOFF);
+            assert!(backoff(40) >= MAX_BACKOFF / 2);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Autotask REST API simulator.

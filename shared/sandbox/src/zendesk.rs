@@ -1,0 +1,1 @@
+//! Zendesk API simulator.
