@@ -230,6 +230,7 @@ mod tests {
             tenant: TenantId::parse("acme").unwrap(),
             origin: Side::Desk,
             ticket_id: ticket.into(),
+            desk_ticket_id: None,
             event_id: event.into(),
             received_at_ms: 0,
         };

@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
+use bridge::adapters::conformance;
 use bridge::config::{Secret, TenantSecrets};
 use bridge::error::{SecretsError, StoreError};
 use bridge::model::{Side, SyncJob, TenantId};
@@ -81,13 +82,17 @@ struct Queues {
 /// A FIFO queue with a 30 s visibility timeout; with `receive_limit`, also a
 /// DLQ it redrives to after that many receives.
 async fn new_queue(receive_limit: Option<u32>) -> Queues {
+    new_queue_with(receive_limit, 30).await
+}
+
+async fn new_queue_with(receive_limit: Option<u32>, visibility_secs: u32) -> Queues {
     let sqs = aws_sdk_sqs::Client::new(&sdk().await);
     let name = unique("psa-test");
     let create = |name: String| {
         sqs.create_queue()
             .queue_name(name)
             .attributes(QueueAttributeName::FifoQueue, "true")
-            .attributes(QueueAttributeName::VisibilityTimeout, "30")
+            .attributes(QueueAttributeName::VisibilityTimeout, visibility_secs.to_string())
     };
     let mut dlq_url = None;
     let mut request = create(format!("{name}.fifo"));
@@ -125,9 +130,27 @@ fn job(ticket: &str, event: &str) -> SyncJob {
         tenant: TenantId::parse("acme").unwrap(),
         origin: Side::Desk,
         ticket_id: ticket.into(),
+        desk_ticket_id: None,
         event_id: event.into(),
         received_at_ms: 1_700_000_000_000,
     }
+}
+
+// ------------------------------------------------------- port contracts
+
+#[tokio::test]
+async fn dynamo_store_passes_the_store_contract() {
+    conformance::store_contract(&new_store().await).await;
+}
+
+#[tokio::test]
+async fn sqs_queue_passes_the_queue_contract() {
+    let visibility = conformance::QUEUE_VISIBILITY.as_secs() as u32;
+    conformance::queue_contract(|| async move {
+        let queue = new_queue_with(None, visibility).await.queue;
+        Box::new(queue) as Box<dyn Queue>
+    })
+    .await;
 }
 
 // ------------------------------------------------------------------ store

@@ -10,4 +10,6 @@ pub mod model;
 pub mod ports;
 pub mod repo;
 pub mod sync;
+#[doc(hidden)]
+pub mod testing;
 pub mod worker;

@@ -580,3 +580,6 @@ impl KnownPairs {
         });
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -510,7 +510,7 @@ fn malformed_secrets_files_are_explained_without_values() {
             "missing field `autotask_secret`",
         ),
         (
-            SECRETS_TOML.replace("beta-msp", "Beta MSP"),
+            SECRETS_TOML.replace("[tenants.beta-msp]", "[tenants.\"Beta MSP\"]"),
             "Beta MSP",
             "tenant id",
         ),
@@ -536,4 +536,48 @@ fn malformed_secrets_files_are_explained_without_values() {
         FileSecrets::load(&dir.file("absent.toml")),
         Err(SecretsError::Unavailable(_))
     ));
+}
+
+#[tokio::test]
+async fn zz_scratch_rates() {
+    let dir = TempDir::new("scratch");
+    let store = SqliteStore::open(&dir.file("s.db")).unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..20_000 {
+        store.put("TENANT#acme", &format!("LINK#Z#{i}"), "{\"psa\":123,\"note\":\"some body text\"}", Condition::MustNotExist, None).await.unwrap();
+    }
+    println!("store put file: {:.0}/s", 20_000.0 / started.elapsed().as_secs_f64());
+    let queue = EmbeddedQueue::in_memory().unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..20_000 {
+        queue.send(&job(&format!("{}", i % 500), &format!("evt-{i}"))).await.unwrap();
+    }
+    println!("queue send mem: {:.0}/s", 20_000.0 / started.elapsed().as_secs_f64());
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    loop { let b = queue.receive(10, NOW).await.unwrap(); if b.is_empty() {break} for d in b { queue.complete(&d.receipt).await.unwrap(); n+=1; } }
+    println!("queue recv+complete mem: {n} {:.0}/s", n as f64 / started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn zz_scratch_pragmas() {
+    for (name, pragmas) in [
+        ("wal normal", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"),
+        ("wal normal ckpt16k", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=16384;"),
+        ("wal off", "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"),
+        ("wal normal, no ckpt", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;"),
+    ] {
+        let dir = TempDir::new("pragma");
+        let conn = rusqlite::Connection::open(dir.file("x.db")).unwrap();
+        conn.execute_batch(pragmas).unwrap();
+        conn.execute_batch("CREATE TABLE m (id INTEGER PRIMARY KEY, grp TEXT, job TEXT, ready INTEGER); CREATE INDEX m_g ON m(grp, id); CREATE INDEX m_r ON m(ready) WHERE ready IS NOT NULL; CREATE TABLE d (k TEXT PRIMARY KEY, e INTEGER) WITHOUT ROWID; CREATE INDEX d_e ON d(e);").unwrap();
+        let started = std::time::Instant::now();
+        for i in 0..20_000 {
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            conn.prepare_cached("INSERT INTO d VALUES (?1, ?2)").unwrap().execute(rusqlite::params![format!("acme:zendesk:evt-{i}"), i]).unwrap();
+            conn.prepare_cached("INSERT INTO m (grp, job, ready) VALUES (?1, ?2, ?3)").unwrap().execute(rusqlite::params![format!("acme:zendesk:{}", i % 500), "{\"tenant\":\"acme\",\"origin\":\"desk\",\"ticket_id\":\"123\",\"event_id\":\"evt-1\",\"received_at_ms\":1700000000000}", i]).unwrap();
+            conn.execute_batch("COMMIT").unwrap();
+        }
+        println!("{name}: {:.0}/s", 20_000.0 / started.elapsed().as_secs_f64());
+    }
 }

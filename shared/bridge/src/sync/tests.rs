@@ -1,0 +1,303 @@
+//! Engine unit tests over in-memory fakes of Zendesk and Autotask and the
+//! embedded store.
+
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+
+use super::*;
+use crate::adapters::embedded::SqliteStore;
+use crate::config::{AutotaskSettings, Mappings, TenantConfig, ZendeskSettings};
+use crate::model::{TenantId, Visibility};
+use crate::testing::{CrashingStore, FakeDesk, FakePsa, FixedClock};
+
+struct Fixture {
+    config: TenantConfig,
+    store: Arc<CrashingStore>,
+    desk: FakeDesk,
+    psa: FakePsa,
+    clock: FixedClock,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let psa = FakePsa::default();
+        psa.add_configuration_item("CL-1", 501);
+        Self {
+            config: TenantConfig {
+                id: TenantId::parse("acme").unwrap(),
+                active: true,
+                zendesk: ZendeskSettings {
+                    base_url: "http://desk".into(),
+                    cluster_id_field: Some(9),
+                },
+                autotask: AutotaskSettings {
+                    zone_lookup_url: "http://psa".into(),
+                    queue_id: Some(29),
+                    default_company_id: None,
+                },
+                mappings: Mappings::default(),
+                fields: Default::default(),
+            },
+            store: Arc::new(CrashingStore::new(Arc::new(SqliteStore::in_memory().unwrap()))),
+            desk: FakeDesk::default(),
+            psa,
+            clock: FixedClock::at(Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()),
+        }
+    }
+
+    async fn sync(&self, desk_id: u64) -> Result<SyncReport, StepFailure> {
+        let cx = SyncContext {
+            tenant: &self.config,
+            store: self.store.as_ref(),
+            desk: &self.desk,
+            psa: &self.psa,
+            clock: &self.clock,
+        };
+        sync_pair(&cx, desk_id).await
+    }
+
+    async fn link(&self, desk_id: u64) -> TicketLink {
+        Repo::new(self.store.as_ref())
+            .desk_link(&self.config.id, desk_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+    }
+}
+
+#[tokio::test]
+async fn first_sync_creates_the_psa_ticket_with_every_mapped_field() {
+    let f = Fixture::new();
+    let z = f.desk.new_ticket("Printer on fire", "It smokes", Some("urgent"), Some("CL-1"));
+    f.desk.edit(z, |t| t.status = "open".into());
+
+    let report = f.sync(z).await.unwrap();
+
+    assert!(report.created_psa_ticket);
+    let tickets = f.psa.tickets();
+    assert_eq!(tickets.len(), 1);
+    let t = &tickets[0];
+    assert_eq!(t.title, "Printer on fire");
+    assert_eq!(t.description.as_deref(), Some("It smokes"));
+    assert_eq!(t.priority, 4, "urgent -> Critical");
+    assert_eq!(t.status, 1, "first sync creates as New whatever the Zendesk status");
+    assert_eq!(t.company_id, 501, "company of the CI whose reference is the cluster id");
+    assert_eq!(t.queue_id, Some(29));
+    assert_eq!(t.external_id.as_deref(), Some("zendesk:1"));
+    assert_eq!(f.desk.ticket(z).external_id, Some(format!("autotask:{}", t.id)));
+    assert_eq!(f.link(z).await.psa_ticket_id(), Some(t.id));
+    let reverse = Repo::new(f.store.as_ref()).psa_link(&f.config.id, t.id).await.unwrap();
+    assert_eq!(reverse.map(|l| l.desk_ticket_id), Some(z));
+    assert!(f.psa.notes(t.id).is_empty(), "the description is not also a note");
+}
+
+#[tokio::test]
+async fn unchanged_ticket_writes_nothing_and_changes_push_only_what_changed() {
+    let f = Fixture::new();
+    let z = f.desk.new_ticket("Subject", "Body", Some("low"), Some("CL-1"));
+    f.sync(z).await.unwrap();
+    let writes = f.psa.api_writes();
+
+    let again = f.sync(z).await.unwrap();
+    assert!(!again.created_psa_ticket);
+    assert_eq!(f.psa.api_writes(), writes, "a replayed job writes nothing");
+
+    let psa_id = f.psa.tickets()[0].id;
+    // A technician reassigns the priority in Autotask; an unrelated Zendesk
+    // change must not revert it.
+    f.psa.edit(psa_id, |t| t.priority = 1);
+    f.desk.edit(z, |t| {
+        t.subject = "Subject v2".into();
+        t.status = "solved".into();
+    });
+    let report = f.sync(z).await.unwrap();
+    assert_eq!(report.fields_updated, vec!["title", "status"]);
+    let t = &f.psa.tickets()[0];
+    assert_eq!((t.title.as_str(), t.status, t.priority), ("Subject v2", 5, 1));
+    let (_, patch) = f.psa.patches().pop().unwrap();
+    assert_eq!(patch.priority, None, "only changed fields are sent");
+}
+
+#[tokio::test]
+async fn comments_flow_both_ways_once_with_visibility_and_attribution() {
+    let f = Fixture::new();
+    let z = f.desk.new_ticket("S", "D", None, Some("CL-1"));
+    f.sync(z).await.unwrap();
+    let p = f.psa.tickets()[0].id;
+
+    f.desk.comment(z, "Ann Agent", "internal thought", false);
+    f.desk.comment(z, "Carl Customer", "any news?", true);
+    f.psa.technician_note(p, "Tess Tech", "Onsite", "replaced toner", Visibility::Public);
+    f.psa.technician_note(p, "Tess Tech", "Cost", "billable", Visibility::Internal);
+
+    let report = f.sync(z).await.unwrap();
+    assert_eq!((report.notes_to_psa, report.comments_to_desk), (2, 2));
+
+    // Three more round trips: every side re-reports everything; nothing echoes.
+    for _ in 0..3 {
+        let r = f.sync(z).await.unwrap();
+        assert_eq!((r.notes_to_psa, r.comments_to_desk), (0, 0));
+    }
+    let notes = f.psa.notes(p);
+    assert_eq!(notes.len(), 4);
+    let mirrored: Vec<_> = notes.iter().filter(|n| desk_comment_marked_in(n).is_some()).collect();
+    assert_eq!(mirrored.len(), 2);
+    assert_eq!(mirrored[0].visibility, Visibility::Internal, "internal stays internal");
+    assert!(mirrored[0].title.as_deref().unwrap().ends_with("by Ann Agent"));
+    assert_eq!(mirrored[1].visibility, Visibility::Public);
+
+    let comments = f.desk.comments(z);
+    assert_eq!(comments.len(), 5, "description + 2 comments + 2 mirrored notes");
+    let from_psa: Vec<_> = comments.iter().filter(|c| psa_note_marked_in(c).is_some()).collect();
+    assert!(from_psa[0].public);
+    assert!(from_psa[0].body.contains("replaced toner") && from_psa[0].body.contains("Tess Tech"));
+    assert!(!from_psa[1].public, "an internal note never becomes a public comment");
+    assert_eq!(f.link(z).await.comments.len(), 4);
+}
+
+#[tokio::test]
+async fn crash_between_psa_create_and_link_write_does_not_duplicate_the_ticket() {
+    let f = Fixture::new();
+    let z = f.desk.new_ticket("S", "D", None, Some("CL-1"));
+    // Puts: 1 = claim, 2 = link after create. Lose the second.
+    f.store.crash_on_put(2);
+    let err = f.sync(z).await.unwrap_err();
+    assert!(err.error.is_retryable());
+    assert_eq!(f.psa.tickets().len(), 1);
+
+    // The retry comes while the claim is fresh: it finds the ticket by its
+    // external reference instead of creating another.
+    let report = f.sync(z).await.unwrap();
+    assert!(report.adopted_psa_ticket && !report.created_psa_ticket);
+    assert_eq!(f.psa.tickets().len(), 1);
+    assert_eq!(f.link(z).await.psa_ticket_id(), Some(f.psa.tickets()[0].id));
+}
+
+#[tokio::test]
+async fn crash_after_mirroring_notes_but_before_saving_the_link_does_not_duplicate_them() {
+    let f = Fixture::new();
+    let z = f.desk.new_ticket("S", "D", None, Some("CL-1"));
+    f.sync(z).await.unwrap();
+    let p = f.psa.tickets()[0].id;
+    for i in 0..3 {
+        f.desk.comment(z, "Ann", &format!("c{i}"), true);
+    }
+    f.psa.technician_note(p, "Tess", "t", "n", Visibility::Public);
+    f.store.crash_on_put(1);
+    assert!(f.sync(z).await.is_err());
+    assert_eq!(f.psa.notes(p).len(), 4);
+
+    let report = f.sync(z).await.unwrap();
+    assert_eq!(report.own_copies_recognised, 4, "3 notes + 1 comment recognised by marker");
+    assert_eq!((report.notes_to_psa, report.comments_to_desk), (0, 0));
+    assert_eq!(f.psa.notes(p).len(), 4);
+    assert_eq!(f.desk.comments(z).len(), 5);
+}
+
+#[tokio::test]
+async fn a_failed_note_write_is_resumed_without_duplicates() {
+    let f = Fixture::new();
+    let z = f.desk.new_ticket("S", "D", None, Some("CL-1"));
+    f.sync(z).await.unwrap();
+    let p = f.psa.tickets()[0].id;
+    for i in 0..5 {
+        f.desk.comment(z, "Ann", &format!("c{i}"), true);
+    }
+    *f.psa.fail_notes_after.lock().unwrap() = Some(2);
+    let err = f.sync(z).await.unwrap_err();
+    assert!(err.error.is_retryable());
+    assert_eq!(err.step, "mirror_comment_to_autotask");
+    *f.psa.fail_notes_after.lock().unwrap() = None;
+    f.sync(z).await.unwrap();
+    let bodies: Vec<_> = f.psa.notes(p).into_iter().map(|n| n.description).collect();
+    assert_eq!(bodies, ["c0", "c1", "c2", "c3", "c4"]);
+}
+
+#[tokio::test]
+async fn unknown_cluster_is_a_permanent_error_unless_a_default_company_is_set() {
+    let mut f = Fixture::new();
+    let z = f.desk.new_ticket("S", "D", None, Some("CL-404"));
+    let err = f.sync(z).await.unwrap_err();
+    assert_eq!(err.step, "resolve_company");
+    assert!(!err.error.is_retryable());
+    assert!(err.error.to_string().contains("CL-404"));
+    assert!(f.psa.tickets().is_empty());
+    assert!(
+        Repo::new(f.store.as_ref()).desk_link(&f.config.id, z).await.unwrap().is_none(),
+        "no claim is left behind by a permanent failure"
+    );
+
+    f.config.autotask.default_company_id = Some(77);
+    f.sync(z).await.unwrap();
+    assert_eq!(f.psa.tickets()[0].company_id, 77);
+}
+
+#[tokio::test]
+async fn a_missing_mapping_is_reported_but_comments_still_flow() {
+    let mut f = Fixture::new();
+    let z = f.desk.new_ticket("S", "D", None, Some("CL-1"));
+    f.sync(z).await.unwrap();
+    f.config.mappings.status.remove("pending");
+    f.desk.edit(z, |t| t.status = "pending".into());
+    f.desk.comment(z, "Ann", "still here", true);
+
+    let err = f.sync(z).await.unwrap_err();
+    assert_eq!(err.step, "map_status");
+    assert!(matches!(err.error, SyncError::MissingMapping { table: "status", .. }));
+    assert_eq!(f.psa.notes(f.psa.tickets()[0].id).len(), 1);
+    assert_eq!(f.link(z).await.seen.status, "new", "the unmapped value is retried later");
+}
+
+#[tokio::test]
+async fn psa_events_for_unlinked_tickets_are_skipped() {
+    let f = Fixture::new();
+    let cx = SyncContext {
+        tenant: &f.config,
+        store: f.store.as_ref(),
+        desk: &f.desk,
+        psa: &f.psa,
+        clock: &f.clock,
+    };
+    let job = SyncJob {
+        tenant: f.config.id.clone(),
+        origin: Side::Psa,
+        ticket_id: "4242".into(),
+        desk_ticket_id: None,
+        event_id: "e".into(),
+        received_at_ms: 0,
+    };
+    let report = sync_job(&cx, &job).await.unwrap();
+    assert!(report.skipped.is_some());
+    assert_eq!(f.psa.api_writes() + f.desk.api_writes(), 0);
+}
+
+#[test]
+fn markers_round_trip_and_ignore_lookalikes() {
+    let note = PsaNote {
+        id: 77,
+        ticket_id: 1,
+        title: Some("Zendesk comment #123 by Ann".into()),
+        description: "x".into(),
+        visibility: Visibility::Public,
+        creator_resource_id: None,
+        creator_name: Some("Tess".into()),
+        created_at: None,
+    };
+    assert_eq!(desk_comment_marked_in(&note), Some(123));
+    let comment = DeskComment {
+        id: 5,
+        author_id: 1,
+        author_name: None,
+        body: comment_body_for(&note),
+        public: true,
+        created_at: None,
+    };
+    assert_eq!(psa_note_marked_in(&comment), Some(77));
+    let lookalike = DeskComment {
+        body: "see (Autotask note #12 for details".into(),
+        ..comment
+    };
+    assert_eq!(psa_note_marked_in(&lookalike), None);
+}

@@ -1,0 +1,361 @@
+//! In-memory fakes of the outside systems, for unit tests of the engine (the
+//! adapters and connectors are tested against the emulator and sandboxes).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::{ApiError, StoreError};
+use crate::model::{
+    DeskComment, DeskTicket, NewPsaNote, NewPsaTicket, PicklistValue, PsaNote, PsaTicket,
+    PsaTicketPatch, Visibility,
+};
+use crate::ports::{Clock, Condition, Item, Psa, ServiceDesk, Store};
+
+/// The bridge's user id in the fake Zendesk.
+pub const DESK_API_USER: u64 = 1;
+
+#[derive(Default)]
+struct DeskState {
+    tickets: BTreeMap<u64, DeskTicket>,
+    comments: BTreeMap<u64, Vec<DeskComment>>,
+    next_id: u64,
+    writes: usize,
+}
+
+/// A Zendesk with tickets and comments in memory.
+#[derive(Default)]
+pub struct FakeDesk {
+    state: Mutex<DeskState>,
+}
+
+impl FakeDesk {
+    pub fn new_ticket(&self, subject: &str, description: &str, priority: Option<&str>, cluster: Option<&str>) -> u64 {
+        let mut s = self.state.lock().unwrap();
+        s.next_id += 1;
+        let id = s.next_id;
+        s.tickets.insert(
+            id,
+            DeskTicket {
+                id,
+                subject: subject.into(),
+                description: description.into(),
+                priority: priority.map(Into::into),
+                status: "new".into(),
+                external_id: None,
+                cluster_id: cluster.map(Into::into),
+                updated_at: None,
+            },
+        );
+        drop(s);
+        self.push_comment(id, 100, "Requester", description, true);
+        id
+    }
+
+    fn push_comment(&self, ticket: u64, author_id: u64, author: &str, body: &str, public: bool) -> u64 {
+        let mut s = self.state.lock().unwrap();
+        s.next_id += 1;
+        let id = s.next_id;
+        s.comments.entry(ticket).or_default().push(DeskComment {
+            id,
+            author_id,
+            author_name: Some(author.into()),
+            body: body.into(),
+            public,
+            created_at: None,
+        });
+        id
+    }
+
+    /// A comment by an agent or end user (not the bridge).
+    pub fn comment(&self, ticket: u64, author: &str, body: &str, public: bool) -> u64 {
+        self.push_comment(ticket, 200, author, body, public)
+    }
+
+    pub fn edit(&self, ticket: u64, change: impl FnOnce(&mut DeskTicket)) {
+        change(self.state.lock().unwrap().tickets.get_mut(&ticket).unwrap());
+    }
+
+    pub fn ticket(&self, id: u64) -> DeskTicket {
+        self.state.lock().unwrap().tickets[&id].clone()
+    }
+
+    pub fn comments(&self, ticket: u64) -> Vec<DeskComment> {
+        self.state.lock().unwrap().comments.get(&ticket).cloned().unwrap_or_default()
+    }
+
+    /// Writes made through the API (by the bridge).
+    pub fn api_writes(&self) -> usize {
+        self.state.lock().unwrap().writes
+    }
+}
+
+#[async_trait]
+impl ServiceDesk for FakeDesk {
+    async fn get_ticket(&self, id: u64) -> Result<DeskTicket, ApiError> {
+        self.state.lock().unwrap().tickets.get(&id).cloned().ok_or(ApiError::NotFound {
+            system: "zendesk",
+            what: format!("ticket {id}"),
+        })
+    }
+    async fn list_comments(&self, ticket_id: u64) -> Result<Vec<DeskComment>, ApiError> {
+        Ok(self.comments(ticket_id))
+    }
+    async fn add_comment(&self, ticket_id: u64, body: &str, visibility: Visibility) -> Result<u64, ApiError> {
+        self.state.lock().unwrap().writes += 1;
+        Ok(self.push_comment(ticket_id, DESK_API_USER, "psa-bridge", body, visibility == Visibility::Public))
+    }
+    async fn set_external_id(&self, ticket_id: u64, external_id: &str) -> Result<(), ApiError> {
+        let mut s = self.state.lock().unwrap();
+        s.writes += 1;
+        s.tickets.get_mut(&ticket_id).unwrap().external_id = Some(external_id.into());
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct PsaState {
+    tickets: BTreeMap<i64, PsaTicket>,
+    notes: BTreeMap<i64, Vec<PsaNote>>,
+    companies_by_reference: HashMap<String, i64>,
+    next_id: i64,
+    patches: Vec<(i64, PsaTicketPatch)>,
+    writes: usize,
+}
+
+/// An Autotask with default picklists in memory.
+pub struct FakePsa {
+    state: Mutex<PsaState>,
+    /// Fail `add_note` with a 503 once this many notes were added (crash tests).
+    pub fail_notes_after: Mutex<Option<usize>>,
+}
+
+impl Default for FakePsa {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(PsaState {
+                next_id: 1000,
+                ..PsaState::default()
+            }),
+            fail_notes_after: Mutex::new(None),
+        }
+    }
+}
+
+pub fn picklist(pairs: &[(i64, &str)]) -> Vec<PicklistValue> {
+    pairs
+        .iter()
+        .map(|(value, label)| PicklistValue {
+            value: *value,
+            label: (*label).into(),
+            is_active: true,
+        })
+        .collect()
+}
+
+impl FakePsa {
+    pub fn add_configuration_item(&self, reference: &str, company_id: i64) {
+        self.state.lock().unwrap().companies_by_reference.insert(reference.into(), company_id);
+    }
+
+    /// A note written by a technician in the Autotask UI.
+    pub fn technician_note(&self, ticket_id: i64, who: &str, title: &str, text: &str, visibility: Visibility) -> i64 {
+        let mut s = self.state.lock().unwrap();
+        s.next_id += 1;
+        let id = s.next_id;
+        s.notes.entry(ticket_id).or_default().push(PsaNote {
+            id,
+            ticket_id,
+            title: Some(title.into()),
+            description: text.into(),
+            visibility,
+            creator_resource_id: Some(7),
+            creator_name: Some(who.into()),
+            created_at: None,
+        });
+        id
+    }
+
+    pub fn tickets(&self) -> Vec<PsaTicket> {
+        self.state.lock().unwrap().tickets.values().cloned().collect()
+    }
+
+    pub fn notes(&self, ticket_id: i64) -> Vec<PsaNote> {
+        self.state.lock().unwrap().notes.get(&ticket_id).cloned().unwrap_or_default()
+    }
+
+    pub fn patches(&self) -> Vec<(i64, PsaTicketPatch)> {
+        self.state.lock().unwrap().patches.clone()
+    }
+
+    pub fn edit(&self, id: i64, change: impl FnOnce(&mut PsaTicket)) {
+        change(self.state.lock().unwrap().tickets.get_mut(&id).unwrap());
+    }
+
+    pub fn api_writes(&self) -> usize {
+        self.state.lock().unwrap().writes
+    }
+}
+
+#[async_trait]
+impl Psa for FakePsa {
+    async fn get_ticket(&self, id: i64) -> Result<Option<PsaTicket>, ApiError> {
+        Ok(self.state.lock().unwrap().tickets.get(&id).cloned())
+    }
+    async fn find_ticket_by_external_id(&self, external_id: &str) -> Result<Option<PsaTicket>, ApiError> {
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .tickets
+            .values()
+            .find(|t| t.external_id.as_deref() == Some(external_id))
+            .cloned())
+    }
+    async fn create_ticket(&self, new: &NewPsaTicket) -> Result<i64, ApiError> {
+        let mut s = self.state.lock().unwrap();
+        s.writes += 1;
+        s.next_id += 1;
+        let id = s.next_id;
+        s.tickets.insert(
+            id,
+            PsaTicket {
+                id,
+                ticket_number: Some(format!("T20261123.{id:04}")),
+                title: new.title.clone(),
+                description: Some(new.description.clone()),
+                status: new.status,
+                priority: new.priority,
+                company_id: new.company_id,
+                queue_id: new.queue_id,
+                external_id: Some(new.external_id.clone()),
+                last_activity: None,
+            },
+        );
+        Ok(id)
+    }
+    async fn update_ticket(&self, id: i64, patch: &PsaTicketPatch) -> Result<(), ApiError> {
+        let mut s = self.state.lock().unwrap();
+        s.writes += 1;
+        s.patches.push((id, patch.clone()));
+        let t = s.tickets.get_mut(&id).unwrap();
+        if let Some(v) = &patch.title {
+            t.title = v.clone();
+        }
+        if let Some(v) = patch.status {
+            t.status = v;
+        }
+        if let Some(v) = patch.priority {
+            t.priority = v;
+        }
+        if let Some(v) = patch.company_id {
+            t.company_id = v;
+        }
+        Ok(())
+    }
+    async fn list_notes(&self, ticket_id: i64) -> Result<Vec<PsaNote>, ApiError> {
+        Ok(self.notes(ticket_id))
+    }
+    async fn add_note(&self, ticket_id: i64, note: &NewPsaNote) -> Result<i64, ApiError> {
+        if let Some(limit) = *self.fail_notes_after.lock().unwrap() {
+            if self.notes(ticket_id).len() >= limit {
+                return Err(ApiError::Server {
+                    system: "autotask",
+                    status: 503,
+                    message: "injected".into(),
+                });
+            }
+        }
+        let mut s = self.state.lock().unwrap();
+        s.writes += 1;
+        s.next_id += 1;
+        let id = s.next_id;
+        s.notes.entry(ticket_id).or_default().push(PsaNote {
+            id,
+            ticket_id,
+            title: Some(note.title.clone()),
+            description: note.description.clone(),
+            visibility: note.visibility,
+            creator_resource_id: Some(1),
+            creator_name: Some("API user".into()),
+            created_at: None,
+        });
+        Ok(id)
+    }
+    async fn company_for_reference(&self, reference: &str) -> Result<Option<i64>, ApiError> {
+        Ok(self.state.lock().unwrap().companies_by_reference.get(reference).copied())
+    }
+    async fn ticket_picklist(&self, field: &str) -> Result<Vec<PicklistValue>, ApiError> {
+        Ok(match field {
+            "status" => picklist(&[(1, "New"), (5, "Complete"), (7, "Waiting Customer"), (8, "In Progress"), (12, "Waiting Vendor")]),
+            "priority" => picklist(&[(1, "High"), (2, "Medium"), (3, "Low"), (4, "Critical")]),
+            _ => Vec::new(),
+        })
+    }
+}
+
+/// A clock tests set by hand.
+pub struct FixedClock(pub Mutex<DateTime<Utc>>);
+
+impl FixedClock {
+    pub fn at(now: DateTime<Utc>) -> Self {
+        Self(Mutex::new(now))
+    }
+    pub fn advance(&self, by: chrono::Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// A store that loses the `fail_at`-th put, as if the process died just
+/// before that write (crash tests).
+pub struct CrashingStore {
+    pub inner: Arc<dyn Store>,
+    puts: AtomicUsize,
+    fail_at: AtomicUsize,
+}
+
+impl CrashingStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            puts: AtomicUsize::new(0),
+            fail_at: AtomicUsize::new(usize::MAX),
+        }
+    }
+    /// The `n`-th put from now on (1-based) fails.
+    pub fn crash_on_put(&self, n: usize) {
+        self.fail_at.store(self.puts.load(Ordering::SeqCst) + n, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Store for CrashingStore {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.inner.get(pk, sk).await
+    }
+    async fn put(&self, pk: &str, sk: &str, body: &str, condition: Condition, expires_at: Option<i64>) -> Result<u64, StoreError> {
+        let n = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_at.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected crash".into()));
+        }
+        self.inner.put(pk, sk, body, condition, expires_at).await
+    }
+    async fn query(&self, pk: &str, sk_prefix: &str, newest_first: bool, limit: usize) -> Result<Vec<Item>, StoreError> {
+        self.inner.query(pk, sk_prefix, newest_first, limit).await
+    }
+    async fn delete(&self, pk: &str, sk: &str) -> Result<(), StoreError> {
+        self.inner.delete(pk, sk).await
+    }
+    async fn scan_sort_key(&self, sk: &str) -> Result<Vec<Item>, StoreError> {
+        self.inner.scan_sort_key(sk).await
+    }
+}

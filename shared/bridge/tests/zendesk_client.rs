@@ -1,0 +1,333 @@
+//! The Zendesk client against the Zendesk sandbox over real HTTP.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use bridge::config::Secret;
+use bridge::connectors::zendesk::{
+    parse_webhook, verify_signature, ZendeskClient, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
+use bridge::error::ApiError;
+use bridge::model::Visibility;
+use bridge::ports::ServiceDesk;
+use chrono::Utc;
+use sandbox::zendesk::{NewTicket, ZendeskSandbox, ZendeskSandboxConfig};
+use tokio::sync::mpsc;
+
+const EMAIL: &str = "bridge@acme-msp.example";
+const TOKEN: &str = "zd-api-token-1";
+const WEBHOOK_SECRET: &str = "zd-webhook-secret-1";
+const CLUSTER_FIELD: u64 = 360_012_345;
+
+async fn sandbox() -> ZendeskSandbox {
+    ZendeskSandbox::start(ZendeskSandboxConfig {
+        agent_email: EMAIL.to_owned(),
+        api_token: TOKEN.to_owned(),
+        webhook_secret: WEBHOOK_SECRET.to_owned(),
+        webhook_url: None,
+        cluster_id_field: CLUSTER_FIELD,
+    })
+    .await
+    .expect("sandbox starts")
+}
+
+fn client(sandbox: &ZendeskSandbox, token: &str) -> ZendeskClient {
+    ZendeskClient::new(
+        bridge::connectors::http::client(),
+        sandbox.base_url(),
+        EMAIL,
+        &Secret::new(token),
+        Some(CLUSTER_FIELD),
+    )
+}
+
+fn ticket(sandbox: &ZendeskSandbox, cluster: Option<&str>) -> u64 {
+    sandbox.create_ticket(NewTicket {
+        subject: "Server room too hot".to_owned(),
+        description: "The AC unit stopped".to_owned(),
+        priority: Some("high".to_owned()),
+        status: Some("open".to_owned()),
+        cluster_id: cluster.map(str::to_owned),
+        requester_name: "Rita Requester".to_owned(),
+    })
+}
+
+#[tokio::test]
+async fn reads_a_ticket_with_its_cluster_id() {
+    let sandbox = sandbox().await;
+    let id = ticket(&sandbox, Some("CL-0042"));
+    let desk = client(&sandbox, TOKEN);
+
+    let got = desk.get_ticket(id).await.unwrap();
+    assert_eq!(got.id, id);
+    assert_eq!(got.subject, "Server room too hot");
+    assert_eq!(got.description, "The AC unit stopped");
+    assert_eq!(got.priority.as_deref(), Some("high"));
+    assert_eq!(got.status, "open");
+    assert_eq!(got.cluster_id.as_deref(), Some("CL-0042"));
+    assert_eq!(got.external_id, None);
+    assert!(got.updated_at.is_some());
+
+    let bare = ticket(&sandbox, None);
+    assert_eq!(desk.get_ticket(bare).await.unwrap().cluster_id, None);
+
+    // Numeric custom field values come back as text.
+    desk.set_custom_field(bare, CLUSTER_FIELD, serde_json::json!(745))
+        .await
+        .unwrap();
+    assert_eq!(
+        desk.get_ticket(bare).await.unwrap().cluster_id.as_deref(),
+        Some("745")
+    );
+}
+
+#[tokio::test]
+async fn lists_250_comments_across_pages_in_order() {
+    let sandbox = sandbox().await;
+    let id = ticket(&sandbox, None);
+    for n in 0..249 {
+        let author = if n % 3 == 0 { "Alice Agent" } else { "Rita Requester" };
+        sandbox.add_comment(id, author, &format!("comment {n}"), n % 5 != 0);
+    }
+    let desk = client(&sandbox, TOKEN);
+    let before = sandbox.api_calls();
+
+    let comments = desk.list_comments(id).await.unwrap();
+
+    assert_eq!(comments.len(), 250);
+    // 250 comments at 100 a page is three requests.
+    assert_eq!(sandbox.api_calls() - before, 3);
+    let expected = sandbox.comments(id);
+    for (got, want) in comments.iter().zip(&expected) {
+        assert_eq!(got.id, want.id);
+        assert_eq!(got.body, want.body);
+        assert_eq!(got.public, want.public);
+        assert_eq!(got.author_id, want.author_id);
+        assert_eq!(got.author_name.as_deref(), Some(want.author_name.as_str()));
+    }
+    assert_eq!(comments[0].body, "The AC unit stopped");
+    assert_eq!(comments[249].body, "comment 248");
+    assert!(comments.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(!comments[1].public, "comment 0 was private");
+}
+
+#[tokio::test]
+async fn adds_private_and_public_comments() {
+    let sandbox = sandbox().await;
+    let id = ticket(&sandbox, None);
+    let desk = client(&sandbox, TOKEN);
+
+    let private = desk
+        .add_comment(id, "Internal: checked the breaker", Visibility::Internal)
+        .await
+        .unwrap();
+    let public = desk
+        .add_comment(id, "A technician is on the way", Visibility::Public)
+        .await
+        .unwrap();
+
+    let stored = sandbox.comments(id);
+    assert_eq!(stored.len(), 3);
+    let by_id = |cid: u64| stored.iter().find(|c| c.id == cid).expect("comment stored");
+    assert_eq!(by_id(private).body, "Internal: checked the breaker");
+    assert!(!by_id(private).public);
+    assert!(by_id(private).via_api);
+    assert_eq!(by_id(public).body, "A technician is on the way");
+    assert!(by_id(public).public);
+    assert_ne!(private, public);
+    // The description is still the first comment.
+    assert_eq!(
+        sandbox.ticket(id).unwrap().description,
+        "The AC unit stopped"
+    );
+}
+
+#[tokio::test]
+async fn sets_the_external_id() {
+    let sandbox = sandbox().await;
+    let id = ticket(&sandbox, None);
+    let desk = client(&sandbox, TOKEN);
+
+    desk.set_external_id(id, "autotask:T20261123.0001")
+        .await
+        .unwrap();
+
+    assert_eq!(
+        sandbox.ticket(id).unwrap().external_id.as_deref(),
+        Some("autotask:T20261123.0001")
+    );
+    assert_eq!(
+        desk.get_ticket(id).await.unwrap().external_id.as_deref(),
+        Some("autotask:T20261123.0001")
+    );
+}
+
+#[tokio::test]
+async fn wrong_token_is_a_permanent_unauthorized() {
+    let sandbox = sandbox().await;
+    let id = ticket(&sandbox, None);
+
+    let err = client(&sandbox, "not-the-token")
+        .get_ticket(id)
+        .await
+        .unwrap_err();
+
+    assert!(
+        matches!(err, ApiError::Unauthorized { status: 401, .. }),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    assert!(!err.to_string().contains("not-the-token"));
+    assert_eq!(sandbox.api_calls(), 0);
+}
+
+#[tokio::test]
+async fn unknown_ticket_is_not_found() {
+    let sandbox = sandbox().await;
+    let desk = client(&sandbox, TOKEN);
+
+    let err = desk.get_ticket(987_654).await.unwrap_err();
+    assert!(matches!(err, ApiError::NotFound { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    let err = desk
+        .add_comment(987_654, "hello", Visibility::Public)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::NotFound { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn rate_limit_burst_is_retryable_with_the_servers_delay() {
+    let sandbox = sandbox().await;
+    let id = ticket(&sandbox, None);
+    let desk = client(&sandbox, TOKEN);
+    sandbox.faults().update(|f| {
+        f.rate_limit_burst = 2;
+        f.retry_after_secs = 17;
+    });
+
+    for _ in 0..2 {
+        let err = desk.get_ticket(id).await.unwrap_err();
+        assert!(matches!(err, ApiError::RateLimited { .. }), "{err:?}");
+        assert!(err.is_retryable());
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(17)));
+    }
+    // The burst is over.
+    assert_eq!(desk.get_ticket(id).await.unwrap().id, id);
+    assert_eq!(sandbox.faults().stats().rate_limited, 2);
+}
+
+#[tokio::test]
+async fn server_errors_are_retryable() {
+    let sandbox = sandbox().await;
+    let id = ticket(&sandbox, None);
+    let desk = client(&sandbox, TOKEN);
+    sandbox.faults().update(|f| f.server_error_rate = 1.0);
+
+    let err = desk.list_comments(id).await.unwrap_err();
+    assert!(
+        matches!(err, ApiError::Server { status: 500, .. }),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+
+    sandbox.faults().clear();
+    assert_eq!(desk.list_comments(id).await.unwrap().len(), 1);
+}
+
+/// What the test receiver saw.
+struct Received {
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+async fn receiver() -> (String, mpsc::UnboundedReceiver<Received>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(
+                |State(tx): State<mpsc::UnboundedSender<Received>>,
+                 headers: HeaderMap,
+                 body: Bytes| async move {
+                    let _ = tx.send(Received { headers, body });
+                    StatusCode::OK
+                },
+            ),
+        )
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{address}/hook"), rx)
+}
+
+async fn next_hook(rx: &mut mpsc::UnboundedReceiver<Received>) -> Received {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a webhook arrives within 5 s")
+        .expect("receiver open")
+}
+
+fn header<'a>(hook: &'a Received, name: &str) -> Option<&'a str> {
+    hook.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_and_parse_to_the_ticket() {
+    let sandbox = sandbox().await;
+    let (url, mut rx) = receiver().await;
+    sandbox.set_webhook_url(Some(url));
+    let secret = Secret::new(WEBHOOK_SECRET);
+
+    let id = ticket(&sandbox, Some("CL-7"));
+    let created = next_hook(&mut rx).await;
+    verify_signature(
+        &secret,
+        header(&created, TIMESTAMP_HEADER),
+        header(&created, SIGNATURE_HEADER),
+        &created.body,
+        Utc::now(),
+    )
+    .expect("signature verifies");
+    let event = parse_webhook(&created.body, header(&created, TIMESTAMP_HEADER)).unwrap();
+    assert_eq!(event.ticket_id, id);
+    let payload: serde_json::Value = serde_json::from_slice(&created.body).unwrap();
+    assert_eq!(payload["type"], "zen:event-type:ticket.created");
+
+    // The wrong secret does not verify the same delivery.
+    assert!(verify_signature(
+        &Secret::new("some other secret"),
+        header(&created, TIMESTAMP_HEADER),
+        header(&created, SIGNATURE_HEADER),
+        &created.body,
+        Utc::now(),
+    )
+    .is_err());
+
+    // A comment written by the bridge through the API fires a webhook too,
+    // with its own event id.
+    client(&sandbox, TOKEN)
+        .add_comment(id, "Escalated", Visibility::Internal)
+        .await
+        .unwrap();
+    let commented = next_hook(&mut rx).await;
+    verify_signature(
+        &secret,
+        header(&commented, TIMESTAMP_HEADER),
+        header(&commented, SIGNATURE_HEADER),
+        &commented.body,
+        Utc::now(),
+    )
+    .expect("signature verifies");
+    let second = parse_webhook(&commented.body, header(&commented, TIMESTAMP_HEADER)).unwrap();
+    assert_eq!(second.ticket_id, id);
+    assert_ne!(second.event_id, event.event_id);
+    let payload: serde_json::Value = serde_json::from_slice(&commented.body).unwrap();
+    assert_eq!(payload["type"], "zen:event-type:ticket.comment_added");
+    assert_eq!(payload["event"]["comment"]["is_public"], false);
+}
