@@ -1,1 +1,103 @@
-fn main() {}
+//! `psa-bridge`: the local all-in-one process.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
+use bridge::connectors::HttpConnectors;
+use bridge::ports::{Condition, SystemClock};
+use bridge::repo::Repo;
+use clap::{Parser, Subcommand};
+use psa_bridge_local::settings::Settings;
+use psa_bridge_local::world::WorldOptions;
+use psa_bridge_local::{demo, Adapters, LocalBridge};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "psa-bridge", about = "Keeps Zendesk and Autotask tickets in sync")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the sandboxes and two demo tenants, sync some tickets, print what arrived.
+    Demo {
+        /// Latency added to every sandbox API call, in milliseconds.
+        #[arg(long, default_value_t = 50)]
+        api_latency_ms: u64,
+    },
+    /// Run the bridge with a configuration file.
+    Run {
+        #[arg(long, short, env = "PSA_BRIDGE_CONFIG", default_value = "bridge.toml")]
+        config: PathBuf,
+    },
+    /// Move dead-lettered jobs back to the queue (after fixing their cause).
+    Replay {
+        #[arg(long, short, env = "PSA_BRIDGE_CONFIG", default_value = "bridge.toml")]
+        config: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Demo { .. } => "warn",
+        _ => "info",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    match cli.command {
+        Command::Demo { api_latency_ms } => {
+            demo::run(WorldOptions {
+                api_latency: Duration::from_millis(api_latency_ms),
+                ..WorldOptions::default()
+            })
+            .await
+        }
+        Command::Run { config } => run(config).await,
+        Command::Replay { config } => {
+            let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
+            let queue = EmbeddedQueue::open(&settings.data_dir.join("queue.sqlite3"))?;
+            let moved = queue.redrive_dead_letters()?;
+            println!("moved {moved} dead-lettered job(s) back to the queue");
+            Ok(())
+        }
+    }
+}
+
+async fn run(config: PathBuf) -> anyhow::Result<()> {
+    let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
+    let store = Arc::new(SqliteStore::open(&settings.data_dir.join("store.sqlite3"))?);
+    let queue = Arc::new(EmbeddedQueue::open(&settings.data_dir.join("queue.sqlite3"))?);
+    let secrets = Arc::new(FileSecrets::load(&settings.secrets_file)?);
+    let repo = Repo::new(store.as_ref());
+    for tenant in &settings.tenants {
+        repo.put_tenant(tenant, Condition::Always).await?;
+        tracing::info!(tenant = %tenant.id, "tenant loaded");
+    }
+    let adapters = Adapters {
+        store,
+        queue,
+        secrets,
+        connectors: Arc::new(HttpConnectors::default()),
+        clock: Arc::new(SystemClock),
+    };
+    let bridge = LocalBridge::start(adapters, settings.listen, settings.worker_concurrency).await?;
+    println!("psa-bridge listening on {}", bridge.base_url);
+    tokio::signal::ctrl_c().await?;
+    println!("stopping");
+    bridge.stop().await;
+    Ok(())
+}

@@ -236,7 +236,8 @@ impl Store for DynamoStore {
                 // Our size estimate and DynamoDB's can differ by a few bytes.
                 if service.is_some_and(|e| {
                     e.code() == Some("ValidationException")
-                        && e.message().is_some_and(|m| m.contains("size has exceeded"))
+                        && e.message()
+                            .is_some_and(|m| m.contains("exceeded the maximum allowed size"))
                 }) {
                     return Err(StoreError::TooLarge {
                         pk: pk.to_owned(),
@@ -248,10 +249,17 @@ impl Store for DynamoStore {
                 return Err(unavailable("UpdateItem", &err));
             }
         };
-        out.attributes()
-            .and_then(|a| number_attr::<u64>(a, VERSION))
-            .and_then(Result::ok)
-            .ok_or_else(|| corrupt(pk, sk, "UpdateItem returned no numeric `version`"))
+        match condition {
+            // Known from the condition that held; UPDATED_NEW may omit an
+            // attribute whose value did not change.
+            Condition::MustNotExist => Ok(1),
+            Condition::VersionIs(v) => Ok(v + 1),
+            Condition::Always => out
+                .attributes()
+                .and_then(|a| number_attr::<u64>(a, VERSION))
+                .and_then(Result::ok)
+                .ok_or_else(|| corrupt(pk, sk, "UpdateItem returned no numeric `version`")),
+        }
     }
 
     #[tracing::instrument(level = "debug", skip(self))]

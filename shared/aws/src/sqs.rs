@@ -37,6 +37,23 @@ impl SqsQueue {
         &self.url
     }
 
+    async fn receive_one(
+        &self,
+        wait: Duration,
+    ) -> Result<Option<aws_sdk_sqs::types::Message>, QueueError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(1)
+            .wait_time_seconds(wait.as_secs() as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| unavailable("ReceiveMessage", &e))?;
+        Ok(out.messages.and_then(|m| m.into_iter().next()))
+    }
+
     /// Sends many jobs, 10 per request. On error some jobs may have been
     /// queued already; sending them all again is harmless because SQS drops
     /// duplicates by deduplication id for five minutes.
@@ -124,6 +141,33 @@ pub fn dedup_id(job: &SyncJob) -> String {
     sha256_hex(&job.dedup_id())
 }
 
+fn to_delivery(message: &aws_sdk_sqs::types::Message) -> Option<Delivery> {
+    let id = message.message_id().unwrap_or_default();
+    let Some(receipt) = message.receipt_handle() else {
+        tracing::warn!(message_id = id, "SQS message without receipt handle");
+        return None;
+    };
+    let job = match serde_json::from_str::<SyncJob>(message.body().unwrap_or_default()) {
+        Ok(job) => job,
+        Err(e) => {
+            // Not deleted: left invisible, it reaches the DLQ after the
+            // receive limit, where an admin can look at it.
+            tracing::error!(message_id = id, error = %e, "SQS message is not a SyncJob; left for the DLQ");
+            return None;
+        }
+    };
+    let receive_count = message
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
+    Some(Delivery {
+        receipt: receipt.to_owned(),
+        job,
+        receive_count,
+    })
+}
+
 /// Rounded up, so a sub-second delay still hides the message briefly.
 fn visibility_secs(delay: Duration) -> i32 {
     let delay = delay.min(MAX_VISIBILITY);
@@ -147,45 +191,29 @@ impl Queue for SqsQueue {
         Ok(())
     }
 
+    /// One message per ReceiveMessage call: SQS may put several messages of
+    /// one group into a batch, but the port promises at most one delivery
+    /// per group in flight (consumers run a batch's jobs concurrently), and
+    /// SQS itself holds back a group while its message is in flight. Only the
+    /// first call long-polls; the rest fill the batch with what is ready.
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
-        let max = max.clamp(1, MAX_BATCH) as i32;
-        let wait = wait.min(MAX_WAIT).as_secs() as i32;
-        let out = self
-            .client
-            .receive_message()
-            .queue_url(&self.url)
-            .max_number_of_messages(max)
-            .wait_time_seconds(wait)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .send()
-            .await
-            .map_err(|e| unavailable("ReceiveMessage", &e))?;
+        let max = max.clamp(1, MAX_BATCH);
+        let mut wait = wait.min(MAX_WAIT);
         let mut deliveries = Vec::new();
-        for message in out.messages() {
-            let id = message.message_id().unwrap_or_default();
-            let Some(receipt) = message.receipt_handle() else {
-                tracing::warn!(message_id = id, "SQS message without receipt handle");
-                continue;
-            };
-            let job = match serde_json::from_str::<SyncJob>(message.body().unwrap_or_default()) {
-                Ok(job) => job,
-                Err(e) => {
-                    // Not deleted: left invisible, it reaches the DLQ after the
-                    // receive limit, where an admin can look at it.
-                    tracing::error!(message_id = id, error = %e, "SQS message is not a SyncJob; left for the DLQ");
-                    continue;
+        for _ in 0..max {
+            let message = match self.receive_one(wait).await {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                // Those already received are in flight: hand them out rather
+                // than let them time out.
+                Err(e) if !deliveries.is_empty() => {
+                    tracing::warn!(error = %e, "SQS receive failed mid-batch");
+                    break;
                 }
+                Err(e) => return Err(e),
             };
-            let receive_count = message
-                .attributes()
-                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(1);
-            deliveries.push(Delivery {
-                receipt: receipt.to_owned(),
-                job,
-                receive_count,
-            });
+            wait = Duration::ZERO;
+            deliveries.extend(to_delivery(&message));
         }
         Ok(deliveries)
     }

@@ -562,10 +562,11 @@ async fn zz_scratch_rates() {
 #[test]
 fn zz_scratch_pragmas() {
     for (name, pragmas) in [
-        ("wal normal", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"),
         ("wal normal ckpt16k", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=16384;"),
-        ("wal off", "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"),
-        ("wal normal, no ckpt", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=0;"),
+        ("p1k wal normal ckpt16k", "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=16384;"),
+        ("p1k wal normal ckpt4k", "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=4096;"),
+        ("wal off ckpt16k", "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF; PRAGMA wal_autocheckpoint=16384;"),
+        ("wal normal ckpt16k mmap", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=16384; PRAGMA mmap_size=268435456;"),
     ] {
         let dir = TempDir::new("pragma");
         let conn = rusqlite::Connection::open(dir.file("x.db")).unwrap();

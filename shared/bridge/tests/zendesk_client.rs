@@ -90,7 +90,11 @@ async fn lists_250_comments_across_pages_in_order() {
     let sandbox = sandbox().await;
     let id = ticket(&sandbox, None);
     for n in 0..249 {
-        let author = if n % 3 == 0 { "Alice Agent" } else { "Rita Requester" };
+        let author = if n % 3 == 0 {
+            "Alice Agent"
+        } else {
+            "Rita Requester"
+        };
         sandbox.add_comment(id, author, &format!("comment {n}"), n % 5 != 0);
     }
     let desk = client(&sandbox, TOKEN);

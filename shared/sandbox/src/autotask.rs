@@ -184,7 +184,10 @@ const NOTE_TYPE: &[Pick] = &[
     (13, "Workflow Rule Note", true, false),
     (18, "Client Portal Note", true, false),
 ];
-const PUBLISH: &[Pick] = &[(1, "All Autotask Users", true, false), (2, "Internal Only", true, false)];
+const PUBLISH: &[Pick] = &[
+    (1, "All Autotask Users", true, false),
+    (2, "Internal Only", true, false),
+];
 
 const PUBLISH_ALL: i64 = 1;
 const PUBLISH_INTERNAL: i64 = 2;
@@ -216,7 +219,13 @@ fn picks_json(picks: &[Pick]) -> Value {
     )
 }
 
-fn field_json(name: &str, data_type: &str, required: bool, read_only: bool, picks: Option<&[Pick]>) -> Value {
+fn field_json(
+    name: &str,
+    data_type: &str,
+    required: bool,
+    read_only: bool,
+    picks: Option<&[Pick]>,
+) -> Value {
     json!({
         "name": name,
         "dataType": data_type,
@@ -452,7 +461,10 @@ impl Entity {
                 name: String::new(),
             }),
         };
-        sample.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+        sample
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
     }
 }
 
@@ -554,7 +566,10 @@ impl AutotaskSandbox {
 
     pub fn add_configuration_item(&self, company_id: i64, reference_number: &str) -> i64 {
         let mut db = self.shared.db();
-        assert!(db.companies.contains_key(&company_id), "no company {company_id} in the sandbox");
+        assert!(
+            db.companies.contains_key(&company_id),
+            "no company {company_id} in the sandbox"
+        );
         let id = db.next_item;
         db.next_item += 1;
         db.items.insert(
@@ -586,11 +601,24 @@ impl AutotaskSandbox {
         description: &str,
         publish_internal: bool,
     ) -> i64 {
-        let publish = if publish_internal { PUBLISH_INTERNAL } else { PUBLISH_ALL };
+        let publish = if publish_internal {
+            PUBLISH_INTERNAL
+        } else {
+            PUBLISH_ALL
+        };
         let change = {
             let mut db = self.shared.db();
-            insert_note(&mut db, ticket_id, title, description, TECHNICIAN_NOTE_TYPE, publish, resource_id, Utc::now())
-                .unwrap_or_else(|| panic!("no ticket {ticket_id} in the sandbox"))
+            insert_note(
+                &mut db,
+                ticket_id,
+                title,
+                description,
+                TECHNICIAN_NOTE_TYPE,
+                publish,
+                resource_id,
+                Utc::now(),
+            )
+            .unwrap_or_else(|| panic!("no ticket {ticket_id} in the sandbox"))
         };
         let id = match &change {
             Change::Note { note, .. } => note.id,
@@ -602,7 +630,10 @@ impl AutotaskSandbox {
 
     /// A technician changes a ticket's status in the UI; fires the callout and webhook.
     pub fn set_status(&self, ticket_id: i64, resource_id: i64, status: i64) {
-        assert!(active_pick(STATUS, status), "status {status} is not an active picklist value");
+        assert!(
+            active_pick(STATUS, status),
+            "status {status} is not an active picklist value"
+        );
         let change = {
             let mut db = self.shared.db();
             let mut update = Map::new();
@@ -686,7 +717,10 @@ impl Shared {
                 ("Status", ticket.status.to_string()),
                 ("Priority", ticket.priority.to_string()),
                 ("CompanyID", ticket.company_id.to_string()),
-                ("QueueID", ticket.queue_id.map(|q| q.to_string()).unwrap_or_default()),
+                (
+                    "QueueID",
+                    ticket.queue_id.map(|q| q.to_string()).unwrap_or_default(),
+                ),
                 ("ExternalID", ticket.external_id.clone().unwrap_or_default()),
                 ("LastActivityDate", time(&ticket.last_activity_date)),
             ])
@@ -698,7 +732,10 @@ impl Shared {
                 callout.url,
                 vec![
                     ("Authorization".to_owned(), format!("Basic {credentials}")),
-                    ("Content-Type".to_owned(), "application/x-www-form-urlencoded".to_owned()),
+                    (
+                        "Content-Type".to_owned(),
+                        "application/x-www-form-urlencoded".to_owned(),
+                    ),
                 ],
                 form.into_bytes(),
             );
@@ -815,7 +852,10 @@ fn apply_update(
     let mut changed = Map::new();
     for (field, value) in update {
         let did_change = match field.as_str() {
-            "title" => set(&mut ticket.title, value.as_str().unwrap_or_default().to_owned()),
+            "title" => set(
+                &mut ticket.title,
+                value.as_str().unwrap_or_default().to_owned(),
+            ),
             "description" => set(&mut ticket.description, value.as_str().map(str::to_owned)),
             "status" => as_i64(value).is_some_and(|v| set(&mut ticket.status, v)),
             "priority" => as_i64(value).is_some_and(|v| set(&mut ticket.priority, v)),
@@ -907,9 +947,9 @@ fn validate_ticket_fields(
     if let Some(title) = get_ci(body, "title") {
         match title.as_str() {
             Some(t) if t.trim().is_empty() => errors.push("title cannot be empty".to_owned()),
-            Some(t) if t.chars().count() > TITLE_MAX => {
-                errors.push(format!("title exceeds the maximum length of {TITLE_MAX} characters"))
-            }
+            Some(t) if t.chars().count() > TITLE_MAX => errors.push(format!(
+                "title exceeds the maximum length of {TITLE_MAX} characters"
+            )),
             Some(t) => {
                 fields.insert("title".to_owned(), json!(t));
             }
@@ -927,7 +967,12 @@ fn validate_ticket_fields(
             None => errors.push("description must be a string".to_owned()),
         }
     }
-    for (name, picks) in [("status", STATUS), ("priority", PRIORITY), ("queueID", QUEUE), ("ticketType", TICKET_TYPE)] {
+    for (name, picks) in [
+        ("status", STATUS),
+        ("priority", PRIORITY),
+        ("queueID", QUEUE),
+        ("ticketType", TICKET_TYPE),
+    ] {
         if let Some(value) = get_ci(body, name) {
             match as_i64(value) {
                 Some(v) if active_pick(picks, v) => {
@@ -974,8 +1019,14 @@ fn router(shared: Ctx) -> Router {
         .route("/Tickets", post(create_ticket).patch(update_ticket))
         .route("/Tickets/{id}", get(get_ticket))
         .route("/Tickets/{id}/Notes", get(list_notes).post(create_note))
-        .route("/Tickets/entityInformation/fields", get(|| async { Json(ticket_fields()) }))
-        .route("/TicketNotes/entityInformation/fields", get(|| async { Json(note_fields()) }));
+        .route(
+            "/Tickets/entityInformation/fields",
+            get(|| async { Json(ticket_fields()) }),
+        )
+        .route(
+            "/TicketNotes/entityInformation/fields",
+            get(|| async { Json(note_fields()) }),
+        );
     for entity in Entity::ALL {
         api = api
             .route(
@@ -995,8 +1046,14 @@ fn router(shared: Ctx) -> Router {
         .layer(from_fn_with_state(shared.faults.clone(), apply_faults))
         .layer(from_fn_with_state(shared.clone(), count_call));
     Router::new()
-        .route("/atservicesrest/v1.0/zoneInformation", get(zone_information))
-        .route("/ATServicesRest/V1.0/zoneInformation", get(zone_information))
+        .route(
+            "/atservicesrest/v1.0/zoneInformation",
+            get(zone_information),
+        )
+        .route(
+            "/ATServicesRest/V1.0/zoneInformation",
+            get(zone_information),
+        )
         .nest("/ATServicesRest/V1.0", api)
         .with_state(shared)
 }
@@ -1024,7 +1081,10 @@ async fn require_auth(State(s): State<Ctx>, request: Request, next: Next) -> Res
     next.run(request).await
 }
 
-async fn zone_information(State(s): State<Ctx>, Query(params): Query<HashMap<String, String>>) -> Response {
+async fn zone_information(
+    State(s): State<Ctx>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
     let known = {
         let config = s.config();
         params
@@ -1049,11 +1109,11 @@ async fn zone_information(State(s): State<Ctx>, Query(params): Query<HashMap<Str
     .into_response()
 }
 
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Response> {
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, String> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(object)) => Ok(object),
-        Ok(_) => Err(errors(StatusCode::BAD_REQUEST, vec!["The request body must be a JSON object.".to_owned()])),
-        Err(e) => Err(errors(StatusCode::BAD_REQUEST, vec![format!("The request body is not valid JSON: {e}")])),
+        Ok(_) => Err("The request body must be a JSON object.".to_owned()),
+        Err(e) => Err(format!("The request body is not valid JSON: {e}")),
     }
 }
 
@@ -1065,7 +1125,7 @@ async fn get_ticket(State(s): State<Ctx>, Path(id): Path<i64>) -> Response {
 async fn create_ticket(State(s): State<Ctx>, body: Bytes) -> Response {
     let body = match parse_object(&body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(message) => return errors(StatusCode::BAD_REQUEST, vec![message]),
     };
     let actor = s.config().api_resource_id;
     let now = Utc::now();
@@ -1086,12 +1146,18 @@ async fn create_ticket(State(s): State<Ctx>, body: Bytes) -> Response {
             id,
             ticket_number,
             title: fields["title"].as_str().unwrap_or_default().to_owned(),
-            description: fields.get("description").and_then(Value::as_str).map(str::to_owned),
+            description: fields
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             status: int("status").unwrap_or(1),
             priority: int("priority").unwrap_or(2),
             company_id: int("companyID").unwrap_or_default(),
             queue_id: int("queueID"),
-            external_id: fields.get("externalID").and_then(Value::as_str).map(str::to_owned),
+            external_id: fields
+                .get("externalID")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             creator_resource_id: actor,
             create_date: now,
             last_activity_date: now,
@@ -1125,16 +1191,22 @@ async fn create_ticket(State(s): State<Ctx>, body: Bytes) -> Response {
 async fn update_ticket(State(s): State<Ctx>, body: Bytes) -> Response {
     let body = match parse_object(&body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(message) => return errors(StatusCode::BAD_REQUEST, vec![message]),
     };
     let Some(id) = get_ci(&body, "id").and_then(as_i64) else {
-        return errors(StatusCode::INTERNAL_SERVER_ERROR, vec!["Missing Required Field: id".to_owned()]);
+        return errors(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            vec!["Missing Required Field: id".to_owned()],
+        );
     };
     let actor = s.config().api_resource_id;
     let change = {
         let mut db = s.db();
         if !db.tickets.contains_key(&id) {
-            return errors(StatusCode::NOT_FOUND, vec![format!("Ticket {id} does not exist.")]);
+            return errors(
+                StatusCode::NOT_FOUND,
+                vec![format!("Ticket {id} does not exist.")],
+            );
         }
         let fields = match validate_ticket_fields(&db, &body, false) {
             Ok(fields) => fields,
@@ -1153,12 +1225,18 @@ async fn list_notes(
     Path(ticket_id): Path<i64>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let offset: usize = params.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
+    let offset: usize = params
+        .get("offset")
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(0);
     let page_size = s.config().note_page_size.max(1);
     let notes: Vec<Value> = {
         let db = s.db();
         if !db.tickets.contains_key(&ticket_id) {
-            return errors(StatusCode::NOT_FOUND, vec![format!("Ticket {ticket_id} does not exist.")]);
+            return errors(
+                StatusCode::NOT_FOUND,
+                vec![format!("Ticket {ticket_id} does not exist.")],
+            );
         }
         db.notes
             .values()
@@ -1178,21 +1256,34 @@ async fn list_notes(
 async fn create_note(State(s): State<Ctx>, Path(ticket_id): Path<i64>, body: Bytes) -> Response {
     let body = match parse_object(&body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(message) => return errors(StatusCode::BAD_REQUEST, vec![message]),
     };
     let mut messages = Vec::new();
-    if let Some(other) = get_ci(&body, "ticketID").and_then(as_i64).filter(|t| *t != ticket_id) {
-        messages.push(format!("ticketID {other} does not match the parent ticket {ticket_id}"));
+    if let Some(other) = get_ci(&body, "ticketID")
+        .and_then(as_i64)
+        .filter(|t| *t != ticket_id)
+    {
+        messages.push(format!(
+            "ticketID {other} does not match the parent ticket {ticket_id}"
+        ));
     }
-    let description = get_ci(&body, "description").and_then(Value::as_str).unwrap_or_default();
+    let description = get_ci(&body, "description")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if description.trim().is_empty() {
         messages.push("Missing Required Field: description".to_owned());
     } else if description.chars().count() > NOTE_DESCRIPTION_MAX {
-        messages.push(format!("description exceeds the maximum length of {NOTE_DESCRIPTION_MAX} characters"));
+        messages.push(format!(
+            "description exceeds the maximum length of {NOTE_DESCRIPTION_MAX} characters"
+        ));
     }
-    let title = get_ci(&body, "title").and_then(Value::as_str).unwrap_or_default();
+    let title = get_ci(&body, "title")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if title.chars().count() > NOTE_TITLE_MAX {
-        messages.push(format!("title exceeds the maximum length of {NOTE_TITLE_MAX} characters"));
+        messages.push(format!(
+            "title exceeds the maximum length of {NOTE_TITLE_MAX} characters"
+        ));
     }
     let mut picked = |name: &str, picks: &[Pick]| match get_ci(&body, name).map(as_i64) {
         None => {
@@ -1213,10 +1304,22 @@ async fn create_note(State(s): State<Ctx>, Path(ticket_id): Path<i64>, body: Byt
     let actor = s.config().api_resource_id;
     let change = {
         let mut db = s.db();
-        insert_note(&mut db, ticket_id, title, description, note_type, publish, actor, Utc::now())
+        insert_note(
+            &mut db,
+            ticket_id,
+            title,
+            description,
+            note_type,
+            publish,
+            actor,
+            Utc::now(),
+        )
     };
     let Some(change) = change else {
-        return errors(StatusCode::NOT_FOUND, vec![format!("Ticket {ticket_id} does not exist.")]);
+        return errors(
+            StatusCode::NOT_FOUND,
+            vec![format!("Ticket {ticket_id} does not exist.")],
+        );
     };
     let id = match &change {
         Change::Note { note, .. } => note.id,
@@ -1228,7 +1331,10 @@ async fn create_note(State(s): State<Ctx>, Path(ticket_id): Path<i64>, body: Byt
 
 fn page(rows: Vec<Value>, offset: usize, size: usize, link: impl Fn(usize) -> String) -> Response {
     let end = (offset + size).min(rows.len());
-    let items: Vec<Value> = rows.get(offset..end).map(<[Value]>::to_vec).unwrap_or_default();
+    let items: Vec<Value> = rows
+        .get(offset..end)
+        .map(<[Value]>::to_vec)
+        .unwrap_or_default();
     let next = (end < rows.len()).then(|| link(end));
     let prev = (offset > 0).then(|| link(offset.saturating_sub(size)));
     Json(json!({
@@ -1246,7 +1352,7 @@ fn page(rows: Vec<Value>, offset: usize, size: usize, link: impl Fn(usize) -> St
 fn query(s: Ctx, entity: Entity, body: Bytes) -> Response {
     let body = match parse_object(&body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(message) => return errors(StatusCode::BAD_REQUEST, vec![message]),
     };
     run_query(s, entity, body, 0)
 }
@@ -1255,9 +1361,12 @@ fn query_next(s: Ctx, entity: Entity, params: HashMap<String, String>) -> Respon
     let search = params.get("search").map(String::as_str).unwrap_or_default();
     let body = match parse_object(search.as_bytes()) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(message) => return errors(StatusCode::BAD_REQUEST, vec![message]),
     };
-    let offset = params.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
+    let offset = params
+        .get("offset")
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(0);
     run_query(s, entity, body, offset)
 }
 
@@ -1295,21 +1404,35 @@ fn run_query(s: Ctx, entity: Entity, body: Map<String, Value>, offset: usize) ->
     let search = json!({ "filter": filter, "MaxRecords": size }).to_string();
     let base = s.base_url().to_owned();
     let link = move |offset: usize| {
-        let query = serde_urlencoded::to_string([("search", search.clone()), ("offset", offset.to_string())])
-            .expect("strings encode as form data");
-        format!("{base}/ATServicesRest/V1.0/{}/query/next?{query}", entity.path())
+        let query = serde_urlencoded::to_string([
+            ("search", search.clone()),
+            ("offset", offset.to_string()),
+        ])
+        .expect("strings encode as form data");
+        format!(
+            "{base}/ATServicesRest/V1.0/{}/query/next?{query}",
+            entity.path()
+        )
     };
     page(matched, offset, size, link)
 }
 
-fn matches(row: &Map<String, Value>, condition: &Value, known: &[String], entity: Entity) -> Result<bool, String> {
+fn matches(
+    row: &Map<String, Value>,
+    condition: &Value,
+    known: &[String],
+    entity: Entity,
+) -> Result<bool, String> {
     let op = condition
         .get("op")
         .and_then(Value::as_str)
         .ok_or("Each filter needs an op.")?
         .to_ascii_lowercase();
     if op == "and" || op == "or" {
-        let items = condition.get("items").and_then(Value::as_array).ok_or("A grouping filter needs items.")?;
+        let items = condition
+            .get("items")
+            .and_then(Value::as_array)
+            .ok_or("A grouping filter needs items.")?;
         let mut results = Vec::with_capacity(items.len());
         for item in items {
             results.push(matches(row, item, known, entity)?);
@@ -1320,9 +1443,15 @@ fn matches(row: &Map<String, Value>, condition: &Value, known: &[String], entity
             results.iter().any(|r| *r)
         });
     }
-    let field = condition.get("field").and_then(Value::as_str).ok_or("Each filter needs a field.")?;
+    let field = condition
+        .get("field")
+        .and_then(Value::as_str)
+        .ok_or("Each filter needs a field.")?;
     if !known.iter().any(|k| k.eq_ignore_ascii_case(field)) {
-        return Err(format!("Unable to find {field} in the {} entity.", entity.path()));
+        return Err(format!(
+            "Unable to find {field} in the {} entity.",
+            entity.path()
+        ));
     }
     let actual = row
         .iter()
@@ -1352,7 +1481,9 @@ fn matches(row: &Map<String, Value>, condition: &Value, known: &[String], entity
         "exist" => !actual.is_null(),
         "notexist" => actual.is_null(),
         "in" | "notin" => {
-            let list = expected.as_array().ok_or("in and notIn need a list value.")?;
+            let list = expected
+                .as_array()
+                .ok_or("in and notIn need a list value.")?;
             let found = list.iter().any(|v| equal(actual, v));
             if op == "in" {
                 found
@@ -1416,18 +1547,37 @@ mod tests {
         let row = row.as_object().unwrap();
         let known = Entity::Tickets.fields();
         let check = |filter: Value| matches(row, &filter, &known, Entity::Tickets);
-        assert_eq!(check(json!({"op":"eq","field":"externalID","value":"ZD:42"})), Ok(true));
-        assert_eq!(check(json!({"op":"eq","field":"status","value":"8"})), Ok(true));
-        assert_eq!(check(json!({"op":"noteq","field":"status","value":8})), Ok(false));
-        assert_eq!(check(json!({"op":"gte","field":"id","value":7})), Ok(true));
-        assert_eq!(check(json!({"op":"notExist","field":"queueID"})), Ok(true));
-        assert_eq!(check(json!({"op":"in","field":"priority","value":[1,2]})), Ok(true));
-        assert_eq!(check(json!({"op":"beginsWith","field":"ticketNumber","value":"t2026"})), Ok(true));
         assert_eq!(
-            check(json!({"op":"or","items":[{"op":"eq","field":"id","value":1},{"op":"eq","field":"id","value":7}]})),
+            check(json!({"op":"eq","field":"externalID","value":"ZD:42"})),
             Ok(true)
         );
-        assert!(check(json!({"op":"eq","field":"externalIDs","value":"x"})).unwrap_err().contains("Unable to find"));
+        assert_eq!(
+            check(json!({"op":"eq","field":"status","value":"8"})),
+            Ok(true)
+        );
+        assert_eq!(
+            check(json!({"op":"noteq","field":"status","value":8})),
+            Ok(false)
+        );
+        assert_eq!(check(json!({"op":"gte","field":"id","value":7})), Ok(true));
+        assert_eq!(check(json!({"op":"notExist","field":"queueID"})), Ok(true));
+        assert_eq!(
+            check(json!({"op":"in","field":"priority","value":[1,2]})),
+            Ok(true)
+        );
+        assert_eq!(
+            check(json!({"op":"beginsWith","field":"ticketNumber","value":"t2026"})),
+            Ok(true)
+        );
+        assert_eq!(
+            check(
+                json!({"op":"or","items":[{"op":"eq","field":"id","value":1},{"op":"eq","field":"id","value":7}]})
+            ),
+            Ok(true)
+        );
+        assert!(check(json!({"op":"eq","field":"externalIDs","value":"x"}))
+            .unwrap_err()
+            .contains("Unable to find"));
         assert!(check(json!({"op":"like","field":"id","value":1})).is_err());
     }
 
@@ -1441,7 +1591,10 @@ mod tests {
             .map(|f| f["name"].as_str().unwrap())
             .collect();
         for name in Entity::Tickets.fields() {
-            assert!(described.contains(&name.as_str()), "{name} is not described");
+            assert!(
+                described.contains(&name.as_str()),
+                "{name} is not described"
+            );
         }
     }
 }

@@ -463,7 +463,8 @@ impl Inner {
             next_user_id: 7_000_000_001,
             api_calls: 0,
         };
-        inner.api_user_id = inner.add_user(config.agent_email.clone(), config.agent_email, Role::Agent);
+        inner.api_user_id =
+            inner.add_user(config.agent_email.clone(), config.agent_email, Role::Agent);
         inner
     }
 
@@ -556,7 +557,14 @@ impl Inner {
     }
 
     /// An event webhook payload in the shape of Zendesk's ticket events.
-    fn event_payload(&self, ticket: &Ticket, kind: &str, actor: u64, via_api: bool, event: Value) -> Value {
+    fn event_payload(
+        &self,
+        ticket: &Ticket,
+        kind: &str,
+        actor: u64,
+        via_api: bool,
+        event: Value,
+    ) -> Value {
         let upper = |s: &str| s.to_ascii_uppercase();
         json!({
             "account_id": 1_000_001,
@@ -581,7 +589,7 @@ impl Inner {
                 "tags": [],
                 "type": null,
                 "updated_at": stamp(ticket.updated_at),
-                "via": { "channel": if via_api { "api" } else { "web_form" } },
+                "via": { "channel": if via_api { "api" } else { "web" } },
             },
             "event": event,
             "id": uuid(),
@@ -655,7 +663,11 @@ impl Inner {
         });
         self.comments.insert(id, vec![comment]);
         self.tickets.insert(id, ticket.clone());
-        let actor = if via_api { self.api_user_id } else { ticket.requester_id };
+        let actor = if via_api {
+            self.api_user_id
+        } else {
+            ticket.requester_id
+        };
         let payload = self.event_payload(&ticket, "created", actor, via_api, json!({}));
         let hooks = self.hooks(vec![payload]);
         (
@@ -696,32 +708,69 @@ impl Inner {
         let mut events = Vec::new();
         // (event type suffix, event object) per webhook, sent after the ticket is saved.
         let mut changes: Vec<(&str, Value)> = Vec::new();
-        let mut change = |this: &mut Self, field: &str, kind: &'static str, previous: Value, current: Value| {
-            if previous != current {
-                events.push(json!({"id": this.next_event(), "type": "Change", "field_name": field,
-                    "value": current, "previous_value": previous}));
-                changes.push((kind, json!({"current": current, "previous": previous})));
-            }
-        };
+        let mut change =
+            |this: &mut Self, field: &str, kind: &'static str, previous: Value, current: Value| {
+                if previous != current {
+                    events.push(
+                        json!({"id": this.next_event(), "type": "Change", "field_name": field,
+                    "value": current, "previous_value": previous}),
+                    );
+                    changes.push((kind, json!({"current": current, "previous": previous})));
+                }
+            };
         if let Some(subject) = update.subject {
-            change(self, "subject", "subject_changed", json!(ticket.subject), json!(subject));
+            change(
+                self,
+                "subject",
+                "subject_changed",
+                json!(ticket.subject),
+                json!(subject),
+            );
             ticket.subject = subject;
         }
         if let Some(priority) = update.priority {
-            change(self, "priority", "priority_changed", json!(ticket.priority), json!(priority));
+            change(
+                self,
+                "priority",
+                "priority_changed",
+                json!(ticket.priority),
+                json!(priority),
+            );
             ticket.priority = priority;
         }
         if let Some(status) = update.status {
-            change(self, "status", "status_changed", json!(ticket.status), json!(status));
+            change(
+                self,
+                "status",
+                "status_changed",
+                json!(ticket.status),
+                json!(status),
+            );
             ticket.status = status;
         }
         if let Some(external_id) = update.external_id {
-            change(self, "external_id", "external_id_changed", json!(ticket.external_id), json!(external_id));
+            change(
+                self,
+                "external_id",
+                "external_id_changed",
+                json!(ticket.external_id),
+                json!(external_id),
+            );
             ticket.external_id = external_id;
         }
         for (field, value) in update.custom_fields {
-            let previous = ticket.custom_fields.get(&field).cloned().unwrap_or(Value::Null);
-            change(self, &field.to_string(), "custom_field_changed", previous, value.clone());
+            let previous = ticket
+                .custom_fields
+                .get(&field)
+                .cloned()
+                .unwrap_or(Value::Null);
+            change(
+                self,
+                &field.to_string(),
+                "custom_field_changed",
+                previous,
+                value.clone(),
+            );
             self.set_custom_field(&mut ticket, field, value);
         }
         let mut comment_id = None;
@@ -736,14 +785,17 @@ impl Inner {
                 "id": id, "body": new.body, "is_public": new.public,
                 "author": {"id": new.author_id, "is_staff": author.role == Role::Agent, "name": author.name},
             }}));
-            self.comments.entry(ticket_id).or_default().push(StoredComment {
-                id,
-                author_id: new.author_id,
-                body: new.body,
-                public: new.public,
-                created_at: now,
-                via_api,
-            });
+            self.comments
+                .entry(ticket_id)
+                .or_default()
+                .push(StoredComment {
+                    id,
+                    author_id: new.author_id,
+                    body: new.body,
+                    public: new.public,
+                    created_at: now,
+                    via_api,
+                });
         }
         if !events.is_empty() {
             ticket.updated_at = now;
@@ -807,7 +859,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v2/tickets.json", post(create_ticket_api))
         // `{id}` is `123.json` here; the same parameter name must be used at
         // this position in both routes.
-        .route("/api/v2/tickets/{id}", get(show_ticket).put(update_ticket_api))
+        .route(
+            "/api/v2/tickets/{id}",
+            get(show_ticket).put(update_ticket_api),
+        )
         .route("/api/v2/tickets/{id}/comments.json", get(list_comments))
         .fallback(|| async { ApiFailure::NotFound })
         .layer(axum::middleware::from_fn_with_state(faults, apply_faults))
@@ -886,7 +941,8 @@ fn parse_update(
     problems: &mut Vec<(&'static str, String)>,
 ) -> Update {
     let mut update = Update::default();
-    let text = |key: &'static str, problems: &mut Vec<(&'static str, String)>| match ticket.get(key) {
+    let text = |key: &'static str, problems: &mut Vec<(&'static str, String)>| match ticket.get(key)
+    {
         None => None,
         Some(Value::String(s)) => Some(Some(s.clone())),
         Some(Value::Null) => Some(None),
@@ -908,11 +964,15 @@ fn parse_update(
                         Some(id) => update
                             .custom_fields
                             .push((id, field.get("value").cloned().unwrap_or(Value::Null))),
-                        None => problems.push(("custom_fields", "Custom field: id is invalid".to_owned())),
+                        None => problems
+                            .push(("custom_fields", "Custom field: id is invalid".to_owned())),
                     }
                 }
             }
-            None => problems.push(("custom_fields", "Custom fields: must be an array".to_owned())),
+            None => problems.push((
+                "custom_fields",
+                "Custom fields: must be an array".to_owned(),
+            )),
         }
     }
     if let Some(comment) = ticket.get("comment") {
@@ -922,7 +982,10 @@ fn parse_update(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let public = comment.get("public").and_then(Value::as_bool).unwrap_or(true);
+        let public = comment
+            .get("public")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
         let author_id = comment
             .get("author_id")
             .and_then(Value::as_u64)
@@ -976,7 +1039,10 @@ async fn create_ticket_api(
         }
         let requester_id = match fields.get("requester") {
             Some(requester) => {
-                let name = requester.get("name").and_then(Value::as_str).unwrap_or("Requester");
+                let name = requester
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Requester");
                 inner.user_named(name, Role::EndUser)
             }
             None => fields
@@ -1007,7 +1073,10 @@ async fn create_ticket_api(
         };
         let (ticket, audit, hooks) = inner.create(spec, true);
         let body = json!({"ticket": inner.ticket_json(&ticket), "audit": audit.json});
-        Ok(((StatusCode::CREATED, Json(body)).into_response(), Some(hooks)))
+        Ok((
+            (StatusCode::CREATED, Json(body)).into_response(),
+            Some(hooks),
+        ))
     })
 }
 
@@ -1036,7 +1105,9 @@ async fn list_comments(
                 .parse::<usize>()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| ApiFailure::BadRequest("page[size] must be a positive integer".to_owned()))?
+                .ok_or_else(|| {
+                    ApiFailure::BadRequest("page[size] must be a positive integer".to_owned())
+                })?
                 .min(MAX_PAGE),
         };
         let after = match params.get("page[after]") {
@@ -1046,13 +1117,19 @@ async fn list_comments(
                 .ok()
                 .and_then(|raw| String::from_utf8(raw).ok())
                 .and_then(|raw| raw.parse::<u64>().ok())
-                .ok_or_else(|| ApiFailure::BadRequest("page[after] is not a valid cursor".to_owned()))?,
+                .ok_or_else(|| {
+                    ApiFailure::BadRequest("page[after] is not a valid cursor".to_owned())
+                })?,
         };
         let with_users = params
             .get("include")
             .is_some_and(|inc| inc.split(',').any(|i| i.trim() == "users"));
 
-        let all = inner.comments.get(&id).map(Vec::as_slice).unwrap_or_default();
+        let all = inner
+            .comments
+            .get(&id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         let rest: Vec<&StoredComment> = all.iter().filter(|c| c.id > after).collect();
         let page = &rest[..rest.len().min(size)];
         let has_more = rest.len() > page.len();
@@ -1122,7 +1199,11 @@ mod tests {
         }
     }
 
-    fn api(sandbox: &ZendeskSandbox, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    fn api(
+        sandbox: &ZendeskSandbox,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         reqwest::Client::new()
             .request(method, format!("{}{path}", sandbox.base_url()))
             .basic_auth("bridge@msp.example/token", Some("tok"))
@@ -1158,11 +1239,15 @@ mod tests {
             requester_name: "Ann".into(),
             ..NewTicket::default()
         });
-        let response = api(&sandbox, reqwest::Method::PUT, &format!("/api/v2/tickets/{id}.json"))
-            .json(&json!({"ticket": {"priority": "whenever", "subject": "changed"}}))
-            .send()
-            .await
-            .unwrap();
+        let response = api(
+            &sandbox,
+            reqwest::Method::PUT,
+            &format!("/api/v2/tickets/{id}.json"),
+        )
+        .json(&json!({"ticket": {"priority": "whenever", "subject": "changed"}}))
+        .send()
+        .await
+        .unwrap();
         assert_eq!(response.status(), 422);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["error"], "RecordInvalid");
@@ -1178,8 +1263,10 @@ mod tests {
         assert_eq!(response.status(), 422);
 
         let response = api(&sandbox, reqwest::Method::POST, "/api/v2/tickets.json")
-            .json(&json!({"ticket": {"subject": "Hi", "comment": {"body": "First"},
-                "priority": "high", "custom_fields": [{"id": 360_001, "value": "CL-1"}]}}))
+            .json(
+                &json!({"ticket": {"subject": "Hi", "comment": {"body": "First"},
+                "priority": "high", "custom_fields": [{"id": 360_001, "value": "CL-1"}]}}),
+            )
             .send()
             .await
             .unwrap();
@@ -1198,7 +1285,10 @@ mod tests {
             .unwrap();
         assert_eq!(response.status(), 404);
         let body: Value = response.json().await.unwrap();
-        assert_eq!(body, json!({"error": "RecordNotFound", "description": "Not found"}));
+        assert_eq!(
+            body,
+            json!({"error": "RecordNotFound", "description": "Not found"})
+        );
         assert_eq!(sandbox.api_calls(), 4);
     }
 

@@ -73,7 +73,7 @@ pub struct AutotaskClient {
     origin: String,
     /// Authentication headers, marked sensitive so they never show in debug output.
     headers: HeaderMap,
-    fields: Mutex<HashMap<&'static str, (Instant, Arc<Vec<FieldInfo>>)>>,
+    fields: Mutex<FieldCache>,
 }
 
 impl fmt::Debug for AutotaskClient {
@@ -83,6 +83,9 @@ impl fmt::Debug for AutotaskClient {
             .finish_non_exhaustive()
     }
 }
+
+/// Field descriptions per entity, with the time they were fetched.
+type FieldCache = HashMap<&'static str, (Instant, Arc<Vec<FieldInfo>>)>;
 
 #[derive(Deserialize)]
 struct ZoneInfo {
@@ -134,10 +137,13 @@ impl AutotaskClient {
             return Err(error_from_response(SYSTEM, response, "zone information", describe).await);
         }
         let zone: ZoneInfo = read_json(response, "zone information").await?;
-        let url = zone.url.filter(|u| !u.trim().is_empty()).ok_or(ApiError::Malformed {
-            system: SYSTEM,
-            message: "zone information has no url".to_owned(),
-        })?;
+        let url = zone
+            .url
+            .filter(|u| !u.trim().is_empty())
+            .ok_or(ApiError::Malformed {
+                system: SYSTEM,
+                message: "zone information has no url".to_owned(),
+            })?;
         let parsed = url::Url::parse(url.trim()).map_err(|e| ApiError::Malformed {
             system: SYSTEM,
             message: format!("zone url is not a URL: {e}"),
@@ -179,10 +185,7 @@ impl AutotaskClient {
         body: Option<&Value>,
         what: &str,
     ) -> Result<T, ApiError> {
-        let mut request = self
-            .http
-            .request(method, url)
-            .headers(self.headers.clone());
+        let mut request = self.http.request(method, url).headers(self.headers.clone());
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -206,7 +209,12 @@ impl AutotaskClient {
     ) -> Result<Vec<T>, ApiError> {
         let body = json!({ "MaxRecords": PAGE_SIZE, "filter": filter });
         let first: Page<T> = self
-            .call(Method::POST, &self.url(&format!("{entity}/query")), Some(&body), what)
+            .call(
+                Method::POST,
+                &self.url(&format!("{entity}/query")),
+                Some(&body),
+                what,
+            )
             .await?;
         self.follow(first, what).await
     }
@@ -281,7 +289,9 @@ impl AutotaskClient {
     }
 
     async fn note_settings(&self) -> Result<NoteSettings, ApiError> {
-        Ok(NoteSettings::from_fields(&*self.fields("TicketNotes").await?))
+        Ok(NoteSettings::from_fields(
+            &self.fields("TicketNotes").await?,
+        ))
     }
 }
 
@@ -312,7 +322,10 @@ fn auth_headers(
     Ok(headers)
 }
 
-async fn read_json<T: DeserializeOwned>(response: reqwest::Response, what: &str) -> Result<T, ApiError> {
+async fn read_json<T: DeserializeOwned>(
+    response: reqwest::Response,
+    what: &str,
+) -> Result<T, ApiError> {
     let bytes = response
         .bytes()
         .await
@@ -455,7 +468,11 @@ struct WireTicket {
     queue_id: Option<i64>,
     #[serde(rename = "externalID", default)]
     external_id: Option<String>,
-    #[serde(rename = "lastActivityDate", default, deserialize_with = "lenient_time")]
+    #[serde(
+        rename = "lastActivityDate",
+        default,
+        deserialize_with = "lenient_time"
+    )]
     last_activity_date: Option<DateTime<Utc>>,
 }
 
@@ -548,7 +565,9 @@ fn picklist_of<'a>(fields: &'a [FieldInfo], name: &str) -> Option<&'a [WirePickl
 
 /// Autotask dates come as RFC 3339 with fractions, sometimes without an offset
 /// (always UTC). An unreadable date is dropped rather than failing the record.
-fn lenient_time<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+fn lenient_time<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
     let raw = Option::<String>::deserialize(deserializer)?;
     Ok(raw.and_then(|s| parse_time(&s)))
 }
@@ -686,7 +705,11 @@ fn note_title(note: &NewPsaNote) -> String {
     let title = if title.is_empty() {
         // Some ticket categories require note titles; the first line of the
         // body is the least surprising stand-in.
-        note.description.lines().find(|l| !l.trim().is_empty()).unwrap_or("Note").trim()
+        note.description
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("Note")
+            .trim()
     } else {
         title
     };
@@ -698,7 +721,12 @@ impl Psa for AutotaskClient {
     #[tracing::instrument(skip(self), fields(system = SYSTEM))]
     async fn get_ticket(&self, id: i64) -> Result<Option<PsaTicket>, ApiError> {
         let result: Result<ItemResult<WireTicket>, _> = self
-            .call(Method::GET, &self.url(&format!("Tickets/{id}")), None, "ticket")
+            .call(
+                Method::GET,
+                &self.url(&format!("Tickets/{id}")),
+                None,
+                "ticket",
+            )
             .await;
         match result {
             Ok(found) => found.item.map(WireTicket::into_model).transpose(),
@@ -717,12 +745,20 @@ impl Psa for AutotaskClient {
             "filter": [{ "op": "eq", "field": "externalID", "value": external_id }],
         });
         let page: Page<WireTicket> = self
-            .call(Method::POST, &self.url("Tickets/query"), Some(&body), "ticket query")
+            .call(
+                Method::POST,
+                &self.url("Tickets/query"),
+                Some(&body),
+                "ticket query",
+            )
             .await?;
         if page.items.len() > 1 {
             // Two tickets with our reference mean a create raced; the oldest is
             // the one the link record most likely points at.
-            tracing::warn!(count = page.items.len(), "several Autotask tickets share one externalID");
+            tracing::warn!(
+                count = page.items.len(),
+                "several Autotask tickets share one externalID"
+            );
         }
         page.items
             .into_iter()
@@ -734,7 +770,12 @@ impl Psa for AutotaskClient {
     #[tracing::instrument(skip(self, ticket), fields(system = SYSTEM, external_id = %ticket.external_id))]
     async fn create_ticket(&self, ticket: &NewPsaTicket) -> Result<i64, ApiError> {
         let created: CreateResult = self
-            .call(Method::POST, &self.url("Tickets"), Some(&create_body(ticket)), "ticket")
+            .call(
+                Method::POST,
+                &self.url("Tickets"),
+                Some(&create_body(ticket)),
+                "ticket",
+            )
             .await?;
         tracing::info!(ticket_id = created.item_id, "autotask ticket created");
         Ok(created.item_id)
@@ -746,7 +787,12 @@ impl Psa for AutotaskClient {
             return Ok(());
         }
         let _: CreateResult = self
-            .call(Method::PATCH, &self.url("Tickets"), Some(&patch_body(id, patch)), "ticket")
+            .call(
+                Method::PATCH,
+                &self.url("Tickets"),
+                Some(&patch_body(id, patch)),
+                "ticket",
+            )
             .await?;
         Ok(())
     }
@@ -892,7 +938,9 @@ pub fn verify_callout_credentials(
 }
 
 fn digest_eq(a: &[u8], b: &[u8]) -> subtle::Choice {
-    Sha256::digest(a).as_slice().ct_eq(Sha256::digest(b).as_slice())
+    Sha256::digest(a)
+        .as_slice()
+        .ct_eq(Sha256::digest(b).as_slice())
 }
 
 /// Checks `X-Hook-Signature`: base64(HMAC-SHA1(secret key, raw body)), which
@@ -946,8 +994,9 @@ pub fn parse_callout(content_type: Option<&str>, body: &[u8]) -> Result<PsaEvent
             _ => form_pairs(body)?,
         },
     };
-    let raw_id = pair(&pairs, &["ticketid", "id"])
-        .ok_or_else(|| InboundError::Malformed("callout carries no ticket id (id or TicketID)".to_owned()))?;
+    let raw_id = pair(&pairs, &["ticketid", "id"]).ok_or_else(|| {
+        InboundError::Malformed("callout carries no ticket id (id or TicketID)".to_owned())
+    })?;
     let ticket_id = positive_id(raw_id)?;
     let marker = match pair(&pairs, &["lastactivitydate", "lastactivitydatetime"]) {
         Some(time) if !time.trim().is_empty() => truncate_chars(time.trim(), 64),
@@ -1008,7 +1057,9 @@ pub fn parse_webhook(body: &[u8]) -> Result<PsaEvent, InboundError> {
                 .map(|t| truncate_chars(t.trim(), 64))
                 .filter(|t| !t.is_empty())
         })
-        .ok_or_else(|| InboundError::Malformed("webhook has neither SequenceNumber nor EventTime".to_owned()))?;
+        .ok_or_else(|| {
+            InboundError::Malformed("webhook has neither SequenceNumber nor EventTime".to_owned())
+        })?;
     Ok(PsaEvent {
         ticket_id,
         event_id: format!("webhook:{kind}:{id}:{marker}"),
@@ -1111,7 +1162,9 @@ fn xml_pairs(body: &[u8]) -> Result<Vec<(String, String)>, InboundError> {
         }
     }
     if pairs.is_empty() {
-        return Err(InboundError::Malformed("callout XML has no fields".to_owned()));
+        return Err(InboundError::Malformed(
+            "callout XML has no fields".to_owned(),
+        ));
     }
     Ok(pairs)
 }
@@ -1134,10 +1187,16 @@ mod tests {
     fn callout_credentials_accept_the_right_pair_only() {
         let password = Secret::new("s3cret:with:colons");
         let good = basic("callout-user", "s3cret:with:colons");
-        assert_eq!(verify_callout_credentials("callout-user", &password, Some(&good)), Ok(()));
+        assert_eq!(
+            verify_callout_credentials("callout-user", &password, Some(&good)),
+            Ok(())
+        );
         // The scheme is case-insensitive per RFC 7617.
         let lower = good.replacen("Basic", "basic", 1);
-        assert_eq!(verify_callout_credentials("callout-user", &password, Some(&lower)), Ok(()));
+        assert_eq!(
+            verify_callout_credentials("callout-user", &password, Some(&lower)),
+            Ok(())
+        );
         for wrong in [
             basic("callout-user", "s3cret"),
             basic("other-user", "s3cret:with:colons"),
@@ -1216,15 +1275,29 @@ mod tests {
     #[test]
     fn callout_forms_json_and_xml_name_the_ticket() {
         let form = b"id=4711&TicketNumber=T20261123.0001&Status=8&LastActivityDate=2026-11-23T10%3A00%3A00.123Z";
-        let event = parse_callout(Some("application/x-www-form-urlencoded; charset=utf-8"), form).unwrap();
+        let event = parse_callout(
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            form,
+        )
+        .unwrap();
         assert_eq!(event.ticket_id, 4711);
         assert_eq!(event.event_id, "callout:4711:2026-11-23T10:00:00.123Z");
 
         let with_ticket_id = b"TicketID=12&id=99";
-        assert_eq!(parse_callout(Some("application/x-www-form-urlencoded"), with_ticket_id).unwrap().ticket_id, 12);
+        assert_eq!(
+            parse_callout(Some("application/x-www-form-urlencoded"), with_ticket_id)
+                .unwrap()
+                .ticket_id,
+            12
+        );
 
         let json = br#"{"ticket":{"id":"31","title":"Printer"}}"#;
-        assert_eq!(parse_callout(Some("application/json"), json).unwrap().ticket_id, 31);
+        assert_eq!(
+            parse_callout(Some("application/json"), json)
+                .unwrap()
+                .ticket_id,
+            31
+        );
         let flat = br#"{"ticket_id": 32}"#;
         assert_eq!(parse_callout(None, flat).unwrap().ticket_id, 32);
 
@@ -1247,15 +1320,29 @@ mod tests {
     fn malformed_callouts_say_why() {
         let cases: [(Option<&str>, &[u8], &str); 6] = [
             (None, b"", "empty"),
-            (Some("application/x-www-form-urlencoded"), b"Title=x", "no ticket id"),
-            (Some("application/x-www-form-urlencoded"), b"id=abc", "not a positive number"),
-            (Some("application/x-www-form-urlencoded"), b"id=-3", "not a positive number"),
+            (
+                Some("application/x-www-form-urlencoded"),
+                b"Title=x",
+                "no ticket id",
+            ),
+            (
+                Some("application/x-www-form-urlencoded"),
+                b"id=abc",
+                "not a positive number",
+            ),
+            (
+                Some("application/x-www-form-urlencoded"),
+                b"id=-3",
+                "not a positive number",
+            ),
             (Some("application/json"), b"{not json", "not JSON"),
             (Some("text/xml"), b"<a><b/></a>", "no fields"),
         ];
         for (content_type, body, expected) in cases {
             match parse_callout(content_type, body) {
-                Err(InboundError::Malformed(reason)) => assert!(reason.contains(expected), "{reason}"),
+                Err(InboundError::Malformed(reason)) => {
+                    assert!(reason.contains(expected), "{reason}")
+                }
                 other => panic!("{expected}: {other:?}"),
             }
         }
@@ -1280,7 +1367,10 @@ mod tests {
         let string = br#"{"EntityType":"TicketNote","Id":"901","Fields":{"ticketID":"351181"},"EventTime":"2025-09-15T15:10:00Z"}"#;
         let event = parse_webhook(string).unwrap();
         assert_eq!(event.ticket_id, 351181);
-        assert_eq!(event.event_id, "webhook:ticketnote:901:2025-09-15T15:10:00Z");
+        assert_eq!(
+            event.event_id,
+            "webhook:ticketnote:901:2025-09-15T15:10:00Z"
+        );
     }
 
     #[test]
@@ -1289,14 +1379,25 @@ mod tests {
             (b"not json", "not JSON"),
             (b"[1,2]", "not a JSON object"),
             (br#"{"Id":1,"SequenceNumber":1}"#, "EntityType"),
-            (br#"{"EntityType":"Ticket","Id":"x","SequenceNumber":1}"#, "numeric Id"),
-            (br#"{"EntityType":"TicketNote","Id":3,"Fields":{},"SequenceNumber":1}"#, "TicketID"),
-            (br#"{"EntityType":"Company","Id":3,"SequenceNumber":1}"#, "unsupported EntityType"),
+            (
+                br#"{"EntityType":"Ticket","Id":"x","SequenceNumber":1}"#,
+                "numeric Id",
+            ),
+            (
+                br#"{"EntityType":"TicketNote","Id":3,"Fields":{},"SequenceNumber":1}"#,
+                "TicketID",
+            ),
+            (
+                br#"{"EntityType":"Company","Id":3,"SequenceNumber":1}"#,
+                "unsupported EntityType",
+            ),
             (br#"{"EntityType":"Ticket","Id":3}"#, "SequenceNumber"),
         ];
         for (body, expected) in cases {
             match parse_webhook(body) {
-                Err(InboundError::Malformed(reason)) => assert!(reason.contains(expected), "{reason}"),
+                Err(InboundError::Malformed(reason)) => {
+                    assert!(reason.contains(expected), "{reason}")
+                }
                 other => panic!("{expected}: {other:?}"),
             }
         }
@@ -1304,12 +1405,16 @@ mod tests {
 
     #[test]
     fn error_bodies_are_described_and_validation_500s_are_permanent() {
-        let body = r#"{"errors":["Value does not reference an existing entity for status . ","second"]}"#;
+        let body =
+            r#"{"errors":["Value does not reference an existing entity for status . ","second"]}"#;
         assert_eq!(
             describe(body).as_deref(),
             Some("Value does not reference an existing entity for status .; second")
         );
-        assert_eq!(describe(r#"{"Message":"No HTTP resource"}"#).as_deref(), Some("No HTTP resource"));
+        assert_eq!(
+            describe(r#"{"Message":"No HTTP resource"}"#).as_deref(),
+            Some("No HTTP resource")
+        );
         assert_eq!(describe("<html>"), None);
 
         let validation = reclassify(ApiError::Server {
@@ -1335,7 +1440,13 @@ mod tests {
 
     #[test]
     fn patch_bodies_carry_only_the_set_fields() {
-        let body = patch_body(7, &PsaTicketPatch { status: Some(8), ..Default::default() });
+        let body = patch_body(
+            7,
+            &PsaTicketPatch {
+                status: Some(8),
+                ..Default::default()
+            },
+        );
         assert_eq!(body, json!({ "id": 7, "status": 8 }));
         let body = patch_body(
             7,
@@ -1348,7 +1459,10 @@ mod tests {
         );
         let object = body.as_object().unwrap();
         assert_eq!(object.len(), 4);
-        assert_eq!(object["title"].as_str().unwrap().chars().count(), TICKET_TITLE_MAX);
+        assert_eq!(
+            object["title"].as_str().unwrap().chars().count(),
+            TICKET_TITLE_MAX
+        );
         assert_eq!(object["companyID"], 3);
         assert!(!object.contains_key("status"));
     }
@@ -1394,7 +1508,14 @@ mod tests {
         assert_eq!(settings.visibility(None), Visibility::Internal);
 
         let fallback = NoteSettings::from_fields(&[]);
-        assert_eq!((fallback.public_value, fallback.internal_value, fallback.note_type), (1, 2, 1));
+        assert_eq!(
+            (
+                fallback.public_value,
+                fallback.internal_value,
+                fallback.note_type
+            ),
+            (1, 2, 1)
+        );
     }
 
     #[test]
@@ -1403,7 +1524,11 @@ mod tests {
             {"value":"5","label":"Complete","isActive":true},
             {"value":8,"label":"In Progress"},
             {"value":"x","label":"Broken"}]}]));
-        let values: Vec<Option<i64>> = picklist_of(&parsed, "STATUS").unwrap().iter().map(|v| v.numeric()).collect();
+        let values: Vec<Option<i64>> = picklist_of(&parsed, "STATUS")
+            .unwrap()
+            .iter()
+            .map(|v| v.numeric())
+            .collect();
         assert_eq!(values, vec![Some(5), Some(8), None]);
         assert!(picklist_of(&parsed, "priority").is_none());
     }
@@ -1411,7 +1536,10 @@ mod tests {
     #[test]
     fn autotask_times_parse_with_and_without_offsets() {
         assert!(parse_time("2018-01-23T11:00:00.00Z").is_some());
-        assert_eq!(parse_time("2018-01-23T11:00:00.5"), parse_time("2018-01-23T11:00:00.5Z"));
+        assert_eq!(
+            parse_time("2018-01-23T11:00:00.5"),
+            parse_time("2018-01-23T11:00:00.5Z")
+        );
         assert_eq!(parse_time("yesterday"), None);
     }
 

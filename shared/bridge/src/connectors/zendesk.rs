@@ -84,7 +84,10 @@ impl ZendeskClient {
         what: &str,
     ) -> Result<reqwest::Response, ApiError> {
         let response = request
-            .basic_auth(format!("{}/token", self.email), Some(self.api_token.expose()))
+            .basic_auth(
+                format!("{}/token", self.email),
+                Some(self.api_token.expose()),
+            )
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
@@ -543,7 +546,9 @@ mod tests {
     const TS: &str = "2026-11-23T18:40:12Z";
 
     fn at(ts: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(ts).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(ts)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn verify(
@@ -563,7 +568,10 @@ mod tests {
         mac.update(b"2026-11-23T18:40:12Z{\"a\":1}");
         let expected = BASE64.encode(mac.finalize().into_bytes());
         assert_eq!(sign(SECRET, TS, b"{\"a\":1}"), expected);
-        assert_ne!(sign(SECRET, TS, b"{\"a\":1}"), sign(SECRET, TS, b"{\"a\":2}"));
+        assert_ne!(
+            sign(SECRET, TS, b"{\"a\":1}"),
+            sign(SECRET, TS, b"{\"a\":2}")
+        );
     }
 
     #[test]
@@ -665,7 +673,8 @@ mod tests {
             })
         );
         // Without a detail object the subject names the ticket.
-        let body = br#"{"type":"zen:event-type:ticket.created","id":"e1","subject":"zen:ticket:77"}"#;
+        let body =
+            br#"{"type":"zen:event-type:ticket.created","id":"e1","subject":"zen:ticket:77"}"#;
         assert_eq!(parse_webhook(body, None).unwrap().ticket_id, 77);
     }
 
@@ -673,7 +682,9 @@ mod tests {
     fn parses_trigger_webhooks_and_derives_event_ids() {
         let numeric = parse_webhook(br#"{"ticket_id":123}"#, Some(TS)).unwrap();
         assert_eq!(numeric.ticket_id, 123);
-        assert!(numeric.event_id.starts_with("ticket:123:2026-11-23T18:40:12Z:"));
+        assert!(numeric
+            .event_id
+            .starts_with("ticket:123:2026-11-23T18:40:12Z:"));
         // A redelivery maps to the same id; another send time to another one.
         assert_eq!(
             parse_webhook(br#"{"ticket_id":123}"#, Some(TS)).unwrap(),

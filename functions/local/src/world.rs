@@ -1,0 +1,282 @@
+//! A whole local world: the bridge plus, for each tenant, a sandbox Zendesk
+//! and a sandbox Autotask wired to it with real credentials, signatures and
+//! webhooks. The demo and the end-to-end tests both run on it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
+use bridge::config::{
+    AutotaskSettings, FieldRules, Mappings, Secret, TenantConfig, TenantSecrets, ZendeskSettings,
+};
+use bridge::connectors::HttpConnectors;
+use bridge::model::TenantId;
+use bridge::ports::{Condition, Queue, Store, SystemClock};
+use bridge::repo::Repo;
+use sandbox::autotask::{AutotaskSandbox, AutotaskSandboxConfig, CalloutTarget, WebhookTarget};
+use sandbox::zendesk::{ZendeskSandbox, ZendeskSandboxConfig};
+
+use crate::app::{Adapters, LocalBridge};
+
+/// Id of the Zendesk custom field holding the cluster id in the sandboxes.
+pub const CLUSTER_FIELD: u64 = 360_000_001;
+
+/// How a tenant's Autotask reports changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutotaskEvents {
+    /// REST webhook signed with `X-Hook-Signature`.
+    Webhook,
+    /// Extension callout with HTTP Basic credentials.
+    Callout,
+}
+
+/// One tenant to set up.
+#[derive(Debug, Clone)]
+pub struct TenantSpec {
+    pub id: String,
+    pub mappings: Mappings,
+    pub events: AutotaskEvents,
+    /// Company used when a cluster id matches no configuration item.
+    pub default_company: bool,
+    /// Use Autotask's "exclude resource" so the bridge's own writes fire no
+    /// webhook (recommended in production; off in tests to prove echo safety).
+    pub exclude_api_user: bool,
+}
+
+impl TenantSpec {
+    pub fn new(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            mappings: Mappings::default(),
+            events: AutotaskEvents::Webhook,
+            default_company: false,
+            exclude_api_user: false,
+        }
+    }
+}
+
+/// Options of the whole world.
+#[derive(Debug, Clone)]
+pub struct WorldOptions {
+    /// Latency every sandbox API call gets.
+    pub api_latency: Duration,
+    pub worker_concurrency: usize,
+    /// Keep store and queue in this folder (in memory when `None`).
+    pub data_dir: Option<PathBuf>,
+    pub listen: SocketAddr,
+}
+
+impl Default for WorldOptions {
+    fn default() -> Self {
+        Self {
+            api_latency: Duration::ZERO,
+            worker_concurrency: 16,
+            data_dir: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+/// One tenant's systems.
+pub struct TenantWorld {
+    pub id: TenantId,
+    pub config: TenantConfig,
+    pub secrets: TenantSecrets,
+    pub zendesk: ZendeskSandbox,
+    pub autotask: AutotaskSandbox,
+    /// A technician who writes notes in the Autotask UI.
+    pub technician: i64,
+    /// Cluster ids with a configuration item, and their company.
+    pub clusters: Vec<(String, i64)>,
+    pub default_company: Option<i64>,
+}
+
+/// The bridge and every tenant's sandboxes.
+pub struct World {
+    pub bridge: LocalBridge,
+    pub store: Arc<SqliteStore>,
+    pub queue: Arc<EmbeddedQueue>,
+    pub tenants: Vec<TenantWorld>,
+}
+
+fn random_secret() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn secrets_for(id: &str) -> TenantSecrets {
+    TenantSecrets {
+        zendesk_email: format!("bridge@{id}.example"),
+        zendesk_api_token: Secret::new(random_secret()),
+        zendesk_webhook_secret: Secret::new(random_secret()),
+        autotask_username: format!("api@{id}.example"),
+        autotask_secret: Secret::new(random_secret()),
+        autotask_integration_code: Secret::new(random_secret().to_uppercase()),
+        autotask_callout_username: format!("callout-{id}"),
+        autotask_callout_password: Secret::new(random_secret()),
+        autotask_webhook_secret: Secret::new(random_secret()),
+    }
+}
+
+impl World {
+    pub async fn start(specs: Vec<TenantSpec>, options: WorldOptions) -> anyhow::Result<Self> {
+        let (store, queue) = match &options.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                (
+                    SqliteStore::open(&dir.join("store.sqlite3"))?,
+                    EmbeddedQueue::open(&dir.join("queue.sqlite3"))?,
+                )
+            }
+            None => (SqliteStore::in_memory()?, EmbeddedQueue::in_memory()?),
+        };
+        let store = Arc::new(store);
+        let queue = Arc::new(queue);
+        let secrets: HashMap<TenantId, TenantSecrets> = specs
+            .iter()
+            .map(|s| {
+                let id = TenantId::parse(&s.id).context("tenant ids are lower-case letters, digits, - and _")?;
+                Ok((id, secrets_for(&s.id)))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let adapters = Adapters {
+            store: store.clone(),
+            queue: queue.clone(),
+            secrets: Arc::new(FileSecrets::from_map(secrets.clone())),
+            connectors: Arc::new(HttpConnectors::default()),
+            clock: Arc::new(SystemClock),
+        };
+        let bridge = LocalBridge::start(adapters, options.listen, options.worker_concurrency).await?;
+
+        let mut tenants = Vec::new();
+        for spec in specs {
+            let id = TenantId::parse(&spec.id).expect("checked above");
+            let tenant_secrets = secrets[&id].clone();
+            let tenant = start_tenant(&bridge.base_url, &spec, id, tenant_secrets, &options).await?;
+            Repo::new(store.as_ref())
+                .put_tenant(&tenant.config, Condition::Always)
+                .await?;
+            tenants.push(tenant);
+        }
+        Ok(Self {
+            bridge,
+            store,
+            queue,
+            tenants,
+        })
+    }
+
+    pub fn tenant(&self, id: &str) -> &TenantWorld {
+        self.tenants
+            .iter()
+            .find(|t| t.id.as_str() == id)
+            .unwrap_or_else(|| panic!("no tenant {id}"))
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    pub fn queue(&self) -> Arc<dyn Queue> {
+        self.queue.clone()
+    }
+}
+
+async fn start_tenant(
+    bridge_url: &str,
+    spec: &TenantSpec,
+    id: TenantId,
+    secrets: TenantSecrets,
+    options: &WorldOptions,
+) -> anyhow::Result<TenantWorld> {
+    let zendesk = ZendeskSandbox::start(ZendeskSandboxConfig {
+        agent_email: secrets.zendesk_email.clone(),
+        api_token: secrets.zendesk_api_token.expose().to_owned(),
+        webhook_secret: secrets.zendesk_webhook_secret.expose().to_owned(),
+        webhook_url: Some(format!("{bridge_url}/t/{id}/zendesk")),
+        cluster_id_field: CLUSTER_FIELD,
+    })
+    .await?;
+    let api_resource_id = 29_682_885;
+    let autotask_url = format!("{bridge_url}/t/{id}/autotask");
+    let autotask = AutotaskSandbox::start(AutotaskSandboxConfig {
+        username: secrets.autotask_username.clone(),
+        secret: secrets.autotask_secret.expose().to_owned(),
+        integration_code: secrets.autotask_integration_code.expose().to_owned(),
+        api_resource_id,
+        callout: (spec.events == AutotaskEvents::Callout).then(|| CalloutTarget {
+            url: autotask_url.clone(),
+            username: secrets.autotask_callout_username.clone(),
+            password: secrets.autotask_callout_password.expose().to_owned(),
+        }),
+        webhook: (spec.events == AutotaskEvents::Webhook).then(|| WebhookTarget {
+            url: autotask_url.clone(),
+            secret_key: secrets.autotask_webhook_secret.expose().to_owned(),
+            excluded_resource_ids: if spec.exclude_api_user {
+                vec![api_resource_id]
+            } else {
+                Vec::new()
+            },
+        }),
+        note_page_size: 50,
+    })
+    .await?;
+    for sandbox_faults in [zendesk.faults(), autotask.faults()] {
+        sandbox_faults.update(|f| f.latency = options.api_latency);
+    }
+
+    let mut clusters = Vec::new();
+    for (name, cluster) in [("Contoso", "CL-100"), ("Fabrikam", "CL-200")] {
+        let company = autotask.add_company(&format!("{name} ({id})"));
+        autotask.add_configuration_item(company, cluster);
+        clusters.push((cluster.to_owned(), company));
+    }
+    let default_company = spec
+        .default_company
+        .then(|| autotask.add_company(&format!("Unassigned ({id})")));
+    let technician = autotask.add_resource("Tess Technician");
+
+    let config = TenantConfig {
+        id: id.clone(),
+        active: true,
+        zendesk: ZendeskSettings {
+            base_url: zendesk.base_url().to_owned(),
+            cluster_id_field: Some(CLUSTER_FIELD),
+        },
+        autotask: AutotaskSettings {
+            zone_lookup_url: autotask.zone_lookup_url(),
+            queue_id: autotask.picklist_value("queueID", "Client Portal"),
+            default_company_id: default_company,
+        },
+        mappings: spec.mappings.clone(),
+        fields: FieldRules::default(),
+    };
+    Ok(TenantWorld {
+        id,
+        config,
+        secrets,
+        zendesk,
+        autotask,
+        technician,
+        clusters,
+        default_company,
+    })
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub async fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,608 @@
+//! The Autotask client against a running Autotask sandbox, over real HTTP:
+//! zone discovery, tickets, notes and paging, lookups, picklists, error
+//! classification, and the callouts and webhooks the sandbox fires.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use bridge::config::Secret;
+use bridge::connectors::autotask::{
+    parse_callout, parse_webhook, verify_callout_credentials, verify_hook_signature, AutotaskClient,
+};
+use bridge::error::{ApiError, InboundError};
+use bridge::model::{NewPsaNote, NewPsaTicket, PsaTicketPatch, Visibility};
+use bridge::ports::Psa;
+use sandbox::autotask::{AutotaskSandbox, AutotaskSandboxConfig, CalloutTarget, WebhookTarget};
+use tokio::sync::mpsc;
+
+const API_RESOURCE: i64 = 29682885;
+
+fn config() -> AutotaskSandboxConfig {
+    AutotaskSandboxConfig {
+        username: "sync@msp.example".to_owned(),
+        secret: "api-secret-1".to_owned(),
+        integration_code: "INTEGRATION-CODE-1".to_owned(),
+        api_resource_id: API_RESOURCE,
+        callout: None,
+        webhook: None,
+        note_page_size: 3,
+    }
+}
+
+async fn connect(
+    sandbox: &AutotaskSandbox,
+    username: &str,
+    secret: &str,
+) -> Result<AutotaskClient, ApiError> {
+    AutotaskClient::connect(
+        bridge::connectors::http::client(),
+        &sandbox.zone_lookup_url(),
+        username,
+        &Secret::new(secret),
+        &Secret::new("INTEGRATION-CODE-1"),
+    )
+    .await
+}
+
+async fn setup() -> (AutotaskSandbox, AutotaskClient, i64) {
+    let sandbox = AutotaskSandbox::start(config())
+        .await
+        .expect("sandbox starts");
+    let company = sandbox.add_company("Contoso");
+    let client = connect(&sandbox, "sync@msp.example", "api-secret-1")
+        .await
+        .expect("zone discovery");
+    (sandbox, client, company)
+}
+
+fn new_ticket(sandbox: &AutotaskSandbox, company: i64, external_id: &str) -> NewPsaTicket {
+    NewPsaTicket {
+        title: "Printer on fire".to_owned(),
+        description: "The office printer is on fire.".to_owned(),
+        status: sandbox.picklist_value("status", "New").unwrap(),
+        priority: sandbox.picklist_value("priority", "Medium").unwrap(),
+        company_id: company,
+        queue_id: sandbox.picklist_value("queueID", "Level I Support"),
+        external_id: external_id.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn zone_discovery_points_the_client_at_the_zone() {
+    let (sandbox, client, _) = setup().await;
+    assert_eq!(
+        client.base_url(),
+        format!("{}/ATServicesRest/V1.0/", sandbox.base_url())
+    );
+
+    let err = connect(&sandbox, "nobody@msp.example", "api-secret-1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ApiError::Rejected { status: 500, .. }),
+        "{err:?}"
+    );
+    assert!(
+        !err.is_retryable(),
+        "an unknown API user does not heal by retrying"
+    );
+}
+
+#[tokio::test]
+async fn created_tickets_are_found_by_external_id_and_read_back() {
+    let (sandbox, client, company) = setup().await;
+    let wanted = new_ticket(&sandbox, company, "zendesk:101");
+    let id = client.create_ticket(&wanted).await.unwrap();
+
+    let found = client
+        .find_ticket_by_external_id("zendesk:101")
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(found.id, id);
+    let ticket = client.get_ticket(id).await.unwrap().expect("exists");
+    assert_eq!(ticket, found);
+    assert_eq!(ticket.title, wanted.title);
+    assert_eq!(
+        ticket.description.as_deref(),
+        Some(wanted.description.as_str())
+    );
+    assert_eq!(
+        (ticket.status, ticket.priority),
+        (wanted.status, wanted.priority)
+    );
+    assert_eq!(ticket.company_id, company);
+    assert_eq!(ticket.queue_id, wanted.queue_id);
+    assert_eq!(ticket.external_id.as_deref(), Some("zendesk:101"));
+    assert!(ticket.last_activity.is_some());
+    let number = ticket.ticket_number.expect("numbered");
+    let (date, seq) = number.strip_prefix('T').unwrap().split_once('.').unwrap();
+    assert!(
+        date.len() == 8 && date.chars().all(|c| c.is_ascii_digit()),
+        "{number}"
+    );
+    assert_eq!(seq, "0001");
+
+    assert_eq!(
+        sandbox.ticket(id).unwrap().creator_resource_id,
+        API_RESOURCE
+    );
+    assert_eq!(
+        client
+            .find_ticket_by_external_id("zendesk:404")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(client.get_ticket(999_999).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn patches_change_only_the_given_fields() {
+    let (sandbox, client, company) = setup().await;
+    let id = client
+        .create_ticket(&new_ticket(&sandbox, company, "zendesk:7"))
+        .await
+        .unwrap();
+    let before = sandbox.ticket(id).unwrap();
+
+    let in_progress = sandbox.picklist_value("status", "In Progress").unwrap();
+    let patch = PsaTicketPatch {
+        status: Some(in_progress),
+        ..Default::default()
+    };
+    client.update_ticket(id, &patch).await.unwrap();
+    let after = sandbox.ticket(id).unwrap();
+    assert_eq!(after.status, in_progress);
+    assert_eq!(
+        (
+            &after.title,
+            &after.description,
+            after.priority,
+            after.company_id,
+            after.queue_id,
+            &after.external_id
+        ),
+        (
+            &before.title,
+            &before.description,
+            before.priority,
+            before.company_id,
+            before.queue_id,
+            &before.external_id
+        )
+    );
+    assert!(after.last_activity_date > before.last_activity_date);
+
+    let other = sandbox.add_company("Fabrikam");
+    let patch = PsaTicketPatch {
+        title: Some("Printer fixed".to_owned()),
+        priority: sandbox.picklist_value("priority", "Critical"),
+        company_id: Some(other),
+        status: None,
+    };
+    client.update_ticket(id, &patch).await.unwrap();
+    let after = sandbox.ticket(id).unwrap();
+    assert_eq!(
+        (
+            after.title.as_str(),
+            after.priority,
+            after.company_id,
+            after.status
+        ),
+        ("Printer fixed", 4, other, in_progress)
+    );
+
+    let calls = sandbox.api_calls();
+    client
+        .update_ticket(id, &PsaTicketPatch::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        sandbox.api_calls(),
+        calls,
+        "an empty patch costs no API call"
+    );
+}
+
+#[tokio::test]
+async fn notes_page_through_and_keep_their_visibility() {
+    let (sandbox, client, company) = setup().await;
+    let ticket = client
+        .create_ticket(&new_ticket(&sandbox, company, "zendesk:8"))
+        .await
+        .unwrap();
+    let tech = sandbox.add_resource("Tess Technician");
+
+    let note = |title: &str, visibility| NewPsaNote {
+        title: title.to_owned(),
+        description: format!("{title} body"),
+        visibility,
+    };
+    let public = client
+        .add_note(ticket, &note("public from zendesk", Visibility::Public))
+        .await
+        .unwrap();
+    let internal = client
+        .add_note(ticket, &note("internal from zendesk", Visibility::Internal))
+        .await
+        .unwrap();
+    let mut expected = vec![
+        (public, Visibility::Public, API_RESOURCE),
+        (internal, Visibility::Internal, API_RESOURCE),
+    ];
+    for i in 0..5 {
+        let is_internal = i % 2 == 1;
+        let id = sandbox.add_note(
+            ticket,
+            tech,
+            &format!("tech {i}"),
+            &format!("tech body {i}"),
+            is_internal,
+        );
+        let visibility = if is_internal {
+            Visibility::Internal
+        } else {
+            Visibility::Public
+        };
+        expected.push((id, visibility, tech));
+    }
+
+    // The sandbox stores what Autotask would: publish 1 is customer-visible.
+    let stored = sandbox.notes(ticket);
+    assert_eq!(stored.iter().find(|n| n.id == public).unwrap().publish, 1);
+    assert_eq!(stored.iter().find(|n| n.id == internal).unwrap().publish, 2);
+
+    let calls = sandbox.api_calls();
+    let notes = client.list_notes(ticket).await.unwrap();
+    let got: Vec<_> = notes
+        .iter()
+        .map(|n| (n.id, n.visibility, n.creator_resource_id.unwrap()))
+        .collect();
+    assert_eq!(got, expected);
+    assert!(notes
+        .iter()
+        .all(|n| n.ticket_id == ticket && n.created_at.is_some()));
+    assert_eq!(notes[0].title.as_deref(), Some("public from zendesk"));
+    assert_eq!(notes[0].description, "public from zendesk body");
+    // Seven notes at three per page, and the picklists already cached.
+    assert_eq!(sandbox.api_calls() - calls, 3);
+
+    let missing = client.list_notes(424_242).await.unwrap_err();
+    assert!(matches!(missing, ApiError::NotFound { .. }), "{missing:?}");
+}
+
+#[tokio::test]
+async fn configuration_items_resolve_to_their_company() {
+    let (sandbox, client, company) = setup().await;
+    sandbox.add_configuration_item(company, "cluster-eu-1");
+    let other = sandbox.add_company("Fabrikam");
+    sandbox.add_configuration_item(other, "cluster-us-2");
+
+    assert_eq!(
+        client.company_for_reference("cluster-eu-1").await.unwrap(),
+        Some(company)
+    );
+    assert_eq!(
+        client.company_for_reference("cluster-us-2").await.unwrap(),
+        Some(other)
+    );
+    assert_eq!(
+        client
+            .company_for_reference("cluster-nowhere")
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn picklists_come_from_entity_information_and_are_cached() {
+    let (sandbox, client, _) = setup().await;
+    let status = client.ticket_picklist("status").await.unwrap();
+    let new = status.iter().find(|v| v.label == "New").expect("New");
+    assert_eq!((new.value, new.is_active), (1, true));
+    assert!(status.iter().any(|v| v.label == "Complete" && v.value == 5));
+    assert!(
+        status.iter().any(|v| !v.is_active),
+        "inactive values are reported too"
+    );
+
+    let calls = sandbox.api_calls();
+    let priority = client.ticket_picklist("priority").await.unwrap();
+    assert!(priority
+        .iter()
+        .any(|v| v.label == "Critical" && v.value == 4));
+    assert_eq!(sandbox.api_calls(), calls, "served from the cache");
+
+    let err = client.ticket_picklist("nonsense").await.unwrap_err();
+    assert!(matches!(err, ApiError::NotFound { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_unauthorized_and_permanent() {
+    let (sandbox, _, _) = setup().await;
+    let client = connect(&sandbox, "sync@msp.example", "not-the-secret")
+        .await
+        .unwrap();
+    let err = client.get_ticket(1).await.unwrap_err();
+    assert!(
+        matches!(err, ApiError::Unauthorized { status: 401, .. }),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn an_invalid_picklist_value_is_a_permanent_rejection() {
+    let (sandbox, client, company) = setup().await;
+    let mut ticket = new_ticket(&sandbox, company, "zendesk:9");
+    ticket.status = 999;
+    let err = client.create_ticket(&ticket).await.unwrap_err();
+    match &err {
+        ApiError::Rejected {
+            status: 500,
+            message,
+            ..
+        } => assert!(message.contains("status"), "{message}"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert!(!err.is_retryable());
+    assert!(sandbox.tickets().is_empty());
+
+    ticket.status = 1;
+    ticket.company_id = 1;
+    let err = client.create_ticket(&ticket).await.unwrap_err();
+    assert!(
+        matches!(err, ApiError::Rejected { .. }),
+        "unknown company: {err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limit_burst_reports_retry_after() {
+    let (sandbox, client, _) = setup().await;
+    sandbox.faults().update(|f| {
+        f.rate_limit_burst = 2;
+        f.retry_after_secs = 7;
+    });
+    for _ in 0..2 {
+        let err = client.get_ticket(1).await.unwrap_err();
+        assert!(err.is_retryable());
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(7)), "{err:?}");
+    }
+    assert_eq!(
+        client.get_ticket(1).await.unwrap(),
+        None,
+        "the burst is over"
+    );
+    assert_eq!(sandbox.faults().stats().rate_limited, 2);
+}
+
+#[tokio::test]
+async fn server_errors_are_retryable() {
+    let (sandbox, client, company) = setup().await;
+    sandbox.faults().update(|f| f.server_error_rate = 1.0);
+    let err = client.get_ticket(1).await.unwrap_err();
+    assert!(
+        matches!(err, ApiError::Server { status: 500, .. }),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    let err = client
+        .create_ticket(&new_ticket(&sandbox, company, "zendesk:10"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_retryable(),
+        "an outage is not a validation error: {err:?}"
+    );
+    sandbox.faults().clear();
+    assert!(sandbox.tickets().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Callouts and webhooks
+// ---------------------------------------------------------------------------
+
+struct Delivery {
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Delivery {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A tiny receiver that records every POST and answers 200.
+async fn receiver() -> (String, mpsc::UnboundedReceiver<Delivery>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(Delivery { headers, body });
+            StatusCode::OK
+        }
+    });
+    let (url, _task) = sandbox::serve(app).await.expect("receiver starts");
+    (url, rx)
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<Delivery>) -> Delivery {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a delivery within 5 s")
+        .expect("receiver open")
+}
+
+const CALLOUT_USER: &str = "callout-user";
+const CALLOUT_PASSWORD: &str = "callout-password-1";
+const HOOK_SECRET: &str = "webhook-secret-key-1";
+
+async fn with_events(
+    sandbox: &AutotaskSandbox,
+) -> (
+    mpsc::UnboundedReceiver<Delivery>,
+    mpsc::UnboundedReceiver<Delivery>,
+) {
+    let (callout_url, callouts) = receiver().await;
+    let (webhook_url, webhooks) = receiver().await;
+    sandbox.set_callout(Some(CalloutTarget {
+        url: format!("{callout_url}/t/acme/autotask"),
+        username: CALLOUT_USER.to_owned(),
+        password: CALLOUT_PASSWORD.to_owned(),
+    }));
+    sandbox.set_webhook(Some(WebhookTarget {
+        url: format!("{webhook_url}/t/acme/autotask"),
+        secret_key: HOOK_SECRET.to_owned(),
+        excluded_resource_ids: vec![API_RESOURCE],
+    }));
+    (callouts, webhooks)
+}
+
+#[tokio::test]
+async fn a_technician_note_fires_an_authenticated_callout_and_a_signed_webhook() {
+    let (sandbox, client, company) = setup().await;
+    let ticket = client
+        .create_ticket(&new_ticket(&sandbox, company, "zendesk:11"))
+        .await
+        .unwrap();
+    let (mut callouts, mut webhooks) = with_events(&sandbox).await;
+    let tech = sandbox.add_resource("Tess Technician");
+    let note = sandbox.add_note(
+        ticket,
+        tech,
+        "Called the customer",
+        "Printer replaced.",
+        false,
+    );
+
+    let callout = next(&mut callouts).await;
+    let authorization = callout.header("authorization");
+    assert_eq!(
+        verify_callout_credentials(CALLOUT_USER, &Secret::new(CALLOUT_PASSWORD), authorization),
+        Ok(())
+    );
+    assert_eq!(
+        verify_callout_credentials(CALLOUT_USER, &Secret::new("wrong"), authorization),
+        Err(InboundError::BadCredentials)
+    );
+    let event = parse_callout(callout.header("content-type"), &callout.body).unwrap();
+    assert_eq!(event.ticket_id, ticket);
+
+    let webhook = next(&mut webhooks).await;
+    let signature = webhook.header("x-hook-signature");
+    assert!(signature.unwrap().starts_with("sha1="));
+    assert_eq!(
+        verify_hook_signature(&Secret::new(HOOK_SECRET), signature, &webhook.body),
+        Ok(())
+    );
+    assert_eq!(
+        verify_hook_signature(&Secret::new("another-key"), signature, &webhook.body),
+        Err(InboundError::BadSignature)
+    );
+    let mut tampered = webhook.body.to_vec();
+    tampered.push(b' ');
+    assert_eq!(
+        verify_hook_signature(&Secret::new(HOOK_SECRET), signature, &tampered),
+        Err(InboundError::BadSignature)
+    );
+    let event = parse_webhook(&webhook.body).unwrap();
+    assert_eq!(event.ticket_id, ticket);
+    assert_eq!(event.event_id, format!("webhook:ticketnote:{note}:1"));
+    let payload: serde_json::Value = serde_json::from_slice(&webhook.body).unwrap();
+    assert_eq!(payload["PersonID"], tech);
+    assert_eq!(payload["Guid"], sandbox.webhook_guid());
+
+    // A status change in the UI is a Ticket webhook naming the same ticket.
+    sandbox.set_status(
+        ticket,
+        tech,
+        sandbox.picklist_value("status", "Complete").unwrap(),
+    );
+    let callout = next(&mut callouts).await;
+    let later = parse_callout(callout.header("content-type"), &callout.body).unwrap();
+    assert_eq!(later.ticket_id, ticket);
+    let webhook = next(&mut webhooks).await;
+    let event = parse_webhook(&webhook.body).unwrap();
+    assert_eq!(event.ticket_id, ticket);
+    assert!(event
+        .event_id
+        .starts_with(&format!("webhook:ticket:{ticket}:")));
+}
+
+#[tokio::test]
+async fn the_excluded_api_user_fires_callouts_but_no_webhooks() {
+    let (sandbox, client, company) = setup().await;
+    let ticket = client
+        .create_ticket(&new_ticket(&sandbox, company, "zendesk:12"))
+        .await
+        .unwrap();
+    let (mut callouts, mut webhooks) = with_events(&sandbox).await;
+
+    let api_note = client
+        .add_note(
+            ticket,
+            &NewPsaNote {
+                title: "From Zendesk".to_owned(),
+                description: "Customer says thanks.".to_owned(),
+                visibility: Visibility::Public,
+            },
+        )
+        .await
+        .unwrap();
+    let patch = PsaTicketPatch {
+        priority: sandbox.picklist_value("priority", "High"),
+        ..Default::default()
+    };
+    client.update_ticket(ticket, &patch).await.unwrap();
+    for _ in 0..2 {
+        let callout = next(&mut callouts).await;
+        assert_eq!(
+            parse_callout(callout.header("content-type"), &callout.body)
+                .unwrap()
+                .ticket_id,
+            ticket
+        );
+    }
+
+    // The next webhook must be the technician's: none was sent for the API
+    // user's note or patch.
+    let tech = sandbox.add_resource("Tess Technician");
+    let tech_note = sandbox.add_note(ticket, tech, "Internal", "Check the toner.", true);
+    let webhook = next(&mut webhooks).await;
+    let payload: serde_json::Value = serde_json::from_slice(&webhook.body).unwrap();
+    assert_eq!(
+        payload["Id"], tech_note,
+        "API note {api_note} must not fire a webhook"
+    );
+    assert!(webhooks.try_recv().is_err());
+
+    // Without the exclusion, the API user's changes do fire webhooks.
+    let (webhook_url, mut unfiltered) = receiver().await;
+    sandbox.set_webhook(Some(WebhookTarget {
+        url: webhook_url,
+        secret_key: HOOK_SECRET.to_owned(),
+        excluded_resource_ids: Vec::new(),
+    }));
+    let second = client
+        .add_note(
+            ticket,
+            &NewPsaNote {
+                title: "Again".to_owned(),
+                description: "Echo?".to_owned(),
+                visibility: Visibility::Internal,
+            },
+        )
+        .await
+        .unwrap();
+    let webhook = next(&mut unfiltered).await;
+    let payload: serde_json::Value = serde_json::from_slice(&webhook.body).unwrap();
+    assert_eq!(
+        (payload["Id"].as_i64(), payload["PersonID"].as_i64()),
+        (Some(second), Some(API_RESOURCE))
+    );
+}
