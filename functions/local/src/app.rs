@@ -60,7 +60,8 @@ pub struct LocalBridge {
 
 impl LocalBridge {
     /// Binds `listen` (port 0 picks one), serves the ingest routes and runs
-    /// the worker with `worker_concurrency` jobs in flight.
+    /// the worker with `worker_concurrency` jobs in flight (0: ingest only,
+    /// jobs stay queued — for ingest tests and benchmarks).
     pub async fn start(
         adapters: Adapters,
         listen: SocketAddr,
@@ -82,7 +83,9 @@ impl LocalBridge {
         let worker = adapters.worker();
         let queue = adapters.queue.clone();
         let worker = tokio::spawn(async move {
-            worker.run_queue(queue, worker_concurrency, stop).await;
+            if worker_concurrency > 0 {
+                worker.run_queue(queue, worker_concurrency, stop).await;
+            }
         });
         info!(%address, "psa-bridge listening");
         Ok(Self {

@@ -97,12 +97,17 @@ fn corrupt(pk: &str, sk: &str, message: impl Into<String>) -> StoreError {
 }
 
 fn string_attr<'a>(item: &'a Key, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 fn number_attr<T: std::str::FromStr>(item: &Key, name: &str) -> Option<Result<T, ()>> {
-    item.get(name)
-        .map(|v| v.as_n().map_err(|_| ()).and_then(|n| n.parse().map_err(|_| ())))
+    item.get(name).map(|v| {
+        v.as_n()
+            .map_err(|_| ())
+            .and_then(|n| n.parse().map_err(|_| ()))
+    })
 }
 
 fn parse_item(item: &Key) -> Result<Item, StoreError> {
@@ -274,7 +279,10 @@ impl Store for DynamoStore {
         if limit == 0 {
             return Ok(items);
         }
-        let mut values = HashMap::from([(":pk".to_owned(), s(pk)), (":now".to_owned(), n(now_secs()))]);
+        let mut values = HashMap::from([
+            (":pk".to_owned(), s(pk)),
+            (":now".to_owned(), n(now_secs())),
+        ]);
         let key_condition = if sk_prefix.is_empty() {
             "pk = :pk"
         } else {
@@ -327,7 +335,10 @@ impl Store for DynamoStore {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn scan_sort_key(&self, sk: &str) -> Result<Vec<Item>, StoreError> {
-        let values = HashMap::from([(":sk".to_owned(), s(sk)), (":now".to_owned(), n(now_secs()))]);
+        let values = HashMap::from([
+            (":sk".to_owned(), s(sk)),
+            (":now".to_owned(), n(now_secs())),
+        ]);
         let mut items = Vec::new();
         let mut start: Option<Key> = None;
         loop {

@@ -29,7 +29,11 @@ impl ProcessJob for Worker {
 }
 
 /// The Lambda handler body of the worker function.
-pub async fn handle_sqs_batch(worker: &Worker, queue: &SqsQueue, event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle_sqs_batch(
+    worker: &Worker,
+    queue: &SqsQueue,
+    event: SqsEvent,
+) -> SqsBatchResponse {
     process_batch(worker, queue, event).await
 }
 
@@ -83,7 +87,10 @@ fn record_group(record: &SqsMessage) -> String {
     }
     match decode(record) {
         Ok(job) => sqs::group_id(&job),
-        Err(_) => format!("undecodable:{}", record.message_id.as_deref().unwrap_or_default()),
+        Err(_) => format!(
+            "undecodable:{}",
+            record.message_id.as_deref().unwrap_or_default()
+        ),
     }
 }
 
@@ -123,11 +130,21 @@ async fn run_group(
         let delay = async {
             match processor.process(&job, count).await {
                 JobOutcome::Done => None,
+                JobOutcome::Reroute(next) => match queue.send(&next).await {
+                    Ok(()) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not reroute the job; retrying it");
+                        Some(bridge::worker::backoff(count))
+                    }
+                },
                 JobOutcome::RetryAfter(delay) => {
                     tracing::warn!(?delay, "job will be retried");
                     Some(delay)
                 }
-                JobOutcome::Failed { reason, retry_after } => {
+                JobOutcome::Failed {
+                    reason,
+                    retry_after,
+                } => {
                     tracing::error!(%reason, ?retry_after, "job failed");
                     Some(retry_after)
                 }
@@ -240,7 +257,10 @@ mod tests {
             body: Some(serde_json::to_string(&job).unwrap()),
             attributes: HashMap::from([
                 ("MessageGroupId".to_owned(), job.message_group()),
-                ("ApproximateReceiveCount".to_owned(), (n % 3 + 1).to_string()),
+                (
+                    "ApproximateReceiveCount".to_owned(),
+                    (n % 3 + 1).to_string(),
+                ),
             ]),
             ..SqsMessage::default()
         }
@@ -256,21 +276,34 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_of_ten_with_three_failures_reports_exactly_those_three() {
-        let records = (0..10).map(|n| record(n, &format!("t{n}"), &format!("e{n}"))).collect();
+        let records = (0..10)
+            .map(|n| record(n, &format!("t{n}"), &format!("e{n}")))
+            .collect();
         let processor = Scripted::failing(&["t2", "t5", "t9"]);
         let queue = Visibility::default();
 
         let response = process_batch(&processor, &queue, SqsEvent { records }).await;
 
         assert_eq!(failures(&response), ["m2", "m5", "m9"]);
-        assert_eq!(processor.seen().len(), 10, "every record was processed once");
-        assert!(processor.seen().contains(&("t4/e4".to_owned(), 2)), "receive count passed");
+        assert_eq!(
+            processor.seen().len(),
+            10,
+            "every record was processed once"
+        );
+        assert!(
+            processor.seen().contains(&("t4/e4".to_owned(), 2)),
+            "receive count passed"
+        );
         let mut changed = queue.0.lock().unwrap().clone();
         changed.sort();
         let thirty = Duration::from_secs(30);
         assert_eq!(
             changed,
-            [("r2".into(), thirty), ("r5".into(), thirty), ("r9".into(), thirty)]
+            [
+                ("r2".into(), thirty),
+                ("r5".into(), thirty),
+                ("r9".into(), thirty)
+            ]
         );
     }
 
@@ -293,14 +326,21 @@ mod tests {
         let seen: Vec<String> = processor.seen().into_iter().map(|(j, _)| j).collect();
         assert!(!seen.contains(&"b/e2".to_owned()) && !seen.contains(&"b/e3".to_owned()));
         let pos = |j: &str| seen.iter().position(|s| s == j).unwrap();
-        assert!(pos("a/e1") < pos("a/e2"), "in order within a group: {seen:?}");
+        assert!(
+            pos("a/e1") < pos("a/e2"),
+            "in order within a group: {seen:?}"
+        );
         assert!(pos("b/perm-1") < pos("a/e2"), "groups interleave: {seen:?}");
         let five_min = Duration::from_secs(300);
         let mut changed = queue.0.lock().unwrap().clone();
         changed.sort();
         assert_eq!(
             changed,
-            [("r1".into(), five_min), ("r3".into(), five_min), ("r5".into(), five_min)]
+            [
+                ("r1".into(), five_min),
+                ("r3".into(), five_min),
+                ("r5".into(), five_min)
+            ]
         );
     }
 
@@ -314,7 +354,11 @@ mod tests {
 
         let response = process_batch(&processor, &queue, SqsEvent { records }).await;
 
-        assert_eq!(failures(&response), ["m1", "m2"], "x/e2 waits behind the bad record");
+        assert_eq!(
+            failures(&response),
+            ["m1", "m2"],
+            "x/e2 waits behind the bad record"
+        );
         assert_eq!(processor.seen().len(), 1);
         assert!(queue.0.lock().unwrap().is_empty());
     }

@@ -43,7 +43,9 @@ pub async fn aws_config(endpoint_url: Option<&str>) -> SdkConfig {
 
 /// A required setting is missing from a function's environment.
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("environment variable {name} is not set: {purpose} (template.yaml sets it on every function)")]
+#[error(
+    "environment variable {name} is not set: {purpose} (template.yaml sets it on every function)"
+)]
 pub struct ConfigError {
     pub name: &'static str,
     pub purpose: &'static str,
@@ -75,7 +77,10 @@ fn config_from(var: impl Fn(&str) -> Option<String>) -> Result<AwsSettings, Conf
     Ok(AwsSettings {
         table_name: get("TABLE_NAME", "the DynamoDB table name")?,
         queue_url: get("QUEUE_URL", "the URL of the SQS FIFO job queue")?,
-        secrets_prefix: get("SECRETS_PREFIX", "the Secrets Manager name prefix of tenant secrets")?,
+        secrets_prefix: get(
+            "SECRETS_PREFIX",
+            "the Secrets Manager name prefix of tenant secrets",
+        )?,
     })
 }
 
@@ -94,7 +99,10 @@ impl AwsAdapters {
                 aws_sdk_dynamodb::Client::new(sdk),
                 &settings.table_name,
             )),
-            queue: Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(sdk), &settings.queue_url)),
+            queue: Arc::new(SqsQueue::new(
+                aws_sdk_sqs::Client::new(sdk),
+                &settings.queue_url,
+            )),
             secrets: Arc::new(SecretsManagerSecrets::new(
                 aws_sdk_secretsmanager::Client::new(sdk),
                 &settings.secrets_prefix,
@@ -127,12 +135,20 @@ mod tests {
 
     #[test]
     fn settings_name_the_missing_variable() {
-        let env = HashMap::from([("TABLE_NAME", "t"), ("QUEUE_URL", " "), ("SECRETS_PREFIX", "p/")]);
+        let env = HashMap::from([
+            ("TABLE_NAME", "t"),
+            ("QUEUE_URL", " "),
+            ("SECRETS_PREFIX", "p/"),
+        ]);
         let err = config_from(|n| env.get(n).map(|v| v.to_string())).unwrap_err();
         assert_eq!(err.name, "QUEUE_URL");
         assert!(err.to_string().contains("QUEUE_URL is not set"), "{err}");
 
-        let env = HashMap::from([("TABLE_NAME", "t"), ("QUEUE_URL", "q"), ("SECRETS_PREFIX", "p")]);
+        let env = HashMap::from([
+            ("TABLE_NAME", "t"),
+            ("QUEUE_URL", "q"),
+            ("SECRETS_PREFIX", "p"),
+        ]);
         let settings = config_from(|n| env.get(n).map(|v| v.to_string())).unwrap();
         assert_eq!(settings.table_name, "t");
         assert_eq!(settings.queue_url, "q");

@@ -67,7 +67,10 @@ impl SecretsManagerSecrets {
             .await
         {
             Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
                 return Err(SecretsError::Missing(tenant.to_string()));
             }
             Err(e) => {
@@ -138,7 +141,10 @@ mod tests {
             r#"{"zendesk_email": "a", "zendesk_api_token": 42424242}"#,
         )
         .unwrap_err();
-        assert!(err.to_string().contains("42424242"), "serde_json quotes values");
+        assert!(
+            err.to_string().contains("42424242"),
+            "serde_json quotes values"
+        );
         let safe = describe_json_error(&err);
         assert!(!safe.contains("42424242"), "{safe}");
     }

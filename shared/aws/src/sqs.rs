@@ -228,8 +228,14 @@ impl Queue for SqsQueue {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_receipt_handle_is_invalid()) => {
-                Err(QueueError::Invalid(format!("SQS DeleteMessage: {}", DisplayErrorContext(&e))))
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_receipt_handle_is_invalid()) =>
+            {
+                Err(QueueError::Invalid(format!(
+                    "SQS DeleteMessage: {}",
+                    DisplayErrorContext(&e)
+                )))
             }
             Err(e) => Err(unavailable("DeleteMessage", &e)),
         }

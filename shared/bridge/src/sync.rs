@@ -54,6 +54,9 @@ pub struct SyncReport {
     pub own_copies_recognised: usize,
     /// Why nothing was done, when nothing was.
     pub skipped: Option<String>,
+    /// A PSA-side job that ran outside its pair's lane: nothing was done; it
+    /// is to be re-sent in the lane of this Zendesk ticket.
+    pub reroute_to_desk_ticket: Option<u64>,
 }
 
 /// A failure and the step it happened in, for the sync log.
@@ -156,6 +159,13 @@ pub async fn sync_job(cx: &SyncContext<'_>, job: &SyncJob) -> Result<SyncReport,
                 error: SyncError::Config(format!("Autotask ticket id {:?} is not a number", job.ticket_id)),
             })?;
             match repo.psa_link(&cx.tenant.id, psa_id).await.at("read_link")? {
+                Some(link) if job.desk_ticket_id != Some(link.desk_ticket_id) => {
+                    return Ok(SyncReport {
+                        psa_ticket_id: Some(psa_id),
+                        reroute_to_desk_ticket: Some(link.desk_ticket_id),
+                        ..SyncReport::default()
+                    })
+                }
                 Some(link) => link.desk_ticket_id,
                 None => {
                     return Ok(SyncReport {

@@ -25,6 +25,11 @@ pub enum JobOutcome {
     /// message is retried slowly until the receive limit moves it to the DLQ,
     /// from where an admin replays it once the cause is fixed.
     Failed { reason: String, retry_after: Duration },
+    /// Send this job instead, then delete the message: a PSA-side event that
+    /// reached the worker outside its ticket pair's lane (its link did not
+    /// exist yet at ingest) goes back into that lane, so work on one pair is
+    /// never run by two workers at once.
+    Reroute(SyncJob),
 }
 
 /// First retry delay; doubles per receive up to `MAX_BACKOFF`.
@@ -135,6 +140,19 @@ impl Worker {
         result: Result<SyncReport, StepFailure>,
     ) -> JobOutcome {
         match result {
+            Ok(SyncReport {
+                reroute_to_desk_ticket: Some(desk_ticket_id),
+                ..
+            }) => {
+                info!(desk_ticket_id, "rerouting into the ticket pair's lane");
+                JobOutcome::Reroute(SyncJob {
+                    desk_ticket_id: Some(desk_ticket_id),
+                    // A new de-duplication id, or the queue would drop it as
+                    // a repeat of the message it replaces.
+                    event_id: format!("{}:rerouted", job.event_id),
+                    ..job.clone()
+                })
+            }
             Ok(report) => {
                 let latency_ms = self.clock.now().timestamp_millis() - job.received_at_ms;
                 info!(
@@ -230,6 +248,13 @@ impl Worker {
                     let outcome = worker.process(&delivery.job, delivery.receive_count).await;
                     let result = match outcome {
                         JobOutcome::Done => queue.complete(&delivery.receipt).await,
+                        JobOutcome::Reroute(next) => match queue.send(&next).await {
+                            Ok(()) => queue.complete(&delivery.receipt).await,
+                            Err(err) => {
+                                error!(%err, "could not reroute; retrying the original");
+                                queue.retry_later(&delivery.receipt, backoff(delivery.receive_count)).await
+                            }
+                        },
                         JobOutcome::RetryAfter(delay)
                         | JobOutcome::Failed {
                             retry_after: delay, ..

@@ -53,21 +53,38 @@ struct Db {
 }
 
 impl Db {
-    fn open(path: Option<&Path>, schema: &str, name: &'static str) -> rusqlite::Result<Self> {
-        let conn = open_connection(path)?;
-        conn.execute_batch(schema)?;
+    fn open(path: Option<&Path>, schema: &str, name: &'static str) -> Result<Self, String> {
+        let conn = open_connection(path)
+            .and_then(|conn| conn.execute_batch(schema).map(|()| conn))
+            .map_err(|e| format!("sqlite open: {e}"))?;
         let conn = Arc::new(Mutex::new(conn));
         let (writes, queued) = mpsc::channel(WRITE_BACKLOG);
         let writer_conn = conn.clone();
         std::thread::Builder::new()
             .name(format!("sqlite-{name}"))
             .spawn(move || run_writer(&writer_conn, queued, name))
-            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            .map_err(|e| format!("cannot start the sqlite writer thread: {e}"))?;
         Ok(Self { conn, writes })
     }
 
-    fn read<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
         read(&lock(&self.conn))
+    }
+
+    /// Runs `write` in a transaction of its own on the caller's thread, for
+    /// rare writes from synchronous code (admin actions).
+    fn write_now<T>(
+        &self,
+        write: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        let mut conn = lock(&self.conn);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = write(&tx)?;
+        tx.commit()?;
+        Ok(value)
     }
 
     /// Runs `write` in the next batch and returns its result once committed.
@@ -103,7 +120,9 @@ fn run_writer(conn: &Mutex<Connection>, mut queued: mpsc::Receiver<Write>, name:
             // Answer only after the lock is released, so callers can read at once.
             Ok(replies) => replies.into_iter().for_each(|reply| reply()),
             // Dropped replies tell their callers the write failed.
-            Err(e) => tracing::error!(db = name, writes = size, error = %e, "sqlite batch rolled back"),
+            Err(e) => {
+                tracing::error!(db = name, writes = size, error = %e, "sqlite batch rolled back")
+            }
         }
     }
 }

@@ -9,15 +9,15 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{duration_ms, lock, now_ms, open_connection};
+use super::{duration_ms, now_ms, Db, WriteFailed};
 use crate::error::QueueError;
 use crate::model::SyncJob;
 use crate::ports::{Delivery, Queue};
@@ -78,19 +78,16 @@ pub struct QueueDepth {
     pub dead: u64,
 }
 
-struct Db {
-    conn: Connection,
-    next_dedup_purge: i64,
-}
-
 /// The queue of the local process. See the module docs for how FIFO groups
-/// are kept; `send` is one short transaction, so it keeps up with ingest.
+/// are kept. Every change is one small write in a group commit (see `Db`),
+/// so concurrent ingest requests share commits.
 pub struct EmbeddedQueue {
-    db: Mutex<Db>,
+    db: Db,
     /// Wakes long-polling receivers when a message may have become deliverable.
     ready: Notify,
     visibility: Duration,
     max_receives: u32,
+    next_dedup_purge: AtomicI64,
 }
 
 impl fmt::Debug for EmbeddedQueue {
@@ -103,7 +100,12 @@ impl fmt::Debug for EmbeddedQueue {
 }
 
 fn unavailable(op: &'static str) -> impl Fn(rusqlite::Error) -> QueueError {
+    // rusqlite's messages name the failure, never the bound values.
     move |e| QueueError::Unavailable(format!("sqlite {op}: {e}"))
+}
+
+fn not_written(e: WriteFailed) -> QueueError {
+    QueueError::Unavailable(e.to_string())
 }
 
 /// The receipt names the message and this one delivery of it, so a receipt
@@ -141,16 +143,126 @@ fn append(conn: &Connection, grp: &str, job: &str, now: i64) -> rusqlite::Result
     Ok(!group_busy)
 }
 
+/// Enqueues unless the dedup id was seen within the window. The window runs
+/// from the first send, as in SQS: a duplicate neither enqueues nor extends
+/// it. Returns whether the message is deliverable at once.
+fn send_in(
+    conn: &Connection,
+    grp: &str,
+    dedup_id: &str,
+    job: &str,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let fresh = conn
+        .prepare_cached(
+            "INSERT INTO queue_dedup (dedup_id, expires_at) VALUES (?1, ?2)
+             ON CONFLICT (dedup_id) DO UPDATE SET expires_at = excluded.expires_at
+             WHERE queue_dedup.expires_at <= ?3",
+        )?
+        .execute(params![dedup_id, now + duration_ms(DEDUP_WINDOW), now])?
+        > 0;
+    if !fresh {
+        tracing::debug!(dedup_id, "duplicate job dropped");
+        return Ok(false);
+    }
+    append(conn, grp, job, now)
+}
+
+/// Moves a head over the receive limit to the dead letters.
+fn bury(conn: &Connection, id: i64, grp: &str, now: i64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO queue_dead_letters (grp, job, receive_count, dead_at)
+         SELECT grp, job, receive_count, ?2 FROM queue_messages WHERE id = ?1",
+    )?
+    .execute(params![id, now])?;
+    conn.execute("DELETE FROM queue_messages WHERE id = ?1", [id])?;
+    promote_next(conn, grp, now).map(drop)
+}
+
+/// Delivers up to `max` group heads that are due, dead-lettering those over
+/// the receive limit. Also returns when the next head falls due.
+fn receive_in(
+    conn: &Connection,
+    max: usize,
+    visibility: Duration,
+    max_receives: u32,
+    now: i64,
+) -> rusqlite::Result<(Vec<Delivery>, Option<i64>)> {
+    let mut deliveries = Vec::new();
+    loop {
+        let room = i64::try_from(max - deliveries.len()).unwrap_or(i64::MAX);
+        let due: Vec<(i64, String, String, u32)> = conn
+            .prepare_cached(
+                "SELECT id, grp, job, receive_count FROM queue_messages
+                 WHERE ready_at <= ?1 ORDER BY ready_at, id LIMIT ?2",
+            )?
+            .query_map(params![now, room], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut promoted = false;
+        for (id, grp, body, receive_count) in due {
+            match serde_json::from_str::<SyncJob>(&body) {
+                Ok(job) if receive_count < max_receives => {
+                    let receipt = new_receipt(id);
+                    conn.prepare_cached(
+                        "UPDATE queue_messages
+                         SET receive_count = receive_count + 1, ready_at = ?2, receipt = ?3
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        id,
+                        now + duration_ms(visibility),
+                        receipt
+                    ])?;
+                    deliveries.push(Delivery {
+                        receipt,
+                        job,
+                        receive_count: receive_count + 1,
+                    });
+                }
+                Ok(job) => {
+                    tracing::warn!(
+                        tenant = %job.tenant, ticket = %job.ticket_id, receive_count,
+                        "job reached the receive limit; moved to the dead letters"
+                    );
+                    bury(conn, id, &grp, now)?;
+                    promoted = true;
+                }
+                Err(e) => {
+                    // Only a hand-edited file gets here. Jobs are hints and the
+                    // sweep finds the change again, so dropping the message
+                    // beats blocking its group forever.
+                    tracing::error!(message = id, error = %e, "unreadable job dropped");
+                    conn.execute("DELETE FROM queue_messages WHERE id = ?1", [id])?;
+                    promote_next(conn, &grp, now)?;
+                    promoted = true;
+                }
+            }
+        }
+        // A removed head may have promoted a message that is due now.
+        if !promoted || deliveries.len() >= max {
+            break;
+        }
+    }
+    let next_due = conn.query_row(
+        "SELECT MIN(ready_at) FROM queue_messages WHERE ready_at IS NOT NULL",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok((deliveries, next_due))
+}
+
 impl EmbeddedQueue {
     /// Opens or creates the queue's tables in a database file; the store's
     /// file works too (separate tables, separate connection).
     pub fn open(path: &Path) -> Result<Self, QueueError> {
-        Self::with_connection(open_connection(Some(path)).map_err(unavailable("open"))?)
+        Self::with_db(Db::open(Some(path), SCHEMA, "queue"))
     }
 
     /// A private queue that lives as long as this value (tests, demos).
     pub fn in_memory() -> Result<Self, QueueError> {
-        Self::with_connection(open_connection(None).map_err(unavailable("open"))?)
+        Self::with_db(Db::open(None, SCHEMA, "queue"))
     }
 
     /// How long a received message stays invisible before it is redelivered
@@ -160,38 +272,34 @@ impl EmbeddedQueue {
         self
     }
 
-    /// Receives after which a message goes to the dead-letter table instead
-    /// of being delivered again (SQS redrive policy maxReceiveCount; default 5).
+    /// Receives after which a message goes to the dead letters instead of
+    /// being delivered again (SQS redrive policy maxReceiveCount; default 5).
     pub fn with_max_receive_count(mut self, count: u32) -> Self {
         self.max_receives = count.max(1);
         self
     }
 
-    fn with_connection(conn: Connection) -> Result<Self, QueueError> {
-        conn.execute_batch(SCHEMA).map_err(unavailable("schema"))?;
+    fn with_db(db: Result<Db, String>) -> Result<Self, QueueError> {
         Ok(Self {
-            db: Mutex::new(Db {
-                conn,
-                next_dedup_purge: 0,
-            }),
+            db: db.map_err(QueueError::Unavailable)?,
             ready: Notify::new(),
             visibility: DEFAULT_VISIBILITY,
             max_receives: DEFAULT_MAX_RECEIVES,
+            next_dedup_purge: AtomicI64::new(0),
         })
     }
 
     /// The dead letters, oldest first.
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
-        let db = lock(&self.db);
-        let mut stmt = db
-            .conn
-            .prepare_cached("SELECT id, job, receive_count FROM queue_dead_letters ORDER BY id")
-            .map_err(unavailable("dead letters"))?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get(2)?))
+        let rows: Vec<(i64, String, u32)> = self
+            .db
+            .read(|conn| {
+                conn.prepare_cached(
+                    "SELECT id, job, receive_count FROM queue_dead_letters ORDER BY id",
+                )?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect()
             })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(unavailable("dead letters"))?;
         rows.into_iter()
             .map(|(id, job, receive_count)| {
@@ -208,31 +316,24 @@ impl EmbeddedQueue {
     }
 
     /// Moves every dead letter back to the end of its group with a fresh
-    /// receive count (the DLQ replay after the cause is fixed). Returns how
+    /// receive count (the DLQ replay, once the cause is fixed). Returns how
     /// many were moved.
     pub fn redrive_dead_letters(&self) -> Result<usize, QueueError> {
         let now = now_ms();
-        let moved = {
-            let mut db = lock(&self.db);
-            let tx = db
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(unavailable("redrive"))?;
-            let dead: Vec<(String, String)> = tx
-                .prepare("SELECT grp, job FROM queue_dead_letters ORDER BY id")
-                .and_then(|mut stmt| {
-                    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-                        .collect()
-                })
-                .map_err(unavailable("redrive"))?;
-            for (grp, job) in &dead {
-                append(&tx, grp, job, now).map_err(unavailable("redrive"))?;
-            }
-            tx.execute("DELETE FROM queue_dead_letters", [])
-                .map_err(unavailable("redrive"))?;
-            tx.commit().map_err(unavailable("redrive"))?;
-            dead.len()
-        };
+        let moved = self
+            .db
+            .write_now(|conn| {
+                let dead: Vec<(String, String)> = conn
+                    .prepare("SELECT grp, job FROM queue_dead_letters ORDER BY id")?
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for (grp, job) in &dead {
+                    append(conn, grp, job, now)?;
+                }
+                conn.execute("DELETE FROM queue_dead_letters", [])?;
+                Ok(dead.len())
+            })
+            .map_err(unavailable("redrive"))?;
         if moved > 0 {
             tracing::info!(moved, "dead letters redriven");
             self.ready.notify_waiters();
@@ -242,161 +343,65 @@ impl EmbeddedQueue {
 
     pub fn depth(&self) -> Result<QueueDepth, QueueError> {
         let now = now_ms();
-        let db = lock(&self.db);
-        db.conn
-            .query_row(
-                "SELECT
-                    (SELECT COUNT(*) FROM queue_messages),
-                    (SELECT COUNT(*) FROM queue_messages
-                        WHERE receipt IS NOT NULL AND ready_at > ?1),
-                    (SELECT COUNT(*) FROM queue_dead_letters)",
-                [now],
-                |row| {
-                    let total: u64 = row.get(0)?;
-                    let in_flight: u64 = row.get(1)?;
-                    Ok(QueueDepth {
-                        visible: total - in_flight,
-                        in_flight,
-                        dead: row.get(2)?,
-                    })
-                },
-            )
+        self.db
+            .read(|conn| {
+                conn.query_row(
+                    "SELECT
+                        (SELECT COUNT(*) FROM queue_messages),
+                        (SELECT COUNT(*) FROM queue_messages
+                            WHERE receipt IS NOT NULL AND ready_at > ?1),
+                        (SELECT COUNT(*) FROM queue_dead_letters)",
+                    [now],
+                    |row| {
+                        let total: u64 = row.get(0)?;
+                        let in_flight: u64 = row.get(1)?;
+                        Ok(QueueDepth {
+                            visible: total - in_flight,
+                            in_flight,
+                            dead: row.get(2)?,
+                        })
+                    },
+                )
+            })
             .map_err(unavailable("depth"))
     }
 
-    /// Returns whether the message is deliverable at once (its group was idle).
-    fn send_sync(&self, job: &SyncJob) -> Result<bool, QueueError> {
-        let body = serde_json::to_string(job)
-            .map_err(|e| QueueError::Invalid(format!("job cannot be encoded: {e}")))?;
-        let (grp, dedup_id) = (job.message_group(), job.dedup_id());
-        let now = now_ms();
-        let mut db = lock(&self.db);
-        if now >= db.next_dedup_purge {
-            db.next_dedup_purge = now + DEDUP_PURGE_EVERY_MS;
-            db.conn
-                .prepare_cached("DELETE FROM queue_dedup WHERE expires_at <= ?1")
-                .and_then(|mut stmt| stmt.execute([now]))
-                .map_err(unavailable("send"))?;
-        }
-        let tx = db
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(unavailable("send"))?;
-        // The window runs from the first send, as in SQS: a duplicate neither
-        // enqueues nor extends it.
-        let fresh = tx
-            .prepare_cached(
-                "INSERT INTO queue_dedup (dedup_id, expires_at) VALUES (?1, ?2)
-                 ON CONFLICT (dedup_id) DO UPDATE SET expires_at = excluded.expires_at
-                 WHERE queue_dedup.expires_at <= ?3",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![dedup_id, now + duration_ms(DEDUP_WINDOW), now])
-            })
-            .map_err(unavailable("send"))?
-            > 0;
-        if !fresh {
-            tracing::debug!(tenant = %job.tenant, ticket = %job.ticket_id, dedup_id, "duplicate job dropped");
-            return Ok(false);
-        }
-        let head = append(&tx, &grp, &body, now).map_err(unavailable("send"))?;
-        tx.commit().map_err(unavailable("send"))?;
-        Ok(head)
-    }
-
-    /// Delivers up to `max` group heads that are due, dead-lettering those
-    /// over the receive limit. Also returns when the next head falls due.
-    fn receive_now(&self, max: usize) -> Result<(Vec<Delivery>, Option<i64>), QueueError> {
-        let now = now_ms();
-        let limit = i64::try_from(max).unwrap_or(i64::MAX);
-        let mut db = lock(&self.db);
-        let tx = db
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(unavailable("receive"))?;
-        let mut deliveries = Vec::new();
-        loop {
-            let due: Vec<(i64, String, String, u32)> = tx
-                .prepare_cached(
-                    "SELECT id, grp, job, receive_count FROM queue_messages
-                     WHERE ready_at <= ?1 ORDER BY ready_at, id LIMIT ?2",
+    /// Whether this write should also forget expired dedup ids.
+    fn dedup_purge_due(&self, now: i64) -> bool {
+        let due = self.next_dedup_purge.load(Ordering::Relaxed);
+        now >= due
+            && self
+                .next_dedup_purge
+                .compare_exchange(
+                    due,
+                    now + DEDUP_PURGE_EVERY_MS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
                 )
-                .and_then(|mut stmt| {
-                    stmt.query_map(params![now, limit - deliveries.len() as i64], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                    })?
-                    .collect()
-                })
-                .map_err(unavailable("receive"))?;
-            let mut promoted = false;
-            for (id, grp, body, receive_count) in &due {
-                let job = match serde_json::from_str::<SyncJob>(body) {
-                    Ok(job) if *receive_count < self.max_receives => job,
-                    Ok(job) => {
-                        tracing::warn!(
-                            tenant = %job.tenant, ticket = %job.ticket_id, receive_count,
-                            "job reached the receive limit; moved to the dead-letter table"
-                        );
-                        tx.prepare_cached(
-                            "INSERT INTO queue_dead_letters (grp, job, receive_count, dead_at)
-                             SELECT grp, job, receive_count, ?2 FROM queue_messages WHERE id = ?1",
-                        )
-                        .and_then(|mut stmt| stmt.execute(params![id, now]))
-                        .and_then(|_| tx.execute("DELETE FROM queue_messages WHERE id = ?1", [id]))
-                        .and_then(|_| promote_next(&tx, grp, now))
-                        .map_err(unavailable("receive"))?;
-                        promoted = true;
-                        continue;
-                    }
-                    Err(e) => {
-                        // Only a hand-edited file gets here. Jobs are hints and
-                        // the sweep re-finds the change, so dropping beats
-                        // blocking the group forever.
-                        tracing::error!(message = id, error = %e, "unreadable job dropped");
-                        tx.execute("DELETE FROM queue_messages WHERE id = ?1", [id])
-                            .and_then(|_| promote_next(&tx, grp, now))
-                            .map_err(unavailable("receive"))?;
-                        promoted = true;
-                        continue;
-                    }
-                };
-                let receipt = new_receipt(*id);
-                tx.prepare_cached(
-                    "UPDATE queue_messages
-                     SET receive_count = receive_count + 1, ready_at = ?2, receipt = ?3
-                     WHERE id = ?1",
-                )
-                .and_then(|mut stmt| {
-                    stmt.execute(params![id, now + duration_ms(self.visibility), receipt])
-                })
-                .map_err(unavailable("receive"))?;
-                deliveries.push(Delivery {
-                    receipt,
-                    job,
-                    receive_count: receive_count + 1,
-                });
-            }
-            // A dead-lettered head may have promoted a message that is due now.
-            if !promoted || deliveries.len() >= max {
-                break;
-            }
-        }
-        let next_due: Option<i64> = tx
-            .query_row(
-                "SELECT MIN(ready_at) FROM queue_messages WHERE ready_at IS NOT NULL",
-                [],
-                |row| row.get(0),
-            )
-            .map_err(unavailable("receive"))?;
-        tx.commit().map_err(unavailable("receive"))?;
-        Ok((deliveries, next_due))
+                .is_ok()
     }
 }
 
 #[async_trait]
 impl Queue for EmbeddedQueue {
     async fn send(&self, job: &SyncJob) -> Result<(), QueueError> {
-        if self.send_sync(job)? {
+        let body = serde_json::to_string(job)
+            .map_err(|e| QueueError::Invalid(format!("job cannot be encoded: {e}")))?;
+        let (grp, dedup_id) = (job.message_group(), job.dedup_id());
+        let now = now_ms();
+        let purge = self.dedup_purge_due(now);
+        let head = self
+            .db
+            .write(move |conn| {
+                if purge {
+                    conn.prepare_cached("DELETE FROM queue_dedup WHERE expires_at <= ?1")?
+                        .execute([now])?;
+                }
+                send_in(conn, &grp, &dedup_id, &body, now)
+            })
+            .await
+            .map_err(not_written)?;
+        if head {
             self.ready.notify_waiters();
         }
         Ok(())
@@ -407,13 +412,18 @@ impl Queue for EmbeddedQueue {
             return Ok(Vec::new());
         }
         let deadline = Instant::now() + wait;
+        let (visibility, max_receives) = (self.visibility, self.max_receives);
         loop {
             // Registered before looking, so a send between the look and the
             // wait still wakes us.
             let woken = self.ready.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let (deliveries, next_due) = self.receive_now(max)?;
+            let (deliveries, next_due) = self
+                .db
+                .write(move |conn| receive_in(conn, max, visibility, max_receives, now_ms()))
+                .await
+                .map_err(not_written)?;
             let now = Instant::now();
             if !deliveries.is_empty() || now >= deadline {
                 return Ok(deliveries);
@@ -432,53 +442,48 @@ impl Queue for EmbeddedQueue {
 
     async fn complete(&self, receipt: &str) -> Result<(), QueueError> {
         let id = receipt_id(receipt)?;
-        let now = now_ms();
-        let promoted = {
-            let mut db = lock(&self.db);
-            let tx = db
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(unavailable("complete"))?;
-            let grp: Option<String> = tx
-                .prepare_cached(
-                    "DELETE FROM queue_messages WHERE id = ?1 AND receipt = ?2 RETURNING grp",
-                )
-                .and_then(|mut stmt| {
-                    stmt.query_row(params![id, receipt], |row| row.get(0))
-                        .optional()
-                })
-                .map_err(unavailable("complete"))?;
-            let Some(grp) = grp else {
-                // As in SQS: a receipt from an earlier delivery deletes nothing.
-                tracing::warn!(
-                    message = id,
-                    "complete with a stale receipt ignored; the job was redelivered"
-                );
-                return Ok(());
-            };
-            let promoted = promote_next(&tx, &grp, now).map_err(unavailable("complete"))?;
-            tx.commit().map_err(unavailable("complete"))?;
-            promoted
-        };
-        if promoted {
-            self.ready.notify_waiters();
+        let owned = receipt.to_owned();
+        let outcome = self
+            .db
+            .write(move |conn| {
+                let grp: Option<String> = conn
+                    .prepare_cached(
+                        "DELETE FROM queue_messages WHERE id = ?1 AND receipt = ?2 RETURNING grp",
+                    )?
+                    .query_row(params![id, owned], |row| row.get(0))
+                    .optional()?;
+                grp.map(|grp| promote_next(conn, &grp, now_ms()))
+                    .transpose()
+            })
+            .await
+            .map_err(not_written)?;
+        match outcome {
+            // As in SQS: a receipt from an earlier delivery deletes nothing.
+            None => tracing::warn!(
+                receipt,
+                "complete with a stale receipt ignored; the job was redelivered"
+            ),
+            Some(true) => self.ready.notify_waiters(),
+            Some(false) => {}
         }
         Ok(())
     }
 
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
         let id = receipt_id(receipt)?;
+        let owned = receipt.to_owned();
         let due = now_ms().saturating_add(duration_ms(delay));
-        let current = {
-            let db = lock(&self.db);
-            db.conn
-                .prepare_cached(
+        let current = self
+            .db
+            .write(move |conn| {
+                conn.prepare_cached(
                     "UPDATE queue_messages SET ready_at = ?3 WHERE id = ?1 AND receipt = ?2",
-                )
-                .and_then(|mut stmt| stmt.execute(params![id, receipt, due]))
-                .map_err(unavailable("retry"))?
-                > 0
-        };
+                )?
+                .execute(params![id, owned, due])
+            })
+            .await
+            .map_err(not_written)?
+            > 0;
         if current {
             // A waiting receiver recomputes when the next message falls due.
             self.ready.notify_waiters();

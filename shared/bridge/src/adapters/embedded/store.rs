@@ -3,12 +3,12 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{named_params, params, Connection, OptionalExtension, Row, ToSql};
 
-use super::{lock, open_connection};
+use super::{Db, WriteFailed};
 use crate::error::StoreError;
 use crate::ports::{Clock, Condition, Item, Store, SystemClock, MAX_ITEM_BYTES};
 
@@ -29,14 +29,14 @@ const COLUMNS: &str = "pk, sk, body, version, expires_at";
 /// An item whose `expires_at` has passed is gone for readers, as if
 /// DynamoDB's TTL had already deleted it (its deletion may lag by days).
 const LIVE: &str = "(expires_at IS NULL OR expires_at >= :now)";
-/// Expired rows are deleted at most this often, by a writer.
+/// Expired rows are deleted at most this often, by a write.
 const PURGE_EVERY_SECS: i64 = 60;
 
 /// The store of the local process: one SQLite table `items` keyed like the
-/// DynamoDB table. Every operation takes microseconds, so a mutex around one
-/// connection is enough and keeps conditional writes trivially atomic.
+/// DynamoDB table. Writes are group-committed (see `Db`), reads go straight
+/// to the connection.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    db: Db,
     clock: Arc<dyn Clock>,
     next_purge: AtomicI64,
 }
@@ -50,6 +50,10 @@ impl fmt::Debug for SqliteStore {
 fn unavailable(op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     // rusqlite's messages name the failure, never the bound values.
     move |e| StoreError::Unavailable(format!("sqlite {op}: {e}"))
+}
+
+fn not_written(e: WriteFailed) -> StoreError {
+    StoreError::Unavailable(e.to_string())
 }
 
 fn read_item(row: &Row<'_>) -> rusqlite::Result<Item> {
@@ -78,15 +82,66 @@ fn prefix_upper_bound(prefix: &str) -> Option<String> {
     None
 }
 
+/// The conditional write itself, run inside a batch. `Ok(Err(_))` is a lost
+/// condition: nothing was written and the rest of the batch is unaffected.
+fn put_in(
+    conn: &Connection,
+    item: &Item,
+    condition: Condition,
+    now: i64,
+) -> rusqlite::Result<Result<u64, StoreError>> {
+    let current: Option<u64> = conn
+        .prepare_cached(&format!(
+            "SELECT version FROM items WHERE pk = :pk AND sk = :sk AND {LIVE}"
+        ))?
+        .query_row(
+            named_params! {":pk": item.pk, ":sk": item.sk, ":now": now},
+            |row| row.get(0),
+        )
+        .optional()?;
+    let holds = match condition {
+        Condition::Always => true,
+        Condition::MustNotExist => current.is_none(),
+        Condition::VersionIs(expected) => current == Some(expected),
+    };
+    if !holds {
+        tracing::debug!(
+            pk = item.pk,
+            sk = item.sk,
+            ?condition,
+            ?current,
+            "conditional write lost"
+        );
+        return Ok(Err(StoreError::Conflict {
+            pk: item.pk.clone(),
+            sk: item.sk.clone(),
+        }));
+    }
+    let version = current.map_or(1, |v| v + 1);
+    conn.prepare_cached(
+        "INSERT INTO items (pk, sk, body, version, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (pk, sk) DO UPDATE SET
+            body = excluded.body, version = excluded.version, expires_at = excluded.expires_at",
+    )?
+    .execute(params![
+        item.pk,
+        item.sk,
+        item.body,
+        version,
+        item.expires_at
+    ])?;
+    Ok(Ok(version))
+}
+
 impl SqliteStore {
     /// Opens or creates the database file and its schema.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::with_connection(open_connection(Some(path)).map_err(unavailable("open"))?)
+        Self::with_db(Db::open(Some(path), SCHEMA, "store"))
     }
 
     /// A private store that lives as long as this value (tests, demos).
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::with_connection(open_connection(None).map_err(unavailable("open"))?)
+        Self::with_db(Db::open(None, SCHEMA, "store"))
     }
 
     /// Uses `clock` to decide which items have expired (tests of TTLs).
@@ -95,10 +150,9 @@ impl SqliteStore {
         self
     }
 
-    fn with_connection(conn: Connection) -> Result<Self, StoreError> {
-        conn.execute_batch(SCHEMA).map_err(unavailable("schema"))?;
+    fn with_db(db: Result<Db, String>) -> Result<Self, StoreError> {
         Ok(Self {
-            conn: Mutex::new(conn),
+            db: db.map_err(StoreError::Unavailable)?,
             clock: Arc::new(SystemClock),
             next_purge: AtomicI64::new(0),
         })
@@ -108,7 +162,52 @@ impl SqliteStore {
         self.clock.now().timestamp()
     }
 
-    fn put_sync(
+    /// Whether this write should also delete expired rows (readers already
+    /// skip them; deleting now and then only reclaims space).
+    fn purge_due(&self, now: i64) -> bool {
+        let due = self.next_purge.load(Ordering::Relaxed);
+        now >= due
+            && self
+                .next_purge
+                .compare_exchange(
+                    due,
+                    now + PURGE_EVERY_SECS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    fn select(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: &[(&str, &dyn ToSql)],
+    ) -> Result<Vec<Item>, StoreError> {
+        self.db
+            .read(|conn| {
+                conn.prepare_cached(sql)?
+                    .query_map(params, read_item)?
+                    .collect()
+            })
+            .map_err(unavailable(op))
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM items WHERE pk = :pk AND sk = :sk AND {LIVE}");
+        let now = self.now();
+        let items = self.select(
+            "get",
+            &sql,
+            named_params! {":pk": pk, ":sk": sk, ":now": now},
+        )?;
+        Ok(items.into_iter().next())
+    }
+
+    async fn put(
         &self,
         pk: &str,
         sk: &str,
@@ -126,66 +225,28 @@ impl SqliteStore {
                 limit: MAX_ITEM_BYTES,
             });
         }
-        let now = self.now();
-        let mut conn = lock(&self.conn);
-        // IMMEDIATE takes the write lock up front, so another process sharing
-        // the file cannot slip a write between our read and our write.
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(unavailable("put"))?;
-        let current: Option<u64> = tx
-            .prepare_cached(&format!(
-                "SELECT version FROM items WHERE pk = :pk AND sk = :sk AND {LIVE}"
-            ))
-            .and_then(|mut stmt| {
-                stmt.query_row(
-                    rusqlite::named_params! {":pk": pk, ":sk": sk, ":now": now},
-                    |row| row.get(0),
-                )
-                .optional()
-            })
-            .map_err(unavailable("put"))?;
-        let holds = match condition {
-            Condition::Always => true,
-            Condition::MustNotExist => current.is_none(),
-            Condition::VersionIs(expected) => current == Some(expected),
+        let item = Item {
+            pk: pk.to_owned(),
+            sk: sk.to_owned(),
+            body: body.to_owned(),
+            version: 0,
+            expires_at,
         };
-        if !holds {
-            tracing::debug!(pk, sk, ?condition, ?current, "conditional write lost");
-            return Err(StoreError::Conflict {
-                pk: pk.to_owned(),
-                sk: sk.to_owned(),
-            });
-        }
-        let version = current.map_or(1, |v| v + 1);
-        tx.prepare_cached(
-            "INSERT INTO items (pk, sk, body, version, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (pk, sk) DO UPDATE SET
-                body = excluded.body, version = excluded.version, expires_at = excluded.expires_at",
-        )
-        .and_then(|mut stmt| stmt.execute(params![pk, sk, body, version, expires_at]))
-        .map_err(unavailable("put"))?;
-        tx.commit().map_err(unavailable("put"))?;
-        self.purge_expired(&conn, now);
-        Ok(version)
+        let now = self.now();
+        let purge = self.purge_due(now);
+        self.db
+            .write(move |conn| {
+                if purge {
+                    let purged = conn.execute("DELETE FROM items WHERE expires_at < ?1", [now])?;
+                    tracing::debug!(purged, "expired items deleted");
+                }
+                put_in(conn, &item, condition, now)
+            })
+            .await
+            .map_err(not_written)?
     }
 
-    /// Deletes expired rows now and then; readers already skip them, so a
-    /// failure here costs only disk space.
-    fn purge_expired(&self, conn: &Connection, now: i64) {
-        if now < self.next_purge.load(Ordering::Relaxed) {
-            return;
-        }
-        self.next_purge
-            .store(now + PURGE_EVERY_SECS, Ordering::Relaxed);
-        match conn.execute("DELETE FROM items WHERE expires_at < ?1", [now]) {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(purged = n, "expired items deleted"),
-            Err(e) => tracing::warn!(error = %e, "purging expired items failed"),
-        }
-    }
-
-    fn query_sync(
+    async fn query(
         &self,
         pk: &str,
         sk_prefix: &str,
@@ -208,85 +269,34 @@ impl SqliteStore {
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let now = self.now();
-        let conn = lock(&self.conn);
-        let mut stmt = conn.prepare_cached(&sql).map_err(unavailable("query"))?;
-        let mut named: Vec<(&str, &dyn rusqlite::ToSql)> = vec![
+        let mut params: Vec<(&str, &dyn ToSql)> = vec![
             (":pk", &pk),
             (":lower", &sk_prefix),
             (":now", &now),
             (":limit", &limit),
         ];
         if let Some(upper) = &upper {
-            named.push((":upper", upper));
+            params.push((":upper", upper));
         }
-        let rows = stmt
-            .query_map(named.as_slice(), read_item)
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(unavailable("query"))?;
-        Ok(rows)
-    }
-}
-
-#[async_trait]
-impl Store for SqliteStore {
-    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
-        let now = self.now();
-        let conn = lock(&self.conn);
-        conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM items WHERE pk = :pk AND sk = :sk AND {LIVE}"
-        ))
-        .and_then(|mut stmt| {
-            stmt.query_row(
-                rusqlite::named_params! {":pk": pk, ":sk": sk, ":now": now},
-                read_item,
-            )
-            .optional()
-        })
-        .map_err(unavailable("get"))
-    }
-
-    async fn put(
-        &self,
-        pk: &str,
-        sk: &str,
-        body: &str,
-        condition: Condition,
-        expires_at: Option<i64>,
-    ) -> Result<u64, StoreError> {
-        self.put_sync(pk, sk, body, condition, expires_at)
-    }
-
-    async fn query(
-        &self,
-        pk: &str,
-        sk_prefix: &str,
-        newest_first: bool,
-        limit: usize,
-    ) -> Result<Vec<Item>, StoreError> {
-        self.query_sync(pk, sk_prefix, newest_first, limit)
+        self.select("query", &sql, &params)
     }
 
     async fn delete(&self, pk: &str, sk: &str) -> Result<(), StoreError> {
-        let conn = lock(&self.conn);
-        conn.prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2")
-            .and_then(|mut stmt| stmt.execute([pk, sk]))
-            .map_err(unavailable("delete"))?;
-        Ok(())
+        let (pk, sk) = (pk.to_owned(), sk.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2")?
+                    .execute([pk, sk])
+                    .map(drop)
+            })
+            .await
+            .map_err(not_written)
     }
 
     async fn scan_sort_key(&self, sk: &str) -> Result<Vec<Item>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM items WHERE sk = :sk AND {LIVE} ORDER BY pk");
         let now = self.now();
-        let conn = lock(&self.conn);
-        let mut stmt = conn
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM items WHERE sk = :sk AND {LIVE} ORDER BY pk"
-            ))
-            .map_err(unavailable("scan"))?;
-        let rows = stmt
-            .query_map(rusqlite::named_params! {":sk": sk, ":now": now}, read_item)
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(unavailable("scan"))?;
-        Ok(rows)
+        self.select("scan", &sql, named_params! {":sk": sk, ":now": now})
     }
 }
 

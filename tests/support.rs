@@ -1,0 +1,72 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bridge::adapters::embedded::EmbeddedQueue;
+use hmac::{Hmac, Mac};
+
+/// Generous: these tests wait for real HTTP round trips on a loaded 2-core box.
+pub const ARRIVAL: Duration = Duration::from_secs(20);
+
+/// Waits until the queue has been empty (nothing visible, nothing in flight)
+/// for `quiet`, so late duplicates and would-be echoes have had their chance.
+pub async fn settle(queue: &EmbeddedQueue, quiet: Duration) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut empty_since: Option<Instant> = None;
+    while Instant::now() < deadline {
+        let depth = queue.depth().expect("queue depth");
+        if depth.visible == 0 && depth.in_flight == 0 {
+            let since = *empty_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= quiet {
+                return;
+            }
+        } else {
+            empty_since = None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("queue never settled: {:?}", queue.depth());
+}
+
+/// `X-Hook-Signature` as Autotask computes it.
+pub fn autotask_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// A signed Zendesk webhook request body and headers for `ticket_id`.
+pub fn zendesk_event(secret: &str, event_id: &str, ticket_id: u64, kind: &str) -> (Vec<u8>, Vec<(String, String)>) {
+    let body = serde_json::json!({
+        "type": format!("zen:event-type:ticket.{kind}"),
+        "id": event_id,
+        "account_id": 1,
+        "time": chrono::Utc::now().to_rfc3339(),
+        "zendesk_event_version": "2022-11-06",
+        "subject": format!("zen:ticket:{ticket_id}"),
+        "detail": {"id": ticket_id.to_string()},
+        "event": {}
+    })
+    .to_string()
+    .into_bytes();
+    let timestamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let signature = sandbox::zendesk::sign(secret, &timestamp, &body);
+    let headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("x-zendesk-webhook-signature".to_owned(), signature),
+        ("x-zendesk-webhook-signature-timestamp".to_owned(), timestamp),
+    ];
+    (body, headers)
+}
+
+pub async fn post(url: &str, headers: &[(String, String)], body: Vec<u8>) -> (u16, String) {
+    let client = reqwest::Client::new();
+    let mut request = client.post(url).body(body);
+    for (k, v) in headers {
+        request = request.header(k, v);
+    }
+    let response = request.send().await.expect("bridge reachable");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
