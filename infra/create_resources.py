@@ -78,7 +78,7 @@ def create_queues():
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": RECEIVE_LIMIT})
     queue_url = sqs.create_queue(
         QueueName=QUEUE,
-        Attributes={**fifo, "VisibilityTimeout": "180", "RedrivePolicy": redrive},
+        Attributes={**fifo, "VisibilityTimeout": "360", "RedrivePolicy": redrive},
     )["QueueUrl"]
     # create_queue keeps an existing queue's attributes; make the redrive policy current.
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"RedrivePolicy": redrive})

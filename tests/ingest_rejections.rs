@@ -23,8 +23,8 @@ async fn world() -> World {
     .unwrap()
 }
 
-fn enqueued(world: &World) -> u64 {
-    let depth = world.queue.depth().unwrap();
+async fn enqueued(world: &World) -> u64 {
+    let depth = world.queue_depth().await.unwrap();
     depth.visible + depth.in_flight + depth.dead
 }
 
@@ -94,13 +94,13 @@ async fn zendesk_webhook_rejections() {
     let _ = body;
     assert_eq!(post(&url, &headers, huge).await.0, 413);
 
-    assert_eq!(enqueued(&world), 0, "no rejected request may enqueue anything");
+    assert_eq!(enqueued(&world).await, 0, "no rejected request may enqueue anything");
 
     // Control: the same machinery accepts a good request, exactly once.
     let (body, headers) = zendesk_event(acme_secret, "good", 1, "created");
     let (status, text) = post(&url, &headers, body).await;
     assert_eq!(status, 202, "{text}");
-    assert_eq!(enqueued(&world), 1);
+    assert_eq!(enqueued(&world).await, 1);
 }
 
 #[tokio::test]
@@ -173,7 +173,7 @@ async fn autotask_callout_and_webhook_rejections() {
     let huge = vec![b'{'; 300 * 1024];
     assert_eq!(post(&acme_url, &hook(autotask_signature(acme_key, &huge)), huge).await.0, 413);
 
-    assert_eq!(enqueued(&world), 0, "no rejected request may enqueue anything");
+    assert_eq!(enqueued(&world).await, 0, "no rejected request may enqueue anything");
 
     // Controls: a good callout and a good webhook are each enqueued.
     let (status, text) = post(&globex_url, &form_headers(basic(user, password)), form).await;
@@ -181,5 +181,5 @@ async fn autotask_callout_and_webhook_rejections() {
     let (status, text) = post(&acme_url, &hook(autotask_signature(acme_key, &payload)), payload).await;
     assert_eq!(status, 202, "{text}");
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(enqueued(&world), 2);
+    assert_eq!(enqueued(&world).await, 2);
 }

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use bridge::adapters::embedded::EmbeddedQueue;
+use psa_bridge_local::world::World;
 use hmac::{Hmac, Mac};
 
 /// Generous: these tests wait for real HTTP round trips on a loaded 2-core box.
@@ -11,11 +11,11 @@ pub const ARRIVAL: Duration = Duration::from_secs(20);
 
 /// Waits until the queue has been empty (nothing visible, nothing in flight)
 /// for `quiet`, so late duplicates and would-be echoes have had their chance.
-pub async fn settle(queue: &EmbeddedQueue, quiet: Duration) {
+pub async fn settle(world: &World, quiet: Duration) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut empty_since: Option<Instant> = None;
     while Instant::now() < deadline {
-        let depth = queue.depth().expect("queue depth");
+        let depth = world.queue_depth().await.expect("queue depth");
         if depth.visible == 0 && depth.in_flight == 0 {
             let since = *empty_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= quiet {
@@ -26,7 +26,7 @@ pub async fn settle(queue: &EmbeddedQueue, quiet: Duration) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("queue never settled: {:?}", queue.depth());
+    panic!("queue never settled: {:?}", world.queue_depth().await);
 }
 
 /// `X-Hook-Signature` as Autotask computes it.

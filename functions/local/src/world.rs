@@ -15,7 +15,8 @@ use bridge::config::{
 };
 use bridge::connectors::HttpConnectors;
 use bridge::model::TenantId;
-use bridge::ports::{Condition, Queue, Store, SystemClock};
+use bridge::adapters::embedded::QueueDepth;
+use bridge::ports::{Condition, Queue, Secrets, Store, SystemClock};
 use bridge::repo::Repo;
 use sandbox::autotask::{AutotaskSandbox, AutotaskSandboxConfig, CalloutTarget, WebhookTarget};
 use sandbox::zendesk::{ZendeskSandbox, ZendeskSandboxConfig};
@@ -32,6 +33,70 @@ pub enum AutotaskEvents {
     Webhook,
     /// Extension callout with HTTP Basic credentials.
     Callout,
+}
+
+/// Where a world keeps its state: the embedded adapters, or the AWS ones
+/// against the local emulator (see the end-to-end tests).
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync {
+    async fn build(
+        &self,
+        secrets: HashMap<TenantId, TenantSecrets>,
+    ) -> anyhow::Result<BackendParts>;
+}
+
+/// Message counts of a backend's queue, for tests that wait until it drains.
+#[async_trait::async_trait]
+pub trait QueueProbe: Send + Sync {
+    async fn depth(&self) -> anyhow::Result<QueueDepth>;
+}
+
+/// The adapters a backend provides.
+pub struct BackendParts {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub secrets: Arc<dyn Secrets>,
+    pub probe: Arc<dyn QueueProbe>,
+}
+
+/// The default backend: SQLite store and queue, secrets in memory.
+pub struct Embedded {
+    /// Keep store and queue in this folder (in memory when `None`).
+    pub data_dir: Option<PathBuf>,
+}
+
+#[async_trait::async_trait]
+impl QueueProbe for EmbeddedQueue {
+    async fn depth(&self) -> anyhow::Result<QueueDepth> {
+        Ok(EmbeddedQueue::depth(self)?)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for Embedded {
+    async fn build(
+        &self,
+        secrets: HashMap<TenantId, TenantSecrets>,
+    ) -> anyhow::Result<BackendParts> {
+        let (store, queue) = match &self.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                (
+                    SqliteStore::open(&dir.join("store.sqlite3"))?,
+                    EmbeddedQueue::open(&dir.join("queue.sqlite3"))?,
+                )
+            }
+            None => (SqliteStore::in_memory()?, EmbeddedQueue::in_memory()?),
+        };
+        let queue = Arc::new(queue);
+        Ok(BackendParts {
+            store: Arc::new(store),
+            queue: queue.clone(),
+            secrets: Arc::new(FileSecrets::from_map(secrets)),
+            probe: queue,
+        })
+    }
 }
 
 /// One tenant to set up.
@@ -65,8 +130,6 @@ pub struct WorldOptions {
     /// Latency every sandbox API call gets.
     pub api_latency: Duration,
     pub worker_concurrency: usize,
-    /// Keep store and queue in this folder (in memory when `None`).
-    pub data_dir: Option<PathBuf>,
     pub listen: SocketAddr,
 }
 
@@ -75,7 +138,6 @@ impl Default for WorldOptions {
         Self {
             api_latency: Duration::ZERO,
             worker_concurrency: 16,
-            data_dir: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
@@ -98,8 +160,9 @@ pub struct TenantWorld {
 /// The bridge and every tenant's sandboxes.
 pub struct World {
     pub bridge: LocalBridge,
-    pub store: Arc<SqliteStore>,
-    pub queue: Arc<EmbeddedQueue>,
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub probe: Arc<dyn QueueProbe>,
     pub tenants: Vec<TenantWorld>,
 }
 
@@ -122,31 +185,34 @@ fn secrets_for(id: &str) -> TenantSecrets {
 }
 
 impl World {
+    /// A world on the embedded adapters, in memory.
     pub async fn start(specs: Vec<TenantSpec>, options: WorldOptions) -> anyhow::Result<Self> {
-        let (store, queue) = match &options.data_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-                (
-                    SqliteStore::open(&dir.join("store.sqlite3"))?,
-                    EmbeddedQueue::open(&dir.join("queue.sqlite3"))?,
-                )
-            }
-            None => (SqliteStore::in_memory()?, EmbeddedQueue::in_memory()?),
-        };
-        let store = Arc::new(store);
-        let queue = Arc::new(queue);
+        Self::start_on(&Embedded { data_dir: None }, specs, options).await
+    }
+
+    pub async fn start_on(
+        backend: &dyn Backend,
+        specs: Vec<TenantSpec>,
+        options: WorldOptions,
+    ) -> anyhow::Result<Self> {
         let secrets: HashMap<TenantId, TenantSecrets> = specs
             .iter()
             .map(|s| {
-                let id = TenantId::parse(&s.id).context("tenant ids are lower-case letters, digits, - and _")?;
+                let id = TenantId::parse(&s.id)
+                    .context("tenant ids are lower-case letters, digits, - and _")?;
                 Ok((id, secrets_for(&s.id)))
             })
             .collect::<anyhow::Result<_>>()?;
+        let BackendParts {
+            store,
+            queue,
+            secrets: secrets_port,
+            probe,
+        } = backend.build(secrets.clone()).await?;
         let adapters = Adapters {
             store: store.clone(),
             queue: queue.clone(),
-            secrets: Arc::new(FileSecrets::from_map(secrets.clone())),
+            secrets: secrets_port,
             connectors: Arc::new(HttpConnectors::default()),
             clock: Arc::new(SystemClock),
         };
@@ -166,6 +232,7 @@ impl World {
             bridge,
             store,
             queue,
+            probe,
             tenants,
         })
     }
@@ -181,8 +248,8 @@ impl World {
         self.store.as_ref()
     }
 
-    pub fn queue(&self) -> Arc<dyn Queue> {
-        self.queue.clone()
+    pub async fn queue_depth(&self) -> anyhow::Result<QueueDepth> {
+        self.probe.depth().await
     }
 }
 

@@ -11,6 +11,7 @@ pub use secrets::FileSecrets;
 pub use store::SqliteStore;
 
 use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -44,9 +45,9 @@ impl fmt::Display for WriteFailed {
 /// One SQLite connection with group commit. Writes go to a dedicated thread,
 /// which runs everything that queued up meanwhile in one transaction: a
 /// commit costs about the same for one write as for hundreds, so throughput
-/// grows with the number of concurrent writers, and file I/O (WAL appends,
-/// checkpoints) never blocks an async worker thread. Reads take the
-/// connection directly and see every acknowledged write.
+/// grows with the number of concurrent writers, and commits (WAL appends,
+/// checkpoints) run off the async worker threads. Reads take the connection
+/// directly (waiting out a batch at worst) and see every acknowledged write.
 struct Db {
     conn: Arc<Mutex<Connection>>,
     writes: mpsc::Sender<Write>,
@@ -112,16 +113,26 @@ fn run_writer(conn: &Mutex<Connection>, mut queued: mpsc::Receiver<Write>, name:
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queued.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
         let size = batch.len();
-        let committed = {
+        // A panicking write must not kill the thread (and with it every later
+        // write); its transaction rolls back as it unwinds.
+        let committed = catch_unwind(AssertUnwindSafe(|| {
             let mut conn = lock(conn);
             commit(&mut conn, batch.drain(..))
-        };
+        }));
+        batch.clear();
         match committed {
             // Answer only after the lock is released, so callers can read at once.
-            Ok(replies) => replies.into_iter().for_each(|reply| reply()),
+            Ok(Ok(replies)) => replies.into_iter().for_each(|reply| reply()),
             // Dropped replies tell their callers the write failed.
-            Err(e) => {
-                tracing::error!(db = name, writes = size, error = %e, "sqlite batch rolled back")
+            Ok(Err(e)) => {
+                tracing::error!(db = name, writes = size, error = %e, "sqlite batch rolled back");
+            }
+            Err(_) => {
+                tracing::error!(
+                    db = name,
+                    writes = size,
+                    "sqlite write panicked; batch rolled back"
+                );
             }
         }
     }

@@ -411,7 +411,11 @@ impl Queue for EmbeddedQueue {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let deadline = Instant::now() + wait;
+        let started = Instant::now();
+        // A caller may pass Duration::MAX for "wait as long as it takes".
+        let deadline = started
+            .checked_add(wait)
+            .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
         let (visibility, max_receives) = (self.visibility, self.max_receives);
         loop {
             // Registered before looking, so a send between the look and the

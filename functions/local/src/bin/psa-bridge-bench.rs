@@ -1,0 +1,203 @@
+//! Load benchmark of the local runner (not a test: it measures and prints).
+//!
+//! 1. Ingest: signed Zendesk webhooks posted over keep-alive HTTP by 64
+//!    concurrent clients; every request has its HMAC verified, the tenant and
+//!    its secret looked up, and a job written to the embedded queue.
+//! 2. End to end: tickets opened and commented in the sandbox Zendesk at a
+//!    steady rate with 50 ms latency on every API call; the time until each
+//!    change is visible in the sandbox Autotask.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::stream::{self, StreamExt};
+use psa_bridge_local::world::{wait_for, TenantSpec, World, WorldOptions};
+use sandbox::zendesk::NewTicket;
+
+#[derive(Parser)]
+struct Args {
+    /// Requests per ingest run.
+    #[arg(long, default_value_t = 20_000)]
+    ingest_requests: usize,
+    /// Ingest runs (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    ingest_runs: usize,
+    /// Concurrent ingest clients.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Steady end-to-end event rate (events per second).
+    #[arg(long, default_value_t = 20)]
+    rate: u64,
+    /// Duration of the end-to-end run in seconds.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+    /// Simulated latency of every Zendesk and Autotask API call.
+    #[arg(long, default_value_t = 50)]
+    api_latency_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    println!("psa-bridge benchmark on {} cores", std::thread::available_parallelism()?.get());
+    ingest(&args).await?;
+    end_to_end(&args).await?;
+    Ok(())
+}
+
+fn signed_event(secret: &str, n: usize) -> (Vec<u8>, String, String) {
+    let body = serde_json::json!({
+        "type": "zen:event-type:ticket.comment_added",
+        "id": format!("bench-{n}-{}", uuid::Uuid::new_v4()),
+        "account_id": 1,
+        "subject": format!("zen:ticket:{}", 1 + n % 5000),
+        "detail": {"id": (1 + n % 5000).to_string()},
+        "event": {}
+    })
+    .to_string()
+    .into_bytes();
+    let timestamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let signature = sandbox::zendesk::sign(secret, &timestamp, &body);
+    (body, timestamp, signature)
+}
+
+async fn ingest(args: &Args) -> anyhow::Result<()> {
+    // Worker off: this measures ingest alone; jobs stay queued.
+    let world = World::start(
+        vec![TenantSpec::new("acme")],
+        WorldOptions {
+            worker_concurrency: 0,
+            ..WorldOptions::default()
+        },
+    )
+    .await?;
+    let secret = world.tenant("acme").secrets.zendesk_webhook_secret.expose().to_owned();
+    let url = Arc::new(format!("{}/t/acme/zendesk", world.bridge.base_url));
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+
+    let mut rates = Vec::new();
+    for run in 0..args.ingest_runs {
+        // Signing is the sender's cost, not the bridge's: done before the clock starts.
+        let requests: Vec<_> = (0..args.ingest_requests).map(|n| signed_event(&secret, run * args.ingest_requests + n)).collect();
+        let started = Instant::now();
+        let statuses: Vec<u16> = stream::iter(requests)
+            .map(|(body, timestamp, signature)| {
+                let client = client.clone();
+                let url = url.clone();
+                async move {
+                    client
+                        .post(url.as_str())
+                        .header("x-zendesk-webhook-signature", signature)
+                        .header("x-zendesk-webhook-signature-timestamp", timestamp)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0)
+                }
+            })
+            .buffer_unordered(args.concurrency)
+            .collect()
+            .await;
+        let elapsed = started.elapsed();
+        let accepted = statuses.iter().filter(|s| **s == 202).count();
+        anyhow::ensure!(accepted == args.ingest_requests, "only {accepted} of {} accepted", args.ingest_requests);
+        let rate = accepted as f64 / elapsed.as_secs_f64();
+        println!("  ingest run {}: {accepted} signed webhooks in {:.2} s = {rate:.0} req/s", run + 1, elapsed.as_secs_f64());
+        rates.push(rate);
+    }
+    let depth = world.queue_depth().await?;
+    anyhow::ensure!(
+        depth.visible as usize == args.ingest_requests * args.ingest_runs,
+        "queue holds {} jobs, expected {}",
+        depth.visible,
+        args.ingest_requests * args.ingest_runs
+    );
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "ingest: median {:.0} req/s over {} runs of {} requests, {} concurrent clients (every job verified in the queue)",
+        rates[rates.len() / 2],
+        args.ingest_runs,
+        args.ingest_requests,
+        args.concurrency
+    );
+    world.bridge.stop().await;
+    Ok(())
+}
+
+async fn end_to_end(args: &Args) -> anyhow::Result<()> {
+    let world = Arc::new(
+        World::start(
+            vec![TenantSpec::new("acme")],
+            WorldOptions {
+                api_latency: Duration::from_millis(args.api_latency_ms),
+                worker_concurrency: 32,
+                ..WorldOptions::default()
+            },
+        )
+        .await?,
+    );
+    let total = (args.rate * args.seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let mut ticker = tokio::time::interval(interval);
+    let mut waits = Vec::new();
+    let mut open_tickets: Vec<u64> = Vec::new();
+    for n in 0..total {
+        ticker.tick().await;
+        let world = world.clone();
+        // Every third event opens a ticket; the others comment on an open one.
+        let event = if n % 3 == 0 || open_tickets.is_empty() {
+            let tenant = world.tenant("acme");
+            let started = Instant::now();
+            let desk_id = tenant.zendesk.create_ticket(NewTicket {
+                subject: format!("bench ticket {n}"),
+                description: "load".into(),
+                priority: Some("normal".into()),
+                status: None,
+                cluster_id: Some("CL-100".into()),
+                requester_name: "Bench".into(),
+            });
+            open_tickets.push(desk_id);
+            (started, desk_id, None)
+        } else {
+            let desk_id = open_tickets[n % open_tickets.len()];
+            let text = format!("bench comment {n}");
+            let started = Instant::now();
+            world.tenant("acme").zendesk.add_comment(desk_id, "Bench", &text, true);
+            (started, desk_id, Some(text))
+        };
+        waits.push(tokio::spawn(async move {
+            let (started, desk_id, comment) = event;
+            let tenant = world.tenant("acme");
+            let reference = format!("zendesk:{desk_id}");
+            let visible = wait_for(Duration::from_secs(60), || {
+                let ticket = tenant.autotask.tickets().into_iter().find(|t| t.external_id.as_deref() == Some(reference.as_str()))?;
+                match &comment {
+                    None => Some(()),
+                    Some(text) => tenant.autotask.notes(ticket.id).iter().any(|n| &n.description == text).then_some(()),
+                }
+            })
+            .await;
+            visible.map(|()| started.elapsed())
+        }));
+    }
+    let mut latencies = Vec::new();
+    for wait in waits {
+        latencies.push(wait.await?.ok_or_else(|| anyhow::anyhow!("a change never arrived"))?);
+    }
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize].as_millis();
+    println!(
+        "end to end: {} changes at {}/s with {} ms API latency: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+        latencies.len(),
+        args.rate,
+        args.api_latency_ms,
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        latencies.last().unwrap().as_millis()
+    );
+    Ok(())
+}
