@@ -20,6 +20,8 @@ pub struct Adapters {
     pub secrets: Arc<dyn Secrets>,
     pub connectors: Arc<dyn Connectors>,
     pub clock: Arc<dyn Clock>,
+    /// Delay before a permanently failing job is tried again.
+    pub permanent_retry: std::time::Duration,
 }
 
 impl Adapters {
@@ -39,6 +41,7 @@ impl Adapters {
             self.connectors.clone(),
             self.clock.clone(),
         )
+        .with_permanent_retry(self.permanent_retry)
     }
 }
 

@@ -93,6 +93,7 @@ async fn run(config: PathBuf) -> anyhow::Result<()> {
         secrets,
         connectors: Arc::new(HttpConnectors::default()),
         clock: Arc::new(SystemClock),
+        permanent_retry: bridge::worker::PERMANENT_RETRY,
     };
     let bridge = LocalBridge::start(adapters, settings.listen, settings.worker_concurrency).await?;
     println!("psa-bridge listening on {}", bridge.base_url);

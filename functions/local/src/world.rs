@@ -131,6 +131,8 @@ pub struct WorldOptions {
     pub api_latency: Duration,
     pub worker_concurrency: usize,
     pub listen: SocketAddr,
+    /// Delay before a permanently failing job is retried (toward the DLQ).
+    pub permanent_retry: Duration,
 }
 
 impl Default for WorldOptions {
@@ -138,6 +140,7 @@ impl Default for WorldOptions {
         Self {
             api_latency: Duration::ZERO,
             worker_concurrency: 16,
+            permanent_retry: bridge::worker::PERMANENT_RETRY,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
@@ -213,6 +216,7 @@ impl World {
             store: store.clone(),
             queue: queue.clone(),
             secrets: secrets_port,
+            permanent_retry: options.permanent_retry,
             connectors: Arc::new(HttpConnectors::default()),
             clock: Arc::new(SystemClock),
         };

@@ -37,7 +37,7 @@ const BASE_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// A permanent failure is retried this slowly: time for an admin to fix a
 /// mapping before the message reaches the DLQ.
-const PERMANENT_RETRY: Duration = Duration::from_secs(5 * 60);
+pub const PERMANENT_RETRY: Duration = Duration::from_secs(5 * 60);
 
 /// Exponential backoff with jitter (half fixed, half random) so a burst of
 /// failures does not come back as a burst.
@@ -57,6 +57,7 @@ pub struct Worker {
     secrets: Arc<dyn Secrets>,
     connectors: Arc<dyn Connectors>,
     clock: Arc<dyn Clock>,
+    permanent_retry: Duration,
 }
 
 impl Worker {
@@ -71,7 +72,15 @@ impl Worker {
             secrets,
             connectors,
             clock,
+            permanent_retry: PERMANENT_RETRY,
         }
+    }
+
+    /// How long a permanently failing message waits before its next try
+    /// (tests shorten it to reach the DLQ quickly).
+    pub fn with_permanent_retry(mut self, delay: Duration) -> Self {
+        self.permanent_retry = delay;
+        self
     }
 
     /// Processes one job; `receive_count` is how often the queue delivered it.
@@ -191,7 +200,7 @@ impl Worker {
                 self.log(job, LogLevel::Error, step, &reason, false).await;
                 JobOutcome::Failed {
                     reason,
-                    retry_after: PERMANENT_RETRY,
+                    retry_after: self.permanent_retry,
                 }
             }
         }
