@@ -40,14 +40,27 @@ async fn zendesk_webhook_rejections() {
     // Unknown, malformed and paused tenants are all 404.
     let (body, headers) = zendesk_event(acme_secret, "e1", 1, "created");
     for tenant in ["nobody", "ACME", "a%2Fb", "acme..x"] {
-        let (status, text) = post(&format!("{base}/t/{tenant}/zendesk"), &headers, body.clone()).await;
+        let (status, text) = post(
+            &format!("{base}/t/{tenant}/zendesk"),
+            &headers,
+            body.clone(),
+        )
+        .await;
         assert_eq!(status, 404, "{tenant}: {text}");
     }
 
     // Another tenant's signing secret never authorizes acme's URL.
-    let (body, headers) = zendesk_event(globex.secrets.zendesk_webhook_secret.expose(), "e2", 1, "created");
+    let (body, headers) = zendesk_event(
+        globex.secrets.zendesk_webhook_secret.expose(),
+        "e2",
+        1,
+        "created",
+    );
     let (status, text) = post(&url, &headers, body).await;
-    assert_eq!((status, text.as_str()), (401, r#"{"error":"signature does not match"}"#));
+    assert_eq!(
+        (status, text.as_str()),
+        (401, r#"{"error":"signature does not match"}"#)
+    );
 
     // A tampered body.
     let (mut body, headers) = zendesk_event(acme_secret, "e3", 1, "created");
@@ -57,8 +70,15 @@ async fn zendesk_webhook_rejections() {
 
     // Missing headers.
     let (body, headers) = zendesk_event(acme_secret, "e4", 1, "created");
-    for dropped in ["x-zendesk-webhook-signature", "x-zendesk-webhook-signature-timestamp"] {
-        let kept: Vec<_> = headers.iter().filter(|(k, _)| k != dropped).cloned().collect();
+    for dropped in [
+        "x-zendesk-webhook-signature",
+        "x-zendesk-webhook-signature-timestamp",
+    ] {
+        let kept: Vec<_> = headers
+            .iter()
+            .filter(|(k, _)| k != dropped)
+            .cloned()
+            .collect();
         let (status, text) = post(&url, &kept, body.clone()).await;
         assert_eq!(status, 401, "{dropped}: {text}");
     }
@@ -77,11 +97,21 @@ async fn zendesk_webhook_rejections() {
     assert!(text.contains("5-minute window"), "{text}");
 
     // Correctly signed but malformed bodies are 400 with a reason.
-    for bad in [&b"{not json"[..], br#"{"type":"zen:event-type:ticket.created","detail":{}}"#, br#"{"ticket_id":"abc"}"#] {
+    for bad in [
+        &b"{not json"[..],
+        br#"{"type":"zen:event-type:ticket.created","detail":{}}"#,
+        br#"{"ticket_id":"abc"}"#,
+    ] {
         let timestamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
         let signed = vec![
-            ("x-zendesk-webhook-signature".to_owned(), sandbox::zendesk::sign(acme_secret, &timestamp, bad)),
-            ("x-zendesk-webhook-signature-timestamp".to_owned(), timestamp),
+            (
+                "x-zendesk-webhook-signature".to_owned(),
+                sandbox::zendesk::sign(acme_secret, &timestamp, bad),
+            ),
+            (
+                "x-zendesk-webhook-signature-timestamp".to_owned(),
+                timestamp,
+            ),
         ];
         let (status, text) = post(&url, &signed, bad.to_vec()).await;
         assert_eq!(status, 400, "{}: {text}", String::from_utf8_lossy(bad));
@@ -94,7 +124,11 @@ async fn zendesk_webhook_rejections() {
     let _ = body;
     assert_eq!(post(&url, &headers, huge).await.0, 413);
 
-    assert_eq!(enqueued(&world).await, 0, "no rejected request may enqueue anything");
+    assert_eq!(
+        enqueued(&world).await,
+        0,
+        "no rejected request may enqueue anything"
+    );
 
     // Control: the same machinery accepts a good request, exactly once.
     let (body, headers) = zendesk_event(acme_secret, "good", 1, "created");
@@ -119,7 +153,10 @@ async fn autotask_callout_and_webhook_rejections() {
     };
     let form_headers = |auth: String| {
         vec![
-            ("content-type".to_owned(), "application/x-www-form-urlencoded".to_owned()),
+            (
+                "content-type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
             ("authorization".to_owned(), auth),
         ]
     };
@@ -128,20 +165,47 @@ async fn autotask_callout_and_webhook_rejections() {
     let password = globex.secrets.autotask_callout_password.expose();
 
     // Callouts: wrong password, wrong user, no credentials, another tenant's.
-    for auth in [basic(user, "wrong"), basic("someone", password), "Bearer x".to_owned()] {
+    for auth in [
+        basic(user, "wrong"),
+        basic("someone", password),
+        "Bearer x".to_owned(),
+    ] {
         let (status, text) = post(&globex_url, &form_headers(auth), form.clone()).await;
         assert_eq!(status, 401, "{text}");
     }
-    let (status, _) = post(&globex_url, &[("content-type".to_owned(), "application/x-www-form-urlencoded".to_owned())], form.clone()).await;
+    let (status, _) = post(
+        &globex_url,
+        &[(
+            "content-type".to_owned(),
+            "application/x-www-form-urlencoded".to_owned(),
+        )],
+        form.clone(),
+    )
+    .await;
     assert_eq!(status, 401);
     // acme has no callout credentials configured for globex's; globex's
     // credentials do not open acme's URL.
-    let (status, _) = post(&format!("{base}/t/acme/autotask"), &form_headers(basic(user, password)), form.clone()).await;
+    let (status, _) = post(
+        &format!("{base}/t/acme/autotask"),
+        &form_headers(basic(user, password)),
+        form.clone(),
+    )
+    .await;
     assert_eq!(status, 401);
-    let (status, _) = post(&format!("{base}/t/initech/autotask"), &form_headers(basic(user, password)), form.clone()).await;
+    let (status, _) = post(
+        &format!("{base}/t/initech/autotask"),
+        &form_headers(basic(user, password)),
+        form.clone(),
+    )
+    .await;
     assert_eq!(status, 404);
     // Authenticated but malformed.
-    let (status, text) = post(&globex_url, &form_headers(basic(user, password)), b"foo=bar".to_vec()).await;
+    let (status, text) = post(
+        &globex_url,
+        &form_headers(basic(user, password)),
+        b"foo=bar".to_vec(),
+    )
+    .await;
     assert_eq!(status, 400, "{text}");
 
     // Webhooks: signature with the wrong key, another tenant's key, tampered body.
@@ -152,7 +216,12 @@ async fn autotask_callout_and_webhook_rejections() {
     })
     .to_string()
     .into_bytes();
-    let hook = |signature: String| vec![("content-type".to_owned(), "application/json".to_owned()), ("x-hook-signature".to_owned(), signature)];
+    let hook = |signature: String| {
+        vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("x-hook-signature".to_owned(), signature),
+        ]
+    };
     let acme_key = acme.secrets.autotask_webhook_secret.expose();
     for signature in [
         autotask_signature("not-the-key", &payload),
@@ -164,21 +233,44 @@ async fn autotask_callout_and_webhook_rejections() {
     }
     let mut tampered = payload.clone();
     tampered[20] ^= 1;
-    assert_eq!(post(&acme_url, &hook(autotask_signature(acme_key, &payload)), tampered).await.0, 401);
+    assert_eq!(
+        post(
+            &acme_url,
+            &hook(autotask_signature(acme_key, &payload)),
+            tampered
+        )
+        .await
+        .0,
+        401
+    );
     // Signed but malformed.
     let bad = br#"{"EntityType":"TicketNote","Fields":{}}"#.to_vec();
     let (status, text) = post(&acme_url, &hook(autotask_signature(acme_key, &bad)), bad).await;
     assert_eq!(status, 400, "{text}");
     // Oversize.
     let huge = vec![b'{'; 300 * 1024];
-    assert_eq!(post(&acme_url, &hook(autotask_signature(acme_key, &huge)), huge).await.0, 413);
+    assert_eq!(
+        post(&acme_url, &hook(autotask_signature(acme_key, &huge)), huge)
+            .await
+            .0,
+        413
+    );
 
-    assert_eq!(enqueued(&world).await, 0, "no rejected request may enqueue anything");
+    assert_eq!(
+        enqueued(&world).await,
+        0,
+        "no rejected request may enqueue anything"
+    );
 
     // Controls: a good callout and a good webhook are each enqueued.
     let (status, text) = post(&globex_url, &form_headers(basic(user, password)), form).await;
     assert_eq!(status, 202, "{text}");
-    let (status, text) = post(&acme_url, &hook(autotask_signature(acme_key, &payload)), payload).await;
+    let (status, text) = post(
+        &acme_url,
+        &hook(autotask_signature(acme_key, &payload)),
+        payload,
+    )
+    .await;
     assert_eq!(status, 202, "{text}");
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(enqueued(&world).await, 2);

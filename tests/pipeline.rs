@@ -6,7 +6,9 @@ mod cases;
 use psa_bridge_local::world::{World, WorldOptions};
 
 async fn world() -> World {
-    World::start(cases::tenants(), WorldOptions::default()).await.unwrap()
+    World::start(cases::tenants(), WorldOptions::default())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,5 +28,6 @@ async fn repeated_and_reordered_webhooks_yield_one_ticket_and_one_note_each() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_id_resolves_to_the_configuration_items_company_or_is_reported() {
-    cases::cluster_id_resolves_to_the_configuration_items_company_or_is_reported(world().await).await;
+    cases::cluster_id_resolves_to_the_configuration_items_company_or_is_reported(world().await)
+        .await;
 }

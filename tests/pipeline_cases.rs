@@ -63,20 +63,40 @@ pub async fn every_mapped_field_follows_each_tenants_own_tables(world: World) {
     for (t, p, desk_id, cluster) in [(acme, &pa, a, "CL-100"), (globex, &pg, g, "CL-200")] {
         assert_eq!(p.title, "Mail down");
         assert_eq!(p.description.as_deref(), Some("Mail down: details"));
-        assert_eq!(p.status, pick(t, "status", "New"), "first sync creates as New");
+        assert_eq!(
+            p.status,
+            pick(t, "status", "New"),
+            "first sync creates as New"
+        );
         let company = t.clusters.iter().find(|(c, _)| c == cluster).unwrap().1;
-        assert_eq!(p.company_id, company, "company of the CI whose reference is the cluster id");
+        assert_eq!(
+            p.company_id, company,
+            "company of the CI whose reference is the cluster id"
+        );
         assert_eq!(p.queue_id, t.config.autotask.queue_id);
         // The Zendesk cross reference is written right after the link.
         let reference = format!("autotask:{}", p.id);
         let linked = wait_for(ARRIVAL, || {
-            (t.zendesk.ticket(desk_id)?.external_id.as_deref() == Some(reference.as_str())).then_some(())
+            (t.zendesk.ticket(desk_id)?.external_id.as_deref() == Some(reference.as_str()))
+                .then_some(())
         })
         .await;
-        assert!(linked.is_some(), "cross reference on the Zendesk side: {:?}", t.zendesk.ticket(desk_id));
+        assert!(
+            linked.is_some(),
+            "cross reference on the Zendesk side: {:?}",
+            t.zendesk.ticket(desk_id)
+        );
     }
-    assert_eq!(pa.priority, pick(acme, "priority", "Medium"), "acme: normal -> Medium");
-    assert_eq!(pg.priority, pick(globex, "priority", "High"), "globex: normal -> High");
+    assert_eq!(
+        pa.priority,
+        pick(acme, "priority", "Medium"),
+        "acme: normal -> Medium"
+    );
+    assert_eq!(
+        pg.priority,
+        pick(globex, "priority", "High"),
+        "globex: normal -> High"
+    );
 
     // Agents change subject, status and priority in Zendesk.
     for (t, desk_id) in [(acme, a), (globex, g)] {
@@ -89,20 +109,36 @@ pub async fn every_mapped_field_follows_each_tenants_own_tables(world: World) {
             },
         );
     }
-    let expectations = [(acme, pa.id, "In Progress", "Critical"), (globex, pg.id, "Dispatched", "Critical")];
+    let expectations = [
+        (acme, pa.id, "In Progress", "Critical"),
+        (globex, pg.id, "Dispatched", "Critical"),
+    ];
     for (t, psa_id, status, priority) in expectations {
-        let (want_status, want_priority) = (pick(t, "status", status), pick(t, "priority", priority));
+        let (want_status, want_priority) =
+            (pick(t, "status", status), pick(t, "priority", priority));
         let updated = wait_for(ARRIVAL, || {
-            t.autotask
-                .ticket(psa_id)
-                .filter(|p| p.title == "Mail down for everyone" && p.status == want_status && p.priority == want_priority)
+            t.autotask.ticket(psa_id).filter(|p| {
+                p.title == "Mail down for everyone"
+                    && p.status == want_status
+                    && p.priority == want_priority
+            })
         })
         .await;
-        assert!(updated.is_some(), "{}: update never arrived: {:?}", t.id, t.autotask.ticket(psa_id));
+        assert!(
+            updated.is_some(),
+            "{}: update never arrived: {:?}",
+            t.id,
+            t.autotask.ticket(psa_id)
+        );
     }
     settle(&world, Duration::from_millis(300)).await;
     for t in [acme, globex] {
-        assert_eq!(t.autotask.tickets().len(), 1, "{}: exactly one Autotask ticket", t.id);
+        assert_eq!(
+            t.autotask.tickets().len(),
+            1,
+            "{}: exactly one Autotask ticket",
+            t.id
+        );
     }
 }
 
@@ -114,26 +150,70 @@ pub async fn comments_flow_both_ways_exactly_once_over_three_round_trips(world: 
             let public = round % 2 == 0;
             let text = format!("customer update {round}");
             t.zendesk.add_comment(z, "Casey Customer", &text, public);
-            let note = wait_for(ARRIVAL, || t.autotask.notes(p).into_iter().find(|n| n.description == text)).await;
-            let note = note.unwrap_or_else(|| panic!("{}: comment {round} never became a note", t.id));
+            let note = wait_for(ARRIVAL, || {
+                t.autotask
+                    .notes(p)
+                    .into_iter()
+                    .find(|n| n.description == text)
+            })
+            .await;
+            let note =
+                note.unwrap_or_else(|| panic!("{}: comment {round} never became a note", t.id));
             assert_eq!(note.publish == 2, !public, "visibility kept");
-            assert!(note.title.ends_with("by Casey Customer"), "author kept: {}", note.title);
+            assert!(
+                note.title.ends_with("by Casey Customer"),
+                "author kept: {}",
+                note.title
+            );
 
             let answer = format!("technician answer {round}");
-            t.autotask.add_note(p, t.technician, "Update", &answer, !public);
-            let comment = wait_for(ARRIVAL, || t.zendesk.comments(z).into_iter().find(|c| c.body.contains(&answer))).await;
-            let comment = comment.unwrap_or_else(|| panic!("{}: note {round} never became a comment", t.id));
-            assert_eq!(comment.public, public, "an internal note never becomes a public comment");
-            assert!(comment.body.contains("Tess Technician"), "technician named: {}", comment.body);
+            t.autotask
+                .add_note(p, t.technician, "Update", &answer, !public);
+            let comment = wait_for(ARRIVAL, || {
+                t.zendesk
+                    .comments(z)
+                    .into_iter()
+                    .find(|c| c.body.contains(&answer))
+            })
+            .await;
+            let comment =
+                comment.unwrap_or_else(|| panic!("{}: note {round} never became a comment", t.id));
+            assert_eq!(
+                comment.public, public,
+                "an internal note never becomes a public comment"
+            );
+            assert!(
+                comment.body.contains("Tess Technician"),
+                "technician named: {}",
+                comment.body
+            );
         }
         settle(&world, Duration::from_millis(500)).await;
         let comments = t.zendesk.comments(z);
         let notes = t.autotask.notes(p);
-        assert_eq!(comments.len(), 1 + 3 + 3, "{}: description + 3 comments + 3 mirrored notes", t.id);
-        assert_eq!(notes.len(), 3 + 3, "{}: 3 mirrored comments + 3 technician notes", t.id);
+        assert_eq!(
+            comments.len(),
+            1 + 3 + 3,
+            "{}: description + 3 comments + 3 mirrored notes",
+            t.id
+        );
+        assert_eq!(
+            notes.len(),
+            3 + 3,
+            "{}: 3 mirrored comments + 3 technician notes",
+            t.id
+        );
         let mirrored_to_desk = comments.iter().filter(|c| c.via_api).count();
-        let mirrored_to_psa = notes.iter().filter(|n| n.creator_resource_id != t.technician).count();
-        assert_eq!((mirrored_to_desk, mirrored_to_psa), (3, 3), "{}: no echo", t.id);
+        let mirrored_to_psa = notes
+            .iter()
+            .filter(|n| n.creator_resource_id != t.technician)
+            .count();
+        assert_eq!(
+            (mirrored_to_desk, mirrored_to_psa),
+            (3, 3),
+            "{}: no echo",
+            t.id
+        );
     }
 }
 
@@ -147,22 +227,35 @@ pub async fn repeated_and_reordered_webhooks_yield_one_ticket_and_one_note_each(
     // redelivery) and some with new ids (separate triggers).
     acme.zendesk.set_webhook_url(None);
     let z = open(acme, "Disk full", "high", Some("CL-200"));
-    let c1 = acme.zendesk.add_comment(z, "Ann Agent", "first comment", true);
-    let c2 = acme.zendesk.add_comment(z, "Ann Agent", "second comment", false);
+    let c1 = acme
+        .zendesk
+        .add_comment(z, "Ann Agent", "first comment", true);
+    let c2 = acme
+        .zendesk
+        .add_comment(z, "Ann Agent", "second comment", false);
     let events = [("comment_added", c2), ("comment_added", c1), ("created", z)];
     for copy in 0..3 {
         for (kind, id) in events {
-            let event_id = if copy == 2 { format!("{kind}-{id}-again") } else { format!("{kind}-{id}") };
+            let event_id = if copy == 2 {
+                format!("{kind}-{id}-again")
+            } else {
+                format!("{kind}-{id}")
+            };
             let (body, headers) = zendesk_event(secret, &event_id, z, kind);
             let (status, text) = post(&url, &headers, body).await;
             assert_eq!(status, 202, "{text}");
         }
     }
     let p = psa_ticket_of(acme, z).await;
-    wait_for(ARRIVAL, || (acme.autotask.notes(p.id).len() >= 2).then_some(())).await;
+    wait_for(ARRIVAL, || {
+        (acme.autotask.notes(p.id).len() >= 2).then_some(())
+    })
+    .await;
 
     // An Autotask note, its webhook delivered three times as well.
-    let note = acme.autotask.add_note(p.id, acme.technician, "Fix", "cleaned up /tmp", false);
+    let note = acme
+        .autotask
+        .add_note(p.id, acme.technician, "Fix", "cleaned up /tmp", false);
     let payload = serde_json::json!({
         "Action": "Create", "Guid": format!("guid-{note}"), "EntityType": "TicketNote", "Id": note,
         "Fields": {"TicketID": p.id}, "EventTime": chrono::Utc::now().to_rfc3339(), "SequenceNumber": 9, "PersonID": acme.technician
@@ -170,9 +263,17 @@ pub async fn repeated_and_reordered_webhooks_yield_one_ticket_and_one_note_each(
     .to_string()
     .into_bytes();
     let signature = autotask_signature(acme.secrets.autotask_webhook_secret.expose(), &payload);
-    let headers = vec![("content-type".to_owned(), "application/json".to_owned()), ("x-hook-signature".to_owned(), signature)];
+    let headers = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("x-hook-signature".to_owned(), signature),
+    ];
     for _ in 0..3 {
-        let (status, text) = post(&format!("{}/t/acme/autotask", world.bridge.base_url), &headers, payload.clone()).await;
+        let (status, text) = post(
+            &format!("{}/t/acme/autotask", world.bridge.base_url),
+            &headers,
+            payload.clone(),
+        )
+        .await;
         assert_eq!(status, 202, "{text}");
     }
 
@@ -182,21 +283,69 @@ pub async fn repeated_and_reordered_webhooks_yield_one_ticket_and_one_note_each(
         f.duplicate_webhook_rate = 1.0;
         f.webhook_jitter = Duration::from_millis(200);
     });
-    acme.zendesk.add_comment(z, "Ann Agent", "third comment", true);
+    acme.zendesk
+        .add_comment(z, "Ann Agent", "third comment", true);
 
-    wait_for(ARRIVAL, || acme.autotask.notes(p.id).iter().any(|n| n.description == "third comment").then_some(())).await;
+    wait_for(ARRIVAL, || {
+        acme.autotask
+            .notes(p.id)
+            .iter()
+            .any(|n| n.description == "third comment")
+            .then_some(())
+    })
+    .await;
     settle(&world, Duration::from_millis(800)).await;
 
     assert_eq!(acme.autotask.tickets().len(), 1, "one Autotask ticket");
-    let notes: Vec<String> = acme.autotask.notes(p.id).into_iter().map(|n| n.description).collect();
-    assert_eq!(notes.iter().filter(|d| *d == "first comment").count(), 1, "{notes:?}");
-    assert_eq!(notes.iter().filter(|d| *d == "second comment").count(), 1, "{notes:?}");
-    assert_eq!(notes.iter().filter(|d| *d == "third comment").count(), 1, "{notes:?}");
-    assert_eq!(notes.len(), 4, "3 comments + the technician's note: {notes:?}");
-    let bodies: Vec<String> = acme.zendesk.comments(z).into_iter().map(|c| c.body).collect();
-    assert_eq!(bodies.iter().filter(|b| b.contains("cleaned up /tmp")).count(), 1, "{bodies:?}");
-    assert_eq!(bodies.len(), 5, "description + 3 comments + 1 note: {bodies:?}");
-    assert!(acme.zendesk.faults().stats().webhooks_duplicated > 0, "duplicates were really sent");
+    let notes: Vec<String> = acme
+        .autotask
+        .notes(p.id)
+        .into_iter()
+        .map(|n| n.description)
+        .collect();
+    assert_eq!(
+        notes.iter().filter(|d| *d == "first comment").count(),
+        1,
+        "{notes:?}"
+    );
+    assert_eq!(
+        notes.iter().filter(|d| *d == "second comment").count(),
+        1,
+        "{notes:?}"
+    );
+    assert_eq!(
+        notes.iter().filter(|d| *d == "third comment").count(),
+        1,
+        "{notes:?}"
+    );
+    assert_eq!(
+        notes.len(),
+        4,
+        "3 comments + the technician's note: {notes:?}"
+    );
+    let bodies: Vec<String> = acme
+        .zendesk
+        .comments(z)
+        .into_iter()
+        .map(|c| c.body)
+        .collect();
+    assert_eq!(
+        bodies
+            .iter()
+            .filter(|b| b.contains("cleaned up /tmp"))
+            .count(),
+        1,
+        "{bodies:?}"
+    );
+    assert_eq!(
+        bodies.len(),
+        5,
+        "description + 3 comments + 1 note: {bodies:?}"
+    );
+    assert!(
+        acme.zendesk.faults().stats().webhooks_duplicated > 0,
+        "duplicates were really sent"
+    );
 }
 
 pub async fn cluster_id_resolves_to_the_configuration_items_company_or_is_reported(world: World) {
@@ -209,9 +358,16 @@ pub async fn cluster_id_resolves_to_the_configuration_items_company_or_is_report
     let fallback = open(globex, "Unknown cluster", "normal", Some("CL-999"));
 
     let p = psa_ticket_of(acme, known).await;
-    assert_eq!(p.company_id, acme.clusters.iter().find(|(c, _)| c == "CL-200").unwrap().1);
+    assert_eq!(
+        p.company_id,
+        acme.clusters.iter().find(|(c, _)| c == "CL-200").unwrap().1
+    );
     let g = psa_ticket_of(globex, fallback).await;
-    assert_eq!(Some(g.company_id), globex.default_company, "globex falls back to its default company");
+    assert_eq!(
+        Some(g.company_id),
+        globex.default_company,
+        "globex falls back to its default company"
+    );
 
     // acme has no default company: both tickets are refused with a clear log entry.
     let repo = Repo::new(world.store());
@@ -229,12 +385,24 @@ pub async fn cluster_id_resolves_to_the_configuration_items_company_or_is_report
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let for_ticket = |id: u64| errors.iter().find(|e| e.ticket.as_deref() == Some(&format!("zendesk:{id}")));
+    let for_ticket = |id: u64| {
+        errors
+            .iter()
+            .find(|e| e.ticket.as_deref() == Some(&format!("zendesk:{id}")))
+    };
     let e = for_ticket(unknown).expect("an error entry for the unknown cluster");
     assert_eq!(e.step, "resolve_company");
-    assert!(e.message.contains("CL-999") && e.message.contains("no Autotask configuration item"), "{}", e.message);
+    assert!(
+        e.message.contains("CL-999") && e.message.contains("no Autotask configuration item"),
+        "{}",
+        e.message
+    );
     assert!(!e.retryable);
     let e = for_ticket(missing).expect("an error entry for the missing cluster");
     assert!(e.message.contains("no cluster id"), "{}", e.message);
-    assert_eq!(acme.autotask.tickets().len(), 1, "nothing created for unresolvable companies");
+    assert_eq!(
+        acme.autotask.tickets().len(),
+        1,
+        "nothing created for unresolvable companies"
+    );
 }

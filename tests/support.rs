@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use psa_bridge_local::world::World;
 use hmac::{Hmac, Mac};
+use psa_bridge_local::world::World;
 
 /// Generous: these tests wait for real HTTP round trips on a loaded 2-core box.
 pub const ARRIVAL: Duration = Duration::from_secs(20);
@@ -37,7 +37,12 @@ pub fn autotask_signature(secret: &str, body: &[u8]) -> String {
 }
 
 /// A signed Zendesk webhook request body and headers for `ticket_id`.
-pub fn zendesk_event(secret: &str, event_id: &str, ticket_id: u64, kind: &str) -> (Vec<u8>, Vec<(String, String)>) {
+pub fn zendesk_event(
+    secret: &str,
+    event_id: &str,
+    ticket_id: u64,
+    kind: &str,
+) -> (Vec<u8>, Vec<(String, String)>) {
     let body = serde_json::json!({
         "type": format!("zen:event-type:ticket.{kind}"),
         "id": event_id,
@@ -55,7 +60,10 @@ pub fn zendesk_event(secret: &str, event_id: &str, ticket_id: u64, kind: &str) -
     let headers = vec![
         ("content-type".to_owned(), "application/json".to_owned()),
         ("x-zendesk-webhook-signature".to_owned(), signature),
-        ("x-zendesk-webhook-signature-timestamp".to_owned(), timestamp),
+        (
+            "x-zendesk-webhook-signature-timestamp".to_owned(),
+            timestamp,
+        ),
     ];
     (body, headers)
 }

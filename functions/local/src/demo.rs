@@ -15,13 +15,22 @@ const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A second tenant's tables differ from the defaults, to show they are per tenant.
 pub fn globex_mappings() -> Mappings {
-    let mut m = Mappings::default();
-    m.priority = [("urgent", "Critical"), ("high", "Critical"), ("normal", "High"), ("low", "Medium")]
+    let defaults = Mappings::default();
+    let mut status = defaults.status.clone();
+    status.insert("open".into(), "Dispatched".into());
+    Mappings {
+        priority: [
+            ("urgent", "Critical"),
+            ("high", "Critical"),
+            ("normal", "High"),
+            ("low", "Medium"),
+        ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    m.status.insert("open".into(), "Dispatched".into());
-    m
+        .collect(),
+        status,
+        ..defaults
+    }
 }
 
 /// The two demo tenants: acme (REST webhooks, default tables) and globex
@@ -48,7 +57,10 @@ struct Arrival {
 
 pub async fn run(options: WorldOptions) -> anyhow::Result<()> {
     println!("psa-bridge demo: starting sandbox Zendesk + Autotask for tenants acme and globex");
-    println!("  simulated API latency: {} ms per call", options.api_latency.as_millis());
+    println!(
+        "  simulated API latency: {} ms per call",
+        options.api_latency.as_millis()
+    );
     let world = World::start(demo_tenants(), options).await?;
     println!("  bridge listening on {}", world.bridge.base_url);
     for t in &world.tenants {
@@ -86,7 +98,12 @@ pub async fn run(options: WorldOptions) -> anyhow::Result<()> {
 
     println!("\nSync log (what an admin sees):");
     for tenant in &world.tenants {
-        for entry in Repo::new(world.store()).log_entries(&tenant.id, 20).await?.iter().rev() {
+        for entry in Repo::new(world.store())
+            .log_entries(&tenant.id, 20)
+            .await?
+            .iter()
+            .rev()
+        {
             let level = match entry.level {
                 LogLevel::Info => "info ",
                 LogLevel::Error => "ERROR",
@@ -120,9 +137,24 @@ async fn demo_tenant(
     println!("[{id}] opening Zendesk tickets");
 
     let tickets = [
-        ("Email bounces for the whole office", "Since 9am every mail to us bounces.", "urgent", Some("CL-100")),
-        ("New laptop for Dana", "Dana starts Monday and needs a laptop.", "low", Some("CL-200")),
-        ("VPN drops every hour", "The VPN disconnects hourly.", "normal", Some("CL-999")),
+        (
+            "Email bounces for the whole office",
+            "Since 9am every mail to us bounces.",
+            "urgent",
+            Some("CL-100"),
+        ),
+        (
+            "New laptop for Dana",
+            "Dana starts Monday and needs a laptop.",
+            "low",
+            Some("CL-200"),
+        ),
+        (
+            "VPN drops every hour",
+            "The VPN disconnects hourly.",
+            "normal",
+            Some("CL-999"),
+        ),
     ];
     let mut linked = Vec::new();
     for (subject, description, priority, cluster) in tickets {
@@ -189,7 +221,16 @@ async fn demo_tenant(
         ("Agent note: probably the MX record change.", false),
     ] {
         let started = Instant::now();
-        zd.add_comment(desk_id, if public { "Casey Customer" } else { "Ann Agent" }, body, public);
+        zd.add_comment(
+            desk_id,
+            if public {
+                "Casey Customer"
+            } else {
+                "Ann Agent"
+            },
+            body,
+            public,
+        );
         let note = wait_for(ARRIVAL_TIMEOUT, || {
             at.notes(psa_id).into_iter().find(|n| n.description == body)
         })
@@ -201,7 +242,11 @@ async fn demo_tenant(
                     what: format!(
                         "{} comment → Autotask note ({})",
                         if public { "public" } else { "internal" },
-                        if n.publish == 2 { "Internal Only" } else { "All Autotask Users" }
+                        if n.publish == 2 {
+                            "Internal Only"
+                        } else {
+                            "All Autotask Users"
+                        }
                     ),
                     millis: started.elapsed().as_millis(),
                 });
@@ -215,7 +260,9 @@ async fn demo_tenant(
     let text = "Fixed the MX record; mail flows again.";
     at.add_note(psa_id, tenant.technician, "Resolution", text, false);
     let comment = wait_for(ARRIVAL_TIMEOUT, || {
-        zd.comments(desk_id).into_iter().find(|c| c.body.contains(text))
+        zd.comments(desk_id)
+            .into_iter()
+            .find(|c| c.body.contains(text))
     })
     .await;
     match comment {
@@ -225,7 +272,11 @@ async fn demo_tenant(
                 what: "Autotask note → Zendesk comment".into(),
                 millis: started.elapsed().as_millis(),
             });
-            println!("  Autotask note → Zendesk comment #{}: {:?}", c.id, c.body.replace('\n', " / "));
+            println!(
+                "  Autotask note → Zendesk comment #{}: {:?}",
+                c.id,
+                c.body.replace('\n', " / ")
+            );
         }
         None => problems.push(format!("{id}: the Autotask note never reached Zendesk")),
     }
@@ -238,7 +289,9 @@ async fn demo_tenant(
         "  [{id}] Zendesk #{desk_id}: {comments} comments (description, 2 comments, 1 from Autotask); Autotask ticket: {notes} notes (2 from Zendesk, 1 technician)"
     );
     if notes != 3 || comments != 4 {
-        problems.push(format!("{id}: expected 3 notes and 4 comments, found {notes} and {comments}"));
+        problems.push(format!(
+            "{id}: expected 3 notes and 4 comments, found {notes} and {comments}"
+        ));
     }
     Ok(())
 }
@@ -246,8 +299,16 @@ async fn demo_tenant(
 /// The picklist label of a value, for printing.
 fn label(at: &sandbox::autotask::AutotaskSandbox, field: &str, value: i64) -> String {
     const LABELS: &[&str] = &[
-        "New", "In Progress", "Complete", "Dispatched", "Waiting Customer", "Waiting Vendor",
-        "Critical", "High", "Medium", "Low",
+        "New",
+        "In Progress",
+        "Complete",
+        "Dispatched",
+        "Waiting Customer",
+        "Waiting Vendor",
+        "Critical",
+        "High",
+        "Medium",
+        "Low",
     ];
     LABELS
         .iter()

@@ -16,7 +16,10 @@ use psa_bridge_local::{demo, Adapters, LocalBridge};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "psa-bridge", about = "Keeps Zendesk and Autotask tickets in sync")]
+#[command(
+    name = "psa-bridge",
+    about = "Keeps Zendesk and Autotask tickets in sync"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -80,7 +83,9 @@ async fn run(config: PathBuf) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
     let store = Arc::new(SqliteStore::open(&settings.data_dir.join("store.sqlite3"))?);
-    let queue = Arc::new(EmbeddedQueue::open(&settings.data_dir.join("queue.sqlite3"))?);
+    let queue = Arc::new(EmbeddedQueue::open(
+        &settings.data_dir.join("queue.sqlite3"),
+    )?);
     let secrets = Arc::new(FileSecrets::load(&settings.secrets_file)?);
     let repo = Repo::new(store.as_ref());
     for tenant in &settings.tenants {

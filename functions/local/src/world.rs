@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bridge::adapters::embedded::QueueDepth;
 use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
 use bridge::config::{
     AutotaskSettings, FieldRules, Mappings, Secret, TenantConfig, TenantSecrets, ZendeskSettings,
 };
 use bridge::connectors::HttpConnectors;
 use bridge::model::TenantId;
-use bridge::adapters::embedded::QueueDepth;
 use bridge::ports::{Condition, Queue, Secrets, Store, SystemClock};
 use bridge::repo::Repo;
 use sandbox::autotask::{AutotaskSandbox, AutotaskSandboxConfig, CalloutTarget, WebhookTarget};
@@ -220,13 +220,15 @@ impl World {
             connectors: Arc::new(HttpConnectors::default()),
             clock: Arc::new(SystemClock),
         };
-        let bridge = LocalBridge::start(adapters, options.listen, options.worker_concurrency).await?;
+        let bridge =
+            LocalBridge::start(adapters, options.listen, options.worker_concurrency).await?;
 
         let mut tenants = Vec::new();
         for spec in specs {
             let id = TenantId::parse(&spec.id).expect("checked above");
             let tenant_secrets = secrets[&id].clone();
-            let tenant = start_tenant(&bridge.base_url, &spec, id, tenant_secrets, &options).await?;
+            let tenant =
+                start_tenant(&bridge.base_url, &spec, id, tenant_secrets, &options).await?;
             Repo::new(store.as_ref())
                 .put_tenant(&tenant.config, Condition::Always)
                 .await?;

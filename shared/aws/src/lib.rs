@@ -41,6 +41,23 @@ pub async fn aws_config(endpoint_url: Option<&str>) -> SdkConfig {
     loader.load().await
 }
 
+/// Logs for CloudWatch: one JSON object per line, no colour codes, level from
+/// `RUST_LOG` (default `info`). Spans carry tenant and ticket ids into every
+/// line. Call once, first thing in a function's `main`.
+pub fn init_lambda_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // `try_init`: a second call (tests) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_ansi(false)
+        .with_env_filter(filter)
+        // CloudWatch stamps each line itself.
+        .without_time()
+        .with_current_span(false)
+        .try_init();
+}
+
 /// A required setting is missing from a function's environment.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error(

@@ -28,10 +28,7 @@ pub enum ApiError {
     #[error("{system} rejected the credentials ({status})")]
     Unauthorized { system: &'static str, status: u16 },
     #[error("{system} has no {what}")]
-    NotFound {
-        system: &'static str,
-        what: String,
-    },
+    NotFound { system: &'static str, what: String },
     #[error("{system} rejected the request ({status}): {message}")]
     Rejected {
         system: &'static str,
@@ -91,7 +88,10 @@ pub enum StoreError {
 
 impl StoreError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Conflict { .. } | StoreError::Unavailable(_))
+        matches!(
+            self,
+            StoreError::Conflict { .. } | StoreError::Unavailable(_)
+        )
     }
 }
 

@@ -62,7 +62,10 @@ pub fn normalize(label: &str) -> String {
 
 /// Pairs each Zendesk value with the PSA label of the same normalized name,
 /// if there is one. An admin confirms or edits the result.
-pub fn suggest(desk_values: &[&str], psa_values: &[PicklistValue]) -> BTreeMap<String, Option<String>> {
+pub fn suggest(
+    desk_values: &[&str],
+    psa_values: &[PicklistValue],
+) -> BTreeMap<String, Option<String>> {
     desk_values
         .iter()
         .map(|desk| {
@@ -82,19 +85,27 @@ mod tests {
     use super::*;
 
     fn picklist() -> Vec<PicklistValue> {
-        [(1, "New", true), (5, "Complete", true), (8, "In Progress", true), (9, "Old", false)]
-            .into_iter()
-            .map(|(value, label, is_active)| PicklistValue {
-                value,
-                label: label.into(),
-                is_active,
-            })
-            .collect()
+        [
+            (1, "New", true),
+            (5, "Complete", true),
+            (8, "In Progress", true),
+            (9, "Old", false),
+        ]
+        .into_iter()
+        .map(|(value, label, is_active)| PicklistValue {
+            value,
+            label: label.into(),
+            is_active,
+        })
+        .collect()
     }
 
     #[test]
     fn labels_and_numbers_resolve() {
-        assert_eq!(resolve_picklist("status", "in-progress", &picklist()).unwrap(), 8);
+        assert_eq!(
+            resolve_picklist("status", "in-progress", &picklist()).unwrap(),
+            8
+        );
         assert_eq!(resolve_picklist("status", "5", &picklist()).unwrap(), 5);
     }
 
@@ -102,7 +113,16 @@ mod tests {
     fn unknown_and_inactive_values_are_missing_mappings() {
         for wanted in ["Nope", "Old", "9", "77"] {
             let err = resolve_picklist("status", wanted, &picklist()).unwrap_err();
-            assert!(matches!(err, SyncError::MissingMapping { table: "status", .. }), "{wanted}");
+            assert!(
+                matches!(
+                    err,
+                    SyncError::MissingMapping {
+                        table: "status",
+                        ..
+                    }
+                ),
+                "{wanted}"
+            );
             assert!(!err.is_retryable());
         }
     }
@@ -110,7 +130,10 @@ mod tests {
     #[test]
     fn desk_values_map_case_insensitively_and_missing_ones_say_which_table() {
         let map: BTreeMap<String, String> = [("urgent".to_owned(), "Critical".to_owned())].into();
-        assert_eq!(map_desk_value("priority", &map, "URGENT").unwrap(), "Critical");
+        assert_eq!(
+            map_desk_value("priority", &map, "URGENT").unwrap(),
+            "Critical"
+        );
         let err = map_desk_value("priority", &map, "low").unwrap_err();
         assert_eq!(
             err.to_string(),

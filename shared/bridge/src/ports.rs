@@ -151,6 +151,8 @@ pub trait Psa: Send + Sync {
     /// All notes of a ticket, following paging to the end.
     async fn list_notes(&self, ticket_id: i64) -> Result<Vec<PsaNote>, ApiError>;
     async fn add_note(&self, ticket_id: i64, note: &NewPsaNote) -> Result<i64, ApiError>;
+    /// Display name of a resource (technician), to attribute mirrored notes.
+    async fn resource_name(&self, resource_id: i64) -> Result<Option<String>, ApiError>;
     /// Company of the configuration item whose `referenceNumber` equals `reference`.
     async fn company_for_reference(&self, reference: &str) -> Result<Option<i64>, ApiError>;
     /// Active and inactive values of a ticket picklist field (`status`, `priority`).

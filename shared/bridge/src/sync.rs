@@ -18,9 +18,7 @@ use crate::model::{
     DeskComment, DeskTicket, NewPsaNote, NewPsaTicket, PsaNote, PsaTicketPatch, Side, SyncJob,
 };
 use crate::ports::{Clock, Condition, Psa, ServiceDesk, Store};
-use crate::repo::{
-    CommentLink, LinkState, PsaLink, Repo, SeenDeskValues, TicketLink, Versioned,
-};
+use crate::repo::{CommentLink, LinkState, PsaLink, Repo, SeenDeskValues, TicketLink, Versioned};
 
 /// A create claim older than this is presumed abandoned by a dead worker.
 pub const CREATE_CLAIM_TIMEOUT: Duration = Duration::from_secs(60);
@@ -151,12 +149,18 @@ pub async fn sync_job(cx: &SyncContext<'_>, job: &SyncJob) -> Result<SyncReport,
     let desk_ticket_id = match job.origin {
         Side::Desk => job.ticket_id.parse::<u64>().map_err(|_| StepFailure {
             step: "read_job",
-            error: SyncError::Config(format!("Zendesk ticket id {:?} is not a number", job.ticket_id)),
+            error: SyncError::Config(format!(
+                "Zendesk ticket id {:?} is not a number",
+                job.ticket_id
+            )),
         })?,
         Side::Psa => {
             let psa_id = job.ticket_id.parse::<i64>().map_err(|_| StepFailure {
                 step: "read_job",
-                error: SyncError::Config(format!("Autotask ticket id {:?} is not a number", job.ticket_id)),
+                error: SyncError::Config(format!(
+                    "Autotask ticket id {:?} is not a number",
+                    job.ticket_id
+                )),
             })?;
             match repo.psa_link(&cx.tenant.id, psa_id).await.at("read_link")? {
                 Some(link) if job.desk_ticket_id != Some(link.desk_ticket_id) => {
@@ -182,15 +186,25 @@ pub async fn sync_job(cx: &SyncContext<'_>, job: &SyncJob) -> Result<SyncReport,
 
 /// Brings one ticket pair in line: creates the PSA ticket if needed, pushes
 /// changed fields, mirrors new comments both ways.
-pub async fn sync_pair(cx: &SyncContext<'_>, desk_ticket_id: u64) -> Result<SyncReport, StepFailure> {
+pub async fn sync_pair(
+    cx: &SyncContext<'_>,
+    desk_ticket_id: u64,
+) -> Result<SyncReport, StepFailure> {
     let repo = Repo::new(cx.store);
     let tenant = &cx.tenant.id;
     let mut report = SyncReport {
         desk_ticket_id: Some(desk_ticket_id),
         ..SyncReport::default()
     };
-    let ticket = cx.desk.get_ticket(desk_ticket_id).await.at("read_zendesk_ticket")?;
-    let existing = repo.desk_link(tenant, desk_ticket_id).await.at("read_link")?;
+    let ticket = cx
+        .desk
+        .get_ticket(desk_ticket_id)
+        .await
+        .at("read_zendesk_ticket")?;
+    let existing = repo
+        .desk_link(tenant, desk_ticket_id)
+        .await
+        .at("read_link")?;
 
     let (mut link, mut version, is_new) = match existing {
         Some(Versioned { value, version }) if value.psa_ticket_id().is_some() => {
@@ -208,7 +222,9 @@ pub async fn sync_pair(cx: &SyncContext<'_>, desk_ticket_id: u64) -> Result<Sync
     // they are collected, the rest is synced, and the first one is reported.
     let mut problem = None;
     if !is_new {
-        if let Err(failure) = push_changed_fields(cx, &ticket, psa_ticket_id, &mut link, &mut report).await {
+        if let Err(failure) =
+            push_changed_fields(cx, &ticket, psa_ticket_id, &mut link, &mut report).await
+        {
             if !failure.error.is_retryable() {
                 problem = Some(failure);
             } else {
@@ -217,7 +233,8 @@ pub async fn sync_pair(cx: &SyncContext<'_>, desk_ticket_id: u64) -> Result<Sync
         }
     }
 
-    let comments_changed = sync_comments(cx, &ticket, psa_ticket_id, &mut link, &mut report).await?;
+    let comments_changed =
+        sync_comments(cx, &ticket, psa_ticket_id, &mut link, &mut report).await?;
     let fields_changed = !report.fields_updated.is_empty();
 
     if comments_changed || fields_changed || link.synced_at.is_none() {
@@ -268,7 +285,10 @@ async fn create_or_adopt(
 
     let (psa_ticket_id, ticket_number, condition) = match found {
         Some(psa_ticket) => {
-            info!(psa_ticket_id = psa_ticket.id, "adopting the Autotask ticket that already references this Zendesk ticket");
+            info!(
+                psa_ticket_id = psa_ticket.id,
+                "adopting the Autotask ticket that already references this Zendesk ticket"
+            );
             report.adopted_psa_ticket = true;
             let condition = match &claim {
                 Some(c) => c.condition(),
@@ -365,10 +385,18 @@ async fn create_or_adopt(
     })
 }
 
-async fn new_psa_ticket(cx: &SyncContext<'_>, ticket: &DeskTicket) -> Result<NewPsaTicket, StepFailure> {
+async fn new_psa_ticket(
+    cx: &SyncContext<'_>,
+    ticket: &DeskTicket,
+) -> Result<NewPsaTicket, StepFailure> {
     let mappings = &cx.tenant.mappings;
-    let statuses = cx.psa.ticket_picklist("status").await.at("read_autotask_picklists")?;
-    let status = resolve_picklist("status", &mappings.initial_status, &statuses).at("map_status")?;
+    let statuses = cx
+        .psa
+        .ticket_picklist("status")
+        .await
+        .at("read_autotask_picklists")?;
+    let status =
+        resolve_picklist("status", &mappings.initial_status, &statuses).at("map_status")?;
     let priority = map_priority(cx, ticket.priority.as_deref()).await?;
     let company_id = resolve_company(cx, ticket.cluster_id.as_deref()).await?;
     Ok(NewPsaTicket {
@@ -382,27 +410,47 @@ async fn new_psa_ticket(cx: &SyncContext<'_>, ticket: &DeskTicket) -> Result<New
     })
 }
 
-async fn map_priority(cx: &SyncContext<'_>, desk_priority: Option<&str>) -> Result<i64, StepFailure> {
+async fn map_priority(
+    cx: &SyncContext<'_>,
+    desk_priority: Option<&str>,
+) -> Result<i64, StepFailure> {
     let mappings = &cx.tenant.mappings;
     let desk_value = desk_priority.unwrap_or(&mappings.priority_when_unset);
     let label = map_desk_value("priority", &mappings.priority, desk_value).at("map_priority")?;
-    let values = cx.psa.ticket_picklist("priority").await.at("read_autotask_picklists")?;
+    let values = cx
+        .psa
+        .ticket_picklist("priority")
+        .await
+        .at("read_autotask_picklists")?;
     resolve_picklist("priority", label, &values).at("map_priority")
 }
 
 async fn map_status(cx: &SyncContext<'_>, desk_status: &str) -> Result<i64, StepFailure> {
-    let label = map_desk_value("status", &cx.tenant.mappings.status, desk_status).at("map_status")?;
-    let values = cx.psa.ticket_picklist("status").await.at("read_autotask_picklists")?;
+    let label =
+        map_desk_value("status", &cx.tenant.mappings.status, desk_status).at("map_status")?;
+    let values = cx
+        .psa
+        .ticket_picklist("status")
+        .await
+        .at("read_autotask_picklists")?;
     resolve_picklist("status", label, &values).at("map_status")
 }
 
 /// The company of the configuration item whose reference number is the
 /// cluster id; the tenant's default company when none matches.
-async fn resolve_company(cx: &SyncContext<'_>, cluster_id: Option<&str>) -> Result<i64, StepFailure> {
+async fn resolve_company(
+    cx: &SyncContext<'_>,
+    cluster_id: Option<&str>,
+) -> Result<i64, StepFailure> {
     let default = cx.tenant.autotask.default_company_id;
     let cluster_id = cluster_id.map(str::trim).filter(|c| !c.is_empty());
     match cluster_id {
-        Some(cluster) => match cx.psa.company_for_reference(cluster).await.at("resolve_company")? {
+        Some(cluster) => match cx
+            .psa
+            .company_for_reference(cluster)
+            .await
+            .at("resolve_company")?
+        {
             Some(company) => Ok(company),
             None => default.ok_or_else(|| StepFailure {
                 step: "resolve_company",
@@ -499,8 +547,16 @@ async fn sync_comments(
     if !rules.comments.to_psa() && !rules.comments.to_desk() {
         return Ok(false);
     }
-    let desk_comments = cx.desk.list_comments(ticket.id).await.at("read_zendesk_comments")?;
-    let psa_notes = cx.psa.list_notes(psa_ticket_id).await.at("read_autotask_notes")?;
+    let desk_comments = cx
+        .desk
+        .list_comments(ticket.id)
+        .await
+        .at("read_zendesk_comments")?;
+    let psa_notes = cx
+        .psa
+        .list_notes(psa_ticket_id)
+        .await
+        .at("read_autotask_notes")?;
     let before = link.comments.len();
 
     let mut pairs = KnownPairs::from(&*link);
@@ -552,9 +608,19 @@ async fn sync_comments(
             if pairs.psa.contains(&note.id) || desk_comment_marked_in(note).is_some() {
                 continue;
             }
+            let mut note = note.clone();
+            if note.creator_name.is_none() {
+                if let Some(resource) = note.creator_resource_id {
+                    note.creator_name = cx
+                        .psa
+                        .resource_name(resource)
+                        .await
+                        .at("read_autotask_resource")?;
+                }
+            }
             let comment_id = cx
                 .desk
-                .add_comment(ticket.id, &comment_body_for(note), note.visibility)
+                .add_comment(ticket.id, &comment_body_for(&note), note.visibility)
                 .await
                 .at("mirror_note_to_zendesk")?;
             pairs.remember(link, comment_id, note.id, Side::Psa);

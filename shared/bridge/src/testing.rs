@@ -33,7 +33,13 @@ pub struct FakeDesk {
 }
 
 impl FakeDesk {
-    pub fn new_ticket(&self, subject: &str, description: &str, priority: Option<&str>, cluster: Option<&str>) -> u64 {
+    pub fn new_ticket(
+        &self,
+        subject: &str,
+        description: &str,
+        priority: Option<&str>,
+        cluster: Option<&str>,
+    ) -> u64 {
         let mut s = self.state.lock().unwrap();
         s.next_id += 1;
         let id = s.next_id;
@@ -55,7 +61,14 @@ impl FakeDesk {
         id
     }
 
-    fn push_comment(&self, ticket: u64, author_id: u64, author: &str, body: &str, public: bool) -> u64 {
+    fn push_comment(
+        &self,
+        ticket: u64,
+        author_id: u64,
+        author: &str,
+        body: &str,
+        public: bool,
+    ) -> u64 {
         let mut s = self.state.lock().unwrap();
         s.next_id += 1;
         let id = s.next_id;
@@ -84,7 +97,13 @@ impl FakeDesk {
     }
 
     pub fn comments(&self, ticket: u64) -> Vec<DeskComment> {
-        self.state.lock().unwrap().comments.get(&ticket).cloned().unwrap_or_default()
+        self.state
+            .lock()
+            .unwrap()
+            .comments
+            .get(&ticket)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Writes made through the API (by the bridge).
@@ -96,17 +115,34 @@ impl FakeDesk {
 #[async_trait]
 impl ServiceDesk for FakeDesk {
     async fn get_ticket(&self, id: u64) -> Result<DeskTicket, ApiError> {
-        self.state.lock().unwrap().tickets.get(&id).cloned().ok_or(ApiError::NotFound {
-            system: "zendesk",
-            what: format!("ticket {id}"),
-        })
+        self.state
+            .lock()
+            .unwrap()
+            .tickets
+            .get(&id)
+            .cloned()
+            .ok_or(ApiError::NotFound {
+                system: "zendesk",
+                what: format!("ticket {id}"),
+            })
     }
     async fn list_comments(&self, ticket_id: u64) -> Result<Vec<DeskComment>, ApiError> {
         Ok(self.comments(ticket_id))
     }
-    async fn add_comment(&self, ticket_id: u64, body: &str, visibility: Visibility) -> Result<u64, ApiError> {
+    async fn add_comment(
+        &self,
+        ticket_id: u64,
+        body: &str,
+        visibility: Visibility,
+    ) -> Result<u64, ApiError> {
         self.state.lock().unwrap().writes += 1;
-        Ok(self.push_comment(ticket_id, DESK_API_USER, "psa-bridge", body, visibility == Visibility::Public))
+        Ok(self.push_comment(
+            ticket_id,
+            DESK_API_USER,
+            "psa-bridge",
+            body,
+            visibility == Visibility::Public,
+        ))
     }
     async fn set_external_id(&self, ticket_id: u64, external_id: &str) -> Result<(), ApiError> {
         let mut s = self.state.lock().unwrap();
@@ -121,6 +157,7 @@ struct PsaState {
     tickets: BTreeMap<i64, PsaTicket>,
     notes: BTreeMap<i64, Vec<PsaNote>>,
     companies_by_reference: HashMap<String, i64>,
+    resources: HashMap<i64, String>,
     next_id: i64,
     patches: Vec<(i64, PsaTicketPatch)>,
     writes: usize,
@@ -158,12 +195,32 @@ pub fn picklist(pairs: &[(i64, &str)]) -> Vec<PicklistValue> {
 
 impl FakePsa {
     pub fn add_configuration_item(&self, reference: &str, company_id: i64) {
-        self.state.lock().unwrap().companies_by_reference.insert(reference.into(), company_id);
+        self.state
+            .lock()
+            .unwrap()
+            .companies_by_reference
+            .insert(reference.into(), company_id);
     }
 
     /// A note written by a technician in the Autotask UI.
-    pub fn technician_note(&self, ticket_id: i64, who: &str, title: &str, text: &str, visibility: Visibility) -> i64 {
+    pub fn technician_note(
+        &self,
+        ticket_id: i64,
+        who: &str,
+        title: &str,
+        text: &str,
+        visibility: Visibility,
+    ) -> i64 {
         let mut s = self.state.lock().unwrap();
+        // Like Autotask, a note names its creator by resource id only.
+        let resource = match s.resources.iter().find(|(_, name)| *name == who) {
+            Some((id, _)) => *id,
+            None => {
+                let id = 500 + s.resources.len() as i64;
+                s.resources.insert(id, who.to_owned());
+                id
+            }
+        };
         s.next_id += 1;
         let id = s.next_id;
         s.notes.entry(ticket_id).or_default().push(PsaNote {
@@ -172,19 +229,31 @@ impl FakePsa {
             title: Some(title.into()),
             description: text.into(),
             visibility,
-            creator_resource_id: Some(7),
-            creator_name: Some(who.into()),
+            creator_resource_id: Some(resource),
+            creator_name: None,
             created_at: None,
         });
         id
     }
 
     pub fn tickets(&self) -> Vec<PsaTicket> {
-        self.state.lock().unwrap().tickets.values().cloned().collect()
+        self.state
+            .lock()
+            .unwrap()
+            .tickets
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn notes(&self, ticket_id: i64) -> Vec<PsaNote> {
-        self.state.lock().unwrap().notes.get(&ticket_id).cloned().unwrap_or_default()
+        self.state
+            .lock()
+            .unwrap()
+            .notes
+            .get(&ticket_id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn patches(&self) -> Vec<(i64, PsaTicketPatch)> {
@@ -205,7 +274,10 @@ impl Psa for FakePsa {
     async fn get_ticket(&self, id: i64) -> Result<Option<PsaTicket>, ApiError> {
         Ok(self.state.lock().unwrap().tickets.get(&id).cloned())
     }
-    async fn find_ticket_by_external_id(&self, external_id: &str) -> Result<Option<PsaTicket>, ApiError> {
+    async fn find_ticket_by_external_id(
+        &self,
+        external_id: &str,
+    ) -> Result<Option<PsaTicket>, ApiError> {
         Ok(self
             .state
             .lock()
@@ -285,12 +357,33 @@ impl Psa for FakePsa {
         });
         Ok(id)
     }
+    async fn resource_name(&self, resource_id: i64) -> Result<Option<String>, ApiError> {
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .resources
+            .get(&resource_id)
+            .cloned())
+    }
     async fn company_for_reference(&self, reference: &str) -> Result<Option<i64>, ApiError> {
-        Ok(self.state.lock().unwrap().companies_by_reference.get(reference).copied())
+        Ok(self
+            .state
+            .lock()
+            .unwrap()
+            .companies_by_reference
+            .get(reference)
+            .copied())
     }
     async fn ticket_picklist(&self, field: &str) -> Result<Vec<PicklistValue>, ApiError> {
         Ok(match field {
-            "status" => picklist(&[(1, "New"), (5, "Complete"), (7, "Waiting Customer"), (8, "In Progress"), (12, "Waiting Vendor")]),
+            "status" => picklist(&[
+                (1, "New"),
+                (5, "Complete"),
+                (7, "Waiting Customer"),
+                (8, "In Progress"),
+                (12, "Waiting Vendor"),
+            ]),
             "priority" => picklist(&[(1, "High"), (2, "Medium"), (3, "Low"), (4, "Critical")]),
             _ => Vec::new(),
         })
@@ -333,7 +426,8 @@ impl CrashingStore {
     }
     /// The `n`-th put from now on (1-based) fails.
     pub fn crash_on_put(&self, n: usize) {
-        self.fail_at.store(self.puts.load(Ordering::SeqCst) + n, Ordering::SeqCst);
+        self.fail_at
+            .store(self.puts.load(Ordering::SeqCst) + n, Ordering::SeqCst);
     }
 }
 
@@ -342,14 +436,27 @@ impl Store for CrashingStore {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         self.inner.get(pk, sk).await
     }
-    async fn put(&self, pk: &str, sk: &str, body: &str, condition: Condition, expires_at: Option<i64>) -> Result<u64, StoreError> {
+    async fn put(
+        &self,
+        pk: &str,
+        sk: &str,
+        body: &str,
+        condition: Condition,
+        expires_at: Option<i64>,
+    ) -> Result<u64, StoreError> {
         let n = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.fail_at.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("injected crash".into()));
         }
         self.inner.put(pk, sk, body, condition, expires_at).await
     }
-    async fn query(&self, pk: &str, sk_prefix: &str, newest_first: bool, limit: usize) -> Result<Vec<Item>, StoreError> {
+    async fn query(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
         self.inner.query(pk, sk_prefix, newest_first, limit).await
     }
     async fn delete(&self, pk: &str, sk: &str) -> Result<(), StoreError> {

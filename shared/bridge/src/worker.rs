@@ -24,7 +24,10 @@ pub enum JobOutcome {
     /// Permanent failure, already written to the tenant's sync log. The
     /// message is retried slowly until the receive limit moves it to the DLQ,
     /// from where an admin replays it once the cause is fixed.
-    Failed { reason: String, retry_after: Duration },
+    Failed {
+        reason: String,
+        retry_after: Duration,
+    },
     /// Send this job instead, then delete the message: a PSA-side event that
     /// reached the worker outside its ticket pair's lane (its link did not
     /// exist yet at ingest) goes back into that lane, so work on one pair is
@@ -176,21 +179,30 @@ impl Worker {
                     "job done"
                 );
                 if report.created_psa_ticket {
-                    self.log(job, LogLevel::Info, "create_autotask_ticket", &format!(
-                        "created Autotask ticket {} for Zendesk ticket {}",
-                        report.psa_ticket_id.unwrap_or_default(),
-                        report.desk_ticket_id.unwrap_or_default()
-                    ), false)
+                    self.log(
+                        job,
+                        LogLevel::Info,
+                        "create_autotask_ticket",
+                        &format!(
+                            "created Autotask ticket {} for Zendesk ticket {}",
+                            report.psa_ticket_id.unwrap_or_default(),
+                            report.desk_ticket_id.unwrap_or_default()
+                        ),
+                        false,
+                    )
                     .await;
                 }
                 JobOutcome::Done
             }
             Err(StepFailure { step, error }) if error.is_retryable() => {
-                let delay = error.retry_after().unwrap_or_else(|| backoff(receive_count));
+                let delay = error
+                    .retry_after()
+                    .unwrap_or_else(|| backoff(receive_count));
                 warn!(step, %error, delay_ms = delay.as_millis() as u64, "transient failure; will retry");
                 // Repeated transient failures are worth an admin's eye too.
                 if receive_count >= 3 {
-                    self.log(job, LogLevel::Error, step, &error.to_string(), true).await;
+                    self.log(job, LogLevel::Error, step, &error.to_string(), true)
+                        .await;
                 }
                 JobOutcome::RetryAfter(delay)
             }
@@ -206,7 +218,14 @@ impl Worker {
         }
     }
 
-    async fn log(&self, job: &SyncJob, level: LogLevel, step: &str, message: &str, retryable: bool) {
+    async fn log(
+        &self,
+        job: &SyncJob,
+        level: LogLevel,
+        step: &str,
+        message: &str,
+        retryable: bool,
+    ) {
         let entry = SyncLogEntry {
             at: self.clock.now(),
             level,
@@ -215,7 +234,10 @@ impl Worker {
             message: message.to_owned(),
             retryable,
         };
-        if let Err(err) = Repo::new(self.store.as_ref()).log(&job.tenant, &entry).await {
+        if let Err(err) = Repo::new(self.store.as_ref())
+            .log(&job.tenant, &entry)
+            .await
+        {
             // The message is still retried; only the log line is lost.
             error!(%err, "could not write the sync log");
         }
@@ -250,7 +272,11 @@ impl Worker {
                 }
             };
             for delivery in deliveries {
-                let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore open");
                 let worker = self.clone();
                 let queue = queue.clone();
                 tokio::spawn(async move {
@@ -261,7 +287,9 @@ impl Worker {
                             Ok(()) => queue.complete(&delivery.receipt).await,
                             Err(err) => {
                                 error!(%err, "could not reroute; retrying the original");
-                                queue.retry_later(&delivery.receipt, backoff(delivery.receive_count)).await
+                                queue
+                                    .retry_later(&delivery.receipt, backoff(delivery.receive_count))
+                                    .await
                             }
                         },
                         JobOutcome::RetryAfter(delay)

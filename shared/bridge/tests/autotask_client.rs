@@ -298,6 +298,27 @@ async fn configuration_items_resolve_to_their_company() {
 }
 
 #[tokio::test]
+async fn resource_names_are_read_once_and_cached() {
+    let (sandbox, client, _) = setup().await;
+    let tess = sandbox.add_resource("Tess Technician");
+    assert_eq!(
+        client.resource_name(tess).await.unwrap().as_deref(),
+        Some("Tess Technician")
+    );
+    let calls = sandbox.api_calls();
+    assert_eq!(
+        client.resource_name(tess).await.unwrap().as_deref(),
+        Some("Tess Technician")
+    );
+    assert_eq!(
+        sandbox.api_calls(),
+        calls,
+        "the second lookup is served from the cache"
+    );
+    assert_eq!(client.resource_name(424_242).await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn picklists_come_from_entity_information_and_are_cached() {
     let (sandbox, client, _) = setup().await;
     let status = client.ticket_picklist("status").await.unwrap();

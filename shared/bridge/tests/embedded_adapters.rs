@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bridge::adapters::conformance::{self, QUEUE_VISIBILITY};
+use bridge::adapters::conformance::{self, QueueContractOptions, QUEUE_VISIBILITY};
 use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, QueueDepth, SqliteStore};
 use bridge::error::{QueueError, SecretsError, StoreError};
 use bridge::model::{Side, SyncJob, TenantId};
@@ -70,7 +70,7 @@ async fn store_contract_on_file() {
 
 #[tokio::test]
 async fn queue_contract_in_memory() {
-    conformance::queue_contract(|| async {
+    conformance::queue_contract(QueueContractOptions::STRICT, || async {
         Box::new(
             EmbeddedQueue::in_memory()
                 .unwrap()
@@ -84,7 +84,7 @@ async fn queue_contract_in_memory() {
 async fn queue_contract_on_file() {
     let dir = TempDir::new("queue-contract");
     let n = AtomicUsize::new(0);
-    conformance::queue_contract(|| {
+    conformance::queue_contract(QueueContractOptions::STRICT, || {
         let path = dir.file(&format!("queue-{}.db", n.fetch_add(1, Ordering::Relaxed)));
         async move {
             Box::new(

@@ -1018,6 +1018,7 @@ fn router(shared: Ctx) -> Router {
     let mut api = Router::new()
         .route("/Tickets", post(create_ticket).patch(update_ticket))
         .route("/Tickets/{id}", get(get_ticket))
+        .route("/Resources/{id}", get(get_resource))
         .route("/Tickets/{id}/Notes", get(list_notes).post(create_note))
         .route(
             "/Tickets/entityInformation/fields",
@@ -1115,6 +1116,14 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, String> {
         Ok(_) => Err("The request body must be a JSON object.".to_owned()),
         Err(e) => Err(format!("The request body is not valid JSON: {e}")),
     }
+}
+
+async fn get_resource(State(s): State<Ctx>, Path(id): Path<i64>) -> Response {
+    let resource = s.db().resources.get(&id).map(|name| {
+        let (first, last) = name.split_once(' ').unwrap_or((name.as_str(), ""));
+        json!({"id": id, "firstName": first, "lastName": last, "isActive": true})
+    });
+    Json(json!({ "item": resource })).into_response()
 }
 
 async fn get_ticket(State(s): State<Ctx>, Path(id): Path<i64>) -> Response {

@@ -7,9 +7,7 @@ pub mod zendesk;
 
 /// Serves `router` on an ephemeral loopback port and returns its base URL
 /// (`http://127.0.0.1:PORT`) and the server task.
-pub async fn serve(
-    router: axum::Router,
-) -> std::io::Result<(String, tokio::task::JoinHandle<()>)> {
+pub async fn serve(router: axum::Router) -> std::io::Result<(String, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let task = tokio::spawn(async move {

@@ -40,7 +40,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    println!("psa-bridge benchmark on {} cores", std::thread::available_parallelism()?.get());
+    println!(
+        "psa-bridge benchmark on {} cores",
+        std::thread::available_parallelism()?.get()
+    );
     ingest(&args).await?;
     end_to_end(&args).await?;
     Ok(())
@@ -72,14 +75,23 @@ async fn ingest(args: &Args) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let secret = world.tenant("acme").secrets.zendesk_webhook_secret.expose().to_owned();
+    let secret = world
+        .tenant("acme")
+        .secrets
+        .zendesk_webhook_secret
+        .expose()
+        .to_owned();
     let url = Arc::new(format!("{}/t/acme/zendesk", world.bridge.base_url));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
 
     let mut rates = Vec::new();
     for run in 0..args.ingest_runs {
         // Signing is the sender's cost, not the bridge's: done before the clock starts.
-        let requests: Vec<_> = (0..args.ingest_requests).map(|n| signed_event(&secret, run * args.ingest_requests + n)).collect();
+        let requests: Vec<_> = (0..args.ingest_requests)
+            .map(|n| signed_event(&secret, run * args.ingest_requests + n))
+            .collect();
         let started = Instant::now();
         let statuses: Vec<u16> = stream::iter(requests)
             .map(|(body, timestamp, signature)| {
@@ -103,9 +115,17 @@ async fn ingest(args: &Args) -> anyhow::Result<()> {
             .await;
         let elapsed = started.elapsed();
         let accepted = statuses.iter().filter(|s| **s == 202).count();
-        anyhow::ensure!(accepted == args.ingest_requests, "only {accepted} of {} accepted", args.ingest_requests);
+        anyhow::ensure!(
+            accepted == args.ingest_requests,
+            "only {accepted} of {} accepted",
+            args.ingest_requests
+        );
         let rate = accepted as f64 / elapsed.as_secs_f64();
-        println!("  ingest run {}: {accepted} signed webhooks in {:.2} s = {rate:.0} req/s", run + 1, elapsed.as_secs_f64());
+        println!(
+            "  ingest run {}: {accepted} signed webhooks in {:.2} s = {rate:.0} req/s",
+            run + 1,
+            elapsed.as_secs_f64()
+        );
         rates.push(rate);
     }
     let depth = world.queue_depth().await?;
@@ -165,7 +185,10 @@ async fn end_to_end(args: &Args) -> anyhow::Result<()> {
             let desk_id = open_tickets[n % open_tickets.len()];
             let text = format!("bench comment {n}");
             let started = Instant::now();
-            world.tenant("acme").zendesk.add_comment(desk_id, "Bench", &text, true);
+            world
+                .tenant("acme")
+                .zendesk
+                .add_comment(desk_id, "Bench", &text, true);
             (started, desk_id, Some(text))
         };
         waits.push(tokio::spawn(async move {
@@ -173,10 +196,19 @@ async fn end_to_end(args: &Args) -> anyhow::Result<()> {
             let tenant = world.tenant("acme");
             let reference = format!("zendesk:{desk_id}");
             let visible = wait_for(Duration::from_secs(60), || {
-                let ticket = tenant.autotask.tickets().into_iter().find(|t| t.external_id.as_deref() == Some(reference.as_str()))?;
+                let ticket = tenant
+                    .autotask
+                    .tickets()
+                    .into_iter()
+                    .find(|t| t.external_id.as_deref() == Some(reference.as_str()))?;
                 match &comment {
                     None => Some(()),
-                    Some(text) => tenant.autotask.notes(ticket.id).iter().any(|n| &n.description == text).then_some(()),
+                    Some(text) => tenant
+                        .autotask
+                        .notes(ticket.id)
+                        .iter()
+                        .any(|n| &n.description == text)
+                        .then_some(()),
                 }
             })
             .await;
@@ -185,7 +217,10 @@ async fn end_to_end(args: &Args) -> anyhow::Result<()> {
     }
     let mut latencies = Vec::new();
     for wait in waits {
-        latencies.push(wait.await?.ok_or_else(|| anyhow::anyhow!("a change never arrived"))?);
+        latencies.push(
+            wait.await?
+                .ok_or_else(|| anyhow::anyhow!("a change never arrived"))?,
+        );
     }
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize].as_millis();

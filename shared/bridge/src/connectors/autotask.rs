@@ -74,6 +74,9 @@ pub struct AutotaskClient {
     /// Authentication headers, marked sensitive so they never show in debug output.
     headers: HeaderMap,
     fields: Mutex<FieldCache>,
+    /// Technician names by resource id; they change rarely and every mirrored
+    /// note needs one.
+    resource_names: Mutex<HashMap<i64, Option<String>>>,
 }
 
 impl fmt::Debug for AutotaskClient {
@@ -166,6 +169,7 @@ impl AutotaskClient {
             origin: parsed.origin().ascii_serialization(),
             headers,
             fields: Mutex::new(HashMap::new()),
+            resource_names: Mutex::new(HashMap::new()),
         })
     }
 
@@ -733,6 +737,31 @@ impl Psa for AutotaskClient {
             Err(ApiError::NotFound { .. }) => Ok(None),
             Err(err) => Err(err),
         }
+    }
+
+    #[tracing::instrument(skip(self), fields(system = SYSTEM))]
+    async fn resource_name(&self, resource_id: i64) -> Result<Option<String>, ApiError> {
+        if let Some(known) = self.resource_names.lock().unwrap().get(&resource_id) {
+            return Ok(known.clone());
+        }
+        let result: Result<ItemResult<WireResource>, _> = self
+            .call(
+                Method::GET,
+                &self.url(&format!("Resources/{resource_id}")),
+                None,
+                "resource",
+            )
+            .await;
+        let name = match result {
+            Ok(found) => found.item.and_then(WireResource::display_name),
+            Err(ApiError::NotFound { .. }) => None,
+            Err(err) => return Err(err),
+        };
+        self.resource_names
+            .lock()
+            .unwrap()
+            .insert(resource_id, name.clone());
+        Ok(name)
     }
 
     #[tracing::instrument(skip(self), fields(system = SYSTEM))]
@@ -1551,5 +1580,26 @@ mod tests {
             visibility: Visibility::Public,
         };
         assert_eq!(note_title(&note), "First line");
+    }
+}
+
+/// The fields of a `Resources` entity the bridge reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireResource {
+    first_name: Option<String>,
+    last_name: Option<String>,
+}
+
+impl WireResource {
+    fn display_name(self) -> Option<String> {
+        let name = [self.first_name, self.last_name]
+            .into_iter()
+            .flatten()
+            .map(|part| part.trim().to_owned())
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        (!name.is_empty()).then_some(name)
     }
 }

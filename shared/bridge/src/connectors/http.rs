@@ -106,7 +106,9 @@ mod tests {
             Duration::from_secs(3600)
         );
         assert_eq!(
-            parse_retry_after(Some(&HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"))),
+            parse_retry_after(Some(&HeaderValue::from_static(
+                "Wed, 21 Oct 2015 07:28:00 GMT"
+            ))),
             DEFAULT_RETRY_AFTER
         );
         assert_eq!(parse_retry_after(None), DEFAULT_RETRY_AFTER);

@@ -44,7 +44,10 @@ pub fn zendesk_router(state: IngestState) -> axum::Router {
 /// `POST /t/{tenant}/autotask` (extension callouts and REST webhooks).
 pub fn autotask_router(state: IngestState) -> axum::Router {
     axum::Router::new()
-        .route("/t/{tenant}/autotask", axum::routing::post(autotask::receive))
+        .route(
+            "/t/{tenant}/autotask",
+            axum::routing::post(autotask::receive),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

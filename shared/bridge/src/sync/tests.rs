@@ -39,7 +39,9 @@ impl Fixture {
                 mappings: Mappings::default(),
                 fields: Default::default(),
             },
-            store: Arc::new(CrashingStore::new(Arc::new(SqliteStore::in_memory().unwrap()))),
+            store: Arc::new(CrashingStore::new(Arc::new(
+                SqliteStore::in_memory().unwrap(),
+            ))),
             desk: FakeDesk::default(),
             psa,
             clock: FixedClock::at(Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()),
@@ -70,7 +72,9 @@ impl Fixture {
 #[tokio::test]
 async fn first_sync_creates_the_psa_ticket_with_every_mapped_field() {
     let f = Fixture::new();
-    let z = f.desk.new_ticket("Printer on fire", "It smokes", Some("urgent"), Some("CL-1"));
+    let z = f
+        .desk
+        .new_ticket("Printer on fire", "It smokes", Some("urgent"), Some("CL-1"));
     f.desk.edit(z, |t| t.status = "open".into());
 
     let report = f.sync(z).await.unwrap();
@@ -82,21 +86,38 @@ async fn first_sync_creates_the_psa_ticket_with_every_mapped_field() {
     assert_eq!(t.title, "Printer on fire");
     assert_eq!(t.description.as_deref(), Some("It smokes"));
     assert_eq!(t.priority, 4, "urgent -> Critical");
-    assert_eq!(t.status, 1, "first sync creates as New whatever the Zendesk status");
-    assert_eq!(t.company_id, 501, "company of the CI whose reference is the cluster id");
+    assert_eq!(
+        t.status, 1,
+        "first sync creates as New whatever the Zendesk status"
+    );
+    assert_eq!(
+        t.company_id, 501,
+        "company of the CI whose reference is the cluster id"
+    );
     assert_eq!(t.queue_id, Some(29));
     assert_eq!(t.external_id.as_deref(), Some("zendesk:1"));
-    assert_eq!(f.desk.ticket(z).external_id, Some(format!("autotask:{}", t.id)));
+    assert_eq!(
+        f.desk.ticket(z).external_id,
+        Some(format!("autotask:{}", t.id))
+    );
     assert_eq!(f.link(z).await.psa_ticket_id(), Some(t.id));
-    let reverse = Repo::new(f.store.as_ref()).psa_link(&f.config.id, t.id).await.unwrap();
+    let reverse = Repo::new(f.store.as_ref())
+        .psa_link(&f.config.id, t.id)
+        .await
+        .unwrap();
     assert_eq!(reverse.map(|l| l.desk_ticket_id), Some(z));
-    assert!(f.psa.notes(t.id).is_empty(), "the description is not also a note");
+    assert!(
+        f.psa.notes(t.id).is_empty(),
+        "the description is not also a note"
+    );
 }
 
 #[tokio::test]
 async fn unchanged_ticket_writes_nothing_and_changes_push_only_what_changed() {
     let f = Fixture::new();
-    let z = f.desk.new_ticket("Subject", "Body", Some("low"), Some("CL-1"));
+    let z = f
+        .desk
+        .new_ticket("Subject", "Body", Some("low"), Some("CL-1"));
     f.sync(z).await.unwrap();
     let writes = f.psa.api_writes();
 
@@ -115,7 +136,10 @@ async fn unchanged_ticket_writes_nothing_and_changes_push_only_what_changed() {
     let report = f.sync(z).await.unwrap();
     assert_eq!(report.fields_updated, vec!["title", "status"]);
     let t = &f.psa.tickets()[0];
-    assert_eq!((t.title.as_str(), t.status, t.priority), ("Subject v2", 5, 1));
+    assert_eq!(
+        (t.title.as_str(), t.status, t.priority),
+        ("Subject v2", 5, 1)
+    );
     let (_, patch) = f.psa.patches().pop().unwrap();
     assert_eq!(patch.priority, None, "only changed fields are sent");
 }
@@ -129,8 +153,15 @@ async fn comments_flow_both_ways_once_with_visibility_and_attribution() {
 
     f.desk.comment(z, "Ann Agent", "internal thought", false);
     f.desk.comment(z, "Carl Customer", "any news?", true);
-    f.psa.technician_note(p, "Tess Tech", "Onsite", "replaced toner", Visibility::Public);
-    f.psa.technician_note(p, "Tess Tech", "Cost", "billable", Visibility::Internal);
+    f.psa.technician_note(
+        p,
+        "Tess Tech",
+        "Onsite",
+        "replaced toner",
+        Visibility::Public,
+    );
+    f.psa
+        .technician_note(p, "Tess Tech", "Cost", "billable", Visibility::Internal);
 
     let report = f.sync(z).await.unwrap();
     assert_eq!((report.notes_to_psa, report.comments_to_desk), (2, 2));
@@ -142,18 +173,39 @@ async fn comments_flow_both_ways_once_with_visibility_and_attribution() {
     }
     let notes = f.psa.notes(p);
     assert_eq!(notes.len(), 4);
-    let mirrored: Vec<_> = notes.iter().filter(|n| desk_comment_marked_in(n).is_some()).collect();
+    let mirrored: Vec<_> = notes
+        .iter()
+        .filter(|n| desk_comment_marked_in(n).is_some())
+        .collect();
     assert_eq!(mirrored.len(), 2);
-    assert_eq!(mirrored[0].visibility, Visibility::Internal, "internal stays internal");
-    assert!(mirrored[0].title.as_deref().unwrap().ends_with("by Ann Agent"));
+    assert_eq!(
+        mirrored[0].visibility,
+        Visibility::Internal,
+        "internal stays internal"
+    );
+    assert!(mirrored[0]
+        .title
+        .as_deref()
+        .unwrap()
+        .ends_with("by Ann Agent"));
     assert_eq!(mirrored[1].visibility, Visibility::Public);
 
     let comments = f.desk.comments(z);
-    assert_eq!(comments.len(), 5, "description + 2 comments + 2 mirrored notes");
-    let from_psa: Vec<_> = comments.iter().filter(|c| psa_note_marked_in(c).is_some()).collect();
+    assert_eq!(
+        comments.len(),
+        5,
+        "description + 2 comments + 2 mirrored notes"
+    );
+    let from_psa: Vec<_> = comments
+        .iter()
+        .filter(|c| psa_note_marked_in(c).is_some())
+        .collect();
     assert!(from_psa[0].public);
     assert!(from_psa[0].body.contains("replaced toner") && from_psa[0].body.contains("Tess Tech"));
-    assert!(!from_psa[1].public, "an internal note never becomes a public comment");
+    assert!(
+        !from_psa[1].public,
+        "an internal note never becomes a public comment"
+    );
     assert_eq!(f.link(z).await.comments.len(), 4);
 }
 
@@ -184,13 +236,17 @@ async fn crash_after_mirroring_notes_but_before_saving_the_link_does_not_duplica
     for i in 0..3 {
         f.desk.comment(z, "Ann", &format!("c{i}"), true);
     }
-    f.psa.technician_note(p, "Tess", "t", "n", Visibility::Public);
+    f.psa
+        .technician_note(p, "Tess", "t", "n", Visibility::Public);
     f.store.crash_on_put(1);
     assert!(f.sync(z).await.is_err());
     assert_eq!(f.psa.notes(p).len(), 4);
 
     let report = f.sync(z).await.unwrap();
-    assert_eq!(report.own_copies_recognised, 4, "3 notes + 1 comment recognised by marker");
+    assert_eq!(
+        report.own_copies_recognised, 4,
+        "3 notes + 1 comment recognised by marker"
+    );
     assert_eq!((report.notes_to_psa, report.comments_to_desk), (0, 0));
     assert_eq!(f.psa.notes(p).len(), 4);
     assert_eq!(f.desk.comments(z).len(), 5);
@@ -225,7 +281,11 @@ async fn unknown_cluster_is_a_permanent_error_unless_a_default_company_is_set() 
     assert!(err.error.to_string().contains("CL-404"));
     assert!(f.psa.tickets().is_empty());
     assert!(
-        Repo::new(f.store.as_ref()).desk_link(&f.config.id, z).await.unwrap().is_none(),
+        Repo::new(f.store.as_ref())
+            .desk_link(&f.config.id, z)
+            .await
+            .unwrap()
+            .is_none(),
         "no claim is left behind by a permanent failure"
     );
 
@@ -245,9 +305,19 @@ async fn a_missing_mapping_is_reported_but_comments_still_flow() {
 
     let err = f.sync(z).await.unwrap_err();
     assert_eq!(err.step, "map_status");
-    assert!(matches!(err.error, SyncError::MissingMapping { table: "status", .. }));
+    assert!(matches!(
+        err.error,
+        SyncError::MissingMapping {
+            table: "status",
+            ..
+        }
+    ));
     assert_eq!(f.psa.notes(f.psa.tickets()[0].id).len(), 1);
-    assert_eq!(f.link(z).await.seen.status, "new", "the unmapped value is retried later");
+    assert_eq!(
+        f.link(z).await.seen.status,
+        "new",
+        "the unmapped value is retried later"
+    );
 }
 
 #[tokio::test]

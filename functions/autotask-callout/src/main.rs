@@ -1,0 +1,11 @@
+//! Lambda `autotask-callout`: `POST /t/{tenant}/autotask` behind API Gateway.
+//! Verifies Autotask extension callouts and REST webhooks, enqueues a sync job
+//! and answers at once.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    bridge_aws::init_lambda_tracing();
+    // Clients and config once per cold start; every invocation reuses them.
+    let adapters = bridge_aws::AwsAdapters::from_env().await?;
+    lambda_http::run(bridge::ingest::autotask_router(adapters.ingest_state())).await
+}

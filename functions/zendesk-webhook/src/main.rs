@@ -1,0 +1,10 @@
+//! Lambda `zendesk-webhook`: `POST /t/{tenant}/zendesk` behind API Gateway.
+//! Verifies the webhook signature, enqueues a sync job and answers at once.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    bridge_aws::init_lambda_tracing();
+    // Clients and config once per cold start; every invocation reuses them.
+    let adapters = bridge_aws::AwsAdapters::from_env().await?;
+    lambda_http::run(bridge::ingest::zendesk_router(adapters.ingest_state())).await
+}

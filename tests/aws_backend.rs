@@ -1,0 +1,260 @@
+//! A `World` backend on the AWS adapters against the local AWS emulator
+//! (`AWS_ENDPOINT_URL`, set by `infra/test.sh`): per world a fresh DynamoDB
+//! table, an SQS FIFO queue with a dead-letter queue, and one Secrets Manager
+//! secret per tenant under a fresh prefix, so worlds never share state.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use bridge::adapters::embedded::QueueDepth;
+use bridge::config::TenantSecrets;
+use bridge::model::TenantId;
+use bridge_aws::{DynamoStore, SecretsManagerSecrets, SqsQueue};
+use psa_bridge_local::world::{Backend, BackendParts, QueueProbe};
+
+/// Receives before SQS moves a job to the DLQ: small, so a poisoned job gets
+/// there within seconds, yet above 3 because the worker logs a transient
+/// failure for an admin from the third receive on, which the retry test waits
+/// for before it lets the job succeed.
+pub const RECEIVE_LIMIT: u32 = 4;
+
+/// Backstop only: the worker completes or reschedules every message itself,
+/// so this applies to a worker that died holding one.
+const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one `build` created, for tests that reach past the ports (the DLQ).
+#[derive(Debug, Clone)]
+pub struct Resources {
+    pub table: String,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub secrets_prefix: String,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+/// Builds worlds on DynamoDB, SQS and Secrets Manager.
+#[derive(Default)]
+pub struct AwsBackend {
+    created: Mutex<Option<Resources>>,
+}
+
+impl AwsBackend {
+    /// The resources of the last world built.
+    pub fn resources(&self) -> Resources {
+        self.created
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("build ran first")
+    }
+}
+
+fn endpoint() -> anyhow::Result<String> {
+    std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .context(
+            "AWS_ENDPOINT_URL is not set: the AWS end-to-end tests need the local emulator; \
+             run them with `bash infra/test.sh` (it starts the emulator and sets the variable)",
+        )
+}
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..16]
+    )
+}
+
+async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) -> anyhow::Result<()> {
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+    };
+    client
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("sk")?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .context("create table")?;
+    Ok(())
+}
+
+/// The job queue and its DLQ, shaped as template.yaml declares them.
+async fn create_queues(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<(String, String)> {
+    let fifo = |name: String| {
+        sqs.create_queue()
+            .queue_name(name)
+            .attributes(QueueAttributeName::FifoQueue, "true")
+            .attributes(QueueAttributeName::ContentBasedDeduplication, "false")
+    };
+    let dlq_url = fifo(format!("{name}-dlq.fifo"))
+        .send()
+        .await
+        .context("create DLQ")?
+        .queue_url
+        .context("DLQ url")?;
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .context("DLQ arn")?
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .context("DLQ arn")?;
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": RECEIVE_LIMIT,
+    });
+    let queue_url = fifo(format!("{name}.fifo"))
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            VISIBILITY_TIMEOUT.as_secs().to_string(),
+        )
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await
+        .context("create queue")?
+        .queue_url
+        .context("queue url")?;
+    Ok((queue_url, dlq_url))
+}
+
+#[async_trait::async_trait]
+impl Backend for AwsBackend {
+    async fn build(
+        &self,
+        secrets: HashMap<TenantId, TenantSecrets>,
+    ) -> anyhow::Result<BackendParts> {
+        let sdk = bridge_aws::aws_config(Some(&endpoint()?)).await;
+        let (ddb, sqs) = (
+            aws_sdk_dynamodb::Client::new(&sdk),
+            aws_sdk_sqs::Client::new(&sdk),
+        );
+        let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+        let name = unique("psa-e2e");
+        let prefix = format!("{name}/secrets");
+
+        create_table(&ddb, &name).await?;
+        let (queue_url, dlq_url) = create_queues(&sqs, &name).await?;
+        let secrets_port = SecretsManagerSecrets::new(sm.clone(), &prefix);
+        for (tenant, values) in &secrets {
+            // The JSON an admin stores; `TenantSecrets` serialises its
+            // `Secret`s as plain strings.
+            sm.create_secret()
+                .name(secrets_port.secret_name(tenant))
+                .secret_string(serde_json::to_string(values)?)
+                .send()
+                .await
+                .with_context(|| format!("create the secret of {tenant}"))?;
+        }
+
+        *self.created.lock().unwrap() = Some(Resources {
+            table: name.clone(),
+            queue_url: queue_url.clone(),
+            dlq_url: dlq_url.clone(),
+            secrets_prefix: prefix,
+            sqs: sqs.clone(),
+        });
+        Ok(BackendParts {
+            store: Arc::new(DynamoStore::new(ddb, name)),
+            queue: Arc::new(SqsQueue::new(sqs.clone(), &queue_url)),
+            secrets: Arc::new(secrets_port),
+            probe: Arc::new(SqsProbe {
+                sqs,
+                queue_url,
+                dlq_url,
+            }),
+        })
+    }
+}
+
+/// Queue depth from SQS's approximate counts (exact on the emulator).
+pub struct SqsProbe {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    dlq_url: String,
+}
+
+impl SqsProbe {
+    async fn counts(&self, url: &str) -> anyhow::Result<(u64, u64)> {
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .context("GetQueueAttributes")?
+            .attributes
+            .unwrap_or_default();
+        let count = |name: &QueueAttributeName| -> anyhow::Result<u64> {
+            let value = attributes
+                .get(name)
+                .with_context(|| format!("{name} missing"))?;
+            Ok(value.parse()?)
+        };
+        Ok((
+            count(&QueueAttributeName::ApproximateNumberOfMessages)?,
+            count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible)?,
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueProbe for SqsProbe {
+    async fn depth(&self) -> anyhow::Result<QueueDepth> {
+        let (main, dead) = tokio::join!(self.counts(&self.queue_url), self.counts(&self.dlq_url));
+        let ((visible, in_flight), (dead_visible, dead_in_flight)) = (main?, dead?);
+        Ok(QueueDepth {
+            visible,
+            in_flight,
+            dead: dead_visible + dead_in_flight,
+        })
+    }
+}
+
+/// Moves every message of the DLQ back to the job queue, as an admin does
+/// once the cause is fixed; returns how many. Each gets a new event id: the
+/// queue would drop a resend under its original deduplication id.
+pub async fn redrive(resources: &Resources) -> anyhow::Result<usize> {
+    use bridge::ports::Queue;
+    let dlq = SqsQueue::new(resources.sqs.clone(), &resources.dlq_url);
+    let queue = SqsQueue::new(resources.sqs.clone(), &resources.queue_url);
+    let mut moved = 0;
+    loop {
+        let batch = dlq.receive(10, Duration::ZERO).await?;
+        if batch.is_empty() {
+            return Ok(moved);
+        }
+        for delivery in batch {
+            let mut job = delivery.job;
+            job.event_id = format!("{}:redriven", job.event_id);
+            queue.send(&job).await?;
+            dlq.complete(&delivery.receipt).await?;
+            moved += 1;
+        }
+    }
+}
