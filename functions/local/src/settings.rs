@@ -52,3 +52,42 @@ impl Settings {
         Ok(settings)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridge::adapters::embedded::FileSecrets;
+    use bridge::model::TenantId;
+    use bridge::ports::Secrets;
+
+    fn sample(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/sample-config").join(name)
+    }
+
+    #[tokio::test]
+    async fn the_documented_sample_configuration_loads() {
+        let settings = Settings::load(&sample("bridge.toml")).unwrap();
+        assert_eq!(settings.tenants.len(), 1);
+        let acme = &settings.tenants[0];
+        assert_eq!(acme.id.as_str(), "acme");
+        assert_eq!(acme.mappings.priority["urgent"], "Critical");
+        assert_eq!(acme.autotask.default_company_id, None);
+        assert!(settings.secrets_file.ends_with("secrets.example.toml"));
+        let secrets = FileSecrets::load(&settings.secrets_file).unwrap();
+        let acme_secrets = secrets
+            .tenant_secrets(&TenantId::parse("acme").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(acme_secrets.autotask_username, "api-user@acme.example");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_the_file_name() {
+        let dir = std::env::temp_dir().join(format!("psa-bridge-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, "secrets_file = \"s.toml\"\nlisten_port = 1\n").unwrap();
+        let err = Settings::load(&path).unwrap_err();
+        assert!(err.contains("bad.toml") && err.contains("listen_port"), "{err}");
+    }
+}
