@@ -31,7 +31,7 @@ echo
 echo "release binary sizes (stripped):"
 for f in "${FUNCTIONS[@]}"; do
     bytes=$(stat -c %s "target/lambda/$f/bootstrap")
-    printf '%-18s %6.2f MB  (%d bytes)\n' "$f" "$(echo "$bytes / 1048576" | bc -l)" "$bytes"
+    awk -v f="$f" -v b="$bytes" 'BEGIN { printf "%-18s %6.2f MiB  (%d bytes)\n", f, b / 1048576, b }'
 done
 
 if [[ "$ARCH" == "--x86-64" && "$(uname -m)" == "x86_64" ]]; then
