@@ -124,13 +124,21 @@ async fn a_transient_failure_is_retried_through_the_queue_until_the_ticket_arriv
             .find(|e| e.level == LogLevel::Error && e.retryable)
     })
     .await
-    .unwrap_or_else(|| panic!("no retryable error logged; log: {:?}", log_of(&world, acme, z).await));
+    .unwrap_or_else(|| {
+        panic!(
+            "no retryable error logged; log: {:?}",
+            log_of(&world, acme, z).await
+        )
+    });
     assert!(
         reported.message.contains("500") || reported.message.contains("Internal server error"),
         "the log names the cause: {}",
         reported.message
     );
-    assert!(psa_tickets_of(acme, z).is_empty(), "nothing arrived during the outage");
+    assert!(
+        psa_tickets_of(acme, z).is_empty(),
+        "nothing arrived during the outage"
+    );
     assert!(
         acme.autotask.faults().stats().server_errors >= 3,
         "one failed Autotask call per receive at least: {:?}",
@@ -149,7 +157,11 @@ async fn a_transient_failure_is_retried_through_the_queue_until_the_ticket_arriv
     let ticket = arrived.expect("the ticket arrives once Autotask answers again");
     assert_eq!(ticket.title, "VPN down");
     settle(&world, Duration::from_millis(500)).await;
-    assert_eq!(psa_tickets_of(acme, z).len(), 1, "exactly one Autotask ticket");
+    assert_eq!(
+        psa_tickets_of(acme, z).len(),
+        1,
+        "exactly one Autotask ticket"
+    );
     assert_eq!(acme.autotask.tickets().len(), 1);
     let created = log_of(&world, acme, z)
         .await
@@ -212,5 +224,9 @@ async fn a_job_that_keeps_failing_moves_to_the_dlq_and_is_replayed_once_fixed() 
     assert_eq!(ticket.company_id, company, "the fallback company is used");
     settle(&world, Duration::from_millis(500)).await;
     assert_eq!(psa_tickets_of(acme, z).len(), 1);
-    assert_eq!(depth(&world).await.dead, 0, "the DLQ is empty after the replay");
+    assert_eq!(
+        depth(&world).await.dead,
+        0,
+        "the DLQ is empty after the replay"
+    );
 }

@@ -61,7 +61,9 @@ mod tests {
     use bridge::ports::Secrets;
 
     fn sample(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/sample-config").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../infra/sample-config")
+            .join(name)
     }
 
     #[tokio::test]
@@ -88,6 +90,9 @@ mod tests {
         let path = dir.join("bad.toml");
         std::fs::write(&path, "secrets_file = \"s.toml\"\nlisten_port = 1\n").unwrap();
         let err = Settings::load(&path).unwrap_err();
-        assert!(err.contains("bad.toml") && err.contains("listen_port"), "{err}");
+        assert!(
+            err.contains("bad.toml") && err.contains("listen_port"),
+            "{err}"
+        );
     }
 }
