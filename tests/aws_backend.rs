@@ -14,7 +14,9 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 use bridge::adapters::embedded::QueueDepth;
 use bridge::config::TenantSecrets;
-use bridge::model::TenantId;
+use bridge::error::QueueError;
+use bridge::model::{SyncJob, TenantId};
+use bridge::ports::{Delivery, Queue};
 use bridge_aws::{DynamoStore, SecretsManagerSecrets, SqsQueue};
 use psa_bridge_local::world::{Backend, BackendParts, QueueProbe};
 
@@ -31,10 +33,8 @@ const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
 /// What one `build` created, for tests that reach past the ports (the DLQ).
 #[derive(Debug, Clone)]
 pub struct Resources {
-    pub table: String,
     pub queue_url: String,
     pub dlq_url: String,
-    pub secrets_prefix: String,
     pub sqs: aws_sdk_sqs::Client,
 }
 
@@ -171,15 +171,13 @@ impl Backend for AwsBackend {
         }
 
         *self.created.lock().unwrap() = Some(Resources {
-            table: name.clone(),
             queue_url: queue_url.clone(),
             dlq_url: dlq_url.clone(),
-            secrets_prefix: prefix,
             sqs: sqs.clone(),
         });
         Ok(BackendParts {
             store: Arc::new(DynamoStore::new(ddb, name)),
-            queue: Arc::new(SqsQueue::new(sqs.clone(), &queue_url)),
+            queue: Arc::new(ShortPolls(SqsQueue::new(sqs.clone(), &queue_url))),
             secrets: Arc::new(secrets_port),
             probe: Arc::new(SqsProbe {
                 sqs,
@@ -187,6 +185,42 @@ impl Backend for AwsBackend {
                 dlq_url,
             }),
         })
+    }
+}
+
+/// The SQS queue with each long poll done as short polls. moto's long poll
+/// (a) busy-waits while a visible message sits behind an in-flight one of
+/// its FIFO group, eating a core, and (b) decides which groups are blocked
+/// when the poll starts, so a lane's next job waits out the whole poll even
+/// after its predecessor completed. Real SQS does neither; long polling
+/// itself is checked by the queue contract (`emulator.rs`).
+struct ShortPolls(SqsQueue);
+
+const SHORT_POLL_GAP: Duration = Duration::from_millis(25);
+
+#[async_trait::async_trait]
+impl Queue for ShortPolls {
+    async fn send(&self, job: &SyncJob) -> Result<(), QueueError> {
+        self.0.send(job).await
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, QueueError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let got = self.0.receive(max, Duration::ZERO).await?;
+            if !got.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(got);
+            }
+            tokio::time::sleep(SHORT_POLL_GAP).await;
+        }
+    }
+
+    async fn complete(&self, receipt: &str) -> Result<(), QueueError> {
+        self.0.complete(receipt).await
+    }
+
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
+        self.0.retry_later(receipt, delay).await
     }
 }
 
@@ -240,7 +274,6 @@ impl QueueProbe for SqsProbe {
 /// once the cause is fixed; returns how many. Each gets a new event id: the
 /// queue would drop a resend under its original deduplication id.
 pub async fn redrive(resources: &Resources) -> anyhow::Result<usize> {
-    use bridge::ports::Queue;
     let dlq = SqsQueue::new(resources.sqs.clone(), &resources.dlq_url);
     let queue = SqsQueue::new(resources.sqs.clone(), &resources.queue_url);
     let mut moved = 0;

@@ -123,13 +123,13 @@ async fn a_transient_failure_is_retried_through_the_queue_until_the_ticket_arriv
             .into_iter()
             .find(|e| e.level == LogLevel::Error && e.retryable)
     })
-    .await
-    .unwrap_or_else(|| {
+    .await;
+    let Some(reported) = reported else {
         panic!(
             "no retryable error logged; log: {:?}",
             log_of(&world, acme, z).await
-        )
-    });
+        );
+    };
     assert!(
         reported.message.contains("500") || reported.message.contains("Internal server error"),
         "the log names the cause: {}",
@@ -145,10 +145,9 @@ async fn a_transient_failure_is_retried_through_the_queue_until_the_ticket_arriv
         acme.autotask.faults().stats()
     );
     let pending = depth(&world).await;
-    assert_eq!(
-        (pending.visible + pending.in_flight, pending.dead),
-        (1, 0),
-        "the job waits out its retry delay in the queue, not in the DLQ"
+    assert!(
+        pending.visible + pending.in_flight >= 1 && pending.dead == 0,
+        "the job waits out its retry delay in the queue, not in the DLQ: {pending:?}"
     );
 
     // Autotask recovers: the next receive (the last one before the DLQ) syncs.
@@ -189,8 +188,10 @@ async fn a_job_that_keeps_failing_moves_to_the_dlq_and_is_replayed_once_fixed() 
         let d = depth(&world).await;
         (d.dead == 1).then_some(d)
     })
-    .await
-    .unwrap_or_else(|| panic!("never dead-lettered: {:?}", world.queue_depth().await));
+    .await;
+    let Some(dead) = dead else {
+        panic!("never dead-lettered: {:?}", depth(&world).await);
+    };
     assert_eq!((dead.visible, dead.in_flight), (0, 0), "{dead:?}");
     let errors: Vec<SyncLogEntry> = log_of(&world, acme, z)
         .await

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use psa_bridge_local::world::World;
+use psa_bridge_local::world::{TenantWorld, World};
 
 /// Generous: these tests wait for real HTTP round trips on a loaded 2-core box.
 pub const ARRIVAL: Duration = Duration::from_secs(20);
@@ -12,7 +12,12 @@ pub const ARRIVAL: Duration = Duration::from_secs(20);
 /// Waits until the queue has been empty (nothing visible, nothing in flight)
 /// for `quiet`, so late duplicates and would-be echoes have had their chance.
 pub async fn settle(world: &World, quiet: Duration) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    settle_within(world, quiet, Duration::from_secs(60)).await
+}
+
+/// [`settle`] with a longer patience, for runs whose retries back off far.
+pub async fn settle_within(world: &World, quiet: Duration, limit: Duration) {
+    let deadline = Instant::now() + limit;
     let mut empty_since: Option<Instant> = None;
     while Instant::now() < deadline {
         let depth = world.queue_depth().await.expect("queue depth");
@@ -77,4 +82,84 @@ pub async fn post(url: &str, headers: &[(String, String)], body: Vec<u8>) -> (u1
     let response = request.send().await.expect("bridge reachable");
     let status = response.status().as_u16();
     (status, response.text().await.unwrap_or_default())
+}
+
+/// Checks that every Zendesk ticket has exactly one Autotask ticket, every
+/// comment exactly one note and every technician note exactly one comment,
+/// with nothing else on either side (no echoes); returns (tickets, notes,
+/// comments) for the record.
+pub fn assert_mirrored_exactly_once(t: &TenantWorld, desk_ids: &[u64]) -> (usize, usize, usize) {
+    let psa_tickets = t.autotask.tickets();
+    assert_eq!(
+        psa_tickets.len(),
+        desk_ids.len(),
+        "{}: one Autotask ticket per Zendesk ticket",
+        t.id
+    );
+    let (mut notes_total, mut comments_total) = (0, 0);
+    for &z in desk_ids {
+        let reference = format!("zendesk:{z}");
+        let matching: Vec<_> = psa_tickets
+            .iter()
+            .filter(|p| p.external_id.as_deref() == Some(reference.as_str()))
+            .collect();
+        assert_eq!(
+            matching.len(),
+            1,
+            "{}: Zendesk #{z} reached Autotask once",
+            t.id
+        );
+        let psa = matching[0];
+        let notes = t.autotask.notes(psa.id);
+        let comments = t.zendesk.comments(z);
+
+        // Zendesk → Autotask: every comment but the description, once, with
+        // its visibility.
+        let originals: Vec<_> = comments.iter().skip(1).filter(|c| !c.via_api).collect();
+        for c in &originals {
+            let marker = format!("Zendesk comment #{} ", c.id);
+            let copies: Vec<_> = notes
+                .iter()
+                .filter(|n| n.title.starts_with(&marker))
+                .collect();
+            assert_eq!(
+                copies.len(),
+                1,
+                "{}: comment {} mirrored once: {notes:?}",
+                t.id,
+                c.id
+            );
+            assert_eq!(copies[0].publish == 1, c.public, "visibility kept");
+        }
+        // Autotask → Zendesk: every technician note, once.
+        let technician_notes: Vec<_> = notes
+            .iter()
+            .filter(|n| n.creator_resource_id == t.technician)
+            .collect();
+        for n in &technician_notes {
+            let marker = format!("(Autotask note #{})", n.id);
+            let copies = comments.iter().filter(|c| c.body.contains(&marker)).count();
+            assert_eq!(
+                copies, 1,
+                "{}: note {} mirrored once: {comments:?}",
+                t.id, n.id
+            );
+        }
+        // Nothing else: no echo of a copy.
+        assert_eq!(
+            notes.len(),
+            originals.len() + technician_notes.len(),
+            "{}: no extra notes",
+            t.id
+        );
+        assert_eq!(
+            comments.len(),
+            1 + originals.len() + technician_notes.len(),
+            "{}: no extra comments",
+            t.id
+        );
+        notes_total += notes.len();
+        comments_total += comments.len();
+    }
+    (psa_tickets.len(), notes_total, comments_total)
 }

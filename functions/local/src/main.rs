@@ -8,6 +8,7 @@ use anyhow::Context;
 use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
 use bridge::connectors::HttpConnectors;
 use bridge::ports::{Condition, SystemClock};
+use bridge::reconcile::SweepOptions;
 use bridge::repo::Repo;
 use clap::{Parser, Subcommand};
 use psa_bridge_local::settings::Settings;
@@ -35,6 +36,12 @@ enum Command {
     },
     /// Run the bridge with a configuration file.
     Run {
+        #[arg(long, short, env = "PSA_BRIDGE_CONFIG", default_value = "bridge.toml")]
+        config: PathBuf,
+    },
+    /// Run one reconciliation sweep: queue a job for every ticket changed since
+    /// the last sweep (a running `run` process works them off), print what it did.
+    Sweep {
         #[arg(long, short, env = "PSA_BRIDGE_CONFIG", default_value = "bridge.toml")]
         config: PathBuf,
     },
@@ -68,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Run { config } => run(config).await,
+        Command::Sweep { config } => sweep(config).await,
         Command::Replay { config } => {
             let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
             let queue = EmbeddedQueue::open(&settings.data_dir.join("queue.sqlite3"))?;
@@ -78,8 +86,8 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn run(config: PathBuf) -> anyhow::Result<()> {
-    let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
+/// The embedded adapters of a configuration, with its tenants written to the store.
+async fn open(settings: &Settings) -> anyhow::Result<Adapters> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
     let store = Arc::new(SqliteStore::open(&settings.data_dir.join("store.sqlite3"))?);
@@ -92,18 +100,57 @@ async fn run(config: PathBuf) -> anyhow::Result<()> {
         repo.put_tenant(tenant, Condition::Always).await?;
         tracing::info!(tenant = %tenant.id, "tenant loaded");
     }
-    let adapters = Adapters {
+    Ok(Adapters {
         store,
         queue,
         secrets,
-        connectors: Arc::new(HttpConnectors::default()),
+        connectors: Arc::new(
+            HttpConnectors::default().with_autotask_budget(settings.autotask_budget()),
+        ),
         clock: Arc::new(SystemClock),
         permanent_retry: bridge::worker::PERMANENT_RETRY,
-    };
-    let bridge = LocalBridge::start(adapters, settings.listen, settings.worker_concurrency).await?;
+        backoff_base: bridge::worker::BASE_BACKOFF,
+    })
+}
+
+fn sweep_interval(settings: &Settings) -> Option<Duration> {
+    Some(Duration::from_secs(settings.sweep_interval_secs)).filter(|d| !d.is_zero())
+}
+
+async fn run(config: PathBuf) -> anyhow::Result<()> {
+    let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
+    let adapters = open(&settings).await?;
+    let bridge = LocalBridge::start_with_sweep(
+        adapters,
+        settings.listen,
+        settings.worker_concurrency,
+        sweep_interval(&settings),
+    )
+    .await?;
     println!("psa-bridge listening on {}", bridge.base_url);
     tokio::signal::ctrl_c().await?;
     println!("stopping");
     bridge.stop().await;
+    Ok(())
+}
+
+async fn sweep(config: PathBuf) -> anyhow::Result<()> {
+    let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
+    let adapters = open(&settings).await?;
+    let mut options = SweepOptions::default();
+    if let Some(every) = sweep_interval(&settings) {
+        options.interval = every;
+    }
+    let reports = adapters.sweeper(options).sweep_all().await?;
+    if reports.is_empty() {
+        println!("no active tenants");
+    }
+    for report in &reports {
+        println!("{report}");
+    }
+    let failed = reports.iter().filter(|r| !r.is_ok()).count();
+    if failed > 0 {
+        anyhow::bail!("the sweep failed for {failed} tenant(s); see above and their sync logs");
+    }
     Ok(())
 }

@@ -21,6 +21,17 @@ pub struct Settings {
     /// Jobs processed at once.
     #[serde(default = "default_concurrency")]
     pub worker_concurrency: usize,
+    /// Seconds between reconciliation sweeps (0: no timer; `psa-bridge sweep`
+    /// still runs one).
+    #[serde(default = "default_sweep_interval")]
+    pub sweep_interval_secs: u64,
+    /// Each tenant's Autotask request budget per hour (Autotask allows about
+    /// 10,000 per database, shared with its other integrations).
+    #[serde(default = "default_autotask_requests_per_hour")]
+    pub autotask_requests_per_hour: u32,
+    /// Autotask calls in flight at once per tenant.
+    #[serde(default = "default_autotask_max_concurrent")]
+    pub autotask_max_concurrent: usize,
     /// Tenants written to the store at start-up.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -34,6 +45,29 @@ fn default_data_dir() -> PathBuf {
 }
 fn default_concurrency() -> usize {
     16
+}
+fn default_sweep_interval() -> u64 {
+    300
+}
+fn default_autotask_requests_per_hour() -> u32 {
+    bridge::connectors::budget::AutotaskBudget::default().requests_per_hour
+}
+fn default_autotask_max_concurrent() -> usize {
+    bridge::connectors::budget::AutotaskBudget::default().max_concurrent
+}
+
+impl Settings {
+    /// The per-tenant Autotask budget these settings ask for.
+    pub fn autotask_budget(&self) -> bridge::connectors::budget::AutotaskBudget {
+        let defaults = bridge::connectors::budget::AutotaskBudget::default();
+        bridge::connectors::budget::AutotaskBudget {
+            requests_per_hour: self.autotask_requests_per_hour.max(1),
+            // A minute's worth, as the default.
+            burst: (self.autotask_requests_per_hour / 60).max(1),
+            max_concurrent: self.autotask_max_concurrent.max(1),
+            ..defaults
+        }
+    }
 }
 
 impl Settings {

@@ -14,9 +14,12 @@ use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
 use bridge::config::{
     AutotaskSettings, FieldRules, Mappings, Secret, TenantConfig, TenantSecrets, ZendeskSettings,
 };
+use bridge::connectors::budget::AutotaskBudget;
 use bridge::connectors::HttpConnectors;
+use bridge::error::StoreError;
 use bridge::model::TenantId;
 use bridge::ports::{Condition, Queue, Secrets, Store, SystemClock};
+use bridge::reconcile::SweepReport;
 use bridge::repo::Repo;
 use sandbox::autotask::{AutotaskSandbox, AutotaskSandboxConfig, CalloutTarget, WebhookTarget};
 use sandbox::zendesk::{ZendeskSandbox, ZendeskSandboxConfig};
@@ -133,6 +136,19 @@ pub struct WorldOptions {
     pub listen: SocketAddr,
     /// Delay before a permanently failing job is retried (toward the DLQ).
     pub permanent_retry: Duration,
+    /// First delay of the worker's exponential backoff after a transient failure.
+    pub backoff_base: Duration,
+    /// Each tenant's Autotask request budget. The sandboxes have no hourly
+    /// quota, so the default keeps production's concurrency cap but lifts the
+    /// hourly rate out of the way of tests and benchmarks.
+    pub autotask_budget: AutotaskBudget,
+    /// Run the reconciliation sweep on a timer; `None` (the default): only
+    /// when `World::sweep_now` is called, so tests decide when it runs.
+    pub sweep_every: Option<Duration>,
+    /// Zendesk leaves the most recent minute out of its incremental export;
+    /// the world's sandboxes leave out this much (none by default, so a
+    /// sweep sees a change at once).
+    pub zendesk_export_lag: Duration,
 }
 
 impl Default for WorldOptions {
@@ -141,7 +157,15 @@ impl Default for WorldOptions {
             api_latency: Duration::ZERO,
             worker_concurrency: 16,
             permanent_retry: bridge::worker::PERMANENT_RETRY,
+            backoff_base: bridge::worker::BASE_BACKOFF,
+            autotask_budget: AutotaskBudget {
+                requests_per_hour: 10_000_000,
+                burst: 100_000,
+                ..AutotaskBudget::default()
+            },
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            sweep_every: None,
+            zendesk_export_lag: Duration::ZERO,
         }
     }
 }
@@ -217,11 +241,19 @@ impl World {
             queue: queue.clone(),
             secrets: secrets_port,
             permanent_retry: options.permanent_retry,
-            connectors: Arc::new(HttpConnectors::default()),
+            backoff_base: options.backoff_base,
+            connectors: Arc::new(
+                HttpConnectors::default().with_autotask_budget(options.autotask_budget.clone()),
+            ),
             clock: Arc::new(SystemClock),
         };
-        let bridge =
-            LocalBridge::start(adapters, options.listen, options.worker_concurrency).await?;
+        let bridge = LocalBridge::start_with_sweep(
+            adapters,
+            options.listen,
+            options.worker_concurrency,
+            options.sweep_every,
+        )
+        .await?;
 
         let mut tenants = Vec::new();
         for spec in specs {
@@ -256,6 +288,12 @@ impl World {
 
     pub async fn queue_depth(&self) -> anyhow::Result<QueueDepth> {
         self.probe.depth().await
+    }
+
+    /// Runs one reconciliation sweep over every tenant now; the worker then
+    /// drains the jobs it queued.
+    pub async fn sweep_now(&self) -> Result<Vec<SweepReport>, StoreError> {
+        self.bridge.sweep_now().await
     }
 }
 
@@ -298,6 +336,7 @@ async fn start_tenant(
         note_page_size: 50,
     })
     .await?;
+    zendesk.set_export_lag(options.zendesk_export_lag);
     for sandbox_faults in [zendesk.faults(), autotask.faults()] {
         sandbox_faults.update(|f| f.latency = options.api_latency);
     }

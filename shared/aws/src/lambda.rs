@@ -6,8 +6,10 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use bridge::error::StoreError;
 use bridge::model::SyncJob;
 use bridge::ports::Queue;
+use bridge::reconcile::{SweepSummary, Sweeper};
 use bridge::worker::{JobOutcome, Worker};
 use futures::future::join_all;
 use tracing::Instrument;
@@ -167,6 +169,27 @@ async fn run_group(
         return indices[pos..].to_vec();
     }
     Vec::new()
+}
+
+/// The Lambda handler body of the scheduled `reconcile` function (EventBridge
+/// `rate(5 minutes)`; the event itself carries nothing it needs). A tenant
+/// whose sweep failed is in the result and its sync log, and the next sweep
+/// retries it; only a tenant list that cannot be read fails the invocation, so
+/// that Lambda's own retry of an asynchronous invocation runs it again.
+pub async fn handle_scheduled_sweep(sweeper: &Sweeper) -> Result<SweepSummary, StoreError> {
+    let reports = sweeper
+        .sweep_all()
+        .instrument(tracing::info_span!("scheduled_sweep"))
+        .await?;
+    let summary = SweepSummary::of(&reports);
+    tracing::info!(
+        tenants = summary.tenants,
+        desk_jobs = summary.desk_jobs,
+        psa_jobs = summary.psa_jobs,
+        tenants_failed = summary.tenants_failed.len(),
+        "scheduled sweep finished"
+    );
+    Ok(summary)
 }
 
 #[cfg(test)]

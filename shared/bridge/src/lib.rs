@@ -8,6 +8,7 @@ pub mod ingest;
 pub mod mapping;
 pub mod model;
 pub mod ports;
+pub mod reconcile;
 pub mod repo;
 pub mod sync;
 #[doc(hidden)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::config::{TenantConfig, TenantSecrets};
 use crate::error::{ApiError, QueueError, SecretsError, StoreError, SyncError};
@@ -135,6 +136,33 @@ pub trait ServiceDesk: Send + Sync {
     ) -> Result<u64, ApiError>;
     /// Records the PSA ticket reference on the Zendesk ticket.
     async fn set_external_id(&self, ticket_id: u64, external_id: &str) -> Result<(), ApiError>;
+    /// Tickets changed since `position` (Zendesk's cursor-based incremental
+    /// ticket export), and the position to ask from next time.
+    async fn changed_tickets(&self, position: &DeskCursor) -> Result<DeskChanges, ApiError>;
+}
+
+/// A position in the service desk's change feed, kept in `CURSOR#zendesk`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeskCursor {
+    /// No export has returned a cursor yet: everything changed on or after this time.
+    StartTime(DateTime<Utc>),
+    /// Zendesk's opaque `after_cursor`.
+    Cursor(String),
+}
+
+/// What changed in the service desk since a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeskChanges {
+    /// Changed tickets, each once, deleted tickets left out.
+    pub ticket_ids: Vec<u64>,
+    /// Where the next export starts; the old position when nothing was returned.
+    pub next: DeskCursor,
+    /// False when the feed had more than one call may read (page budget or
+    /// rate limit); `next` then points just past what was returned.
+    pub complete: bool,
+    /// Export requests made.
+    pub pages: usize,
 }
 
 /// The PSA (Autotask) as the engine sees it.
@@ -157,6 +185,12 @@ pub trait Psa: Send + Sync {
     async fn company_for_reference(&self, reference: &str) -> Result<Option<i64>, ApiError>;
     /// Active and inactive values of a ticket picklist field (`status`, `priority`).
     async fn ticket_picklist(&self, field: &str) -> Result<Vec<PicklistValue>, ApiError>;
+    /// Tickets whose `lastActivityDate` (any change, note or time entry) is
+    /// after `since`, with that date, following paging to the end.
+    async fn tickets_changed_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(i64, DateTime<Utc>)>, ApiError>;
 }
 
 /// Builds (and may cache) the API clients of one tenant.

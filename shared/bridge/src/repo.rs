@@ -26,6 +26,10 @@ pub fn psa_link_sk(psa_ticket_id: i64) -> String {
     format!("LINK#P#{psa_ticket_id}")
 }
 pub const LOG_PREFIX: &str = "LOG#";
+/// `CURSOR#<system>`: where the reconciliation sweep of one system stands.
+pub fn cursor_sk(system: &str) -> String {
+    format!("CURSOR#{system}")
+}
 
 /// A value read from the store with the version its next write must name.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,6 +264,34 @@ impl<'a> Repo<'a> {
         )
         .await
         .map(drop)
+    }
+
+    /// The sweep position of `system` (`zendesk`, `autotask`), with its version.
+    pub async fn cursor<T: DeserializeOwned>(
+        &self,
+        tenant: &TenantId,
+        system: &str,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        self.get_json(&tenant_pk(tenant), &cursor_sk(system)).await
+    }
+
+    /// Saves a sweep position. With the version it was read at (or
+    /// `MustNotExist`), a concurrent sweep that moved further is never undone.
+    pub async fn put_cursor<T: Serialize>(
+        &self,
+        tenant: &TenantId,
+        system: &str,
+        value: &T,
+        condition: Condition,
+    ) -> Result<u64, StoreError> {
+        self.put_json(
+            &tenant_pk(tenant),
+            &cursor_sk(system),
+            value,
+            condition,
+            None,
+        )
+        .await
     }
 
     /// Newest entries first.

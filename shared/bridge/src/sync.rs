@@ -217,6 +217,15 @@ pub async fn sync_pair(
     };
     let psa_ticket_id = link.psa_ticket_id().expect("linked above");
     report.psa_ticket_id = Some(psa_ticket_id);
+    // Checked on every run, not only at create: a failed write right after
+    // the link was saved would otherwise never be repaired.
+    let reference = desk_external_ref(psa_ticket_id);
+    if ticket.external_id.as_deref() != Some(reference.as_str()) {
+        cx.desk
+            .set_external_id(ticket.id, &reference)
+            .await
+            .at("set_zendesk_external_id")?;
+    }
 
     // Field problems (a missing mapping, say) must not hold back comments:
     // they are collected, the rest is synced, and the first one is reported.
@@ -359,10 +368,10 @@ async fn create_or_adopt(
         comments: Vec::new(),
         synced_at: None,
     };
-    let version = repo
-        .put_desk_link(tenant, &link, condition)
-        .await
-        .at("save_link")?;
+    // The reverse link first: once the forward link says "linked", no later
+    // run comes back here, so a reverse link lost after it would leave the
+    // PSA side's events unroutable for good. The other way round, a lost
+    // forward write only means the next run adopts the ticket again.
     repo.put_psa_link(
         tenant,
         psa_ticket_id,
@@ -372,13 +381,10 @@ async fn create_or_adopt(
     )
     .await
     .at("save_link")?;
-    let reference = desk_external_ref(psa_ticket_id);
-    if ticket.external_id.as_deref() != Some(reference.as_str()) {
-        cx.desk
-            .set_external_id(ticket.id, &reference)
-            .await
-            .at("set_zendesk_external_id")?;
-    }
+    let version = repo
+        .put_desk_link(tenant, &link, condition)
+        .await
+        .at("save_link")?;
     Ok(Versioned {
         value: link,
         version,

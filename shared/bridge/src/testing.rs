@@ -13,7 +13,7 @@ use crate::model::{
     DeskComment, DeskTicket, NewPsaNote, NewPsaTicket, PicklistValue, PsaNote, PsaTicket,
     PsaTicketPatch, Visibility,
 };
-use crate::ports::{Clock, Condition, Item, Psa, ServiceDesk, Store};
+use crate::ports::{Clock, Condition, DeskChanges, DeskCursor, Item, Psa, ServiceDesk, Store};
 
 /// The bridge's user id in the fake Zendesk.
 pub const DESK_API_USER: u64 = 1;
@@ -24,6 +24,11 @@ struct DeskState {
     comments: BTreeMap<u64, Vec<DeskComment>>,
     next_id: u64,
     writes: usize,
+    /// Ticket ids in the order they changed: the fake's change feed, whose
+    /// cursor is a position in this list.
+    changes: Vec<u64>,
+    export_requests: Vec<DeskCursor>,
+    fail_exports: bool,
 }
 
 /// A Zendesk with tickets and comments in memory.
@@ -43,6 +48,7 @@ impl FakeDesk {
         let mut s = self.state.lock().unwrap();
         s.next_id += 1;
         let id = s.next_id;
+        s.changes.push(id);
         s.tickets.insert(
             id,
             DeskTicket {
@@ -72,6 +78,7 @@ impl FakeDesk {
         let mut s = self.state.lock().unwrap();
         s.next_id += 1;
         let id = s.next_id;
+        s.changes.push(ticket);
         s.comments.entry(ticket).or_default().push(DeskComment {
             id,
             author_id,
@@ -89,7 +96,19 @@ impl FakeDesk {
     }
 
     pub fn edit(&self, ticket: u64, change: impl FnOnce(&mut DeskTicket)) {
-        change(self.state.lock().unwrap().tickets.get_mut(&ticket).unwrap());
+        let mut s = self.state.lock().unwrap();
+        s.changes.push(ticket);
+        change(s.tickets.get_mut(&ticket).unwrap());
+    }
+
+    /// Positions the change feed was asked for, oldest first.
+    pub fn export_requests(&self) -> Vec<DeskCursor> {
+        self.state.lock().unwrap().export_requests.clone()
+    }
+
+    /// Makes the change feed answer 503 (or work again).
+    pub fn fail_exports(&self, fail: bool) {
+        self.state.lock().unwrap().fail_exports = fail;
     }
 
     pub fn ticket(&self, id: u64) -> DeskTicket {
@@ -147,8 +166,41 @@ impl ServiceDesk for FakeDesk {
     async fn set_external_id(&self, ticket_id: u64, external_id: &str) -> Result<(), ApiError> {
         let mut s = self.state.lock().unwrap();
         s.writes += 1;
+        s.changes.push(ticket_id);
         s.tickets.get_mut(&ticket_id).unwrap().external_id = Some(external_id.into());
         Ok(())
+    }
+    async fn changed_tickets(&self, position: &DeskCursor) -> Result<DeskChanges, ApiError> {
+        let mut s = self.state.lock().unwrap();
+        s.export_requests.push(position.clone());
+        if s.fail_exports {
+            return Err(ApiError::Server {
+                system: "zendesk",
+                status: 503,
+                message: "injected".into(),
+            });
+        }
+        // The fake keeps no change times: a start time means "from the beginning".
+        let from = match position {
+            DeskCursor::StartTime(_) => 0,
+            DeskCursor::Cursor(c) => c.parse().map_err(|_| ApiError::Rejected {
+                system: "zendesk",
+                status: 400,
+                message: format!("bad cursor {c:?}"),
+            })?,
+        };
+        let mut ids: Vec<u64> = Vec::new();
+        for id in s.changes.iter().skip(from) {
+            if !ids.contains(id) {
+                ids.push(*id);
+            }
+        }
+        Ok(DeskChanges {
+            ticket_ids: ids,
+            next: DeskCursor::Cursor(s.changes.len().to_string()),
+            complete: true,
+            pages: 1,
+        })
     }
 }
 
@@ -161,6 +213,7 @@ struct PsaState {
     next_id: i64,
     patches: Vec<(i64, PsaTicketPatch)>,
     writes: usize,
+    change_queries: Vec<DateTime<Utc>>,
 }
 
 /// An Autotask with default picklists in memory.
@@ -266,6 +319,16 @@ impl FakePsa {
 
     pub fn api_writes(&self) -> usize {
         self.state.lock().unwrap().writes
+    }
+
+    /// Sets a ticket's `lastActivityDate` (the fake has no clock of its own).
+    pub fn set_activity(&self, id: i64, at: DateTime<Utc>) {
+        self.edit(id, |t| t.last_activity = Some(at));
+    }
+
+    /// The `since` of every change query, oldest first.
+    pub fn change_queries(&self) -> Vec<DateTime<Utc>> {
+        self.state.lock().unwrap().change_queries.clone()
     }
 }
 
@@ -387,6 +450,21 @@ impl Psa for FakePsa {
             "priority" => picklist(&[(1, "High"), (2, "Medium"), (3, "Low"), (4, "Critical")]),
             _ => Vec::new(),
         })
+    }
+    async fn tickets_changed_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(i64, DateTime<Utc>)>, ApiError> {
+        let mut s = self.state.lock().unwrap();
+        s.change_queries.push(since);
+        let mut changed: Vec<(i64, DateTime<Utc>)> = s
+            .tickets
+            .values()
+            .filter_map(|t| Some((t.id, t.last_activity?)))
+            .filter(|(_, at)| *at > since)
+            .collect();
+        changed.sort_by_key(|(id, at)| (*at, *id));
+        Ok(changed)
     }
 }
 

@@ -10,7 +10,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::error::SyncError;
 use crate::model::SyncJob;
-use crate::ports::{Clock, Connectors, Queue, Secrets, Store};
+use crate::ports::{Clock, Connectors, Delivery, Queue, Secrets, Store};
 use crate::repo::{LogLevel, Repo, SyncLogEntry};
 use crate::sync::{sync_job, StepFailure, SyncContext, SyncReport};
 
@@ -36,7 +36,7 @@ pub enum JobOutcome {
 }
 
 /// First retry delay; doubles per receive up to `MAX_BACKOFF`.
-const BASE_BACKOFF: Duration = Duration::from_secs(2);
+pub const BASE_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
 /// A permanent failure is retried this slowly: time for an admin to fix a
 /// mapping before the message reaches the DLQ.
@@ -45,10 +45,14 @@ pub const PERMANENT_RETRY: Duration = Duration::from_secs(5 * 60);
 /// Exponential backoff with jitter (half fixed, half random) so a burst of
 /// failures does not come back as a burst.
 pub fn backoff(receive_count: u32) -> Duration {
+    backoff_from(BASE_BACKOFF, receive_count)
+}
+
+/// [`backoff`] from another first delay (tests under heavy fault injection
+/// shorten it so that dozens of retries fit in seconds).
+pub fn backoff_from(base: Duration, receive_count: u32) -> Duration {
     let exponent = receive_count.saturating_sub(1).min(16);
-    let full = BASE_BACKOFF
-        .saturating_mul(1u32 << exponent)
-        .min(MAX_BACKOFF);
+    let full = base.saturating_mul(1u32 << exponent).min(MAX_BACKOFF);
     let half = full / 2;
     half + rand::thread_rng().gen_range(Duration::ZERO..=half)
 }
@@ -61,6 +65,7 @@ pub struct Worker {
     connectors: Arc<dyn Connectors>,
     clock: Arc<dyn Clock>,
     permanent_retry: Duration,
+    backoff_base: Duration,
 }
 
 impl Worker {
@@ -76,6 +81,7 @@ impl Worker {
             connectors,
             clock,
             permanent_retry: PERMANENT_RETRY,
+            backoff_base: BASE_BACKOFF,
         }
     }
 
@@ -84,6 +90,18 @@ impl Worker {
     pub fn with_permanent_retry(mut self, delay: Duration) -> Self {
         self.permanent_retry = delay;
         self
+    }
+
+    /// First delay of the exponential backoff after a transient failure
+    /// (default [`BASE_BACKOFF`]).
+    pub fn with_backoff_base(mut self, base: Duration) -> Self {
+        self.backoff_base = base;
+        self
+    }
+
+    /// The delay before retry number `receive_count` after a transient failure.
+    pub fn backoff(&self, receive_count: u32) -> Duration {
+        backoff_from(self.backoff_base, receive_count)
     }
 
     /// Processes one job; `receive_count` is how often the queue delivered it.
@@ -195,9 +213,13 @@ impl Worker {
                 JobOutcome::Done
             }
             Err(StepFailure { step, error }) if error.is_retryable() => {
+                // `Retry-After` is a floor, not the delay: a rate limit that
+                // keeps answering "in 1 s" must not burn through the receive
+                // limit in seconds and dead-letter a healthy job.
+                let backoff = self.backoff(receive_count);
                 let delay = error
                     .retry_after()
-                    .unwrap_or_else(|| backoff(receive_count));
+                    .map_or(backoff, |after| after.max(backoff));
                 warn!(step, %error, delay_ms = delay.as_millis() as u64, "transient failure; will retry");
                 // Repeated transient failures are worth an admin's eye too.
                 if receive_count >= 3 {
@@ -245,7 +267,10 @@ impl Worker {
 
     /// Pulls jobs from `queue` until `shutdown` resolves, processing up to
     /// `concurrency` messages at a time (the local process and tests; Lambda
-    /// gets its batches from the SQS event source instead).
+    /// gets its batches from the SQS event source instead). Jobs run inside
+    /// this future: dropping it (a crash, an aborted task) stops them all
+    /// where they are, and their messages come back after the visibility
+    /// timeout. A clean shutdown lets running jobs finish first.
     pub async fn run_queue(
         &self,
         queue: Arc<dyn Queue>,
@@ -253,8 +278,11 @@ impl Worker {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut running = tokio::task::JoinSet::new();
         let mut shutdown = shutdown;
         loop {
+            // Reap finished jobs so the set does not grow without bound.
+            while running.try_join_next().is_some() {}
             if *shutdown.borrow() {
                 break;
             }
@@ -279,30 +307,36 @@ impl Worker {
                     .expect("semaphore open");
                 let worker = self.clone();
                 let queue = queue.clone();
-                tokio::spawn(async move {
-                    let outcome = worker.process(&delivery.job, delivery.receive_count).await;
-                    let result = match outcome {
-                        JobOutcome::Done => queue.complete(&delivery.receipt).await,
-                        JobOutcome::Reroute(next) => match queue.send(&next).await {
-                            Ok(()) => queue.complete(&delivery.receipt).await,
-                            Err(err) => {
-                                error!(%err, "could not reroute; retrying the original");
-                                queue
-                                    .retry_later(&delivery.receipt, backoff(delivery.receive_count))
-                                    .await
-                            }
-                        },
-                        JobOutcome::RetryAfter(delay)
-                        | JobOutcome::Failed {
-                            retry_after: delay, ..
-                        } => queue.retry_later(&delivery.receipt, delay).await,
-                    };
-                    if let Err(err) = result {
-                        error!(%err, "could not settle the message; it will be redelivered");
-                    }
+                running.spawn(async move {
+                    worker.settle(queue.as_ref(), &delivery).await;
                     drop(permit);
                 });
             }
+        }
+        while running.join_next().await.is_some() {}
+    }
+
+    /// Processes one delivery and tells the queue what became of it.
+    async fn settle(&self, queue: &dyn Queue, delivery: &Delivery) {
+        let outcome = self.process(&delivery.job, delivery.receive_count).await;
+        let result = match outcome {
+            JobOutcome::Done => queue.complete(&delivery.receipt).await,
+            JobOutcome::Reroute(next) => match queue.send(&next).await {
+                Ok(()) => queue.complete(&delivery.receipt).await,
+                Err(err) => {
+                    error!(%err, "could not reroute; retrying the original");
+                    queue
+                        .retry_later(&delivery.receipt, self.backoff(delivery.receive_count))
+                        .await
+                }
+            },
+            JobOutcome::RetryAfter(delay)
+            | JobOutcome::Failed {
+                retry_after: delay, ..
+            } => queue.retry_later(&delivery.receipt, delay).await,
+        };
+        if let Err(err) = result {
+            error!(%err, "could not settle the message; it will be redelivered");
         }
     }
 }

@@ -274,6 +274,75 @@ async fn notes_page_through_and_keep_their_visibility() {
 }
 
 #[tokio::test]
+async fn changed_tickets_page_through_and_notes_move_their_last_activity() {
+    let (sandbox, client, company) = setup().await;
+    let before = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    let mut ids = Vec::new();
+    // One more than a page of 500.
+    for n in 0..501 {
+        ids.push(
+            client
+                .create_ticket(&new_ticket(&sandbox, company, &format!("zendesk:{n}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let calls = sandbox.api_calls();
+    let changed = client.tickets_changed_since(before).await.unwrap();
+    assert_eq!(sandbox.api_calls() - calls, 2, "two pages");
+    let mut got: Vec<i64> = changed.iter().map(|(id, _)| *id).collect();
+    got.sort_unstable();
+    assert_eq!(got, ids);
+    for (id, at) in &changed {
+        let stored = sandbox.ticket(*id).unwrap().last_activity_date;
+        assert_eq!(at.timestamp_millis(), stored.timestamp_millis());
+    }
+    let newest = changed.iter().map(|(_, at)| *at).max().unwrap();
+
+    // A technician's note moves its ticket's lastActivityDate past every other.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let tech = sandbox.add_resource("Tess Technician");
+    let noted = ids[17];
+    sandbox.add_note(noted, tech, "Called the customer", "Back tomorrow", false);
+    let calls = sandbox.api_calls();
+    let changed = client.tickets_changed_since(newest).await.unwrap();
+    assert_eq!(sandbox.api_calls() - calls, 1);
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0].0, noted);
+    assert!(changed[0].1 > newest);
+}
+
+#[tokio::test]
+async fn change_queries_ask_only_for_the_id_and_last_activity() {
+    let (sandbox, client, company) = setup().await;
+    client
+        .create_ticket(&new_ticket(&sandbox, company, "zendesk:1"))
+        .await
+        .unwrap();
+    // The same body the client sends, answered by the sandbox directly.
+    let response: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}Tickets/query", client.base_url()))
+        .header("UserName", "sync@msp.example")
+        .header("Secret", "api-secret-1")
+        .header("ApiIntegrationCode", "INTEGRATION-CODE-1")
+        .json(&serde_json::json!({
+            "MaxRecords": 500,
+            "IncludeFields": ["id", "lastActivityDate"],
+            "filter": [{"op": "gt", "field": "lastActivityDate", "value": "2000-01-01T00:00:00.000Z"}],
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let item = response["items"][0].as_object().unwrap();
+    let mut keys: Vec<&str> = item.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, vec!["id", "lastActivityDate"]);
+}
+
+#[tokio::test]
 async fn configuration_items_resolve_to_their_company() {
     let (sandbox, client, company) = setup().await;
     sandbox.add_configuration_item(company, "cluster-eu-1");

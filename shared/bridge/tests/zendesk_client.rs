@@ -13,8 +13,8 @@ use bridge::connectors::zendesk::{
 };
 use bridge::error::ApiError;
 use bridge::model::Visibility;
-use bridge::ports::ServiceDesk;
-use chrono::Utc;
+use bridge::ports::{DeskCursor, ServiceDesk};
+use chrono::{TimeDelta, Utc};
 use sandbox::zendesk::{NewTicket, ZendeskSandbox, ZendeskSandboxConfig};
 use tokio::sync::mpsc;
 
@@ -241,6 +241,116 @@ async fn server_errors_are_retryable() {
 
     sandbox.faults().clear();
     assert_eq!(desk.list_comments(id).await.unwrap().len(), 1);
+}
+
+fn ten_minutes_ago() -> DeskCursor {
+    DeskCursor::StartTime(Utc::now() - TimeDelta::minutes(10))
+}
+
+#[tokio::test]
+async fn the_change_feed_pages_to_the_end_and_resumes_from_its_cursor() {
+    let sandbox = sandbox().await;
+    sandbox.set_export_lag(Duration::ZERO);
+    sandbox.set_export_page_cap(2);
+    let ids: Vec<u64> = (0..5).map(|_| ticket(&sandbox, None)).collect();
+    let desk = client(&sandbox, TOKEN);
+
+    let calls = sandbox.api_calls();
+    let changes = desk.changed_tickets(&ten_minutes_ago()).await.unwrap();
+    assert_eq!(changes.ticket_ids, ids, "oldest change first, each once");
+    assert!(changes.complete);
+    assert_eq!(changes.pages, 3, "five tickets at two per page");
+    assert_eq!(sandbox.api_calls() - calls, 3);
+    let cursor = changes.next.clone();
+    assert!(matches!(cursor, DeskCursor::Cursor(_)), "{cursor:?}");
+
+    // Nothing changed: one call, nothing returned, the same position.
+    let idle = desk.changed_tickets(&cursor).await.unwrap();
+    assert!(idle.ticket_ids.is_empty() && idle.complete);
+    assert_eq!((idle.pages, &idle.next), (1, &cursor));
+
+    // A comment and a new external id each move their ticket after the cursor.
+    sandbox.add_comment(ids[3], "Agent Alex", "On it", false);
+    desk.set_external_id(ids[1], "autotask:7001").await.unwrap();
+    let later = desk.changed_tickets(&cursor).await.unwrap();
+    assert_eq!(later.ticket_ids, vec![ids[3], ids[1]]);
+    assert_ne!(later.next, cursor);
+}
+
+#[tokio::test]
+async fn changes_inside_the_export_lag_wait_for_the_next_export() {
+    let sandbox = sandbox().await;
+    let lag = Duration::from_millis(1500);
+    sandbox.set_export_lag(lag);
+    let first = ticket(&sandbox, None);
+    tokio::time::sleep(lag).await;
+    let desk = client(&sandbox, TOKEN);
+    let changes = desk.changed_tickets(&ten_minutes_ago()).await.unwrap();
+    assert_eq!(changes.ticket_ids, vec![first]);
+
+    // Too recent for this export: the cursor stays before it, so it is not lost.
+    let second = ticket(&sandbox, None);
+    let early = desk.changed_tickets(&changes.next).await.unwrap();
+    assert!(early.ticket_ids.is_empty());
+    assert_eq!(early.next, changes.next);
+    tokio::time::sleep(lag).await;
+    let late = desk.changed_tickets(&early.next).await.unwrap();
+    assert_eq!(late.ticket_ids, vec![second]);
+
+    // Zendesk refuses a start time inside the lag.
+    let err = desk
+        .changed_tickets(&DeskCursor::StartTime(Utc::now()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ApiError::Rejected { status: 400, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn deleted_tickets_are_left_out_of_the_change_feed() {
+    let sandbox = sandbox().await;
+    sandbox.set_export_lag(Duration::ZERO);
+    let kept = ticket(&sandbox, None);
+    let gone = ticket(&sandbox, None);
+    sandbox.delete_ticket(gone);
+    let changes = client(&sandbox, TOKEN)
+        .changed_tickets(&ten_minutes_ago())
+        .await
+        .unwrap();
+    assert_eq!(changes.ticket_ids, vec![kept]);
+}
+
+#[tokio::test]
+async fn the_export_rate_limit_keeps_what_earlier_pages_returned() {
+    let sandbox = sandbox().await;
+    sandbox.set_export_lag(Duration::ZERO);
+    sandbox.set_export_page_cap(1);
+    sandbox.set_export_rate_limit(2);
+    let ids: Vec<u64> = (0..4).map(|_| ticket(&sandbox, None)).collect();
+    let desk = client(&sandbox, TOKEN);
+
+    // Two pages fit in the minute; the third answers 429. What the first two
+    // returned is kept and the cursor points just past it.
+    let partial = desk.changed_tickets(&ten_minutes_ago()).await.unwrap();
+    assert_eq!(partial.ticket_ids, ids[..2].to_vec());
+    assert!(!partial.complete);
+    assert_eq!(partial.pages, 2);
+
+    // Throttled on the first page: nothing to keep, a retryable error.
+    let err = desk.changed_tickets(&partial.next).await.unwrap_err();
+    assert!(matches!(err, ApiError::RateLimited { .. }), "{err:?}");
+    let wait = err.retry_after().unwrap();
+    assert!(
+        wait > Duration::from_secs(50) && wait <= Duration::from_secs(60),
+        "{wait:?}"
+    );
+
+    sandbox.set_export_rate_limit(10);
+    let rest = desk.changed_tickets(&partial.next).await.unwrap();
+    assert_eq!(rest.ticket_ids, ids[2..].to_vec());
+    assert!(rest.complete);
 }
 
 /// What the test receiver saw.

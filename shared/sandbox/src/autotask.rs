@@ -7,6 +7,9 @@
 //!   `UserName`/`Secret`/`ApiIntegrationCode` headers (401 otherwise) and
 //!   passing through the fault middleware.
 //! - Validation errors answer 500 with `{"errors": [...]}`, as Autotask does.
+//! - Queries take `filter`, `MaxRecords` and `IncludeFields` (only those fields
+//!   are returned, `id` always among them); `nextPageUrl` carries all three.
+//! - A ticket's `lastActivityDate` moves on every change and every note.
 //! - Changes, by the API user or by a technician through the Rust methods, fire
 //!   the configured extension callout (form data, HTTP Basic) and REST webhook
 //!   (JSON, `X-Hook-Signature: sha1=<base64 HMAC-SHA1>`), the webhook skipped
@@ -1391,6 +1394,40 @@ fn run_query(s: Ctx, entity: Entity, body: Map<String, Value>, offset: usize) ->
         .map(|m| m.clamp(1, QUERY_PAGE_MAX as i64) as usize)
         .unwrap_or(QUERY_PAGE_MAX);
     let known = entity.fields();
+    let include: Option<Vec<String>> = match get_ci(&body, "IncludeFields") {
+        None => None,
+        Some(Value::Array(names)) => {
+            let mut fields = vec!["id".to_owned()];
+            for name in names {
+                let Some(name) = name.as_str() else {
+                    return errors(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        vec!["IncludeFields must be a list of field names.".to_owned()],
+                    );
+                };
+                match known.iter().find(|k| k.eq_ignore_ascii_case(name)) {
+                    Some(field) if !fields.contains(field) => fields.push(field.clone()),
+                    Some(_) => {}
+                    None => {
+                        return errors(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            vec![format!(
+                                "Unable to find {name} in the {} entity.",
+                                entity.path()
+                            )],
+                        )
+                    }
+                }
+            }
+            Some(fields)
+        }
+        Some(_) => {
+            return errors(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                vec!["IncludeFields must be a list of field names.".to_owned()],
+            )
+        }
+    };
     let rows = s.db().rows(entity);
     let mut matched = Vec::new();
     for row in rows {
@@ -1407,10 +1444,23 @@ fn run_query(s: Ctx, entity: Entity, body: Map<String, Value>, offset: usize) ->
             }
         }
         if keep {
-            matched.push(row);
+            matched.push(match &include {
+                Some(fields) => Value::Object(
+                    object
+                        .iter()
+                        .filter(|(k, _)| fields.contains(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                None => row,
+            });
         }
     }
-    let search = json!({ "filter": filter, "MaxRecords": size }).to_string();
+    let mut search = json!({ "filter": filter, "MaxRecords": size });
+    if let Some(fields) = &include {
+        search["IncludeFields"] = json!(fields);
+    }
+    let search = search.to_string();
     let base = s.base_url().to_owned();
     let link = move |offset: usize| {
         let query = serde_urlencoded::to_string([

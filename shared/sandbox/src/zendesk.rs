@@ -5,7 +5,10 @@
 //! `GET/PUT /api/v2/tickets/{id}.json`, `POST /api/v2/tickets.json`,
 //! `GET /api/v2/tickets/{id}/comments.json` with cursor pagination
 //! (`page[size]` ≤ 100, `page[after]`, `meta.has_more`, `links.next`,
-//! `include=users`), and the error bodies `{"error","description"[,"details"]}`.
+//! `include=users`), the cursor-based incremental ticket export
+//! (`GET /api/v2/incremental/tickets/cursor.json`: `start_time` or `cursor`,
+//! `per_page` ≤ 1000, `exclude_deleted`, the most recent minute left out, 10
+//! requests a minute), and the error bodies `{"error","description"[,"details"]}`.
 //!
 //! Every ticket creation, field change and comment, whether made through the
 //! API or through the Rust methods (which stand for agents and end users in
@@ -13,9 +16,9 @@
 //! (`zen:event-type:ticket.created`, `ticket.comment_added`,
 //! `ticket.subject_changed`, …) through the fault plan of [`Faults`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -34,6 +37,8 @@ use sha2::Sha256;
 use crate::faults::{apply_faults, deliver_webhook, Faults};
 
 const MAX_PAGE: usize = 100;
+/// Largest page of the incremental export.
+const MAX_EXPORT_PAGE: usize = 1000;
 const PRIORITIES: [&str; 4] = ["urgent", "high", "normal", "low"];
 const STATUSES: [&str; 6] = ["new", "open", "pending", "hold", "solved", "closed"];
 
@@ -258,6 +263,37 @@ impl ZendeskSandbox {
         self.lock().api_calls
     }
 
+    /// How recent a change must not be to appear in the incremental export.
+    /// Zendesk leaves out the most recent minute (the default); a shorter lag
+    /// lets tests sweep right after a change.
+    pub fn set_export_lag(&self, lag: Duration) {
+        self.lock().export_lag = lag;
+    }
+
+    /// Export requests allowed per minute (Zendesk: 10); more answer 429.
+    pub fn set_export_rate_limit(&self, per_minute: u32) {
+        self.lock().export_rate_limit = per_minute;
+    }
+
+    /// Caps the export's page size below Zendesk's 1000, to exercise paging.
+    pub fn set_export_page_cap(&self, cap: usize) {
+        self.lock().export_page_cap = cap.clamp(1, MAX_EXPORT_PAGE);
+    }
+
+    /// An agent deletes a ticket: the API no longer serves it, and the
+    /// export reports it with status `deleted` unless `exclude_deleted=true`.
+    /// Panics if the ticket does not exist.
+    pub fn delete_ticket(&self, id: u64) {
+        let mut inner = self.lock();
+        let mut ticket = inner
+            .tickets
+            .remove(&id)
+            .unwrap_or_else(|| panic!("delete_ticket: no ticket {id}"));
+        ticket.status = "deleted".to_owned();
+        ticket.updated_at = inner.tick();
+        inner.deleted.insert(id, ticket);
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.shared.state.lock().expect("sandbox state poisoned")
     }
@@ -336,6 +372,14 @@ struct Inner {
     next_event_id: u64,
     next_user_id: u64,
     api_calls: u64,
+    /// Newest change time handed out; change times strictly increase, so the
+    /// export's (updated_at, id) order never puts a new change behind a cursor.
+    last_change: DateTime<Utc>,
+    deleted: BTreeMap<u64, Ticket>,
+    export_lag: Duration,
+    export_rate_limit: u32,
+    export_page_cap: usize,
+    export_calls: VecDeque<Instant>,
 }
 
 struct NewComment {
@@ -382,6 +426,8 @@ enum ApiFailure {
     NotFound,
     BadRequest(String),
     Invalid(Vec<(&'static str, String)>),
+    /// 429 with this `Retry-After` (seconds).
+    RateLimited(u64),
 }
 
 impl IntoResponse for ApiFailure {
@@ -390,6 +436,13 @@ impl IntoResponse for ApiFailure {
             ApiFailure::NotFound => (
                 StatusCode::NOT_FOUND,
                 Json(json!({"error": "RecordNotFound", "description": "Not found"})),
+            )
+                .into_response(),
+            ApiFailure::RateLimited(retry_after) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, retry_after.to_string())],
+                Json(json!({"error": "APIRateLimitExceeded",
+                    "description": "Number of allowed incremental export API requests per minute exceeded"})),
             )
                 .into_response(),
             ApiFailure::BadRequest(description) => (
@@ -462,6 +515,12 @@ impl Inner {
             next_event_id: 5_000_000_001,
             next_user_id: 7_000_000_001,
             api_calls: 0,
+            last_change: DateTime::UNIX_EPOCH,
+            deleted: BTreeMap::new(),
+            export_lag: Duration::from_secs(60),
+            export_rate_limit: 10,
+            export_page_cap: MAX_EXPORT_PAGE,
+            export_calls: VecDeque::new(),
         };
         inner.api_user_id =
             inner.add_user(config.agent_email.clone(), config.agent_email, Role::Agent);
@@ -488,6 +547,36 @@ impl Inner {
                 self.add_user(name.to_owned(), format!("{slug}@example.com"), role)
             }
         }
+    }
+
+    fn tick(&mut self) -> DateTime<Utc> {
+        let now = Utc::now().max(self.last_change + chrono::TimeDelta::nanoseconds(1));
+        self.last_change = now;
+        now
+    }
+
+    /// Counts an export request against the per-minute limit; the error is
+    /// the `Retry-After` in seconds.
+    fn take_export_call(&mut self) -> Result<(), u64> {
+        let now = Instant::now();
+        let window = Duration::from_secs(60);
+        while self
+            .export_calls
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= window)
+        {
+            self.export_calls.pop_front();
+        }
+        if self.export_calls.len() >= self.export_rate_limit as usize {
+            let oldest = *self
+                .export_calls
+                .front()
+                .expect("limit reached, so not empty");
+            let wait = window.saturating_sub(now.duration_since(oldest));
+            return Err(wait.as_secs_f64().ceil().max(1.0) as u64);
+        }
+        self.export_calls.push_back(now);
+        Ok(())
     }
 
     fn next_event(&mut self) -> u64 {
@@ -622,7 +711,7 @@ impl Inner {
     }
 
     fn create(&mut self, spec: CreateSpec, via_api: bool) -> (Ticket, AuditRecord, Hooks) {
-        let now = Utc::now();
+        let now = self.tick();
         let id = self.next_ticket_id;
         self.next_ticket_id += 1;
         let audit_id = self.next_event();
@@ -703,7 +792,7 @@ impl Inner {
             return Err(ApiFailure::Invalid(problems));
         }
 
-        let now = Utc::now();
+        let now = self.tick();
         let audit_id = self.next_event();
         let mut events = Vec::new();
         // (event type suffix, event object) per webhook, sent after the ticket is saved.
@@ -864,6 +953,10 @@ fn router(shared: Arc<Shared>) -> Router {
             get(show_ticket).put(update_ticket_api),
         )
         .route("/api/v2/tickets/{id}/comments.json", get(list_comments))
+        .route(
+            "/api/v2/incremental/tickets/cursor.json",
+            get(export_tickets),
+        )
         .fallback(|| async { ApiFailure::NotFound })
         .layer(axum::middleware::from_fn_with_state(faults, apply_faults))
         .with_state(shared)
@@ -1185,6 +1278,139 @@ async fn list_comments(
     })
 }
 
+/// Where an export continues: on or after a start time, or after the
+/// (updated_at, id) position a cursor names.
+#[derive(Clone, Copy)]
+enum ExportFrom {
+    Start(DateTime<Utc>),
+    After(DateTime<Utc>, u64),
+}
+
+/// Opaque to clients; like Zendesk's, it encodes `<time>||<id>|` in base64.
+fn export_cursor(ticket: &Ticket) -> String {
+    let at = ticket.updated_at;
+    BASE64.encode(format!(
+        "{}.{:09}||{}|",
+        at.timestamp(),
+        at.timestamp_subsec_nanos(),
+        ticket.id
+    ))
+}
+
+fn parse_export_cursor(cursor: &str) -> Option<(DateTime<Utc>, u64)> {
+    let raw = String::from_utf8(BASE64.decode(cursor).ok()?).ok()?;
+    let (time, rest) = raw.split_once("||")?;
+    let (secs, nanos) = time.split_once('.')?;
+    let at = DateTime::from_timestamp(secs.parse().ok()?, nanos.parse().ok()?)?;
+    Some((at, rest.strip_suffix('|')?.parse().ok()?))
+}
+
+async fn export_tickets(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_owned();
+    with_api(&shared, &headers, |inner| {
+        let params: HashMap<String, String> =
+            serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
+                .map_err(|_| ApiFailure::BadRequest("Invalid query string".to_owned()))?;
+        inner.take_export_call().map_err(ApiFailure::RateLimited)?;
+        let now = Utc::now();
+        let lag = chrono::TimeDelta::from_std(inner.export_lag).unwrap_or_default();
+        let from = match (params.get("cursor"), params.get("start_time")) {
+            (Some(cursor), _) => {
+                let (at, id) = parse_export_cursor(cursor).ok_or_else(|| {
+                    ApiFailure::BadRequest("cursor is not a valid cursor".to_owned())
+                })?;
+                ExportFrom::After(at, id)
+            }
+            (None, Some(start)) => {
+                let at = start
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|secs| DateTime::from_timestamp(secs, 0))
+                    .ok_or_else(|| {
+                        ApiFailure::BadRequest("start_time must be a Unix epoch time".to_owned())
+                    })?;
+                if at > now - lag.max(chrono::TimeDelta::zero()) {
+                    return Err(ApiFailure::BadRequest(
+                        "Too recent start_time. Use a start_time at least one minute in the past"
+                            .to_owned(),
+                    ));
+                }
+                ExportFrom::Start(at)
+            }
+            (None, None) => {
+                return Err(ApiFailure::BadRequest(
+                    "start_time or cursor is required".to_owned(),
+                ))
+            }
+        };
+        let per_page = match params.get("per_page") {
+            None => MAX_EXPORT_PAGE,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    ApiFailure::BadRequest("per_page must be a positive integer".to_owned())
+                })?,
+        }
+        .min(inner.export_page_cap);
+        let exclude_deleted = params
+            .get("exclude_deleted")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+
+        let until = now - lag;
+        let mut rows: Vec<&Ticket> = inner
+            .tickets
+            .values()
+            .chain(inner.deleted.values().filter(|_| !exclude_deleted))
+            .filter(|t| t.updated_at <= until)
+            .filter(|t| match from {
+                ExportFrom::Start(at) => t.updated_at >= at,
+                ExportFrom::After(at, id) => (t.updated_at, t.id) > (at, id),
+            })
+            .collect();
+        rows.sort_by_key(|t| (t.updated_at, t.id));
+        let end_of_stream = rows.len() <= per_page;
+        rows.truncate(per_page);
+        let after_cursor = match (rows.last(), from) {
+            (Some(last), _) => Some(export_cursor(last)),
+            // Nothing new after a cursor: the same position again.
+            (None, ExportFrom::After(..)) => params.get("cursor").cloned(),
+            (None, ExportFrom::Start(_)) => None,
+        };
+        let after_url = after_cursor.as_ref().map(|c| {
+            let query = serde_urlencoded::to_string([("cursor", c.as_str())])
+                .expect("strings encode as form data");
+            format!("http://{host}/api/v2/incremental/tickets/cursor.json?{query}")
+        });
+        let tickets: Vec<Value> = rows
+            .iter()
+            .map(|t| {
+                let mut json = inner.ticket_json(t);
+                json["generated_timestamp"] = json!(t.updated_at.timestamp());
+                json
+            })
+            .collect();
+        let body = json!({
+            "tickets": tickets,
+            "after_cursor": after_cursor,
+            "after_url": after_url,
+            "before_cursor": null,
+            "before_url": null,
+            "end_of_stream": end_of_stream,
+        });
+        Ok((Json(body).into_response(), None))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1290,6 +1516,66 @@ mod tests {
             json!({"error": "RecordNotFound", "description": "Not found"})
         );
         assert_eq!(sandbox.api_calls(), 4);
+    }
+
+    #[tokio::test]
+    async fn export_reports_deleted_tickets_unless_excluded() {
+        let sandbox = ZendeskSandbox::start(config()).await.unwrap();
+        sandbox.set_export_lag(Duration::ZERO);
+        let new = |s: &str| NewTicket {
+            subject: s.into(),
+            description: "d".into(),
+            requester_name: "Ann".into(),
+            ..NewTicket::default()
+        };
+        let kept = sandbox.create_ticket(new("kept"));
+        let gone = sandbox.create_ticket(new("gone"));
+        sandbox.delete_ticket(gone);
+        let export = |extra: &'static str| {
+            let start = (Utc::now() - chrono::TimeDelta::minutes(5)).timestamp();
+            api(
+                &sandbox,
+                reqwest::Method::GET,
+                &format!("/api/v2/incremental/tickets/cursor.json?start_time={start}{extra}"),
+            )
+            .send()
+        };
+        let all: Value = export("").await.unwrap().json().await.unwrap();
+        let statuses: Vec<(u64, &str)> = all["tickets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["id"].as_u64().unwrap(), t["status"].as_str().unwrap()))
+            .collect();
+        assert_eq!(statuses, vec![(kept, "new"), (gone, "deleted")]);
+        assert_eq!(all["end_of_stream"], true);
+        assert!(all["after_url"].as_str().unwrap().contains("cursor="));
+        let live: Value = export("&exclude_deleted=true")
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(live["tickets"].as_array().unwrap().len(), 1);
+        // The deleted ticket is gone from the rest of the API.
+        let response = api(
+            &sandbox,
+            reqwest::Method::GET,
+            &format!("/api/v2/tickets/{gone}.json"),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(response.status(), 404);
+        let response = api(
+            &sandbox,
+            reqwest::Method::GET,
+            "/api/v2/incremental/tickets/cursor.json",
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(response.status(), 400, "start_time or cursor is required");
     }
 
     #[tokio::test]

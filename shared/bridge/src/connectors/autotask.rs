@@ -10,6 +10,9 @@
 //!   so a 500 whose message is clearly a validation error is permanent.
 //! - Queries page by `pageDetails.nextPageUrl` (a GET, same headers, up to 500
 //!   records per page).
+//! - Changes: `POST Tickets/query` on `lastActivityDate gt <since>` (UTC; the date
+//!   moves on any change, note or time entry) with `IncludeFields` so a page of
+//!   500 stays small.
 //! - Note visibility is the `publish` picklist of TicketNotes: "All Autotask
 //!   Users" is the customer-visible state; everything else ("Internal Only",
 //!   "Internal Project Team", "Internal & Co-Managed") is internal.
@@ -898,6 +901,49 @@ impl Psa for AutotaskClient {
             tracing::warn!(reference, companies = ?companies, "reference number matches items of several companies");
         }
         Ok(chosen.and_then(|ci| ci.company_id))
+    }
+
+    #[tracing::instrument(skip(self), fields(system = SYSTEM))]
+    async fn tickets_changed_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(i64, DateTime<Utc>)>, ApiError> {
+        #[derive(Deserialize)]
+        struct Changed {
+            id: i64,
+            #[serde(
+                rename = "lastActivityDate",
+                default,
+                deserialize_with = "lenient_time"
+            )]
+            last_activity_date: Option<DateTime<Utc>>,
+        }
+        let body = json!({
+            "MaxRecords": PAGE_SIZE,
+            // Autotask requires the id among the fields once results span pages.
+            "IncludeFields": ["id", "lastActivityDate"],
+            "filter": [{
+                "op": "gt",
+                "field": "lastActivityDate",
+                "value": since.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            }],
+        });
+        let what = "ticket change query";
+        let first: Page<Changed> = self
+            .call(Method::POST, &self.url("Tickets/query"), Some(&body), what)
+            .await?;
+        let changed = self.follow(first, what).await?;
+        tracing::debug!(count = changed.len(), "read autotask ticket changes");
+        changed
+            .into_iter()
+            .map(|t| {
+                let at = t.last_activity_date.ok_or_else(|| ApiError::Malformed {
+                    system: SYSTEM,
+                    message: format!("changed ticket {} has no lastActivityDate", t.id),
+                })?;
+                Ok((t.id, at))
+            })
+            .collect()
     }
 
     #[tracing::instrument(skip(self), fields(system = SYSTEM))]

@@ -2,6 +2,7 @@
 //! contracts, plus the parsers and signature checks of their incoming calls.
 
 pub mod autotask;
+pub mod budget;
 pub mod http;
 pub mod zendesk;
 
@@ -14,7 +15,9 @@ use async_trait::async_trait;
 use crate::config::{TenantConfig, TenantSecrets};
 use crate::error::SyncError;
 use crate::model::TenantId;
-use crate::ports::{Connectors, Psa, ServiceDesk};
+use crate::ports::{Connectors, Psa, ServiceDesk, SystemClock};
+
+use budget::{AutotaskBudget, AutotaskBudgets};
 
 /// How long a tenant's Autotask client (its zone discovery and picklist cache)
 /// is reused before it is built afresh.
@@ -42,11 +45,13 @@ struct Cached {
     psa: Arc<dyn Psa>,
 }
 
-/// The real connectors: one shared HTTP client (connection pool) and one
-/// cached Autotask client per tenant.
+/// The real connectors: one shared HTTP client (connection pool), one cached
+/// Autotask client per tenant, and one Autotask request budget per tenant
+/// that every Autotask client of that tenant in this process draws on.
 pub struct HttpConnectors {
     http: reqwest::Client,
     psa_clients: Mutex<HashMap<TenantId, Cached>>,
+    budgets: AutotaskBudgets,
 }
 
 impl Default for HttpConnectors {
@@ -60,7 +65,14 @@ impl HttpConnectors {
         Self {
             http,
             psa_clients: Mutex::new(HashMap::new()),
+            budgets: AutotaskBudgets::default(),
         }
+    }
+
+    /// Replaces the default per-tenant Autotask budget.
+    pub fn with_autotask_budget(mut self, budget: AutotaskBudget) -> Self {
+        self.budgets = AutotaskBudgets::new(budget, Arc::new(SystemClock));
+        self
     }
 }
 
@@ -91,6 +103,9 @@ impl Connectors for HttpConnectors {
                 return Ok(cached.psa.clone());
             }
         }
+        let limiter = self.budgets.for_tenant(&config.id);
+        // Zone discovery is a request too: it counts against the budget.
+        let admission = limiter.admit().await?;
         let client: Arc<dyn Psa> = Arc::new(
             autotask::AutotaskClient::connect(
                 self.http.clone(),
@@ -101,6 +116,8 @@ impl Connectors for HttpConnectors {
             )
             .await?,
         );
+        drop(admission);
+        let client: Arc<dyn Psa> = Arc::new(budget::BudgetedPsa::new(client, limiter));
         self.psa_clients.lock().unwrap().insert(
             config.id.clone(),
             Cached {
