@@ -39,12 +39,28 @@ pub struct Resources {
 }
 
 /// Builds worlds on DynamoDB, SQS and Secrets Manager.
-#[derive(Default)]
 pub struct AwsBackend {
     created: Mutex<Option<Resources>>,
+    receive_limit: u32,
+    visibility: Duration,
+}
+
+impl Default for AwsBackend {
+    fn default() -> Self {
+        Self::with_queue(RECEIVE_LIMIT, VISIBILITY_TIMEOUT)
+    }
 }
 
 impl AwsBackend {
+    /// A backend whose job queue has this receive limit and visibility timeout.
+    pub fn with_queue(receive_limit: u32, visibility: Duration) -> Self {
+        Self {
+            created: Mutex::new(None),
+            receive_limit,
+            visibility,
+        }
+    }
+
     /// The resources of the last world built.
     pub fn resources(&self) -> Resources {
         self.created
@@ -100,7 +116,12 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str) -> anyhow::
 }
 
 /// The job queue and its DLQ, shaped as template.yaml declares them.
-async fn create_queues(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<(String, String)> {
+async fn create_queues(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    receive_limit: u32,
+    visibility: Duration,
+) -> anyhow::Result<(String, String)> {
     let fifo = |name: String| {
         sqs.create_queue()
             .queue_name(name)
@@ -125,12 +146,12 @@ async fn create_queues(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<
         .context("DLQ arn")?;
     let redrive = serde_json::json!({
         "deadLetterTargetArn": dlq_arn,
-        "maxReceiveCount": RECEIVE_LIMIT,
+        "maxReceiveCount": receive_limit,
     });
     let queue_url = fifo(format!("{name}.fifo"))
         .attributes(
             QueueAttributeName::VisibilityTimeout,
-            VISIBILITY_TIMEOUT.as_secs().to_string(),
+            visibility.as_secs().to_string(),
         )
         .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
         .send()
@@ -157,7 +178,8 @@ impl Backend for AwsBackend {
         let prefix = format!("{name}/secrets");
 
         create_table(&ddb, &name).await?;
-        let (queue_url, dlq_url) = create_queues(&sqs, &name).await?;
+        let (queue_url, dlq_url) =
+            create_queues(&sqs, &name, self.receive_limit, self.visibility).await?;
         let secrets_port = SecretsManagerSecrets::new(sm.clone(), &prefix);
         for (tenant, values) in &secrets {
             // The JSON an admin stores; `TenantSecrets` serialises its

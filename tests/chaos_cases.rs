@@ -1,0 +1,469 @@
+//! The chaos scenario, run once per backend (`chaos.rs`: embedded adapters;
+//! `chaos_aws.rs`: DynamoDB, SQS and Secrets Manager on the emulator).
+//!
+//! Chaos, end to end: three tenants, 201 tickets and over 1,000 comments opened
+//! in Zendesk plus technician notes in Autotask, while both sandboxes drop half
+//! of their webhooks, send 30% twice, reorder deliveries, answer a fifth of
+//! all API calls with a 5xx, hang now and then, and send bursts of 429s; and
+//! the worker is killed between an Autotask create and its link write. Once
+//! the faults stop, one reconciliation sweep must leave every ticket, comment
+//! and note exactly once on each side, every mapped field equal, no echo,
+//! nothing dead-lettered.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bridge::config::TenantSecrets;
+use bridge::error::StoreError;
+use bridge::model::TenantId;
+use bridge::ports::{Condition, Item, Store};
+use psa_bridge_e2e::{assert_mirrored_exactly_once, settle_within};
+use psa_bridge_local::demo::demo_tenants;
+use psa_bridge_local::world::{
+    Backend, BackendParts, TenantSpec, TenantWorld, World, WorldOptions,
+};
+use sandbox::faults::FaultConfig;
+use sandbox::zendesk::NewTicket;
+use tokio::sync::mpsc;
+
+/// How big a chaos run is.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    /// The demo tenants plus a third (`initech`) when 3.
+    pub tenants: usize,
+    pub tickets_per_tenant: usize,
+    pub comments_per_ticket: usize,
+}
+/// Every third ticket gets a technician note in Autotask.
+const NOTE_EVERY: usize = 3;
+const PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
+const CLUSTERS: [&str; 2] = ["CL-100", "CL-200"];
+
+/// The faults of the chaos phase; `latency` stays on afterwards.
+fn chaos_faults(latency: Duration) -> FaultConfig {
+    FaultConfig {
+        latency,
+        server_error_rate: 0.2,
+        hang_rate: 0.01,
+        hang: Duration::from_millis(300),
+        drop_webhook_rate: 0.5,
+        duplicate_webhook_rate: 0.3,
+        webhook_jitter: Duration::from_millis(300),
+        ..FaultConfig::default()
+    }
+}
+
+/// A store that plays dead once armed: the first write that turns a claimed
+/// link into a linked one (the Autotask ticket exists; the bridge is about to
+/// record it) never returns, and the test is told so it can kill the worker
+/// right there.
+struct KillBeforeLinkWrite {
+    inner: Arc<dyn Store>,
+    armed: AtomicUsize,
+    parked: mpsc::UnboundedSender<String>,
+}
+
+#[async_trait]
+impl Store for KillBeforeLinkWrite {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.inner.get(pk, sk).await
+    }
+
+    async fn put(
+        &self,
+        pk: &str,
+        sk: &str,
+        body: &str,
+        condition: Condition,
+        expires_at: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        if sk.starts_with("LINK#Z#")
+            && body.contains("\"psa_ticket_id\"")
+            && matches!(condition, Condition::VersionIs(_))
+        {
+            let claimed_only = self
+                .inner
+                .get(pk, sk)
+                .await?
+                .is_some_and(|item| !item.body.contains("\"psa_ticket_id\""));
+            let take = || {
+                self.armed
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            };
+            if claimed_only && take() {
+                let _ = self.parked.send(format!("{pk} {sk}"));
+                std::future::pending::<()>().await;
+            }
+        }
+        self.inner.put(pk, sk, body, condition, expires_at).await
+    }
+
+    async fn query(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        self.inner.query(pk, sk_prefix, newest_first, limit).await
+    }
+
+    async fn delete(&self, pk: &str, sk: &str) -> Result<(), StoreError> {
+        self.inner.delete(pk, sk).await
+    }
+
+    async fn scan_sort_key(&self, sk: &str) -> Result<Vec<Item>, StoreError> {
+        self.inner.scan_sort_key(sk).await
+    }
+}
+
+/// Any backend, behind the kill switch.
+struct KillSwitch<'a> {
+    inner: &'a dyn Backend,
+    kills: usize,
+    parked: mpsc::UnboundedSender<String>,
+}
+
+#[async_trait]
+impl Backend for KillSwitch<'_> {
+    async fn build(
+        &self,
+        secrets: HashMap<TenantId, TenantSecrets>,
+    ) -> anyhow::Result<BackendParts> {
+        let mut parts = self.inner.build(secrets).await?;
+        parts.store = Arc::new(KillBeforeLinkWrite {
+            inner: parts.store,
+            armed: AtomicUsize::new(self.kills),
+            parked: self.parked.clone(),
+        });
+        Ok(parts)
+    }
+}
+
+fn psa_ticket_of(t: &TenantWorld, z: u64) -> Option<i64> {
+    let reference = format!("zendesk:{z}");
+    t.autotask
+        .tickets()
+        .into_iter()
+        .find(|p| p.external_id.as_deref() == Some(reference.as_str()))
+        .map(|p| p.id)
+}
+
+struct Opened {
+    desk_id: u64,
+    subject: String,
+    priority: &'static str,
+    cluster: &'static str,
+}
+
+/// Runs the chaos scenario on `backend` (whose queue must allow a few dozen
+/// receives and redeliver a killed worker's messages within seconds), asserts
+/// convergence, and returns the report lines.
+pub async fn converges_exactly_once_after_chaos_and_one_sweep(
+    backend: &dyn Backend,
+    scale: Scale,
+) -> Vec<String> {
+    let started = Instant::now();
+    let (parked_tx, mut parked) = mpsc::unbounded_channel();
+    let mut specs: Vec<TenantSpec> = demo_tenants();
+    specs.push(TenantSpec::new("initech"));
+    specs.truncate(scale.tenants);
+    for spec in &mut specs {
+        // The bridge's own writes fire webhooks too, so echoes are possible.
+        spec.exclude_api_user = false;
+    }
+    let latency = Duration::from_millis(2);
+    let mut world = World::start_on(
+        &KillSwitch {
+            inner: backend,
+            kills: 1,
+            parked: parked_tx,
+        },
+        specs,
+        WorldOptions {
+            api_latency: latency,
+            backoff_base: Duration::from_millis(25),
+            permanent_retry: Duration::from_millis(500),
+            ..WorldOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    for t in &world.tenants {
+        t.zendesk.faults().set(chaos_faults(latency));
+        t.autotask.faults().set(chaos_faults(latency));
+    }
+
+    // Zendesk: tickets with comments, interleaved across tenants.
+    let mut opened: BTreeMap<String, Vec<Opened>> = BTreeMap::new();
+    let mut kills = 0;
+    let mut sweeps_during_chaos = 0;
+    for i in 0..scale.tickets_per_tenant {
+        for t in &world.tenants {
+            let subject = format!("{} chaos ticket {i}", t.id);
+            let priority = PRIORITIES[i % PRIORITIES.len()];
+            let cluster = CLUSTERS[i % CLUSTERS.len()];
+            let desk_id = t.zendesk.create_ticket(NewTicket {
+                subject: subject.clone(),
+                description: format!("{subject}: what happened"),
+                priority: Some(priority.into()),
+                status: None,
+                cluster_id: Some(cluster.into()),
+                requester_name: "Casey Customer".into(),
+            });
+            for c in 0..scale.comments_per_ticket {
+                t.zendesk.add_comment(
+                    desk_id,
+                    "Agent Alex",
+                    &format!("update {c} on {subject}"),
+                    c % 2 == 0,
+                );
+            }
+            opened.entry(t.id.to_string()).or_default().push(Opened {
+                desk_id,
+                subject,
+                priority,
+                cluster,
+            });
+        }
+        if i % 10 == 5 {
+            // A 429 burst at one tenant's Zendesk and another's Autotask.
+            let a = &world.tenants[i % world.tenants.len()];
+            let b = &world.tenants[(i + 1) % world.tenants.len()];
+            a.zendesk.faults().update(|f| {
+                f.rate_limit_burst = 25;
+                f.retry_after_secs = 1;
+            });
+            b.autotask.faults().update(|f| {
+                f.rate_limit_burst = 25;
+                f.retry_after_secs = 1;
+            });
+        }
+        if i % 20 == 19 {
+            // The timer's sweep, under the same faults.
+            let _ = world.sweep_now().await;
+            sweeps_during_chaos += 1;
+        }
+        if parked.try_recv().is_ok() {
+            world.bridge.crash_worker().await;
+            kills += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if kills == 0 {
+        // Creates go on in the background; wait for the armed one.
+        tokio::time::timeout(Duration::from_secs(60), parked.recv())
+            .await
+            .expect("a create reached its link write while armed");
+        world.bridge.crash_worker().await;
+        kills += 1;
+    }
+
+    // The faults stay on while the bridge works through the backlog, with
+    // the timer's sweeps, until most tickets made it to Autotask.
+    let arrived = |world: &World| -> usize {
+        opened
+            .iter()
+            .map(|(tenant, tickets)| {
+                let t = world.tenant(tenant);
+                tickets
+                    .iter()
+                    .filter(|o| psa_ticket_of(t, o.desk_id).is_some())
+                    .count()
+            })
+            .sum()
+    };
+    let total: usize = opened.values().map(Vec::len).sum();
+    let waiting = Instant::now();
+    while arrived(&world) * 10 < total * 8 && waiting.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let _ = world.sweep_now().await;
+        sweeps_during_chaos += 1;
+    }
+
+    // Technicians answer in Autotask on tickets that made it there, and
+    // agents add a comment in Zendesk, all still under faults.
+    let mut technician_notes = 0;
+    for (tenant, tickets) in &opened {
+        let t = world.tenant(tenant);
+        for (n, o) in tickets.iter().enumerate() {
+            if n % NOTE_EVERY == 0 {
+                if let Some(psa_id) = psa_ticket_of(t, o.desk_id) {
+                    t.autotask.add_note(
+                        psa_id,
+                        t.technician,
+                        "Remote session",
+                        &format!("technician note {n} for {}", o.subject),
+                        n % 2 == 0,
+                    );
+                    technician_notes += 1;
+                }
+            }
+            if n % NOTE_EVERY == 1 {
+                t.zendesk.add_comment(
+                    o.desk_id,
+                    "Agent Alex",
+                    "Any news from the technician?",
+                    true,
+                );
+            }
+        }
+    }
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let _ = world.sweep_now().await;
+        sweeps_during_chaos += 1;
+    }
+
+    // The faults stop. What is queued drains; then exactly one sweep.
+    let mut injected = Vec::new();
+    for t in &world.tenants {
+        injected.push((
+            t.id.to_string(),
+            t.zendesk.faults().stats(),
+            t.autotask.faults().stats(),
+        ));
+        for faults in [t.zendesk.faults(), t.autotask.faults()] {
+            faults.set(FaultConfig {
+                latency,
+                ..FaultConfig::default()
+            });
+        }
+    }
+    let chaos_done = started.elapsed();
+    settle_within(&world, Duration::from_secs(2), Duration::from_secs(300)).await;
+    let reports = world.sweep_now().await.expect("tenants listed");
+    for report in &reports {
+        assert!(report.is_ok(), "the sweep after the faults: {report}");
+    }
+    settle_within(&world, Duration::from_secs(2), Duration::from_secs(300)).await;
+
+    // Every ticket, comment and note exactly once on each side, no echoes.
+    let mut report = Vec::new();
+    let mut say = |line: String| {
+        println!("{line}");
+        report.push(line);
+    };
+    say(format!("chaos: {kills} worker kill(s) between an Autotask create and its link write, {sweeps_during_chaos} sweep(s) under faults, then 1 sweep"));
+    for (tenant, zendesk, autotask) in &injected {
+        say(format!(
+            "  {tenant}: Zendesk webhooks sent {} dropped {} duplicated {}, API 5xx {} 429 {} hung {}; \
+             Autotask webhooks/callouts sent {} dropped {} duplicated {}, API 5xx {} 429 {} hung {}",
+            zendesk.webhooks_sent, zendesk.webhooks_dropped, zendesk.webhooks_duplicated,
+            zendesk.server_errors, zendesk.rate_limited, zendesk.hung,
+            autotask.webhooks_sent, autotask.webhooks_dropped, autotask.webhooks_duplicated,
+            autotask.server_errors, autotask.rate_limited, autotask.hung,
+        ));
+    }
+    let (mut all_tickets, mut all_notes, mut all_comments, mut desk_comments) = (0, 0, 0, 0);
+    for (tenant, tickets) in &opened {
+        let t = world.tenant(tenant);
+        let ids: Vec<u64> = tickets.iter().map(|o| o.desk_id).collect();
+        let (psa_tickets, notes, comments) = assert_mirrored_exactly_once(t, &ids);
+
+        // Every mapped field equal.
+        let pick = |field: &str, label: &str| t.autotask.picklist_value(field, label).unwrap();
+        for o in tickets {
+            let psa_id = psa_ticket_of(t, o.desk_id).unwrap();
+            let p = t.autotask.ticket(psa_id).unwrap();
+            assert_eq!(p.title, o.subject, "{tenant}: title");
+            assert_eq!(
+                p.description.as_deref(),
+                Some(format!("{}: what happened", o.subject).as_str()),
+                "{tenant}: description"
+            );
+            let label = &t.config.mappings.priority[o.priority];
+            assert_eq!(
+                p.priority,
+                pick("priority", label),
+                "{tenant}: priority {}",
+                o.priority
+            );
+            assert_eq!(
+                p.status,
+                pick("status", &t.config.mappings.initial_status),
+                "{tenant}: created as New"
+            );
+            let company = t.clusters.iter().find(|(c, _)| c == o.cluster).unwrap().1;
+            assert_eq!(
+                p.company_id, company,
+                "{tenant}: company of cluster {}",
+                o.cluster
+            );
+            assert_eq!(
+                t.zendesk.ticket(o.desk_id).unwrap().external_id,
+                Some(format!("autotask:{psa_id}")),
+                "{tenant}: cross reference on the Zendesk side"
+            );
+        }
+        let originals: usize = ids
+            .iter()
+            .map(|&z| {
+                t.zendesk
+                    .comments(z)
+                    .iter()
+                    .skip(1)
+                    .filter(|c| !c.via_api)
+                    .count()
+            })
+            .sum();
+        say(format!(
+            "  {tenant}: {} Zendesk tickets -> {psa_tickets} Autotask tickets; {originals} Zendesk comments and \
+             {} technician notes -> {notes} Autotask notes, {comments} Zendesk comments (description included); echoes 0",
+            ids.len(),
+            notes - originals,
+        ));
+        all_tickets += psa_tickets;
+        all_notes += notes;
+        all_comments += comments;
+        desk_comments += originals;
+    }
+    let depth = world.queue_depth().await.unwrap();
+    assert_eq!(depth.dead, 0, "nothing dead-lettered: {depth:?}");
+    assert_eq!(kills, 1);
+    let opened_total = scale.tenants * scale.tickets_per_tenant;
+    assert_eq!(all_tickets, opened_total);
+    assert!(
+        desk_comments >= opened_total * scale.comments_per_ticket,
+        "{desk_comments}"
+    );
+    assert!(
+        technician_notes * 10 >= opened_total * 2,
+        "notes written under faults: {technician_notes}"
+    );
+    assert_eq!(all_notes, desk_comments + technician_notes);
+    let dropped: u64 = injected
+        .iter()
+        .map(|(_, z, a)| z.webhooks_dropped + a.webhooks_dropped)
+        .sum();
+    let duplicated: u64 = injected
+        .iter()
+        .map(|(_, z, a)| z.webhooks_duplicated + a.webhooks_duplicated)
+        .sum();
+    let errors: u64 = injected
+        .iter()
+        .map(|(_, z, a)| z.server_errors + a.server_errors)
+        .sum();
+    let limited: u64 = injected
+        .iter()
+        .map(|(_, z, a)| z.rate_limited + a.rate_limited)
+        .sum();
+    assert!(
+        dropped > 0 && duplicated > 0 && errors > 0 && limited > 0,
+        "the faults really happened"
+    );
+    say(format!(
+        "chaos totals: {all_tickets} tickets on each side, {desk_comments} Zendesk comments and {technician_notes} technician notes, \
+         {all_notes} Autotask notes, {all_comments} Zendesk comments, 0 echoes, 0 dead-lettered; \
+         faults: {dropped} webhooks dropped, {duplicated} duplicated, {errors} 5xx, {limited} 429; \
+         chaos phase {:.1} s, converged {:.1} s",
+        chaos_done.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    ));
+    world.bridge.stop().await;
+    report
+}
