@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use bridge::repo::Repo;
-use psa_bridge_e2e::{post, settle, zendesk_event, ARRIVAL};
+use psa_bridge_e2e::{post, psa_tickets_for, settle, zendesk_event, ARRIVAL};
 use psa_bridge_local::world::{wait_for, TenantSpec, World, WorldOptions};
 use sandbox::zendesk::NewTicket;
 
@@ -52,16 +52,10 @@ async fn secrets_never_reach_logs_the_sync_log_or_responses() {
         requester_name: "Casey".into(),
         ..NewTicket::default()
     });
-    let reference = format!("zendesk:{z}");
-    let p = wait_for(ARRIVAL, || {
-        acme.autotask
-            .tickets()
-            .into_iter()
-            .find(|t| t.external_id.as_deref() == Some(reference.as_str()))
-    })
-    .await
-    .expect("ticket arrives")
-    .id;
+    let p = wait_for(ARRIVAL, || psa_tickets_for(acme, z).into_iter().next())
+        .await
+        .expect("ticket arrives")
+        .id;
     acme.zendesk.add_comment(z, "Casey", "a comment", true);
     acme.autotask
         .add_note(p, acme.technician, "t", "a note", false);

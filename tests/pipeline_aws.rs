@@ -17,9 +17,8 @@ use aws_backend::{redrive, AwsBackend, RECEIVE_LIMIT};
 use bridge::adapters::embedded::QueueDepth;
 use bridge::ports::Condition;
 use bridge::repo::{LogLevel, Repo, SyncLogEntry};
-use psa_bridge_e2e::{settle, ARRIVAL};
+use psa_bridge_e2e::{psa_tickets_for, settle, ARRIVAL};
 use psa_bridge_local::world::{TenantWorld, World, WorldOptions};
-use sandbox::autotask::Ticket as PsaTicket;
 use sandbox::zendesk::NewTicket;
 
 async fn world_on(backend: &AwsBackend, options: WorldOptions) -> World {
@@ -84,15 +83,6 @@ fn open(t: &TenantWorld, subject: &str, cluster: &str) -> u64 {
     })
 }
 
-fn psa_tickets_of(t: &TenantWorld, desk_id: u64) -> Vec<PsaTicket> {
-    let reference = format!("zendesk:{desk_id}");
-    t.autotask
-        .tickets()
-        .into_iter()
-        .filter(|p| p.external_id.as_deref() == Some(reference.as_str()))
-        .collect()
-}
-
 async fn log_of(world: &World, t: &TenantWorld, desk_id: u64) -> Vec<SyncLogEntry> {
     let reference = format!("zendesk:{desk_id}");
     Repo::new(world.store())
@@ -136,7 +126,7 @@ async fn a_transient_failure_is_retried_through_the_queue_until_the_ticket_arriv
         reported.message
     );
     assert!(
-        psa_tickets_of(acme, z).is_empty(),
+        psa_tickets_for(acme, z).is_empty(),
         "nothing arrived during the outage"
     );
     assert!(
@@ -152,12 +142,12 @@ async fn a_transient_failure_is_retried_through_the_queue_until_the_ticket_arriv
 
     // Autotask recovers: the next receive (the last one before the DLQ) syncs.
     acme.autotask.faults().update(|f| f.server_error_rate = 0.0);
-    let arrived = eventually(ARRIVAL, || async { psa_tickets_of(acme, z).pop() }).await;
+    let arrived = eventually(ARRIVAL, || async { psa_tickets_for(acme, z).pop() }).await;
     let ticket = arrived.expect("the ticket arrives once Autotask answers again");
     assert_eq!(ticket.title, "VPN down");
     settle(&world, Duration::from_millis(500)).await;
     assert_eq!(
-        psa_tickets_of(acme, z).len(),
+        psa_tickets_for(acme, z).len(),
         1,
         "exactly one Autotask ticket"
     );
@@ -208,7 +198,7 @@ async fn a_job_that_keeps_failing_moves_to_the_dlq_and_is_replayed_once_fixed() 
         assert!(!e.retryable);
         assert!(e.message.contains("CL-999"), "{}", e.message);
     }
-    assert!(psa_tickets_of(acme, z).is_empty());
+    assert!(psa_tickets_for(acme, z).is_empty());
 
     // An admin adds a fallback company and replays the DLQ.
     let company = acme.autotask.add_company("Unassigned (acme)");
@@ -220,11 +210,11 @@ async fn a_job_that_keeps_failing_moves_to_the_dlq_and_is_replayed_once_fixed() 
         .unwrap();
     assert_eq!(redrive(&backend.resources()).await.unwrap(), 1);
 
-    let arrived = eventually(ARRIVAL, || async { psa_tickets_of(acme, z).pop() }).await;
+    let arrived = eventually(ARRIVAL, || async { psa_tickets_for(acme, z).pop() }).await;
     let ticket = arrived.expect("the replayed job syncs the ticket");
     assert_eq!(ticket.company_id, company, "the fallback company is used");
     settle(&world, Duration::from_millis(500)).await;
-    assert_eq!(psa_tickets_of(acme, z).len(), 1);
+    assert_eq!(psa_tickets_for(acme, z).len(), 1);
     assert_eq!(
         depth(&world).await.dead,
         0,

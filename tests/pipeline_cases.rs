@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use bridge::repo::{LogLevel, Repo};
-use psa_bridge_e2e::{autotask_signature, post, settle, zendesk_event, ARRIVAL};
+use psa_bridge_e2e::{autotask_signature, post, psa_tickets_for, settle, zendesk_event, ARRIVAL};
 use psa_bridge_local::demo::demo_tenants;
 use psa_bridge_local::world::{wait_for, TenantSpec, TenantWorld, World};
 use sandbox::autotask::Ticket as PsaTicket;
@@ -37,15 +37,9 @@ fn open(t: &TenantWorld, subject: &str, priority: &str, cluster: Option<&str>) -
 }
 
 async fn psa_ticket_of(t: &TenantWorld, desk_id: u64) -> PsaTicket {
-    let reference = format!("zendesk:{desk_id}");
-    wait_for(ARRIVAL, || {
-        t.autotask
-            .tickets()
-            .into_iter()
-            .find(|p| p.external_id.as_deref() == Some(reference.as_str()))
-    })
-    .await
-    .unwrap_or_else(|| panic!("{}: Zendesk #{desk_id} never reached Autotask", t.id))
+    wait_for(ARRIVAL, || psa_tickets_for(t, desk_id).into_iter().next())
+        .await
+        .unwrap_or_else(|| panic!("{}: Zendesk #{desk_id} never reached Autotask", t.id))
 }
 
 fn pick(t: &TenantWorld, field: &str, label: &str) -> i64 {

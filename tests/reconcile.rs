@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bridge::reconcile::SweepReport;
-use psa_bridge_e2e::{assert_mirrored_exactly_once, settle};
+use psa_bridge_e2e::{assert_mirrored_exactly_once, psa_tickets_for, settle};
 use psa_bridge_local::world::{AutotaskEvents, TenantSpec, TenantWorld, World, WorldOptions};
 use sandbox::zendesk::NewTicket;
 
@@ -94,15 +94,7 @@ async fn one_sweep_delivers_what_lost_webhooks_never_did_exactly_once() {
     assert_mirrored_exactly_once(globex, &desk[1]);
 
     // Technician notes in Autotask and a new Zendesk comment, webhooks still lost.
-    let psa_of = |t: &TenantWorld, z: u64| {
-        let reference = format!("zendesk:{z}");
-        t.autotask
-            .tickets()
-            .into_iter()
-            .find(|p| p.external_id.as_deref() == Some(reference.as_str()))
-            .unwrap()
-            .id
-    };
+    let psa_of = |t: &TenantWorld, z: u64| psa_tickets_for(t, z)[0].id;
     for (t, ids) in [(acme, &desk[0]), (globex, &desk[1])] {
         t.autotask.add_note(
             psa_of(t, ids[1]),

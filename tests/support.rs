@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use psa_bridge_local::world::{TenantWorld, World};
+use sandbox::autotask::Ticket as PsaTicket;
 
 /// Generous: these tests wait for real HTTP round trips on a loaded 2-core box.
 pub const ARRIVAL: Duration = Duration::from_secs(20);
@@ -32,6 +33,17 @@ pub async fn settle_within(world: &World, quiet: Duration, limit: Duration) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("queue never settled: {:?}", world.queue_depth().await);
+}
+
+/// The Autotask tickets that carry Zendesk ticket `desk_id` as their
+/// reference (`externalID` = `zendesk:<id>`): one once it arrived, never more.
+pub fn psa_tickets_for(t: &TenantWorld, desk_id: u64) -> Vec<PsaTicket> {
+    let reference = format!("zendesk:{desk_id}");
+    t.autotask
+        .tickets()
+        .into_iter()
+        .filter(|p| p.external_id.as_deref() == Some(reference.as_str()))
+        .collect()
 }
 
 /// `X-Hook-Signature` as Autotask computes it.
@@ -98,18 +110,14 @@ pub fn assert_mirrored_exactly_once(t: &TenantWorld, desk_ids: &[u64]) -> (usize
     );
     let (mut notes_total, mut comments_total) = (0, 0);
     for &z in desk_ids {
-        let reference = format!("zendesk:{z}");
-        let matching: Vec<_> = psa_tickets
-            .iter()
-            .filter(|p| p.external_id.as_deref() == Some(reference.as_str()))
-            .collect();
+        let matching = psa_tickets_for(t, z);
         assert_eq!(
             matching.len(),
             1,
             "{}: Zendesk #{z} reached Autotask once",
             t.id
         );
-        let psa = matching[0];
+        let psa = &matching[0];
         let notes = t.autotask.notes(psa.id);
         let comments = t.zendesk.comments(z);
 
