@@ -130,37 +130,26 @@ impl TenantLimiter {
         }
     }
 
-    pub fn tenant(&self) -> &TenantId {
-        &self.tenant
-    }
-
     /// Takes a concurrency permit (waiting at most `acquire_wait` for a
     /// sibling call to finish) and then one request token. Fails retryable
     /// when either is unavailable; a call turned away for concurrency costs
     /// no token.
     pub async fn admit(&self) -> Result<Admission, ApiError> {
-        let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                match tokio::time::timeout(self.acquire_wait, self.permits.clone().acquire_owned())
-                    .await
-                {
-                    Ok(Ok(permit)) => permit,
-                    // Timed out (or the semaphore closed, which it never is).
-                    _ => {
-                        warn!(
-                            tenant = %self.tenant,
-                            max_concurrent = self.max_concurrent,
-                            retry_after_ms = self.busy_retry_after.as_millis() as u64,
-                            "Autotask concurrency limit reached; failing fast for a delayed retry"
-                        );
-                        return Err(ApiError::RateLimited {
-                            system: SYSTEM,
-                            retry_after: self.busy_retry_after,
-                        });
-                    }
-                }
-            }
+        // A free permit is taken at once; the timeout only bounds the wait.
+        let acquired =
+            tokio::time::timeout(self.acquire_wait, self.permits.clone().acquire_owned()).await;
+        // Timed out (or the semaphore closed, which it never is).
+        let Ok(Ok(permit)) = acquired else {
+            warn!(
+                tenant = %self.tenant,
+                max_concurrent = self.max_concurrent,
+                retry_after_ms = self.busy_retry_after.as_millis() as u64,
+                "Autotask concurrency limit reached; failing fast for a delayed retry"
+            );
+            return Err(ApiError::RateLimited {
+                system: SYSTEM,
+                retry_after: self.busy_retry_after,
+            });
         };
         if let Err(retry_after) = self.take_token() {
             warn!(
@@ -217,10 +206,6 @@ impl AutotaskBudgets {
             clock,
             tenants: Mutex::new(HashMap::new()),
         }
-    }
-
-    pub fn settings(&self) -> &AutotaskBudget {
-        &self.settings
     }
 
     /// The tenant's limiter, made on first use.
