@@ -1173,17 +1173,22 @@ async fn create_ticket_api(
     })
 }
 
+/// The host the caller addressed, for the absolute URLs of next pages.
+fn request_host(headers: &HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_owned()
+}
+
 async fn list_comments(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1")
-        .to_owned();
+    let host = request_host(&headers);
     with_api(&shared, &headers, |inner| {
         let id: u64 = id.parse().map_err(|_| ApiFailure::NotFound)?;
         if !inner.tickets.contains_key(&id) {
@@ -1310,11 +1315,7 @@ async fn export_tickets(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1")
-        .to_owned();
+    let host = request_host(&headers);
     with_api(&shared, &headers, |inner| {
         let params: HashMap<String, String> =
             serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
