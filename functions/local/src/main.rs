@@ -101,12 +101,13 @@ async fn open(settings: &Settings) -> anyhow::Result<Adapters> {
         tracing::info!(tenant = %tenant.id, "tenant loaded");
     }
     Ok(Adapters {
+        connectors: Arc::new(
+            HttpConnectors::default()
+                .with_shared_autotask_budget(settings.autotask_budget(), store.clone()),
+        ),
         store,
         queue,
         secrets,
-        connectors: Arc::new(
-            HttpConnectors::default().with_autotask_budget(settings.autotask_budget()),
-        ),
         clock: Arc::new(SystemClock),
         permanent_retry: bridge::worker::PERMANENT_RETRY,
         backoff_base: bridge::worker::BASE_BACKOFF,

@@ -243,7 +243,8 @@ impl World {
             permanent_retry: options.permanent_retry,
             backoff_base: options.backoff_base,
             connectors: Arc::new(
-                HttpConnectors::default().with_autotask_budget(options.autotask_budget.clone()),
+                HttpConnectors::default()
+                    .with_shared_autotask_budget(options.autotask_budget.clone(), store.clone()),
             ),
             clock: Arc::new(SystemClock),
         };

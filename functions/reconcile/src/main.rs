@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use bridge::connectors::HttpConnectors;
 use bridge::ports::SystemClock;
 use bridge::reconcile::{SweepSummary, Sweeper};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -17,7 +16,7 @@ async fn main() -> Result<(), Error> {
     let sweeper = Sweeper::new(
         adapters.store.clone(),
         adapters.secrets.clone(),
-        Arc::new(HttpConnectors::default()),
+        Arc::new(adapters.connectors()),
         adapters.queue.clone(),
         Arc::new(SystemClock),
     );

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use bridge::connectors::HttpConnectors;
 use bridge::ports::SystemClock;
 use bridge::worker::Worker;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -18,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let worker = Worker::new(
         adapters.store.clone(),
         adapters.secrets.clone(),
-        Arc::new(HttpConnectors::default()),
+        Arc::new(adapters.connectors()),
         Arc::new(SystemClock),
     );
     let (worker, queue) = (&worker, adapters.queue.as_ref());

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use bridge::connectors::budget::AutotaskBudget;
+use bridge::connectors::HttpConnectors;
 use bridge::ingest::IngestState;
 use bridge::ports::SystemClock;
 use thiserror::Error;
@@ -58,17 +60,34 @@ pub fn init_lambda_tracing() {
         .try_init();
 }
 
-/// A required setting is missing from a function's environment.
+/// A function's environment lacks a setting or holds one it cannot use.
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error(
-    "environment variable {name} is not set: {purpose} (template.yaml sets it on every function)"
-)]
-pub struct ConfigError {
-    pub name: &'static str,
-    pub purpose: &'static str,
+pub enum ConfigError {
+    #[error(
+        "environment variable {name} is not set: {purpose} (template.yaml sets it on every function)"
+    )]
+    Missing {
+        name: &'static str,
+        purpose: &'static str,
+    },
+    #[error("environment variable {name} is {value:?}: {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
 }
 
-/// Where a function finds its AWS resources.
+impl ConfigError {
+    /// The variable at fault.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConfigError::Missing { name, .. } | ConfigError::Invalid { name, .. } => name,
+        }
+    }
+}
+
+/// Where a function finds its AWS resources, and how hard it may use Autotask.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsSettings {
     /// DynamoDB table (`TABLE_NAME`).
@@ -77,27 +96,58 @@ pub struct AwsSettings {
     pub queue_url: String,
     /// Secrets Manager name prefix; a tenant's secret is `{prefix}/{tenant}` (`SECRETS_PREFIX`).
     pub secrets_prefix: String,
+    /// Each tenant's Autotask budget, shared by every function instance
+    /// through the table: `AUTOTASK_REQUESTS_PER_HOUR` and
+    /// `AUTOTASK_MAX_CONCURRENT` (optional; defaults 9,000 and 3).
+    pub autotask_budget: AutotaskBudget,
 }
 
-/// Reads `TABLE_NAME`, `QUEUE_URL` and `SECRETS_PREFIX`.
+/// Reads `TABLE_NAME`, `QUEUE_URL`, `SECRETS_PREFIX` and the optional
+/// Autotask budget variables.
 pub fn config_from_env() -> Result<AwsSettings, ConfigError> {
     config_from(|name| std::env::var(name).ok())
 }
 
 fn config_from(var: impl Fn(&str) -> Option<String>) -> Result<AwsSettings, ConfigError> {
-    let get = |name: &'static str, purpose: &'static str| {
+    let value = |name: &str| {
         var(name)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
-            .ok_or(ConfigError { name, purpose })
     };
+    let required = |name: &'static str, purpose: &'static str| {
+        value(name).ok_or(ConfigError::Missing { name, purpose })
+    };
+    // Optional, but a value that is there must be a positive whole number:
+    // a typo must not silently become the default.
+    let positive = |name: &'static str, default: u64| match value(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0 && *n <= u64::from(u32::MAX))
+            .ok_or(ConfigError::Invalid {
+                name,
+                value: raw,
+                expected: "a whole number above 0",
+            }),
+    };
+    let defaults = AutotaskBudget::default();
     Ok(AwsSettings {
-        table_name: get("TABLE_NAME", "the DynamoDB table name")?,
-        queue_url: get("QUEUE_URL", "the URL of the SQS FIFO job queue")?,
-        secrets_prefix: get(
+        table_name: required("TABLE_NAME", "the DynamoDB table name")?,
+        queue_url: required("QUEUE_URL", "the URL of the SQS FIFO job queue")?,
+        secrets_prefix: required(
             "SECRETS_PREFIX",
             "the Secrets Manager name prefix of tenant secrets",
         )?,
+        autotask_budget: AutotaskBudget {
+            requests_per_hour: positive(
+                "AUTOTASK_REQUESTS_PER_HOUR",
+                u64::from(defaults.requests_per_hour),
+            )? as u32,
+            max_concurrent: positive("AUTOTASK_MAX_CONCURRENT", defaults.max_concurrent as u64)?
+                as usize,
+            ..defaults
+        },
     })
 }
 
@@ -107,6 +157,7 @@ pub struct AwsAdapters {
     pub store: Arc<DynamoStore>,
     pub queue: Arc<SqsQueue>,
     pub secrets: Arc<SecretsManagerSecrets>,
+    autotask_budget: AutotaskBudget,
 }
 
 impl AwsAdapters {
@@ -124,6 +175,7 @@ impl AwsAdapters {
                 aws_sdk_secretsmanager::Client::new(sdk),
                 &settings.secrets_prefix,
             )),
+            autotask_budget: settings.autotask_budget.clone(),
         }
     }
 
@@ -142,6 +194,13 @@ impl AwsAdapters {
             clock: Arc::new(SystemClock),
         }
     }
+
+    /// The Zendesk and Autotask clients, with each tenant's Autotask budget
+    /// kept in the table so that all instances of all functions share it.
+    pub fn connectors(&self) -> HttpConnectors {
+        HttpConnectors::default()
+            .with_shared_autotask_budget(self.autotask_budget.clone(), self.store.clone())
+    }
 }
 
 #[cfg(test)]
@@ -158,7 +217,7 @@ mod tests {
             ("SECRETS_PREFIX", "p/"),
         ]);
         let err = config_from(|n| env.get(n).map(|v| v.to_string())).unwrap_err();
-        assert_eq!(err.name, "QUEUE_URL");
+        assert_eq!(err.name(), "QUEUE_URL");
         assert!(err.to_string().contains("QUEUE_URL is not set"), "{err}");
 
         let env = HashMap::from([
@@ -170,5 +229,45 @@ mod tests {
         assert_eq!(settings.table_name, "t");
         assert_eq!(settings.queue_url, "q");
         assert_eq!(settings.secrets_prefix, "p");
+        assert_eq!(settings.autotask_budget, AutotaskBudget::default());
+    }
+
+    #[test]
+    fn autotask_budget_comes_from_the_environment_and_typos_are_refused() {
+        let base = [
+            ("TABLE_NAME", "t"),
+            ("QUEUE_URL", "q"),
+            ("SECRETS_PREFIX", "p"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let env: HashMap<_, _> = base.iter().chain(extra).copied().collect();
+            config_from(|n| env.get(n).map(|v| v.to_string()))
+        };
+
+        let settings = with(&[
+            ("AUTOTASK_REQUESTS_PER_HOUR", "4000"),
+            ("AUTOTASK_MAX_CONCURRENT", " 2 "),
+        ])
+        .unwrap();
+        assert_eq!(settings.autotask_budget.requests_per_hour, 4_000);
+        assert_eq!(settings.autotask_budget.max_concurrent, 2);
+        assert_eq!(
+            settings.autotask_budget.burst,
+            AutotaskBudget::default().burst
+        );
+
+        for (name, bad) in [
+            ("AUTOTASK_REQUESTS_PER_HOUR", "9k"),
+            ("AUTOTASK_REQUESTS_PER_HOUR", "0"),
+            ("AUTOTASK_MAX_CONCURRENT", "-1"),
+            ("AUTOTASK_MAX_CONCURRENT", "99999999999"),
+        ] {
+            let err = with(&[(name, bad)]).unwrap_err();
+            assert_eq!(err.name(), name);
+            assert!(
+                err.to_string().contains(&format!("{bad:?}")),
+                "the message shows the refused value: {err}"
+            );
+        }
     }
 }

@@ -157,6 +157,12 @@ async fn dynamo_store_passes_the_store_contract() {
 }
 
 #[tokio::test]
+async fn shared_autotask_budget_holds_across_instances_on_dynamodb() {
+    let store: Arc<dyn bridge::ports::Store> = Arc::new(new_store().await);
+    bridge::connectors::budget::contract::shared_budget_contract(store).await;
+}
+
+#[tokio::test]
 async fn sqs_queue_passes_the_queue_contract() {
     let visibility = conformance::QUEUE_VISIBILITY.as_secs() as u32;
     conformance::queue_contract(QueueContractOptions::MOTO, || async move {

@@ -63,6 +63,13 @@ async fn store_contract_in_memory() {
 }
 
 #[tokio::test]
+async fn shared_autotask_budget_holds_across_processes_on_the_embedded_store() {
+    let dir = TempDir::new("budget-contract");
+    let store = Arc::new(SqliteStore::open(&dir.file("bridge.db")).unwrap());
+    bridge::connectors::budget::contract::shared_budget_contract(store).await;
+}
+
+#[tokio::test]
 async fn store_contract_on_file() {
     let dir = TempDir::new("store-contract");
     conformance::store_contract(&SqliteStore::open(&dir.file("bridge.db")).unwrap()).await;

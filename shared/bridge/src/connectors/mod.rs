@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use crate::config::{TenantConfig, TenantSecrets};
 use crate::error::SyncError;
 use crate::model::TenantId;
-use crate::ports::{Connectors, Psa, ServiceDesk, SystemClock};
+use crate::ports::{Connectors, Psa, ServiceDesk, Store, SystemClock};
 
 use budget::{AutotaskBudget, AutotaskBudgets};
 
@@ -69,9 +69,15 @@ impl HttpConnectors {
         }
     }
 
-    /// Replaces the default per-tenant Autotask budget.
-    pub fn with_autotask_budget(mut self, budget: AutotaskBudget) -> Self {
-        self.budgets = AutotaskBudgets::new(budget, Arc::new(SystemClock));
+    /// Gives every tenant `budget` for Autotask, kept in `store` so that
+    /// every process using that store keeps to it together (the default is
+    /// the default budget in this process's memory, for tools and tests).
+    pub fn with_shared_autotask_budget(
+        mut self,
+        budget: AutotaskBudget,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        self.budgets = AutotaskBudgets::new(budget, Arc::new(SystemClock)).shared_through(store);
         self
     }
 }
@@ -103,21 +109,19 @@ impl Connectors for HttpConnectors {
                 return Ok(cached.psa.clone());
             }
         }
-        let limiter = self.budgets.for_tenant(&config.id);
         // Zone discovery is a request too: it counts against the budget.
-        let admission = limiter.admit().await?;
-        let client: Arc<dyn Psa> = Arc::new(
-            autotask::AutotaskClient::connect(
+        let client = self
+            .budgets
+            .for_tenant(&config.id)
+            .run(autotask::AutotaskClient::connect(
                 self.http.clone(),
                 &config.autotask.zone_lookup_url,
                 &secrets.autotask_username,
                 &secrets.autotask_secret,
                 &secrets.autotask_integration_code,
-            )
-            .await?,
-        );
-        drop(admission);
-        let client: Arc<dyn Psa> = Arc::new(budget::BudgetedPsa::new(client, limiter));
+            ))
+            .await?;
+        let client = self.budgets.wrap(&config.id, Arc::new(client));
         self.psa_clients.lock().unwrap().insert(
             config.id.clone(),
             Cached {

@@ -1,0 +1,218 @@
+//! What a shared Autotask budget must guarantee, as executable checks over
+//! any [`Store`]: the embedded store's tests and the DynamoDB adapter's
+//! emulator tests both run them. Each "process" is its own
+//! [`AutotaskBudgets`] (its own memory, its own leased tokens and semaphore)
+//! over the one store, on one test clock. Failures panic with the rule
+//! that was broken; run under tokio.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeZone;
+
+use super::{Admission, AutotaskBudget, AutotaskBudgets};
+use crate::error::ApiError;
+use crate::model::TenantId;
+use crate::ports::Store;
+use crate::testing::FixedClock;
+
+/// Runs every check, each on a tenant of its own (so a persistent store
+/// shared with other tests is fine).
+pub async fn shared_budget_contract(store: Arc<dyn Store>) {
+    processes_together_stay_within_the_rate(store.clone()).await;
+    processes_together_stay_within_the_concurrency_cap(store.clone()).await;
+    a_dead_holders_slot_frees_itself_and_a_late_give_back_frees_nothing(store).await;
+}
+
+fn fresh_tenant(what: &str) -> TenantId {
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    TenantId::parse(&format!("budget-{what}-{}", &suffix[..12])).expect("valid id")
+}
+
+fn test_clock() -> Arc<FixedClock> {
+    Arc::new(FixedClock::at(
+        chrono::Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap(),
+    ))
+}
+
+fn process(
+    store: &Arc<dyn Store>,
+    clock: &Arc<FixedClock>,
+    budget: &AutotaskBudget,
+) -> AutotaskBudgets {
+    AutotaskBudgets::new(budget.clone(), clock.clone()).shared_through(store.clone())
+}
+
+/// `Some(retry_after)` when turned away as rate limited; panics on any
+/// other error.
+async fn try_admit(budgets: &AutotaskBudgets, tenant: &TenantId) -> Result<Admission, Duration> {
+    match budgets.for_tenant(tenant).admit().await {
+        Ok(admission) => Ok(admission),
+        Err(ApiError::RateLimited {
+            system: "autotask",
+            retry_after,
+        }) => Err(retry_after),
+        Err(other) => panic!("admission failed with something other than a rate limit: {other}"),
+    }
+}
+
+/// Admits and gives back at once, like a finished call; counts admissions
+/// until the first refusal (at most `up_to`).
+async fn calls_admitted(budgets: &AutotaskBudgets, tenant: &TenantId, up_to: usize) -> usize {
+    for n in 0..up_to {
+        match try_admit(budgets, tenant).await {
+            Ok(admission) => admission.release().await,
+            Err(_) => return n,
+        }
+    }
+    up_to
+}
+
+async fn processes_together_stay_within_the_rate(store: Arc<dyn Store>) {
+    let tenant = fresh_tenant("rate");
+    let clock = test_clock();
+    // One request a second, six back to back, leased four at a time.
+    let budget = AutotaskBudget {
+        requests_per_hour: 3_600,
+        burst: 6,
+        max_concurrent: 3,
+        lease_block: 4,
+        acquire_wait: Duration::from_millis(20),
+        ..AutotaskBudget::default()
+    };
+    let a = process(&store, &clock, &budget);
+    let b = process(&store, &clock, &budget);
+
+    let admitted = calls_admitted(&a, &tenant, 10).await + calls_admitted(&b, &tenant, 10).await;
+    assert_eq!(
+        admitted, 6,
+        "two processes together get the burst once, not once each"
+    );
+    assert_eq!(
+        try_admit(&a, &tenant).await.err(),
+        Some(Duration::from_secs(1)),
+        "a spent shared bucket says when the next token accrues"
+    );
+
+    clock.advance(chrono::Duration::seconds(1));
+    let admitted = calls_admitted(&b, &tenant, 10).await + calls_admitted(&a, &tenant, 10).await;
+    assert_eq!(admitted, 1, "one second of refill buys one call in total");
+
+    // A long idle spell refills the shared bucket to the burst, no more.
+    clock.advance(chrono::Duration::hours(2));
+    let admitted = calls_admitted(&a, &tenant, 10).await + calls_admitted(&b, &tenant, 10).await;
+    assert_eq!(
+        admitted, 6,
+        "an idle bucket holds the burst, not two hours of tokens"
+    );
+}
+
+async fn processes_together_stay_within_the_concurrency_cap(store: Arc<dyn Store>) {
+    let tenant = fresh_tenant("threads");
+    let clock = test_clock();
+    let budget = AutotaskBudget {
+        requests_per_hour: 1_000_000,
+        burst: 10_000,
+        max_concurrent: 2,
+        acquire_wait: Duration::from_millis(20),
+        busy_retry_after: Duration::from_secs(5),
+        ..AutotaskBudget::default()
+    };
+    let a = process(&store, &clock, &budget);
+    let b = process(&store, &clock, &budget);
+
+    let first = try_admit(&a, &tenant).await.expect("a free slot");
+    let second = try_admit(&b, &tenant).await.expect("the other free slot");
+    for (name, process) in [("a", &a), ("b", &b)] {
+        assert_eq!(
+            try_admit(process, &tenant).await.err(),
+            Some(Duration::from_secs(5)),
+            "process {name}: two calls in flight across processes fill a cap of two"
+        );
+    }
+
+    first.release().await;
+    let third = try_admit(&b, &tenant)
+        .await
+        .expect("a slot given back by one process admits a call of another");
+    assert!(try_admit(&a, &tenant).await.is_err(), "still two in flight");
+
+    second.release().await;
+    third.release().await;
+    assert_eq!(
+        calls_admitted(&a, &tenant, 5).await,
+        5,
+        "every slot given back"
+    );
+
+    // Cancelled calls (admissions dropped mid-call, e.g. an aborted job) give
+    // their slots back in the background, without waiting out the lease.
+    let cancelled = [
+        try_admit(&a, &tenant).await.expect("free slot"),
+        try_admit(&a, &tenant).await.expect("free slot"),
+    ];
+    assert!(try_admit(&b, &tenant).await.is_err(), "both slots held");
+    drop(cancelled);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // Both slots at once, so one freed slot alone does not pass.
+        let held = [try_admit(&b, &tenant).await, try_admit(&b, &tenant).await];
+        let both = held.iter().all(Result::is_ok);
+        for admission in held.into_iter().flatten() {
+            admission.release().await;
+        }
+        if both {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dropped admissions never gave their shared slots back"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn a_dead_holders_slot_frees_itself_and_a_late_give_back_frees_nothing(
+    store: Arc<dyn Store>,
+) {
+    let tenant = fresh_tenant("lease");
+    let clock = test_clock();
+    let budget = AutotaskBudget {
+        requests_per_hour: 1_000_000,
+        burst: 10_000,
+        max_concurrent: 1,
+        acquire_wait: Duration::from_millis(20),
+        slot_lease: Duration::from_secs(120),
+        ..AutotaskBudget::default()
+    };
+    let dead = process(&store, &clock, &budget);
+    let alive = process(&store, &clock, &budget);
+    let late = process(&store, &clock, &budget);
+
+    // The holder dies mid-call: its admission is never given back.
+    let stale = try_admit(&dead, &tenant).await.expect("the only slot");
+    assert!(try_admit(&alive, &tenant).await.is_err(), "slot held");
+    clock.advance(chrono::Duration::seconds(119));
+    assert!(
+        try_admit(&alive, &tenant).await.is_err(),
+        "slot held until its lease runs out"
+    );
+    clock.advance(chrono::Duration::seconds(2));
+    let current = try_admit(&alive, &tenant)
+        .await
+        .expect("a dead holder's slot is free once its lease ran out");
+
+    // The presumed-dead holder was only slow; its give-back must not free
+    // the slot that `alive` holds now.
+    stale.release().await;
+    assert!(
+        try_admit(&late, &tenant).await.is_err(),
+        "a stale give-back freed a slot somebody else holds"
+    );
+
+    current.release().await;
+    let next = try_admit(&late, &tenant)
+        .await
+        .expect("given back, free again");
+    next.release().await;
+}

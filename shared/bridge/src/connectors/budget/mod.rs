@@ -1,0 +1,495 @@
+//! A per-tenant Autotask request budget (DESIGN.md "Facts about the outside
+//! systems": about 10,000 requests per hour per database and a few concurrent
+//! threads per integration; exceed them and calls fail).
+//!
+//! The budget never sleeps in the worker (DESIGN.md rule 6). When a tenant's
+//! budget is spent, a call fails at once with a retryable
+//! [`ApiError::RateLimited`] whose `retry_after` is the time until the budget
+//! allows the next request; the worker turns that into a delayed retry through
+//! the queue's visibility timeout. The only waiting is for a concurrency permit
+//! held by a sibling call of the same process, and that wait is short and
+//! bounded ([`AutotaskBudget::acquire_wait`]).
+//!
+//! Where the budget lives: by default in process memory, shared by every
+//! connector of a tenant in that process. Given a store
+//! ([`AutotaskBudgets::shared_through`]) it lives in the store instead
+//! ([`ledger`]), so that every process of a deployment (any number of worker
+//! Lambda instances plus the sweep) keeps to one budget per tenant together:
+//! tokens are leased from a shared bucket in small blocks and each call holds
+//! one of the tenant's shared concurrency slots. The Lambda functions and the
+//! local process both share it; the in-memory mode is for unit tests and
+//! tools that talk to Autotask without a store. Autotask's own 429s remain
+//! retryable as a backstop.
+
+pub mod contract;
+pub mod ledger;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::warn;
+
+use crate::error::{ApiError, StoreError};
+use crate::model::{
+    NewPsaNote, NewPsaTicket, PicklistValue, PsaNote, PsaTicket, PsaTicketPatch, TenantId,
+};
+use crate::ports::{Clock, Psa, Store, SystemClock};
+use ledger::{SharedLedger, SlotLease, TokenLease};
+
+const SYSTEM: &str = "autotask";
+
+/// How much of Autotask's capacity one tenant's bridge may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutotaskBudget {
+    /// Sustained requests per hour. Autotask allows about 10,000 per hour per
+    /// *database*, shared by every integration of that database (RMM,
+    /// accounting, the MSP's own scripts). The default of 9,000 leaves 10 %
+    /// headroom for them, so the bridge does not push the whole database into
+    /// throttling.
+    pub requests_per_hour: u32,
+    /// Requests that may be made back to back when the budget has been idle
+    /// (the bucket's capacity). The default, one minute's worth of the
+    /// hourly rate (150), absorbs a sweep or a burst of webhooks without
+    /// letting the sustained rate exceed `requests_per_hour`.
+    pub burst: u32,
+    /// Calls in flight at once. Autotask limits concurrent threads per
+    /// integration to a few; the default is 3.
+    pub max_concurrent: usize,
+    /// How long a call waits for a sibling call of the same process to free a
+    /// concurrency permit before failing retryable. Short: this is waiting
+    /// for a call in flight to finish, not sleeping until budget returns.
+    pub acquire_wait: Duration,
+    /// The `retry_after` of a call that found every concurrency permit taken.
+    pub busy_retry_after: Duration,
+    /// Shared budget only: tokens a process leases from the shared bucket at
+    /// once. Larger means fewer store writes; unspent tokens of a process
+    /// that goes idle are lost until the bucket refills, so keep it small
+    /// next to `burst`. Default 10.
+    pub lease_block: u32,
+    /// Shared budget only: how long a call may hold a concurrency slot before
+    /// the slot counts as free again (its holder is presumed dead). Longer
+    /// than any call takes (the HTTP timeout is 30 s; paged calls make a few
+    /// requests). Default 2 minutes.
+    pub slot_lease: Duration,
+}
+
+impl Default for AutotaskBudget {
+    fn default() -> Self {
+        Self {
+            requests_per_hour: 9_000,
+            burst: 150,
+            max_concurrent: 3,
+            acquire_wait: Duration::from_secs(2),
+            busy_retry_after: Duration::from_secs(5),
+            lease_block: 10,
+            slot_lease: Duration::from_secs(120),
+        }
+    }
+}
+
+impl AutotaskBudget {
+    /// Time that buys one request at the sustained rate.
+    fn interval(&self) -> Duration {
+        let per_hour = u64::from(self.requests_per_hour.max(1));
+        Duration::from_nanos(3_600_000_000_000 / per_hour)
+    }
+}
+
+/// A token bucket whose tokens are measured in time: each request costs
+/// `interval` of credit, credit accrues one-for-one with elapsed time up to
+/// `capacity` (= burst × interval). Integer arithmetic, so the refill time
+/// it reports is exact.
+struct Bucket {
+    credit: Duration,
+    last: DateTime<Utc>,
+}
+
+/// Where a limiter's request tokens come from.
+enum Tokens {
+    /// This process's own bucket.
+    Local(Mutex<Bucket>),
+    /// The tenant's bucket in the store, leased in blocks of `lease_block`;
+    /// `leased` are tokens this process holds and has not spent yet.
+    Shared {
+        ledger: Arc<SharedLedger>,
+        leased: Mutex<u32>,
+        lease_block: u32,
+    },
+}
+
+/// One tenant's budget: a token bucket for the hourly rate plus a semaphore
+/// for the concurrency cap (and, when shared, the tenant's slots in the
+/// store).
+pub struct TenantLimiter {
+    tenant: TenantId,
+    interval: Duration,
+    capacity: Duration,
+    tokens: Tokens,
+    permits: Arc<Semaphore>,
+    max_concurrent: usize,
+    acquire_wait: Duration,
+    busy_retry_after: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+/// Leave to make one Autotask request. Give it back with
+/// [`Admission::release`] when the call is over. Dropped instead (a call
+/// cancelled by a timeout or an aborted job), the process's permit returns
+/// at once and a shared slot is given back in the background; only if the
+/// whole process dies does a slot wait for its lease to run out.
+#[must_use = "give the admission back with Admission::release"]
+pub struct Admission {
+    _permit: OwnedSemaphorePermit,
+    slot: Option<(Arc<SharedLedger>, SlotLease)>,
+}
+
+impl Admission {
+    /// Gives the admission back once its call is over.
+    pub async fn release(mut self) {
+        if let Some((ledger, slot)) = &self.slot {
+            ledger.release_slot(slot).await;
+            // Only now: a release cancelled halfway is redone by `drop`.
+            self.slot = None;
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some((ledger, slot)) = self.slot.take() {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { ledger.release_slot(&slot).await });
+            }
+        }
+    }
+}
+
+impl TenantLimiter {
+    /// A limiter with a full bucket of its own.
+    pub fn new(tenant: TenantId, budget: &AutotaskBudget, clock: Arc<dyn Clock>) -> Self {
+        let interval = budget.interval();
+        let capacity = interval.saturating_mul(budget.burst.max(1));
+        let bucket = Bucket {
+            credit: capacity,
+            last: clock.now(),
+        };
+        Self::with_tokens(tenant, budget, clock, Tokens::Local(Mutex::new(bucket)))
+    }
+
+    /// A limiter drawing on the tenant's budget in `store`, together with
+    /// every other process that does.
+    pub fn shared(
+        tenant: TenantId,
+        budget: &AutotaskBudget,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn Store>,
+    ) -> Self {
+        let ledger = SharedLedger::new(
+            store,
+            tenant.clone(),
+            budget.max_concurrent,
+            budget.slot_lease,
+        );
+        let tokens = Tokens::Shared {
+            ledger: Arc::new(ledger),
+            leased: Mutex::new(0),
+            lease_block: budget.lease_block.max(1),
+        };
+        Self::with_tokens(tenant, budget, clock, tokens)
+    }
+
+    fn with_tokens(
+        tenant: TenantId,
+        budget: &AutotaskBudget,
+        clock: Arc<dyn Clock>,
+        tokens: Tokens,
+    ) -> Self {
+        let interval = budget.interval();
+        let max_concurrent = budget.max_concurrent.max(1);
+        Self {
+            tenant,
+            interval,
+            capacity: interval.saturating_mul(budget.burst.max(1)),
+            tokens,
+            permits: Arc::new(Semaphore::new(max_concurrent)),
+            max_concurrent,
+            acquire_wait: budget.acquire_wait,
+            busy_retry_after: budget.busy_retry_after,
+            clock,
+        }
+    }
+
+    /// Takes a concurrency permit (waiting at most `acquire_wait` for a
+    /// sibling call to finish), a shared slot when the budget is shared, and
+    /// then one request token. Fails retryable when any is unavailable; a
+    /// call turned away for concurrency costs no token.
+    pub async fn admit(&self) -> Result<Admission, ApiError> {
+        // A free permit is taken at once; the timeout only bounds the wait.
+        let acquired =
+            tokio::time::timeout(self.acquire_wait, self.permits.clone().acquire_owned()).await;
+        // Timed out (or the semaphore closed, which it never is).
+        let Ok(Ok(permit)) = acquired else {
+            return Err(self.busy("this process"));
+        };
+        let slot = match &self.tokens {
+            Tokens::Local(_) => None,
+            Tokens::Shared { ledger, .. } => match ledger.take_slot(self.clock.now()).await {
+                Ok(Some(slot)) => Some((ledger.clone(), slot)),
+                Ok(None) => return Err(self.busy("all processes")),
+                Err(err) => return Err(self.store_failed(err)),
+            },
+        };
+        let admission = Admission {
+            _permit: permit,
+            slot,
+        };
+        match self.take_token().await {
+            Ok(()) => Ok(admission),
+            Err(err) => {
+                admission.release().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Runs `call` under an admission, given back whatever the call returns.
+    pub async fn run<T>(
+        &self,
+        call: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let admission = self.admit().await?;
+        let result = call.await;
+        admission.release().await;
+        result
+    }
+
+    fn busy(&self, whose: &str) -> ApiError {
+        warn!(
+            tenant = %self.tenant,
+            max_concurrent = self.max_concurrent,
+            whose,
+            retry_after_ms = self.busy_retry_after.as_millis() as u64,
+            "Autotask concurrency limit reached; failing fast for a delayed retry"
+        );
+        ApiError::RateLimited {
+            system: SYSTEM,
+            retry_after: self.busy_retry_after,
+        }
+    }
+
+    fn spent(&self, retry_after: Duration) -> ApiError {
+        warn!(
+            tenant = %self.tenant,
+            retry_after_ms = retry_after.as_millis() as u64,
+            "Autotask request budget exhausted; failing fast for a delayed retry"
+        );
+        ApiError::RateLimited {
+            system: SYSTEM,
+            retry_after,
+        }
+    }
+
+    /// The shared budget cannot be read: retryable, like the store itself.
+    fn store_failed(&self, err: StoreError) -> ApiError {
+        warn!(tenant = %self.tenant, %err, "shared Autotask budget unavailable; failing for a retry");
+        ApiError::Transport {
+            system: "autotask budget store",
+            message: err.to_string(),
+        }
+    }
+
+    /// Takes one token, or fails with how long until one is available.
+    async fn take_token(&self) -> Result<(), ApiError> {
+        match &self.tokens {
+            Tokens::Local(bucket) => self.take_local_token(bucket).map_err(|d| self.spent(d)),
+            Tokens::Shared {
+                ledger,
+                leased,
+                lease_block,
+            } => {
+                {
+                    let mut leased = leased.lock().unwrap();
+                    if *leased > 0 {
+                        *leased -= 1;
+                        return Ok(());
+                    }
+                }
+                let lease = ledger
+                    .lease_tokens(self.clock.now(), *lease_block, self.interval, self.capacity)
+                    .await
+                    .map_err(|err| self.store_failed(err))?;
+                match lease {
+                    TokenLease::Granted(granted) => {
+                        // One for this call, the rest for the next ones.
+                        *leased.lock().unwrap() += granted - 1;
+                        Ok(())
+                    }
+                    TokenLease::Empty { retry_after } => Err(self.spent(retry_after)),
+                    TokenLease::Contended => Err(self.busy("the shared bucket")),
+                }
+            }
+        }
+    }
+
+    fn take_local_token(&self, bucket: &Mutex<Bucket>) -> Result<(), Duration> {
+        let now = self.clock.now();
+        let mut bucket = bucket.lock().unwrap();
+        // A wall clock that steps back adds no credit (and takes none away).
+        if now > bucket.last {
+            let elapsed = (now - bucket.last).to_std().unwrap_or_default();
+            bucket.credit = bucket.credit.saturating_add(elapsed).min(self.capacity);
+            bucket.last = now;
+        }
+        if bucket.credit >= self.interval {
+            bucket.credit -= self.interval;
+            Ok(())
+        } else {
+            Err(self.interval - bucket.credit)
+        }
+    }
+}
+
+/// The tenants' limiters of one process, so that every connector built for a
+/// tenant shares that tenant's budget (also across client rebuilds after a
+/// credential rotation).
+pub struct AutotaskBudgets {
+    settings: AutotaskBudget,
+    clock: Arc<dyn Clock>,
+    /// Where the budgets are shared with other processes; `None`: in memory.
+    store: Option<Arc<dyn Store>>,
+    tenants: Mutex<HashMap<TenantId, Arc<TenantLimiter>>>,
+}
+
+impl Default for AutotaskBudgets {
+    fn default() -> Self {
+        Self::new(AutotaskBudget::default(), Arc::new(SystemClock))
+    }
+}
+
+impl AutotaskBudgets {
+    /// Budgets kept in this process's memory.
+    pub fn new(settings: AutotaskBudget, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            settings,
+            clock,
+            store: None,
+            tenants: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Keeps every tenant's budget in `store`, shared with every other
+    /// process using the same store.
+    pub fn shared_through(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The tenant's limiter, made on first use.
+    pub fn for_tenant(&self, tenant: &TenantId) -> Arc<TenantLimiter> {
+        self.tenants
+            .lock()
+            .unwrap()
+            .entry(tenant.clone())
+            .or_insert_with(|| {
+                let clock = self.clock.clone();
+                Arc::new(match &self.store {
+                    None => TenantLimiter::new(tenant.clone(), &self.settings, clock),
+                    Some(store) => {
+                        TenantLimiter::shared(tenant.clone(), &self.settings, clock, store.clone())
+                    }
+                })
+            })
+            .clone()
+    }
+
+    /// `inner` behind the tenant's budget.
+    pub fn wrap(&self, tenant: &TenantId, inner: Arc<dyn Psa>) -> Arc<dyn Psa> {
+        Arc::new(BudgetedPsa::new(inner, self.for_tenant(tenant)))
+    }
+}
+
+/// A [`Psa`] whose every call first takes one token and one concurrency
+/// permit of its tenant's budget; the permit is held for the whole call.
+///
+/// The paging methods (`list_notes`, `tickets_changed_since`) make several
+/// HTTP requests under one token and one permit. That is acceptable: pages
+/// are sequential (so the concurrency cap holds), a ticket rarely has more
+/// than one page of notes, the sweep runs every few minutes, and the default
+/// rate leaves headroom for the undercount.
+pub struct BudgetedPsa {
+    inner: Arc<dyn Psa>,
+    limiter: Arc<TenantLimiter>,
+}
+
+impl BudgetedPsa {
+    pub fn new(inner: Arc<dyn Psa>, limiter: Arc<TenantLimiter>) -> Self {
+        Self { inner, limiter }
+    }
+}
+
+#[async_trait]
+impl Psa for BudgetedPsa {
+    async fn get_ticket(&self, id: i64) -> Result<Option<PsaTicket>, ApiError> {
+        self.limiter.run(self.inner.get_ticket(id)).await
+    }
+
+    async fn find_ticket_by_external_id(
+        &self,
+        external_id: &str,
+    ) -> Result<Option<PsaTicket>, ApiError> {
+        self.limiter
+            .run(self.inner.find_ticket_by_external_id(external_id))
+            .await
+    }
+
+    async fn create_ticket(&self, ticket: &NewPsaTicket) -> Result<i64, ApiError> {
+        self.limiter.run(self.inner.create_ticket(ticket)).await
+    }
+
+    async fn update_ticket(&self, id: i64, patch: &PsaTicketPatch) -> Result<(), ApiError> {
+        self.limiter.run(self.inner.update_ticket(id, patch)).await
+    }
+
+    async fn list_notes(&self, ticket_id: i64) -> Result<Vec<PsaNote>, ApiError> {
+        // Every page under one token and one permit (see the type's docs).
+        self.limiter.run(self.inner.list_notes(ticket_id)).await
+    }
+
+    async fn add_note(&self, ticket_id: i64, note: &NewPsaNote) -> Result<i64, ApiError> {
+        self.limiter.run(self.inner.add_note(ticket_id, note)).await
+    }
+
+    async fn resource_name(&self, resource_id: i64) -> Result<Option<String>, ApiError> {
+        self.limiter
+            .run(self.inner.resource_name(resource_id))
+            .await
+    }
+
+    async fn company_for_reference(&self, reference: &str) -> Result<Option<i64>, ApiError> {
+        self.limiter
+            .run(self.inner.company_for_reference(reference))
+            .await
+    }
+
+    async fn ticket_picklist(&self, field: &str) -> Result<Vec<PicklistValue>, ApiError> {
+        self.limiter.run(self.inner.ticket_picklist(field)).await
+    }
+
+    async fn tickets_changed_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(i64, DateTime<Utc>)>, ApiError> {
+        // Every page under one token and one permit (see the type's docs).
+        self.limiter
+            .run(self.inner.tickets_changed_since(since))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests;
