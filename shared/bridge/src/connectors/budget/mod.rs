@@ -7,8 +7,8 @@
 //! [`ApiError::RateLimited`] whose `retry_after` is the time until the budget
 //! allows the next request; the worker turns that into a delayed retry through
 //! the queue's visibility timeout. The only waiting is for a concurrency permit
-//! held by a sibling call of the same process, and that wait is short and
-//! bounded ([`AutotaskBudget::acquire_wait`]).
+//! or slot held by a call in flight, and that wait is short and bounded
+//! ([`AutotaskBudget::acquire_wait`]).
 //!
 //! Where the budget lives: by default in process memory, shared by every
 //! connector of a tenant in that process. Given a store
@@ -60,9 +60,10 @@ pub struct AutotaskBudget {
     /// Calls in flight at once. Autotask limits concurrent threads per
     /// integration to a few; the default is 3.
     pub max_concurrent: usize,
-    /// How long a call waits for a sibling call of the same process to free a
-    /// concurrency permit before failing retryable. Short: this is waiting
-    /// for a call in flight to finish, not sleeping until budget returns.
+    /// How long a call waits for a call in flight (of this process or, when
+    /// shared, of any) to free a concurrency permit or slot before failing
+    /// retryable. Short: this is waiting for a call in flight to finish, not
+    /// sleeping until budget returns.
     pub acquire_wait: Duration,
     /// The `retry_after` of a call that found every concurrency permit taken.
     pub busy_retry_after: Duration,
@@ -229,16 +230,17 @@ impl TenantLimiter {
     /// then one request token. Fails retryable when any is unavailable; a
     /// call turned away for concurrency costs no token.
     pub async fn admit(&self) -> Result<Admission, ApiError> {
+        let deadline = tokio::time::Instant::now() + self.acquire_wait;
         // A free permit is taken at once; the timeout only bounds the wait.
         let acquired =
-            tokio::time::timeout(self.acquire_wait, self.permits.clone().acquire_owned()).await;
+            tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await;
         // Timed out (or the semaphore closed, which it never is).
         let Ok(Ok(permit)) = acquired else {
             return Err(self.busy("this process"));
         };
         let slot = match &self.tokens {
             Tokens::Local(_) => None,
-            Tokens::Shared { ledger, .. } => match ledger.take_slot(self.clock.now()).await {
+            Tokens::Shared { ledger, .. } => match self.take_shared_slot(ledger, deadline).await {
                 Ok(Some(slot)) => Some((ledger.clone(), slot)),
                 Ok(None) => return Err(self.busy("all processes")),
                 Err(err) => return Err(self.store_failed(err)),
@@ -254,6 +256,29 @@ impl TenantLimiter {
                 admission.release().await;
                 Err(err)
             }
+        }
+    }
+
+    /// A shared slot, looking again with growing pauses until `deadline`:
+    /// a slot given back a moment ago, or one lost to a concurrent taker
+    /// while another was free, must not cost a call a delayed retry. The
+    /// same short, bounded wait as for the process's own permits.
+    async fn take_shared_slot(
+        &self,
+        ledger: &SharedLedger,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<SlotLease>, StoreError> {
+        let mut pause = Duration::from_millis(10);
+        loop {
+            if let Some(slot) = ledger.take_slot(self.clock.now()).await? {
+                return Ok(Some(slot));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
         }
     }
 
