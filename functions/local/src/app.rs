@@ -51,7 +51,13 @@ impl Adapters {
         .with_backoff_base(self.backoff_base)
     }
 
-    pub fn sweeper(&self, options: SweepOptions) -> Sweeper {
+    /// The sweeper. `every`: the timer's interval, if the process sweeps on
+    /// one; a tenant's first sweep looks back that far.
+    pub fn sweeper(&self, every: Option<Duration>) -> Sweeper {
+        let mut options = SweepOptions::default();
+        if let Some(every) = every {
+            options.interval = every;
+        }
         Sweeper::new(
             self.store.clone(),
             self.secrets.clone(),
@@ -118,11 +124,7 @@ impl LocalBridge {
         });
         let sweep_stop = stop.clone();
         let worker = spawn_worker(&adapters, worker_concurrency, stop);
-        let mut options = SweepOptions::default();
-        if let Some(every) = sweep_every {
-            options.interval = every;
-        }
-        let sweeper = adapters.sweeper(options);
+        let sweeper = adapters.sweeper(sweep_every);
         let sweeps = tokio::spawn(run_sweeps(sweeper.clone(), sweep_every, sweep_stop));
         info!(%address, "psa-bridge listening");
         Ok(Self {

@@ -8,7 +8,6 @@ use anyhow::Context;
 use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
 use bridge::connectors::HttpConnectors;
 use bridge::ports::{Condition, SystemClock};
-use bridge::reconcile::SweepOptions;
 use bridge::repo::Repo;
 use clap::{Parser, Subcommand};
 use psa_bridge_local::settings::Settings;
@@ -138,11 +137,10 @@ async fn run(config: PathBuf) -> anyhow::Result<()> {
 async fn sweep(config: PathBuf) -> anyhow::Result<()> {
     let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
     let adapters = open(&settings).await?;
-    let mut options = SweepOptions::default();
-    if let Some(every) = sweep_interval(&settings) {
-        options.interval = every;
-    }
-    let reports = adapters.sweeper(options).sweep_all().await?;
+    let reports = adapters
+        .sweeper(sweep_interval(&settings))
+        .sweep_all()
+        .await?;
     if reports.is_empty() {
         println!("no active tenants");
     }

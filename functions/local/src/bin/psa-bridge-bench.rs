@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bridge::connectors::budget::AutotaskBudget;
 use clap::Parser;
 use futures::stream::{self, StreamExt};
 use psa_bridge_local::world::{wait_for, TenantSpec, World, WorldOptions};
@@ -35,6 +36,11 @@ struct Args {
     /// Simulated latency of every Zendesk and Autotask API call.
     #[arg(long, default_value_t = 50)]
     api_latency_ms: u64,
+    /// Autotask calls in flight at once for the tenant (the shared budget's
+    /// cap; production default 3). With it, one tenant's Autotask calls top
+    /// out at cap / API latency per second, whatever the bridge does.
+    #[arg(long, default_value_t = 3)]
+    autotask_max_concurrent: usize,
 }
 
 #[tokio::main]
@@ -154,6 +160,10 @@ async fn end_to_end(args: &Args) -> anyhow::Result<()> {
             WorldOptions {
                 api_latency: Duration::from_millis(args.api_latency_ms),
                 worker_concurrency: 32,
+                autotask_budget: AutotaskBudget {
+                    max_concurrent: args.autotask_max_concurrent,
+                    ..WorldOptions::default().autotask_budget
+                },
                 ..WorldOptions::default()
             },
         )
@@ -225,10 +235,11 @@ async fn end_to_end(args: &Args) -> anyhow::Result<()> {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize].as_millis();
     println!(
-        "end to end: {} changes at {}/s with {} ms API latency: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+        "end to end: {} changes at {}/s with {} ms API latency, {} Autotask calls at once: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
         latencies.len(),
         args.rate,
         args.api_latency_ms,
+        args.autotask_max_concurrent,
         pct(0.5),
         pct(0.9),
         pct(0.99),
