@@ -74,7 +74,7 @@ pub struct AutotaskBudget {
     pub lease_block: u32,
     /// Shared budget only: how long a call may hold a concurrency slot before
     /// the slot counts as free again (its holder is presumed dead). Longer
-    /// than any call takes (the HTTP timeout is 30 s; paged calls make a few
+    /// than any call takes (the HTTP timeout is 20 s; paged calls make a few
     /// requests). Default 2 minutes.
     pub slot_lease: Duration,
 }
