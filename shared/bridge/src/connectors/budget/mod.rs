@@ -57,8 +57,10 @@ pub struct AutotaskBudget {
     /// hourly rate (150), absorbs a sweep or a burst of webhooks without
     /// letting the sustained rate exceed `requests_per_hour`.
     pub burst: u32,
-    /// Calls in flight at once. Autotask limits concurrent threads per
-    /// integration to a few; the default is 3.
+    /// Calls in flight at once. Autotask allows three threads per object
+    /// endpoint (Tickets, TicketNotes, ...) and integration tracking
+    /// identifier; one cap of 3 across every endpoint keeps under that
+    /// whatever the mix of calls. The default is 3.
     pub max_concurrent: usize,
     /// How long a call waits for a call in flight (of this process or, when
     /// shared, of any) to free a concurrency permit or slot before failing
