@@ -19,7 +19,8 @@ use async_trait::async_trait;
 use bridge::config::TenantSecrets;
 use bridge::error::StoreError;
 use bridge::model::TenantId;
-use bridge::ports::{Condition, Item, Store};
+use bridge::ports::{Condition, Store};
+use bridge::testing::{HookedStore, PutHook};
 use psa_bridge_e2e::{assert_mirrored_exactly_once, psa_tickets_for, settle_within};
 use psa_bridge_local::demo::demo_tenants;
 use psa_bridge_local::world::{
@@ -61,33 +62,27 @@ fn chaos_faults(latency: Duration) -> FaultConfig {
 /// record it) never returns, and the test is told so it can kill the worker
 /// right there.
 struct KillBeforeLinkWrite {
-    inner: Arc<dyn Store>,
     armed: AtomicUsize,
     parked: mpsc::UnboundedSender<String>,
 }
 
 #[async_trait]
-impl Store for KillBeforeLinkWrite {
-    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
-        self.inner.get(pk, sk).await
-    }
-
-    async fn put(
+impl PutHook for KillBeforeLinkWrite {
+    async fn before_put(
         &self,
+        inner: &dyn Store,
         pk: &str,
         sk: &str,
         body: &str,
-        condition: Condition,
-        expires_at: Option<i64>,
-    ) -> Result<u64, StoreError> {
+        condition: &Condition,
+    ) -> Result<(), StoreError> {
         // Once disarmed, no extra read per link write.
         if self.armed.load(Ordering::SeqCst) > 0
             && sk.starts_with("LINK#Z#")
             && body.contains("\"psa_ticket_id\"")
             && matches!(condition, Condition::VersionIs(_))
         {
-            let claimed_only = self
-                .inner
+            let claimed_only = inner
                 .get(pk, sk)
                 .await?
                 .is_some_and(|item| !item.body.contains("\"psa_ticket_id\""));
@@ -101,25 +96,7 @@ impl Store for KillBeforeLinkWrite {
                 std::future::pending::<()>().await;
             }
         }
-        self.inner.put(pk, sk, body, condition, expires_at).await
-    }
-
-    async fn query(
-        &self,
-        pk: &str,
-        sk_prefix: &str,
-        newest_first: bool,
-        limit: usize,
-    ) -> Result<Vec<Item>, StoreError> {
-        self.inner.query(pk, sk_prefix, newest_first, limit).await
-    }
-
-    async fn delete(&self, pk: &str, sk: &str) -> Result<(), StoreError> {
-        self.inner.delete(pk, sk).await
-    }
-
-    async fn scan_sort_key(&self, sk: &str) -> Result<Vec<Item>, StoreError> {
-        self.inner.scan_sort_key(sk).await
+        Ok(())
     }
 }
 
@@ -137,10 +114,12 @@ impl Backend for KillSwitch<'_> {
         secrets: HashMap<TenantId, TenantSecrets>,
     ) -> anyhow::Result<BackendParts> {
         let mut parts = self.inner.build(secrets).await?;
-        parts.store = Arc::new(KillBeforeLinkWrite {
+        parts.store = Arc::new(HookedStore {
             inner: parts.store,
-            armed: AtomicUsize::new(self.kills),
-            parked: self.parked.clone(),
+            hook: KillBeforeLinkWrite {
+                armed: AtomicUsize::new(self.kills),
+                parked: self.parked.clone(),
+            },
         });
         Ok(parts)
     }

@@ -486,31 +486,30 @@ impl Clock for FixedClock {
     }
 }
 
-/// A store that loses the `fail_at`-th put, as if the process died just
-/// before that write (crash tests).
-pub struct CrashingStore {
-    pub inner: Arc<dyn Store>,
-    puts: AtomicUsize,
-    fail_at: AtomicUsize,
+/// What a [`HookedStore`] does before each put: `Ok(())` lets the put
+/// through, an error fails it; it may also park the put forever (a process
+/// that died mid-write).
+#[async_trait]
+pub trait PutHook: Send + Sync {
+    async fn before_put(
+        &self,
+        inner: &dyn Store,
+        pk: &str,
+        sk: &str,
+        body: &str,
+        condition: &Condition,
+    ) -> Result<(), StoreError>;
 }
 
-impl CrashingStore {
-    pub fn new(inner: Arc<dyn Store>) -> Self {
-        Self {
-            inner,
-            puts: AtomicUsize::new(0),
-            fail_at: AtomicUsize::new(usize::MAX),
-        }
-    }
-    /// The `n`-th put from now on (1-based) fails.
-    pub fn crash_on_put(&self, n: usize) {
-        self.fail_at
-            .store(self.puts.load(Ordering::SeqCst) + n, Ordering::SeqCst);
-    }
+/// A store that passes everything to `inner`, running `hook` before each
+/// put (crash tests).
+pub struct HookedStore<H> {
+    pub inner: Arc<dyn Store>,
+    pub hook: H,
 }
 
 #[async_trait]
-impl Store for CrashingStore {
+impl<H: PutHook> Store for HookedStore<H> {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         self.inner.get(pk, sk).await
     }
@@ -522,10 +521,9 @@ impl Store for CrashingStore {
         condition: Condition,
         expires_at: Option<i64>,
     ) -> Result<u64, StoreError> {
-        let n = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == self.fail_at.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("injected crash".into()));
-        }
+        self.hook
+            .before_put(self.inner.as_ref(), pk, sk, body, &condition)
+            .await?;
         self.inner.put(pk, sk, body, condition, expires_at).await
     }
     async fn query(
@@ -542,5 +540,50 @@ impl Store for CrashingStore {
     }
     async fn scan_sort_key(&self, sk: &str) -> Result<Vec<Item>, StoreError> {
         self.inner.scan_sort_key(sk).await
+    }
+}
+
+/// Fails the `fail_at`-th put, as if the process died just before that write.
+pub struct CrashOnPut {
+    puts: AtomicUsize,
+    fail_at: AtomicUsize,
+}
+
+#[async_trait]
+impl PutHook for CrashOnPut {
+    async fn before_put(
+        &self,
+        _: &dyn Store,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &Condition,
+    ) -> Result<(), StoreError> {
+        let n = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_at.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected crash".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A store that loses the `fail_at`-th put (see [`CrashOnPut`]).
+pub type CrashingStore = HookedStore<CrashOnPut>;
+
+impl CrashingStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            hook: CrashOnPut {
+                puts: AtomicUsize::new(0),
+                fail_at: AtomicUsize::new(usize::MAX),
+            },
+        }
+    }
+    /// The `n`-th put from now on (1-based) fails.
+    pub fn crash_on_put(&self, n: usize) {
+        self.hook
+            .fail_at
+            .store(self.hook.puts.load(Ordering::SeqCst) + n, Ordering::SeqCst);
     }
 }
