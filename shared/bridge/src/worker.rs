@@ -35,9 +35,11 @@ pub enum JobOutcome {
     Reroute(SyncJob),
 }
 
-/// First retry delay; doubles per receive up to `MAX_BACKOFF`.
+/// First retry delay; doubles per receive up to the ceiling.
 pub const BASE_BACKOFF: Duration = Duration::from_secs(2);
-const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// The ceiling as a multiple of the first delay: 15 minutes from 2 s. A
+/// shorter first delay keeps the same schedule, only faster.
+const MAX_BACKOFF_STEPS: u32 = 450;
 /// A permanent failure is retried this slowly: time for an admin to fix a
 /// mapping before the message reaches the DLQ.
 pub const PERMANENT_RETRY: Duration = Duration::from_secs(5 * 60);
@@ -49,10 +51,13 @@ pub fn backoff(receive_count: u32) -> Duration {
 }
 
 /// [`backoff`] from another first delay (tests under heavy fault injection
-/// shorten it so that dozens of retries fit in seconds).
+/// shorten it so that dozens of retries fit in seconds). The ceiling scales
+/// with it: a job unlucky a dozen times under compressed time must not wait
+/// minutes, as it would if only the first delay were compressed.
 pub fn backoff_from(base: Duration, receive_count: u32) -> Duration {
     let exponent = receive_count.saturating_sub(1).min(16);
-    let full = base.saturating_mul(1u32 << exponent).min(MAX_BACKOFF);
+    let ceiling = base.saturating_mul(MAX_BACKOFF_STEPS);
+    let full = base.saturating_mul(1u32 << exponent).min(ceiling);
     let half = full / 2;
     half + rand::thread_rng().gen_range(Duration::ZERO..=half)
 }
@@ -345,6 +350,8 @@ impl Worker {
 mod tests {
     use super::*;
 
+    const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+
     #[test]
     fn backoff_grows_with_jitter_and_is_capped() {
         for _ in 0..50 {
@@ -354,6 +361,18 @@ mod tests {
             assert!(fourth >= Duration::from_secs(8) && fourth <= Duration::from_secs(16));
             assert!(backoff(40) <= MAX_BACKOFF);
             assert!(backoff(40) >= MAX_BACKOFF / 2);
+        }
+    }
+
+    #[test]
+    fn a_shorter_first_delay_shortens_the_ceiling_alike() {
+        assert_eq!(BASE_BACKOFF * MAX_BACKOFF_STEPS, MAX_BACKOFF);
+        let base = Duration::from_millis(25);
+        for _ in 0..50 {
+            let late = backoff_from(base, 40);
+            // 25 ms × 450 = 11.25 s, half of it fixed.
+            assert!(late <= Duration::from_millis(11_250), "{late:?}");
+            assert!(late >= Duration::from_millis(5_625), "{late:?}");
         }
     }
 }
