@@ -48,6 +48,67 @@ struct RateState {
 struct SlotState {
     /// Until when the slot is held (Unix microseconds); in the past: free.
     held_until_us: i64,
+    /// Random id of the taking attempt (0: free), so that an attempt
+    /// cancelled during its write can tell whether the write landed.
+    #[serde(default)]
+    holder: u64,
+}
+
+impl SlotState {
+    fn free() -> String {
+        serde_json::to_string(&SlotState {
+            held_until_us: 0,
+            holder: 0,
+        })
+        .expect("plain struct serializes")
+    }
+}
+
+/// Armed while a slot-taking write is in flight. Dropped armed, the attempt
+/// was cancelled (an aborted job) and cannot know whether its write landed:
+/// a background task looks, and gives the slot back if it holds it, instead
+/// of leaving it taken until the lease runs out.
+struct TakeInFlight {
+    store: Arc<dyn Store>,
+    pk: String,
+    sk: String,
+    holder: u64,
+    armed: bool,
+}
+
+impl Drop for TakeInFlight {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (store, pk, sk, holder) = (
+            self.store.clone(),
+            std::mem::take(&mut self.pk),
+            std::mem::take(&mut self.sk),
+            self.holder,
+        );
+        runtime.spawn(async move {
+            let Ok(Some(item)) = store.get(&pk, &sk).await else {
+                return;
+            };
+            let ours = serde_json::from_str::<SlotState>(&item.body)
+                .is_ok_and(|slot| slot.holder == holder);
+            if ours {
+                let _ = store
+                    .put(
+                        &pk,
+                        &sk,
+                        &SlotState::free(),
+                        Condition::VersionIs(item.version),
+                        None,
+                    )
+                    .await;
+            }
+        });
+    }
 }
 
 /// The outcome of asking the shared bucket for tokens.
@@ -165,6 +226,7 @@ impl SharedLedger {
         let now_us = now.timestamp_micros();
         let held = SlotState {
             held_until_us: now_us.saturating_add(self.slot_lease.as_micros() as i64),
+            holder: rand::random::<u64>() | 1,
         };
         let body = serde_json::to_string(&held).expect("plain struct serializes");
         let start = rand::random::<usize>() % self.slots;
@@ -183,7 +245,16 @@ impl SharedLedger {
                     Condition::VersionIs(item.version)
                 }
             };
-            match self.store.put(&self.pk, &sk, &body, condition, None).await {
+            let mut in_flight = TakeInFlight {
+                store: self.store.clone(),
+                pk: self.pk.clone(),
+                sk: sk.clone(),
+                holder: held.holder,
+                armed: true,
+            };
+            let written = self.store.put(&self.pk, &sk, &body, condition, None).await;
+            in_flight.armed = false;
+            match written {
                 Ok(version) => return Ok(Some(SlotLease { sk, version })),
                 // Another process took it between our read and write.
                 Err(StoreError::Conflict { .. }) => continue,
@@ -196,8 +267,7 @@ impl SharedLedger {
     /// Gives a slot back. Never fails the call that held it: if the write
     /// does not happen, the lease runs out by itself.
     pub async fn release_slot(&self, lease: &SlotLease) {
-        let free = serde_json::to_string(&SlotState { held_until_us: 0 })
-            .expect("plain struct serializes");
+        let free = SlotState::free();
         match self
             .store
             .put(

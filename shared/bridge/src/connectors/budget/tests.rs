@@ -382,3 +382,69 @@ async fn shared_budget_leases_tokens_in_blocks_not_per_call() {
     );
     assert_eq!(probe.calls(), 6);
 }
+
+/// Lets the first slot-taking write land, then never answers: the process
+/// is cancelled (an aborted job) right after its write took the slot.
+struct LandThenHang {
+    armed: AtomicBool,
+}
+
+#[async_trait]
+impl crate::testing::PutHook for LandThenHang {
+    async fn before_put(
+        &self,
+        inner: &dyn Store,
+        pk: &str,
+        sk: &str,
+        body: &str,
+        condition: &crate::ports::Condition,
+    ) -> Result<(), StoreError> {
+        let takes_a_slot = sk.starts_with(ledger::SLOT_SK_PREFIX) && !body.contains("\"holder\":0");
+        if takes_a_slot && self.armed.swap(false, Ordering::SeqCst) {
+            inner.put(pk, sk, body, *condition, None).await?;
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_take_cancelled_after_its_write_landed_gives_the_slot_back() {
+    let store: Arc<dyn Store> = Arc::new(crate::testing::HookedStore {
+        inner: Arc::new(crate::adapters::embedded::SqliteStore::in_memory().unwrap()),
+        hook: LandThenHang {
+            armed: AtomicBool::new(true),
+        },
+    });
+    let budget = AutotaskBudget {
+        max_concurrent: 1,
+        ..small_budget()
+    };
+    // The clock stands still: the 2-minute lease never runs out by itself.
+    let clock = clock();
+    let cancelled =
+        AutotaskBudgets::new(budget.clone(), clock.clone()).shared_through(store.clone());
+    let other = AutotaskBudgets::new(budget, clock).shared_through(store);
+    let acme = tenant("acme");
+
+    let hung = tokio::time::timeout(
+        Duration::from_millis(200),
+        cancelled.for_tenant(&acme).admit(),
+    )
+    .await;
+    assert!(hung.is_err(), "the take should hang after its write landed");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match other.for_tenant(&acme).admit().await {
+            Ok(admission) => {
+                admission.release().await;
+                break;
+            }
+            Err(error) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "the cancelled take kept the only slot: {error}"
+            ),
+        }
+    }
+}
