@@ -69,8 +69,7 @@ impl SlotState {
 /// a background task looks, and gives the slot back if it holds it, instead
 /// of leaving it taken until the lease runs out.
 struct TakeInFlight {
-    store: Arc<dyn Store>,
-    pk: String,
+    ledger: Arc<SharedLedger>,
     sk: String,
     holder: u64,
     armed: bool,
@@ -81,33 +80,14 @@ impl Drop for TakeInFlight {
         if !self.armed {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (store, pk, sk, holder) = (
-            self.store.clone(),
-            std::mem::take(&mut self.pk),
-            std::mem::take(&mut self.sk),
-            self.holder,
-        );
-        runtime.spawn(async move {
-            let Ok(Some(item)) = store.get(&pk, &sk).await else {
-                return;
-            };
-            let ours = serde_json::from_str::<SlotState>(&item.body)
-                .is_ok_and(|slot| slot.holder == holder);
-            if ours {
-                let _ = store
-                    .put(
-                        &pk,
-                        &sk,
-                        &SlotState::free(),
-                        Condition::VersionIs(item.version),
-                        None,
-                    )
-                    .await;
-            }
-        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (ledger, sk, holder) = (
+                self.ledger.clone(),
+                std::mem::take(&mut self.sk),
+                self.holder,
+            );
+            runtime.spawn(async move { ledger.release_if_held_by(sk, holder).await });
+        }
     }
 }
 
@@ -222,7 +202,10 @@ impl SharedLedger {
     /// Takes a free concurrency slot until `now + slot_lease`, or `None` when
     /// every slot is held. Slots are tried from a random one on, so processes
     /// rarely race for the same item.
-    pub async fn take_slot(&self, now: DateTime<Utc>) -> Result<Option<SlotLease>, StoreError> {
+    pub async fn take_slot(
+        self: &Arc<Self>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SlotLease>, StoreError> {
         let now_us = now.timestamp_micros();
         let held = SlotState {
             held_until_us: now_us.saturating_add(self.slot_lease.as_micros() as i64),
@@ -246,8 +229,7 @@ impl SharedLedger {
                 }
             };
             let mut in_flight = TakeInFlight {
-                store: self.store.clone(),
-                pk: self.pk.clone(),
+                ledger: self.clone(),
                 sk: sk.clone(),
                 holder: held.holder,
                 armed: true,
@@ -262,6 +244,23 @@ impl SharedLedger {
             }
         }
         Ok(None)
+    }
+
+    /// Gives the slot back if the taking attempt `holder` holds it (its write
+    /// landed though the attempt was cancelled).
+    async fn release_if_held_by(&self, sk: String, holder: u64) {
+        let Ok(Some(item)) = self.store.get(&self.pk, &sk).await else {
+            return;
+        };
+        let held =
+            serde_json::from_str::<SlotState>(&item.body).is_ok_and(|slot| slot.holder == holder);
+        if held {
+            let lease = SlotLease {
+                sk,
+                version: item.version,
+            };
+            self.release_slot(&lease).await;
+        }
     }
 
     /// Gives a slot back. Never fails the call that held it: if the write

@@ -267,7 +267,7 @@ impl TenantLimiter {
     /// same short, bounded wait as for the process's own permits.
     async fn take_shared_slot(
         &self,
-        ledger: &SharedLedger,
+        ledger: &Arc<SharedLedger>,
         deadline: tokio::time::Instant,
     ) -> Result<Option<SlotLease>, StoreError> {
         let mut pause = Duration::from_millis(10);
