@@ -68,6 +68,20 @@ async fn calls_admitted(budgets: &AutotaskBudgets, tenant: &TenantId, up_to: usi
     up_to
 }
 
+/// A budget whose rate never gets in the way, so only the concurrency cap
+/// (and the slot lease and busy delay the checks count on) matters.
+fn only_the_cap(max_concurrent: usize) -> AutotaskBudget {
+    AutotaskBudget {
+        requests_per_hour: 1_000_000,
+        burst: 10_000,
+        max_concurrent,
+        acquire_wait: Duration::from_millis(20),
+        busy_retry_after: Duration::from_secs(5),
+        slot_lease: Duration::from_secs(120),
+        ..AutotaskBudget::default()
+    }
+}
+
 async fn processes_together_stay_within_the_rate(store: Arc<dyn Store>) {
     let tenant = fresh_tenant("rate");
     let clock = test_clock();
@@ -110,14 +124,7 @@ async fn processes_together_stay_within_the_rate(store: Arc<dyn Store>) {
 async fn processes_together_stay_within_the_concurrency_cap(store: Arc<dyn Store>) {
     let tenant = fresh_tenant("threads");
     let clock = test_clock();
-    let budget = AutotaskBudget {
-        requests_per_hour: 1_000_000,
-        burst: 10_000,
-        max_concurrent: 2,
-        acquire_wait: Duration::from_millis(20),
-        busy_retry_after: Duration::from_secs(5),
-        ..AutotaskBudget::default()
-    };
+    let budget = only_the_cap(2);
     let a = process(&store, &clock, &budget);
     let b = process(&store, &clock, &budget);
 
@@ -177,14 +184,7 @@ async fn a_dead_holders_slot_frees_itself_and_a_late_give_back_frees_nothing(
 ) {
     let tenant = fresh_tenant("lease");
     let clock = test_clock();
-    let budget = AutotaskBudget {
-        requests_per_hour: 1_000_000,
-        burst: 10_000,
-        max_concurrent: 1,
-        acquire_wait: Duration::from_millis(20),
-        slot_lease: Duration::from_secs(120),
-        ..AutotaskBudget::default()
-    };
+    let budget = only_the_cap(1);
     let dead = process(&store, &clock, &budget);
     let alive = process(&store, &clock, &budget);
     let late = process(&store, &clock, &budget);

@@ -130,6 +130,16 @@ fn budgeted(budgets: &AutotaskBudgets, tenant_id: &str, probe: &Arc<Probe>) -> A
     budgets.wrap(&tenant(tenant_id), probe.clone())
 }
 
+/// Tenant "acme" behind `small_budget` kept in memory, on a test clock, with
+/// `probe` standing in for Autotask.
+fn acme_on_small_budget(probe: Probe) -> (Arc<FixedClock>, Arc<Probe>, Arc<dyn Psa>) {
+    let clock = clock();
+    let budgets = AutotaskBudgets::new(small_budget(), clock.clone());
+    let probe = Arc::new(probe);
+    let psa = budgeted(&budgets, "acme", &probe);
+    (clock, probe, psa)
+}
+
 fn assert_rate_limited(result: Result<impl std::fmt::Debug, ApiError>, after: Duration) {
     let error = result.expect_err("call should be turned away");
     assert!(
@@ -155,10 +165,7 @@ fn defaults_leave_headroom_under_autotask_limits() {
 
 #[tokio::test]
 async fn call_past_the_bucket_fails_retryable_without_reaching_autotask() {
-    let clock = clock();
-    let budgets = AutotaskBudgets::new(small_budget(), clock.clone());
-    let probe = Arc::new(Probe::default());
-    let psa = budgeted(&budgets, "acme", &probe);
+    let (clock, probe, psa) = acme_on_small_budget(Probe::default());
 
     for id in 1..=3 {
         assert_eq!(psa.get_ticket(id).await.unwrap(), None);
@@ -178,10 +185,7 @@ async fn call_past_the_bucket_fails_retryable_without_reaching_autotask() {
 
 #[tokio::test]
 async fn calls_succeed_again_once_the_clock_refills_the_bucket() {
-    let clock = clock();
-    let budgets = AutotaskBudgets::new(small_budget(), clock.clone());
-    let probe = Arc::new(Probe::default());
-    let psa = budgeted(&budgets, "acme", &probe);
+    let (clock, probe, psa) = acme_on_small_budget(Probe::default());
     for id in 1..=3 {
         psa.get_ticket(id).await.unwrap();
     }
@@ -203,10 +207,7 @@ async fn calls_succeed_again_once_the_clock_refills_the_bucket() {
 
 #[tokio::test]
 async fn a_clock_stepping_back_adds_no_budget() {
-    let clock = clock();
-    let budgets = AutotaskBudgets::new(small_budget(), clock.clone());
-    let probe = Arc::new(Probe::default());
-    let psa = budgeted(&budgets, "acme", &probe);
+    let (clock, _probe, psa) = acme_on_small_budget(Probe::default());
     for id in 1..=3 {
         psa.get_ticket(id).await.unwrap();
     }
@@ -247,10 +248,7 @@ async fn tenants_have_separate_budgets_and_share_their_own() {
 
 #[tokio::test]
 async fn concurrency_cap_turns_away_a_third_call_and_a_released_permit_admits_the_next() {
-    let clock = clock();
-    let budgets = AutotaskBudgets::new(small_budget(), clock.clone());
-    let probe = Arc::new(Probe::gated());
-    let psa = budgeted(&budgets, "acme", &probe);
+    let (_clock, probe, psa) = acme_on_small_budget(Probe::gated());
 
     let blocked: Vec<_> = (1..=2)
         .map(|id| {
