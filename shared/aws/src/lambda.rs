@@ -132,7 +132,7 @@ async fn run_group(
         let delay = async {
             match processor.process(&job, count).await {
                 JobOutcome::Done => None,
-                JobOutcome::Reroute(next) => match queue.send(&next).await {
+                JobOutcome::Requeue(next) => match queue.send(&next).await {
                     Ok(()) => None,
                     Err(e) => {
                         tracing::warn!(error = %e, "could not reroute the job; retrying it");

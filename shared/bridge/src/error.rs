@@ -146,8 +146,12 @@ pub enum SyncError {
     NoCompanyForCluster { cluster_id: String },
     #[error("the ticket has no cluster id and the tenant has no default company")]
     NoCompany,
-    #[error("another worker is creating this ticket; retry shortly")]
-    CreateInProgress,
+    #[error("another run is working on this ticket pair (free in {free_in:?}); retrying after it")]
+    PairBusy { free_in: Duration },
+    #[error("another run took over this ticket pair; this run stopped before its next write")]
+    Overtaken,
+    #[error("the run's time budget was spent before its first write; retrying")]
+    OutOfTime,
     #[error("configuration problem: {0}")]
     Config(String),
 }
@@ -159,7 +163,7 @@ impl SyncError {
             SyncError::Store(e) => e.is_retryable(),
             SyncError::Queue(e) => e.is_retryable(),
             SyncError::Secrets(e) => e.is_retryable(),
-            SyncError::CreateInProgress => true,
+            SyncError::PairBusy { .. } | SyncError::Overtaken | SyncError::OutOfTime => true,
             SyncError::UnknownTenant(_)
             | SyncError::MissingMapping { .. }
             | SyncError::NoCompanyForCluster { .. }

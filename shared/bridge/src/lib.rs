@@ -13,4 +13,5 @@ pub mod repo;
 pub mod sync;
 #[doc(hidden)]
 pub mod testing;
+pub mod timing;
 pub mod worker;

@@ -78,8 +78,41 @@ pub struct CommentLink {
     pub origin: Side,
 }
 
+/// The run working a ticket pair, and until when. Only the holder writes to
+/// either system for this pair; a holder that dies simply lets it run out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairLease {
+    /// Random id of the run (not of the process: two runs in one process are
+    /// two holders).
+    pub holder: String,
+    pub until: DateTime<Utc>,
+}
+
+/// A write to Zendesk or the PSA that a run announced before making it. While
+/// it stands here its outcome is unknown: the run may have died before, during
+/// or after the call. The next run resolves it by looking for the marked copy
+/// on the other side (comments and notes) or by writing again what is still
+/// different (fields, the cross reference), never by trusting either guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "w", rename_all = "snake_case")]
+pub enum ClaimedWrite {
+    /// The PSA ticket itself (with `LinkState::Creating`).
+    Ticket,
+    /// A PSA note mirroring this desk comment.
+    Note { desk_comment_id: u64 },
+    /// A desk comment mirroring this PSA note.
+    Comment { psa_note_id: i64 },
+    /// A patch of the PSA ticket's mapped fields.
+    Fields,
+    /// The PSA reference on the desk ticket.
+    ExternalRef,
+}
+
 /// `TENANT#t / LINK#Z#<zendesk id>`: everything the bridge knows about one
-/// ticket pair.
+/// ticket pair. Its version is also the pair's fencing token: every claim and
+/// every save names the version the run last wrote, so a run that was
+/// overtaken (its lease ran out and another run took the pair) fails its next
+/// claim before it can write anything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TicketLink {
     pub desk_ticket_id: u64,
@@ -93,9 +126,50 @@ pub struct TicketLink {
     pub comments: Vec<CommentLink>,
     #[serde(default)]
     pub synced_at: Option<DateTime<Utc>>,
+    /// The run that holds the pair, while one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<PairLease>,
+    /// Writes claimed and not yet recorded (see [`ClaimedWrite`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<ClaimedWrite>,
 }
 
 impl TicketLink {
+    /// A pair the bridge has not linked or claimed yet.
+    pub fn unclaimed(desk_ticket_id: u64, now: DateTime<Utc>) -> Self {
+        Self {
+            desk_ticket_id,
+            state: LinkState::Creating { claimed_at: now },
+            psa_ticket_number: None,
+            seen: SeenDeskValues::default(),
+            comments: Vec::new(),
+            synced_at: None,
+            lease: None,
+            claims: Vec::new(),
+        }
+    }
+
+    /// The lease of another run that is still running at `now`, if any. A
+    /// claim made before leases existed (a `Creating` link without one) counts
+    /// as leased for one lease length from its claim.
+    pub fn live_lease_of_other(
+        &self,
+        holder: &str,
+        now: DateTime<Utc>,
+        lease_length: chrono::Duration,
+    ) -> Option<DateTime<Utc>> {
+        let until = match (&self.lease, &self.state) {
+            (Some(lease), _) if lease.holder == holder => return None,
+            (Some(lease), _) => lease.until,
+            // Written before leases existed: its create may still be running.
+            (None, LinkState::Creating { claimed_at }) if self.claims.is_empty() => {
+                *claimed_at + lease_length
+            }
+            (None, _) => return None,
+        };
+        (until > now).then_some(until)
+    }
+
     pub fn psa_ticket_id(&self) -> Option<i64> {
         match self.state {
             LinkState::Linked { psa_ticket_id } => Some(psa_ticket_id),

@@ -7,9 +7,9 @@
 //! write was lost to a crash).
 
 use std::collections::HashSet;
-use std::time::Duration;
 
-use tracing::{debug, info};
+use chrono::{DateTime, Utc};
+use tracing::{debug, info, warn};
 
 use crate::config::TenantConfig;
 use crate::error::SyncError;
@@ -17,11 +17,16 @@ use crate::mapping::{map_desk_value, resolve_picklist};
 use crate::model::{
     DeskComment, DeskTicket, NewPsaNote, NewPsaTicket, PsaNote, PsaTicketPatch, Side, SyncJob,
 };
-use crate::ports::{Clock, Condition, Psa, ServiceDesk, Store};
-use crate::repo::{CommentLink, LinkState, PsaLink, Repo, SeenDeskValues, TicketLink, Versioned};
+use crate::ports::{Clock, Psa, ServiceDesk, Store};
+use crate::repo::{
+    ClaimedWrite, CommentLink, LinkState, PsaLink, Repo, SeenDeskValues, TicketLink,
+};
+use crate::timing::JOB_WRITE_BUDGET;
 
-/// A create claim older than this is presumed abandoned by a dead worker.
-pub const CREATE_CLAIM_TIMEOUT: Duration = Duration::from_secs(60);
+mod fence;
+
+pub use fence::LeaseTiming;
+use fence::{Fence, MayWrite};
 
 /// Autotask field limits (Tickets.title, Tickets.description, TicketNotes.title).
 const PSA_TITLE_MAX: usize = 255;
@@ -36,6 +41,32 @@ pub struct SyncContext<'a> {
     pub desk: &'a dyn ServiceDesk,
     pub psa: &'a dyn Psa,
     pub clock: &'a dyn Clock,
+    /// No write starts after this; what is left is re-queued.
+    pub write_deadline: DateTime<Utc>,
+    /// How long the run's hold on the pair lasts, and how much a write needs.
+    pub lease: LeaseTiming,
+}
+
+impl<'a> SyncContext<'a> {
+    /// A context whose write budget ([`JOB_WRITE_BUDGET`]) starts now.
+    pub fn new(
+        tenant: &'a TenantConfig,
+        store: &'a dyn Store,
+        desk: &'a dyn ServiceDesk,
+        psa: &'a dyn Psa,
+        clock: &'a dyn Clock,
+    ) -> Self {
+        let budget = chrono::Duration::from_std(JOB_WRITE_BUDGET).expect("small");
+        Self {
+            tenant,
+            store,
+            desk,
+            psa,
+            clock,
+            write_deadline: clock.now() + budget,
+            lease: LeaseTiming::default(),
+        }
+    }
 }
 
 /// What one run did; logged, and read by tests and the demo.
@@ -55,6 +86,12 @@ pub struct SyncReport {
     /// A PSA-side job that ran outside its pair's lane: nothing was done; it
     /// is to be re-sent in the lane of this Zendesk ticket.
     pub reroute_to_desk_ticket: Option<u64>,
+    /// Writes made to either system (tickets, fields, references, comments, notes).
+    pub writes: usize,
+    /// Writes an earlier run claimed and did not record, resolved by this one.
+    pub claims_resolved: usize,
+    /// The time budget ran out with writes left: re-queue the job.
+    pub unfinished: bool,
 }
 
 /// A failure and the step it happened in, for the sync log.
@@ -186,92 +223,125 @@ pub async fn sync_job(cx: &SyncContext<'_>, job: &SyncJob) -> Result<SyncReport,
 
 /// Brings one ticket pair in line: creates the PSA ticket if needed, pushes
 /// changed fields, mirrors new comments both ways.
+///
+/// Exactly once however runs of one pair interleave: a run that finds the
+/// pair held by another stops at once (`PairBusy`); every write to either
+/// system is claimed in the link first, by a conditional write that fails if
+/// another run wrote the link since this one read it (`Overtaken`); a write
+/// starts only while the run's lease has room for it to end; and a claim left
+/// by a run that stopped is resolved from the marked copies on the other side.
 pub async fn sync_pair(
     cx: &SyncContext<'_>,
     desk_ticket_id: u64,
 ) -> Result<SyncReport, StepFailure> {
-    let repo = Repo::new(cx.store);
-    let tenant = &cx.tenant.id;
+    let mut fence = Fence::new(cx);
     let mut report = SyncReport {
         desk_ticket_id: Some(desk_ticket_id),
         ..SyncReport::default()
     };
+    let mut held = None;
+    let result = run_pair(cx, &mut fence, &mut held, desk_ticket_id, &mut report).await;
+    if let (Err(_), Some(link)) = (&result, held.as_mut()) {
+        if fence.holds_lease() {
+            // Give the pair back now rather than make the retry wait out the
+            // lease; what was written is recorded, unknown outcomes stay claimed.
+            if let Err(release) = fence.release(link).await {
+                warn!(step = release.step, error = %release.error, "could not give the pair back; its lease runs out by itself");
+            }
+        }
+    }
+    result.map(|()| report)
+}
+
+async fn run_pair(
+    cx: &SyncContext<'_>,
+    fence: &mut Fence<'_, '_>,
+    held: &mut Option<TicketLink>,
+    desk_ticket_id: u64,
+    report: &mut SyncReport,
+) -> Result<(), StepFailure> {
+    let repo = Repo::new(cx.store);
     let ticket = cx
         .desk
         .get_ticket(desk_ticket_id)
         .await
         .at("read_zendesk_ticket")?;
     let existing = repo
-        .desk_link(tenant, desk_ticket_id)
+        .desk_link(&cx.tenant.id, desk_ticket_id)
         .await
         .at("read_link")?;
-
-    let (mut link, mut version, is_new) = match existing {
-        Some(Versioned { value, version }) if value.psa_ticket_id().is_some() => {
-            (value, version, false)
-        }
-        claim => {
-            let linked = create_or_adopt(cx, &ticket, claim, &mut report).await?;
-            (linked.value, linked.version, true)
-        }
-    };
+    if let Some(found) = &existing {
+        fence.check_not_held(&found.value)?;
+    }
+    fence.read_at(existing.as_ref().map(|v| v.version));
+    let link = held.insert(match existing {
+        Some(found) => found.value,
+        None => TicketLink::unclaimed(desk_ticket_id, cx.clock.now()),
+    });
+    let is_new = link.psa_ticket_id().is_none();
+    if is_new {
+        create_or_adopt(cx, fence, link, &ticket, report).await?;
+    }
     let psa_ticket_id = link.psa_ticket_id().expect("linked above");
     report.psa_ticket_id = Some(psa_ticket_id);
+    if !link.claims.is_empty() {
+        info!(claims = ?link.claims, "resolving writes an earlier run claimed but did not record");
+        report.claims_resolved = link.claims.len();
+        link.claims.clear();
+    }
+
+    let mut plan = Vec::new();
     // Checked on every run, not only at create: a failed write right after
     // the link was saved would otherwise never be repaired.
     let reference = desk_external_ref(psa_ticket_id);
     if ticket.external_id.as_deref() != Some(reference.as_str()) {
-        cx.desk
-            .set_external_id(ticket.id, &reference)
-            .await
-            .at("set_zendesk_external_id")?;
+        plan.push(Planned::ExternalRef(reference));
     }
-
     // Field problems (a missing mapping, say) must not hold back comments:
     // they are collected, the rest is synced, and the first one is reported.
     let mut problem = None;
     if !is_new {
-        if let Err(failure) =
-            push_changed_fields(cx, &ticket, psa_ticket_id, &mut link, &mut report).await
-        {
-            if !failure.error.is_retryable() {
-                problem = Some(failure);
-            } else {
-                return Err(failure);
-            }
-        }
+        let (patch, field_problem) = plan_fields(cx, &ticket, link).await?;
+        plan.extend(patch.map(Planned::Fields));
+        problem = field_problem;
     }
+    plan.extend(plan_comments(cx, &ticket, psa_ticket_id, link, report).await?);
 
-    let comments_changed =
-        sync_comments(cx, &ticket, psa_ticket_id, &mut link, &mut report).await?;
-    let fields_changed = !report.fields_updated.is_empty();
-
-    if comments_changed || fields_changed || link.synced_at.is_none() {
+    let unfinished = execute(cx, fence, link, &ticket, psa_ticket_id, plan, report).await?;
+    let link_changed = report.writes > 0
+        || report.own_copies_recognised > 0
+        || report.claims_resolved > 0
+        || link.synced_at.is_none();
+    if link_changed || fence.holds_lease() {
         link.synced_at = Some(cx.clock.now());
-        version = repo
-            .put_desk_link(tenant, &link, Condition::VersionIs(version))
-            .await
-            .at("save_link")?;
+        fence.release(link).await?;
+        debug!("link saved");
     }
-    debug!(version, "link saved");
+    if unfinished {
+        if report.writes == 0 {
+            return Err(StepFailure {
+                step: "claim_write",
+                error: SyncError::OutOfTime,
+            });
+        }
+        report.unfinished = true;
+    }
     match problem {
         Some(failure) => Err(failure),
-        None => Ok(report),
+        None => Ok(()),
     }
 }
 
 /// Finds the PSA ticket this Zendesk ticket already has (after a crash, or a
-/// lost link) or creates it, guarded by a conditional claim on the link.
+/// lost link) or creates it under a claim, and links it. `link` is either new
+/// or a `Creating` claim whose run is known to have stopped.
 async fn create_or_adopt(
     cx: &SyncContext<'_>,
+    fence: &mut Fence<'_, '_>,
+    link: &mut TicketLink,
     ticket: &DeskTicket,
-    claim: Option<Versioned<TicketLink>>,
     report: &mut SyncReport,
-) -> Result<Versioned<TicketLink>, StepFailure> {
-    let repo = Repo::new(cx.store);
-    let tenant = &cx.tenant.id;
-    let now = cx.clock.now();
-
+) -> Result<(), StepFailure> {
     // Either side may already carry the cross reference.
     let mut found = None;
     if let Some(psa_id) = parse_desk_external_ref(ticket.external_id.as_deref()) {
@@ -285,63 +355,32 @@ async fn create_or_adopt(
             .at("find_autotask_ticket")?;
     }
 
-    let seen = SeenDeskValues {
-        subject: ticket.subject.clone(),
-        priority: ticket.priority.clone(),
-        status: ticket.status.clone(),
-        cluster_id: ticket.cluster_id.clone(),
-    };
-
-    let (psa_ticket_id, ticket_number, condition) = match found {
+    let (psa_ticket_id, ticket_number) = match found {
         Some(psa_ticket) => {
             info!(
                 psa_ticket_id = psa_ticket.id,
                 "adopting the Autotask ticket that already references this Zendesk ticket"
             );
             report.adopted_psa_ticket = true;
-            let condition = match &claim {
-                Some(c) => c.condition(),
-                None => Condition::MustNotExist,
-            };
-            (psa_ticket.id, psa_ticket.ticket_number, condition)
+            (psa_ticket.id, psa_ticket.ticket_number)
         }
         None => {
-            if let Some(Versioned {
-                value:
-                    TicketLink {
-                        state: LinkState::Creating { claimed_at },
-                        ..
-                    },
-                ..
-            }) = &claim
-            {
-                let age = (now - *claimed_at).to_std().unwrap_or_default();
-                if age < CREATE_CLAIM_TIMEOUT {
-                    return Err(StepFailure {
-                        step: "create_autotask_ticket",
-                        error: SyncError::CreateInProgress,
-                    });
-                }
+            if link.claims.contains(&ClaimedWrite::Ticket) {
+                info!("a run that claimed this create stopped and no Autotask ticket carries the reference; creating it");
             }
             // Everything that can fail permanently is resolved before the claim,
             // so a missing mapping never leaves a claim behind.
             let new_ticket = new_psa_ticket(cx, ticket).await?;
-            let claim_link = TicketLink {
-                desk_ticket_id: ticket.id,
-                state: LinkState::Creating { claimed_at: now },
-                psa_ticket_number: None,
-                seen: SeenDeskValues::default(),
-                comments: Vec::new(),
-                synced_at: None,
+            link.state = LinkState::Creating {
+                claimed_at: cx.clock.now(),
             };
-            let claim_condition = match &claim {
-                Some(c) => c.condition(),
-                None => Condition::MustNotExist,
-            };
-            let claim_version = repo
-                .put_desk_link(tenant, &claim_link, claim_condition)
-                .await
-                .at("claim_create")?;
+            fence.claim(link, [ClaimedWrite::Ticket]).await?;
+            if fence.may_write(link).await? == MayWrite::OutOfTime {
+                return Err(StepFailure {
+                    step: "create_autotask_ticket",
+                    error: SyncError::OutOfTime,
+                });
+            }
             let psa_id = cx
                 .psa
                 .create_ticket(&new_ticket)
@@ -349,6 +388,7 @@ async fn create_or_adopt(
                 .at("create_autotask_ticket")?;
             info!(psa_ticket_id = psa_id, "created Autotask ticket");
             report.created_psa_ticket = true;
+            report.writes += 1;
             let number = cx
                 .psa
                 .get_ticket(psa_id)
@@ -356,39 +396,38 @@ async fn create_or_adopt(
                 .ok()
                 .flatten()
                 .and_then(|t| t.ticket_number);
-            (psa_id, number, Condition::VersionIs(claim_version))
+            (psa_id, number)
         }
     };
 
-    let link = TicketLink {
-        desk_ticket_id: ticket.id,
-        state: LinkState::Linked { psa_ticket_id },
-        psa_ticket_number: ticket_number,
-        seen,
-        comments: Vec::new(),
-        synced_at: None,
-    };
     // The reverse link first: once the forward link says "linked", no later
     // run comes back here, so a reverse link lost after it would leave the
     // PSA side's events unroutable for good. The other way round, a lost
     // forward write only means the next run adopts the ticket again.
-    repo.put_psa_link(
-        tenant,
-        psa_ticket_id,
-        PsaLink {
-            desk_ticket_id: ticket.id,
-        },
-    )
-    .await
-    .at("save_link")?;
-    let version = repo
-        .put_desk_link(tenant, &link, condition)
+    Repo::new(cx.store)
+        .put_psa_link(
+            &cx.tenant.id,
+            psa_ticket_id,
+            PsaLink {
+                desk_ticket_id: ticket.id,
+            },
+        )
         .await
         .at("save_link")?;
-    Ok(Versioned {
-        value: link,
-        version,
-    })
+    link.state = LinkState::Linked { psa_ticket_id };
+    link.psa_ticket_number = ticket_number;
+    link.seen = SeenDeskValues {
+        subject: ticket.subject.clone(),
+        priority: ticket.priority.clone(),
+        status: ticket.status.clone(),
+        cluster_id: ticket.cluster_id.clone(),
+    };
+    link.claims.retain(|c| *c != ClaimedWrite::Ticket);
+    if fence.holds_lease() {
+        fence.claim(link, []).await
+    } else {
+        fence.release(link).await
+    }
 }
 
 async fn new_psa_ticket(
@@ -472,28 +511,184 @@ async fn resolve_company(
     }
 }
 
-/// Pushes the fields whose Zendesk value changed since the bridge last acted.
-async fn push_changed_fields(
+/// Writes claimed per store write: a first sync of thousands of comments makes
+/// progress in steps, and a run that stops leaves few unknown outcomes.
+const CLAIM_CHUNK: usize = 25;
+
+/// One write a run has decided to make.
+#[derive(Debug)]
+enum Planned {
+    ExternalRef(String),
+    Fields(FieldPatch),
+    Note(DeskComment),
+    Comment(PsaNote),
+}
+
+impl Planned {
+    fn claim(&self) -> ClaimedWrite {
+        match self {
+            Planned::ExternalRef(_) => ClaimedWrite::ExternalRef,
+            Planned::Fields(_) => ClaimedWrite::Fields,
+            Planned::Note(comment) => ClaimedWrite::Note {
+                desk_comment_id: comment.id,
+            },
+            Planned::Comment(note) => ClaimedWrite::Comment {
+                psa_note_id: note.id,
+            },
+        }
+    }
+}
+
+/// The PSA fields to patch, and the desk values they come from.
+#[derive(Debug)]
+struct FieldPatch {
+    patch: PsaTicketPatch,
+    changed: Vec<&'static str>,
+    /// `seen` once the patch is written: only what was written is marked
+    /// seen, so a field that failed to map is tried again on the next change.
+    seen_after: SeenDeskValues,
+}
+
+/// Claims the planned writes (a chunk per store write) and makes them, each
+/// only while the run may still write. Returns whether writes were left for
+/// another run because the time budget ran out.
+async fn execute(
     cx: &SyncContext<'_>,
+    fence: &mut Fence<'_, '_>,
+    link: &mut TicketLink,
     ticket: &DeskTicket,
     psa_ticket_id: i64,
+    plan: Vec<Planned>,
+    report: &mut SyncReport,
+) -> Result<bool, StepFailure> {
+    let mut remaining = plan.into_iter().peekable();
+    while remaining.peek().is_some() {
+        if cx.clock.now() >= cx.write_deadline {
+            return Ok(true);
+        }
+        let chunk: Vec<Planned> = remaining.by_ref().take(CLAIM_CHUNK).collect();
+        fence.claim(link, chunk.iter().map(Planned::claim)).await?;
+        for (at, write) in chunk.iter().enumerate() {
+            if fence.may_write(link).await? == MayWrite::OutOfTime {
+                unclaim(link, &chunk[at..]);
+                return Ok(true);
+            }
+            if let Err(failure) = perform(cx, link, ticket, psa_ticket_id, write, report).await {
+                // The failed write may still have landed: its claim stays for
+                // the next run to resolve. The ones after it never started.
+                unclaim(link, &chunk[at + 1..]);
+                return Err(failure);
+            }
+            unclaim(link, std::slice::from_ref(write));
+        }
+    }
+    Ok(false)
+}
+
+fn unclaim(link: &mut TicketLink, writes: &[Planned]) {
+    let done: HashSet<ClaimedWrite> = writes.iter().map(Planned::claim).collect();
+    link.claims.retain(|c| !done.contains(c));
+}
+
+/// Makes one write and records it in the link.
+async fn perform(
+    cx: &SyncContext<'_>,
     link: &mut TicketLink,
+    ticket: &DeskTicket,
+    psa_ticket_id: i64,
+    write: &Planned,
     report: &mut SyncReport,
 ) -> Result<(), StepFailure> {
+    match write {
+        Planned::ExternalRef(reference) => {
+            cx.desk
+                .set_external_id(ticket.id, reference)
+                .await
+                .at("set_zendesk_external_id")?;
+        }
+        Planned::Fields(fields) => {
+            cx.psa
+                .update_ticket(psa_ticket_id, &fields.patch)
+                .await
+                .at("update_autotask_ticket")?;
+            link.seen = fields.seen_after.clone();
+            report.fields_updated = fields.changed.clone();
+        }
+        Planned::Note(comment) => {
+            let note = NewPsaNote {
+                title: note_title_for(comment),
+                description: truncate(&comment.body, PSA_NOTE_DESCRIPTION_MAX),
+                visibility: if comment.public {
+                    crate::model::Visibility::Public
+                } else {
+                    crate::model::Visibility::Internal
+                },
+            };
+            let note_id = cx
+                .psa
+                .add_note(psa_ticket_id, &note)
+                .await
+                .at("mirror_comment_to_autotask")?;
+            link.comments.push(CommentLink {
+                desk_comment_id: comment.id,
+                psa_note_id: note_id,
+                origin: Side::Desk,
+            });
+            report.notes_to_psa += 1;
+        }
+        Planned::Comment(note) => {
+            let mut note = note.clone();
+            if note.creator_name.is_none() {
+                if let Some(resource) = note.creator_resource_id {
+                    note.creator_name = cx
+                        .psa
+                        .resource_name(resource)
+                        .await
+                        .at("read_autotask_resource")?;
+                }
+            }
+            let comment_id = cx
+                .desk
+                .add_comment(ticket.id, &comment_body_for(&note), note.visibility)
+                .await
+                .at("mirror_note_to_zendesk")?;
+            link.comments.push(CommentLink {
+                desk_comment_id: comment_id,
+                psa_note_id: note.id,
+                origin: Side::Psa,
+            });
+            report.comments_to_desk += 1;
+        }
+    }
+    report.writes += 1;
+    Ok(())
+}
+
+/// The patch of the fields whose Zendesk value changed since the bridge last
+/// acted, and the first field that could not be mapped. A retryable problem
+/// (Autotask unreachable while reading a picklist) fails the run instead.
+async fn plan_fields(
+    cx: &SyncContext<'_>,
+    ticket: &DeskTicket,
+    link: &TicketLink,
+) -> Result<(Option<FieldPatch>, Option<StepFailure>), StepFailure> {
     let rules = &cx.tenant.fields;
     let mut patch = PsaTicketPatch::default();
     let mut changed = Vec::new();
+    let mut seen_after = link.seen.clone();
     let mut problem = None;
 
     if rules.subject.to_psa() && ticket.subject != link.seen.subject {
         patch.title = Some(truncate(&ticket.subject, PSA_TITLE_MAX));
         changed.push("title");
+        seen_after.subject = ticket.subject.clone();
     }
     if rules.priority.to_psa() && ticket.priority != link.seen.priority {
         match map_priority(cx, ticket.priority.as_deref()).await {
             Ok(p) => {
                 patch.priority = Some(p);
                 changed.push("priority");
+                seen_after.priority = ticket.priority.clone();
             }
             Err(f) => problem = problem.or(Some(f)),
         }
@@ -503,6 +698,7 @@ async fn push_changed_fields(
             Ok(s) => {
                 patch.status = Some(s);
                 changed.push("status");
+                seen_after.status = ticket.status.clone();
             }
             Err(f) => problem = problem.or(Some(f)),
         }
@@ -512,46 +708,37 @@ async fn push_changed_fields(
             Ok(c) => {
                 patch.company_id = Some(c);
                 changed.push("company");
+                seen_after.cluster_id = ticket.cluster_id.clone();
             }
             Err(f) => problem = problem.or(Some(f)),
         }
     }
-
-    if !patch.is_empty() {
-        cx.psa
-            .update_ticket(psa_ticket_id, &patch)
-            .await
-            .at("update_autotask_ticket")?;
-        // Only what was written is marked seen; a field that failed to map is
-        // tried again on the next change.
-        for field in &changed {
-            match *field {
-                "title" => link.seen.subject = ticket.subject.clone(),
-                "priority" => link.seen.priority = ticket.priority.clone(),
-                "status" => link.seen.status = ticket.status.clone(),
-                "company" => link.seen.cluster_id = ticket.cluster_id.clone(),
-                _ => {}
-            }
+    if let Some(failure) = problem {
+        if failure.error.is_retryable() {
+            return Err(failure);
         }
-        report.fields_updated = changed;
+        problem = Some(failure);
     }
-    match problem {
-        Some(f) => Err(f),
-        None => Ok(()),
-    }
+    let patch = (!patch.is_empty()).then_some(FieldPatch {
+        patch,
+        changed,
+        seen_after,
+    });
+    Ok((patch, problem))
 }
 
-/// Mirrors comments both ways. Returns whether the link changed.
-async fn sync_comments(
+/// Lists both sides, recognises the bridge's own copies, and plans a note for
+/// every unmirrored comment and a comment for every unmirrored note.
+async fn plan_comments(
     cx: &SyncContext<'_>,
     ticket: &DeskTicket,
     psa_ticket_id: i64,
     link: &mut TicketLink,
     report: &mut SyncReport,
-) -> Result<bool, StepFailure> {
+) -> Result<Vec<Planned>, StepFailure> {
     let rules = &cx.tenant.fields;
     if !rules.comments.to_psa() && !rules.comments.to_desk() {
-        return Ok(false);
+        return Ok(Vec::new());
     }
     let desk_comments = cx
         .desk
@@ -563,7 +750,6 @@ async fn sync_comments(
         .list_notes(psa_ticket_id)
         .await
         .at("read_autotask_notes")?;
-    let before = link.comments.len();
 
     let mut pairs = KnownPairs::from(&*link);
     // Recognise the bridge's own copies first (their link may have been lost
@@ -585,55 +771,23 @@ async fn sync_comments(
         }
     }
 
+    let mut plan = Vec::new();
     if rules.comments.to_psa() {
         // The first comment is the ticket's description, sent at create.
-        for comment in desk_comments.iter().skip(1) {
-            if pairs.desk.contains(&comment.id) || psa_note_marked_in(comment).is_some() {
-                continue;
+        for comment in desk_comments.into_iter().skip(1) {
+            if !pairs.desk.contains(&comment.id) && psa_note_marked_in(&comment).is_none() {
+                plan.push(Planned::Note(comment));
             }
-            let note = NewPsaNote {
-                title: note_title_for(comment),
-                description: truncate(&comment.body, PSA_NOTE_DESCRIPTION_MAX),
-                visibility: if comment.public {
-                    crate::model::Visibility::Public
-                } else {
-                    crate::model::Visibility::Internal
-                },
-            };
-            let note_id = cx
-                .psa
-                .add_note(psa_ticket_id, &note)
-                .await
-                .at("mirror_comment_to_autotask")?;
-            pairs.remember(link, comment.id, note_id, Side::Desk);
-            report.notes_to_psa += 1;
         }
     }
     if rules.comments.to_desk() {
-        for note in &psa_notes {
-            if pairs.psa.contains(&note.id) || desk_comment_marked_in(note).is_some() {
-                continue;
+        for note in psa_notes {
+            if !pairs.psa.contains(&note.id) && desk_comment_marked_in(&note).is_none() {
+                plan.push(Planned::Comment(note));
             }
-            let mut note = note.clone();
-            if note.creator_name.is_none() {
-                if let Some(resource) = note.creator_resource_id {
-                    note.creator_name = cx
-                        .psa
-                        .resource_name(resource)
-                        .await
-                        .at("read_autotask_resource")?;
-                }
-            }
-            let comment_id = cx
-                .desk
-                .add_comment(ticket.id, &comment_body_for(&note), note.visibility)
-                .await
-                .at("mirror_note_to_zendesk")?;
-            pairs.remember(link, comment_id, note.id, Side::Psa);
-            report.comments_to_desk += 1;
         }
     }
-    Ok(link.comments.len() != before)
+    Ok(plan)
 }
 
 /// Comment ids on each side that already belong to a mirrored pair.

@@ -8,11 +8,14 @@ use std::time::Duration;
 use rand::Rng;
 use tracing::{error, info, info_span, warn, Instrument};
 
+use chrono::{DateTime, Utc};
+
 use crate::error::SyncError;
-use crate::model::SyncJob;
+use crate::model::{Side, SyncJob};
 use crate::ports::{Clock, Connectors, Delivery, Queue, Secrets, Store};
 use crate::repo::{LogLevel, Repo, SyncLogEntry};
-use crate::sync::{sync_job, StepFailure, SyncContext, SyncReport};
+use crate::sync::{sync_job, LeaseTiming, StepFailure, SyncContext, SyncReport};
+use crate::timing::JOB_WRITE_BUDGET;
 
 /// What to do with a message after processing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,11 +31,12 @@ pub enum JobOutcome {
         reason: String,
         retry_after: Duration,
     },
-    /// Send this job instead, then delete the message: a PSA-side event that
-    /// reached the worker outside its ticket pair's lane (its link did not
-    /// exist yet at ingest) goes back into that lane, so work on one pair is
-    /// never run by two workers at once.
-    Reroute(SyncJob),
+    /// Send this job, then delete the message. Two cases: a PSA-side event
+    /// that reached the worker outside its ticket pair's lane (its link did not
+    /// exist yet at ingest) goes back into that lane; and a run whose time
+    /// budget ran out with writes left continues in a fresh message, so a long
+    /// first sync makes progress across runs without using up receives.
+    Requeue(SyncJob),
 }
 
 /// First retry delay; doubles per receive up to the ceiling.
@@ -71,6 +75,8 @@ pub struct Worker {
     clock: Arc<dyn Clock>,
     permanent_retry: Duration,
     backoff_base: Duration,
+    write_budget: Duration,
+    lease: LeaseTiming,
 }
 
 impl Worker {
@@ -87,7 +93,21 @@ impl Worker {
             clock,
             permanent_retry: PERMANENT_RETRY,
             backoff_base: BASE_BACKOFF,
+            write_budget: JOB_WRITE_BUDGET,
+            lease: LeaseTiming::default(),
         }
+    }
+
+    /// How long a run may start writes (default [`JOB_WRITE_BUDGET`]).
+    pub fn with_write_budget(mut self, budget: Duration) -> Self {
+        self.write_budget = budget;
+        self
+    }
+
+    /// The pair lease's length and the part of it a write needs.
+    pub fn with_lease(mut self, lease: LeaseTiming) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// How long a permanently failing message waits before its next try
@@ -109,8 +129,25 @@ impl Worker {
         backoff_from(self.backoff_base, receive_count)
     }
 
+    /// When a run starting now must stop starting writes.
+    pub fn write_deadline(&self) -> DateTime<Utc> {
+        self.clock.now() + chrono::Duration::from_std(self.write_budget).unwrap_or_default()
+    }
+
     /// Processes one job; `receive_count` is how often the queue delivered it.
     pub async fn process(&self, job: &SyncJob, receive_count: u32) -> JobOutcome {
+        self.process_until(job, receive_count, self.write_deadline())
+            .await
+    }
+
+    /// [`Worker::process`] with a write deadline of the caller's (a Lambda
+    /// invocation's, when earlier than the run's own budget).
+    pub async fn process_until(
+        &self,
+        job: &SyncJob,
+        receive_count: u32,
+        write_deadline: DateTime<Utc>,
+    ) -> JobOutcome {
         let span = info_span!(
             "job",
             tenant = %job.tenant,
@@ -120,7 +157,7 @@ impl Worker {
             receive_count
         );
         async move {
-            let result = self.run(job).await;
+            let result = self.run_until(job, write_deadline).await;
             self.outcome(job, receive_count, result).await
         }
         .instrument(span)
@@ -129,6 +166,14 @@ impl Worker {
 
     /// Runs the engine and returns its report (for tests and the demo).
     pub async fn run(&self, job: &SyncJob) -> Result<SyncReport, StepFailure> {
+        self.run_until(job, self.write_deadline()).await
+    }
+
+    async fn run_until(
+        &self,
+        job: &SyncJob,
+        write_deadline: DateTime<Utc>,
+    ) -> Result<SyncReport, StepFailure> {
         let step = |step: &'static str| move |error: SyncError| StepFailure { step, error };
         let repo = Repo::new(self.store.as_ref());
         let config = repo
@@ -159,11 +204,15 @@ impl Worker {
             .await
             .map_err(step("connect_autotask"))?;
         let cx = SyncContext {
-            tenant: &config,
-            store: self.store.as_ref(),
-            desk: desk.as_ref(),
-            psa: psa.as_ref(),
-            clock: self.clock.as_ref(),
+            write_deadline,
+            lease: self.lease,
+            ..SyncContext::new(
+                &config,
+                self.store.as_ref(),
+                desk.as_ref(),
+                psa.as_ref(),
+                self.clock.as_ref(),
+            )
         };
         sync_job(&cx, job).await
     }
@@ -180,11 +229,32 @@ impl Worker {
                 ..
             }) => {
                 info!(desk_ticket_id, "rerouting into the ticket pair's lane");
-                JobOutcome::Reroute(SyncJob {
+                JobOutcome::Requeue(SyncJob {
                     desk_ticket_id: Some(desk_ticket_id),
                     // A new de-duplication id, or the queue would drop it as
                     // a repeat of the message it replaces.
                     event_id: format!("{}:rerouted", job.event_id),
+                    ..job.clone()
+                })
+            }
+            Ok(SyncReport {
+                unfinished: true,
+                desk_ticket_id: Some(desk_ticket_id),
+                writes,
+                ..
+            }) => {
+                info!(
+                    desk_ticket_id,
+                    writes, "time budget spent with writes left; continuing in a new message"
+                );
+                // A new de-duplication id per continuation, or the queue
+                // would drop it as a repeat.
+                let base = job.event_id.split(":continued:").next().unwrap_or_default();
+                JobOutcome::Requeue(SyncJob {
+                    origin: Side::Desk,
+                    ticket_id: desk_ticket_id.to_string(),
+                    desk_ticket_id: Some(desk_ticket_id),
+                    event_id: format!("{base}:continued:{}", uuid::Uuid::new_v4().simple()),
                     ..job.clone()
                 })
             }
@@ -222,9 +292,14 @@ impl Worker {
                 // keeps answering "in 1 s" must not burn through the receive
                 // limit in seconds and dead-letter a healthy job.
                 let backoff = self.backoff(receive_count);
-                let delay = error
-                    .retry_after()
-                    .map_or(backoff, |after| after.max(backoff));
+                let delay = match &error {
+                    // Another run holds the pair: come back when it is likely
+                    // done, and no later than when its lease runs out.
+                    SyncError::PairBusy { free_in } => backoff.min(*free_in),
+                    _ => error
+                        .retry_after()
+                        .map_or(backoff, |after| after.max(backoff)),
+                };
                 warn!(step, %error, delay_ms = delay.as_millis() as u64, "transient failure; will retry");
                 // Repeated transient failures are worth an admin's eye too.
                 if receive_count >= 3 {
@@ -326,7 +401,7 @@ impl Worker {
         let outcome = self.process(&delivery.job, delivery.receive_count).await;
         let result = match outcome {
             JobOutcome::Done => queue.complete(&delivery.receipt).await,
-            JobOutcome::Reroute(next) => match queue.send(&next).await {
+            JobOutcome::Requeue(next) => match queue.send(&next).await {
                 Ok(()) => queue.complete(&delivery.receipt).await,
                 Err(err) => {
                     error!(%err, "could not reroute; retrying the original");

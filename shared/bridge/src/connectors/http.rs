@@ -9,8 +9,7 @@ use crate::error::ApiError;
 /// not to hammer a throttled API.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
-/// Request timeout of every outgoing call: a hung API must not hold a worker.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+pub use crate::timing::REQUEST_TIMEOUT;
 
 /// A client with the bridge's timeouts; build once and share (it pools connections).
 pub fn client() -> reqwest::Client {

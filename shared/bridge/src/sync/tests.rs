@@ -9,19 +9,19 @@ use super::*;
 use crate::adapters::embedded::SqliteStore;
 use crate::config::{AutotaskSettings, Mappings, TenantConfig, ZendeskSettings};
 use crate::model::{TenantId, Visibility};
-use crate::testing::{CrashingStore, FakeDesk, FakePsa, FixedClock};
+use crate::testing::{CrashingStore, FakeDesk, FakePsa, FixedClock, GatePoint, GatedPsa, Gates};
 
 struct Fixture {
     config: TenantConfig,
     store: Arc<CrashingStore>,
     desk: FakeDesk,
-    psa: FakePsa,
-    clock: FixedClock,
+    psa: Arc<FakePsa>,
+    clock: Arc<FixedClock>,
 }
 
 impl Fixture {
     fn new() -> Self {
-        let psa = FakePsa::default();
+        let psa = Arc::new(FakePsa::default());
         psa.add_configuration_item("CL-1", 501);
         Self {
             config: TenantConfig {
@@ -44,18 +44,20 @@ impl Fixture {
             ))),
             desk: FakeDesk::default(),
             psa,
-            clock: FixedClock::at(Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()),
+            clock: Arc::new(FixedClock::at(
+                Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap(),
+            )),
         }
     }
 
     async fn sync(&self, desk_id: u64) -> Result<SyncReport, StepFailure> {
-        let cx = SyncContext {
-            tenant: &self.config,
-            store: self.store.as_ref(),
-            desk: &self.desk,
-            psa: &self.psa,
-            clock: &self.clock,
-        };
+        let cx = SyncContext::new(
+            &self.config,
+            self.store.as_ref(),
+            &self.desk,
+            self.psa.as_ref(),
+            self.clock.as_ref(),
+        );
         sync_pair(&cx, desk_id).await
     }
 
@@ -209,22 +211,58 @@ async fn comments_flow_both_ways_once_with_visibility_and_attribution() {
     assert_eq!(f.link(z).await.comments.len(), 4);
 }
 
+/// Runs `run` until the store reaches the put `parked` waits for, then drops
+/// it there, as a process that died at that point.
+async fn crash_at<F: std::future::Future>(parked: tokio::sync::oneshot::Receiver<()>, run: F) {
+    tokio::select! {
+        _ = parked => {}
+        _ = run => panic!("the run finished before reaching the crash point"),
+    }
+}
+
+fn past_the_lease() -> chrono::Duration {
+    chrono::Duration::from_std(crate::timing::PAIR_LEASE).unwrap() + chrono::Duration::seconds(1)
+}
+
 #[tokio::test]
 async fn crash_between_psa_create_and_link_write_does_not_duplicate_the_ticket() {
     let f = Fixture::new();
     let z = f.desk.new_ticket("S", "D", None, Some("CL-1"));
-    // Puts: 1 = claim, 2 = link after create. Lose the second.
-    f.store.crash_on_put(2);
-    let err = f.sync(z).await.unwrap_err();
-    assert!(err.error.is_retryable());
+    // Puts: 1 = the create's claim, 2 = the reverse link after the create.
+    let parked = f.store.park_on_put(2);
+    crash_at(parked, f.sync(z)).await;
     assert_eq!(f.psa.tickets().len(), 1);
 
-    // The retry comes while the claim is fresh: it finds the ticket by its
-    // external reference instead of creating another.
+    // While the dead run's lease lasts, nobody touches the pair.
+    let err = f.sync(z).await.unwrap_err();
+    assert!(matches!(err.error, SyncError::PairBusy { .. }), "{err:?}");
+    assert_eq!(f.psa.tickets().len(), 1);
+
+    // Then the claim is resolved by the reference the created ticket carries.
+    f.clock.advance(past_the_lease());
     let report = f.sync(z).await.unwrap();
     assert!(report.adopted_psa_ticket && !report.created_psa_ticket);
+    assert_eq!(
+        report.claims_resolved, 0,
+        "the create claim is the link's state"
+    );
     assert_eq!(f.psa.tickets().len(), 1);
     assert_eq!(f.link(z).await.psa_ticket_id(), Some(f.psa.tickets()[0].id));
+}
+
+#[tokio::test]
+async fn a_create_that_failed_gives_the_pair_back_at_once() {
+    let f = Fixture::new();
+    let z = f.desk.new_ticket("S", "D", None, Some("CL-1"));
+    // Puts: 1 = claim, 2 = reverse link: refused (the run lives and gives up).
+    f.store.crash_on_put(2);
+    assert!(f.sync(z).await.unwrap_err().error.is_retryable());
+    let link = f.link(z).await;
+    assert_eq!(link.lease, None, "released, not left to run out");
+    // No wait for a lease: the retry adopts the ticket at once.
+    let report = f.sync(z).await.unwrap();
+    assert!(report.adopted_psa_ticket);
+    assert_eq!(f.psa.tickets().len(), 1);
 }
 
 #[tokio::test]
@@ -238,11 +276,17 @@ async fn crash_after_mirroring_notes_but_before_saving_the_link_does_not_duplica
     }
     f.psa
         .technician_note(p, "Tess", "t", "n", Visibility::Public);
-    f.store.crash_on_put(1);
-    assert!(f.sync(z).await.is_err());
+    // Puts: 1 = the claim of four writes, 2 = the link save after them.
+    let parked = f.store.park_on_put(2);
+    crash_at(parked, f.sync(z)).await;
     assert_eq!(f.psa.notes(p).len(), 4);
+    let claimed = f.link(z).await;
+    assert_eq!(claimed.claims.len(), 4, "{claimed:?}");
+    assert!(claimed.lease.is_some());
 
+    f.clock.advance(past_the_lease());
     let report = f.sync(z).await.unwrap();
+    assert_eq!(report.claims_resolved, 4);
     assert_eq!(
         report.own_copies_recognised, 4,
         "3 notes + 1 comment recognised by marker"
@@ -250,6 +294,8 @@ async fn crash_after_mirroring_notes_but_before_saving_the_link_does_not_duplica
     assert_eq!((report.notes_to_psa, report.comments_to_desk), (0, 0));
     assert_eq!(f.psa.notes(p).len(), 4);
     assert_eq!(f.desk.comments(z).len(), 5);
+    let link = f.link(z).await;
+    assert!(link.claims.is_empty() && link.lease.is_none(), "{link:?}");
 }
 
 #[tokio::test]
@@ -323,13 +369,13 @@ async fn a_missing_mapping_is_reported_but_comments_still_flow() {
 #[tokio::test]
 async fn psa_events_for_unlinked_tickets_are_skipped() {
     let f = Fixture::new();
-    let cx = SyncContext {
-        tenant: &f.config,
-        store: f.store.as_ref(),
-        desk: &f.desk,
-        psa: &f.psa,
-        clock: &f.clock,
-    };
+    let cx = SyncContext::new(
+        &f.config,
+        f.store.as_ref(),
+        &f.desk,
+        f.psa.as_ref(),
+        f.clock.as_ref(),
+    );
     let job = SyncJob {
         tenant: f.config.id.clone(),
         origin: Side::Psa,
@@ -370,4 +416,167 @@ fn markers_round_trip_and_ignore_lookalikes() {
         ..comment
     };
     assert_eq!(psa_note_marked_in(&lookalike), None);
+}
+
+fn gated(f: &Fixture) -> (Arc<Gates>, GatedPsa) {
+    let gates = Arc::new(Gates::default());
+    let psa = GatedPsa {
+        inner: f.psa.clone(),
+        gates: gates.clone(),
+    };
+    (gates, psa)
+}
+
+/// A linked pair with two new Zendesk comments and one technician note.
+async fn pair_with_three_writes_pending(f: &Fixture) -> (u64, i64) {
+    let z = f.desk.new_ticket("S", "D", None, Some("CL-1"));
+    f.sync(z).await.unwrap();
+    let p = f.psa.tickets()[0].id;
+    f.desk.comment(z, "Ann", "one", true);
+    f.desk.comment(z, "Ann", "two", true);
+    f.psa
+        .technician_note(p, "Tess", "t", "tech note", Visibility::Public);
+    (z, p)
+}
+
+fn assert_each_written_once(f: &Fixture, z: u64, p: i64) {
+    let notes: Vec<_> = f.psa.notes(p).into_iter().map(|n| n.description).collect();
+    assert_eq!(notes, ["tech note", "one", "two"], "one note per comment");
+    let copies = f
+        .desk
+        .comments(z)
+        .into_iter()
+        .filter(|c| psa_note_marked_in(c).is_some())
+        .count();
+    assert_eq!(copies, 1, "one comment per note");
+}
+
+/// list/list/write/write: two runs of one pair both listed before either
+/// wrote. The second's claim names a link version the first has moved past,
+/// so it stops before writing anything.
+#[tokio::test]
+async fn two_runs_that_both_listed_before_writing_write_each_note_once() {
+    let f = Fixture::new();
+    let (z, p) = pair_with_three_writes_pending(&f).await;
+    let (gates, psa) = gated(&f);
+    let mut first_listed = gates.pause_at(GatePoint::ListedNotes, 1);
+    let mut second_listed = gates.pause_at(GatePoint::ListedNotes, 2);
+    let cx = SyncContext::new(&f.config, f.store.as_ref(), &f.desk, &psa, f.clock.as_ref());
+
+    let first = sync_pair(&cx, z);
+    let second = sync_pair(&cx, z);
+    tokio::pin!(first, second);
+    tokio::select! {
+        _ = first_listed.reached() => {}
+        r = &mut first => panic!("first run ended before listing: {r:?}"),
+    }
+    tokio::select! {
+        _ = second_listed.reached() => {}
+        r = &mut second => panic!("second run ended before listing: {r:?}"),
+    }
+    first_listed.release();
+    let first = first.await.unwrap();
+    assert_eq!((first.notes_to_psa, first.comments_to_desk), (2, 1));
+    second_listed.release();
+    let err = second.await.unwrap_err();
+    assert!(matches!(err.error, SyncError::Overtaken), "{err:?}");
+    assert!(err.error.is_retryable());
+
+    assert_each_written_once(&f, z, p);
+    let replay = f.sync(z).await.unwrap();
+    assert_eq!(replay.writes, 0);
+    assert_each_written_once(&f, z, p);
+}
+
+/// A write in flight: while the first run's note is on its way, a second run
+/// finds the pair held and leaves it alone.
+#[tokio::test]
+async fn a_run_that_finds_a_write_in_flight_leaves_the_pair_alone() {
+    let f = Fixture::new();
+    let (z, p) = pair_with_three_writes_pending(&f).await;
+    let (gates, psa) = gated(&f);
+    let mut sending = gates.pause_at(GatePoint::AddingNote, 1);
+    let cx = SyncContext::new(&f.config, f.store.as_ref(), &f.desk, &psa, f.clock.as_ref());
+
+    let first = sync_pair(&cx, z);
+    tokio::pin!(first);
+    tokio::select! {
+        _ = sending.reached() => {}
+        r = &mut first => panic!("first run ended before writing: {r:?}"),
+    }
+    let err = f.sync(z).await.unwrap_err();
+    assert!(matches!(err.error, SyncError::PairBusy { .. }), "{err:?}");
+    assert_eq!(f.psa.notes(p).len(), 1, "the second run wrote nothing");
+    sending.release();
+    first.await.unwrap();
+    assert_each_written_once(&f, z, p);
+}
+
+/// A run stalled past its lease (after one write, before the next) is
+/// overtaken: the next run resolves its claims from the marked copies and
+/// finishes, and the stalled run stops before its next write.
+#[tokio::test]
+async fn a_run_stalled_past_its_lease_stops_before_its_next_write() {
+    let f = Fixture::new();
+    let (z, p) = pair_with_three_writes_pending(&f).await;
+    let (gates, psa) = gated(&f);
+    let mut wrote_one = gates.pause_at(GatePoint::AddedNote, 1);
+    let cx = SyncContext::new(&f.config, f.store.as_ref(), &f.desk, &psa, f.clock.as_ref());
+
+    let stalled = sync_pair(&cx, z);
+    tokio::pin!(stalled);
+    tokio::select! {
+        _ = wrote_one.reached() => {}
+        r = &mut stalled => panic!("the run ended before its first write landed: {r:?}"),
+    }
+    f.clock.advance(past_the_lease());
+    let second = f.sync(z).await.unwrap();
+    assert_eq!(second.claims_resolved, 3);
+    assert_eq!(second.own_copies_recognised, 1, "the stalled run's note");
+    assert_eq!((second.notes_to_psa, second.comments_to_desk), (1, 1));
+
+    wrote_one.release();
+    let err = stalled.await.unwrap_err();
+    assert!(matches!(err.error, SyncError::Overtaken), "{err:?}");
+    assert_each_written_once(&f, z, p);
+    let link = f.link(z).await;
+    assert!(link.lease.is_none() && link.claims.is_empty(), "{link:?}");
+}
+
+/// A first sync longer than one run's write budget stops starting writes when
+/// the budget is spent, saves what it did, and the next runs go on from there.
+#[tokio::test]
+async fn a_long_sync_makes_progress_across_runs_within_its_write_budget() {
+    let f = Fixture::new();
+    let z = f.desk.new_ticket("S", "D", None, Some("CL-1"));
+    f.sync(z).await.unwrap();
+    let p = f.psa.tickets()[0].id;
+    for i in 0..60 {
+        f.desk.comment(z, "Ann", &format!("c{i}"), true);
+    }
+    // Each note takes a second: 25 s of budget is about 25 notes a run.
+    let clock = f.clock.clone();
+    *f.psa.after_note.lock().unwrap() = Some(Box::new(move || {
+        clock.advance(chrono::Duration::seconds(1));
+    }));
+    let mut runs = Vec::new();
+    loop {
+        let report = f.sync(z).await.unwrap();
+        runs.push(report.notes_to_psa);
+        let link = f.link(z).await;
+        assert!(link.lease.is_none() && link.claims.is_empty(), "{link:?}");
+        assert_eq!(
+            link.comments.len(),
+            runs.iter().sum::<usize>(),
+            "saved as it went"
+        );
+        if !report.unfinished {
+            break;
+        }
+        assert!(runs.len() < 10, "no progress: {runs:?}");
+    }
+    assert_eq!(runs, [25, 25, 10]);
+    let bodies: Vec<_> = f.psa.notes(p).into_iter().map(|n| n.description).collect();
+    let expected: Vec<_> = (0..60).map(|i| format!("c{i}")).collect();
+    assert_eq!(bodies, expected);
 }

@@ -50,7 +50,8 @@ const SCHEMA: &str = "
 
 /// SQS FIFO drops a message whose deduplication id was sent in the last 5 minutes.
 const DEDUP_WINDOW: Duration = Duration::from_secs(5 * 60);
-const DEFAULT_VISIBILITY: Duration = Duration::from_secs(60);
+/// How long a received message stays invisible (SQS VisibilityTimeout).
+pub const DEFAULT_VISIBILITY: Duration = Duration::from_secs(60);
 const DEFAULT_MAX_RECEIVES: u32 = 5;
 /// A waiting receiver re-checks at least this often, for messages that
 /// another process sharing the file has sent (its sends cannot notify us).

@@ -87,7 +87,7 @@ impl Default for AutotaskBudget {
             requests_per_hour: 9_000,
             burst: 150,
             max_concurrent: 3,
-            acquire_wait: Duration::from_secs(2),
+            acquire_wait: crate::timing::BUDGET_ACQUIRE_WAIT,
             busy_retry_after: Duration::from_secs(5),
             lease_block: 10,
             slot_lease: Duration::from_secs(120),
