@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
         // Failures are per record in the response, never an invocation error:
         // that would make Lambda retry the whole batch.
         Ok::<SqsBatchResponse, Error>(
-            bridge_aws::lambda::handle_sqs_batch(worker, queue, event.payload).await,
+            bridge_aws::lambda::handle_sqs_batch(worker, queue, event).await,
         )
     }))
     .await

@@ -10,7 +10,10 @@ use bridge::error::StoreError;
 use bridge::model::SyncJob;
 use bridge::ports::Queue;
 use bridge::reconcile::{SweepSummary, Sweeper};
+use bridge::timing::{MAX_WRITE_DURATION, SETTLE_RESERVE};
 use bridge::worker::{JobOutcome, Worker};
+use chrono::{DateTime, Utc};
+use lambda_runtime::LambdaEvent;
 use futures::future::join_all;
 use tracing::Instrument;
 
@@ -20,13 +23,31 @@ use crate::sqs::{self, SqsQueue};
 /// use their own.
 #[async_trait]
 pub trait ProcessJob: Send + Sync {
-    async fn process(&self, job: &SyncJob, receive_count: u32) -> JobOutcome;
+    /// Runs one job, starting no write after `write_deadline`.
+    async fn process(
+        &self,
+        job: &SyncJob,
+        receive_count: u32,
+        write_deadline: DateTime<Utc>,
+    ) -> JobOutcome;
+
+    /// When a run starting now would stop starting writes on its own.
+    fn own_write_deadline(&self) -> DateTime<Utc>;
 }
 
 #[async_trait]
 impl ProcessJob for Worker {
-    async fn process(&self, job: &SyncJob, receive_count: u32) -> JobOutcome {
-        Worker::process(self, job, receive_count).await
+    async fn process(
+        &self,
+        job: &SyncJob,
+        receive_count: u32,
+        write_deadline: DateTime<Utc>,
+    ) -> JobOutcome {
+        Worker::process_until(self, job, receive_count, write_deadline).await
+    }
+
+    fn own_write_deadline(&self) -> DateTime<Utc> {
+        Worker::write_deadline(self)
     }
 }
 
@@ -34,9 +55,20 @@ impl ProcessJob for Worker {
 pub async fn handle_sqs_batch(
     worker: &Worker,
     queue: &SqsQueue,
-    event: SqsEvent,
+    event: LambdaEvent<SqsEvent>,
 ) -> SqsBatchResponse {
-    process_batch(worker, queue, event).await
+    let deadline = invocation_write_deadline(event.context.deadline);
+    process_batch(worker, queue, event.payload, deadline).await
+}
+
+/// The last moment of an invocation (`deadline`: Lambda's, in milliseconds
+/// since the epoch) at which a write may start: the write must end and the
+/// batch be answered before Lambda stops the function, or every record of
+/// the batch, done or not, would come back.
+pub fn invocation_write_deadline(deadline_ms: u64) -> DateTime<Utc> {
+    let reserve = MAX_WRITE_DURATION + SETTLE_RESERVE;
+    let end = DateTime::<Utc>::from_timestamp_millis(deadline_ms as i64).unwrap_or_else(Utc::now);
+    end - chrono::Duration::from_std(reserve).expect("small")
 }
 
 /// Runs a batch: message groups concurrently, each group's records in order.
@@ -44,10 +76,15 @@ pub async fn handle_sqs_batch(
 /// unprocessed, because FIFO order forbids running a later job of a ticket
 /// before an earlier one has succeeded. Failures are made visible again after
 /// their delay via `queue.retry_later` and returned in `batchItemFailures`.
+///
+/// No record starts after `invocation_write_deadline`, and each run starts no
+/// write after it (or after its own budget, whichever comes first); records
+/// not reached are returned at once for another invocation.
 pub async fn process_batch(
     processor: &dyn ProcessJob,
     queue: &dyn Queue,
     event: SqsEvent,
+    invocation_write_deadline: DateTime<Utc>,
 ) -> SqsBatchResponse {
     let records = event.records;
     // Groups in order of first appearance; indices keep the batch order.
@@ -64,7 +101,7 @@ pub async fn process_batch(
 
     let runs = groups
         .iter()
-        .map(|indices| run_group(processor, queue, &records, indices));
+        .map(|indices| run_group(processor, queue, &records, indices, invocation_write_deadline));
     let mut failed: Vec<usize> = join_all(runs).await.into_iter().flatten().collect();
     failed.sort_unstable();
 
@@ -114,8 +151,20 @@ async fn run_group(
     queue: &dyn Queue,
     records: &[SqsMessage],
     indices: &[usize],
+    invocation_write_deadline: DateTime<Utc>,
 ) -> Vec<usize> {
     for (pos, &index) in indices.iter().enumerate() {
+        let write_deadline = processor
+            .own_write_deadline()
+            .min(invocation_write_deadline);
+        if Utc::now() >= invocation_write_deadline {
+            tracing::info!(
+                unprocessed = indices.len() - pos,
+                "invocation time spent; returning the rest of the group unprocessed"
+            );
+            return_now(queue, records, &indices[pos..]).await;
+            return indices[pos..].to_vec();
+        }
         let record = &records[index];
         let message_id = record.message_id.as_deref().unwrap_or_default();
         let job = match decode(record) {
@@ -130,7 +179,7 @@ async fn run_group(
         let count = receive_count(record);
         let span = tracing::info_span!("sqs_record", message_id, tenant = %job.tenant, ticket = %job.ticket_id, origin = %job.origin, receive_count = count);
         let delay = async {
-            match processor.process(&job, count).await {
+            match processor.process(&job, count, write_deadline).await {
                 JobOutcome::Done => None,
                 JobOutcome::Requeue(next) => match queue.send(&next).await {
                     Ok(()) => None,
@@ -169,6 +218,17 @@ async fn run_group(
         return indices[pos..].to_vec();
     }
     Vec::new()
+}
+
+/// Makes records visible again at once: they were never started.
+async fn return_now(queue: &dyn Queue, records: &[SqsMessage], indices: &[usize]) {
+    for &index in indices {
+        if let Some(receipt) = records[index].receipt_handle.as_deref() {
+            if let Err(e) = queue.retry_later(receipt, std::time::Duration::ZERO).await {
+                tracing::warn!(error = %e, "could not return a record; it comes back after its visibility timeout");
+            }
+        }
+    }
 }
 
 /// The Lambda handler body of the scheduled `reconcile` function (EventBridge
@@ -224,7 +284,16 @@ mod tests {
 
     #[async_trait]
     impl ProcessJob for Scripted {
-        async fn process(&self, job: &SyncJob, receive_count: u32) -> JobOutcome {
+        fn own_write_deadline(&self) -> DateTime<Utc> {
+            Utc::now() + chrono::Duration::seconds(25)
+        }
+
+        async fn process(
+            &self,
+            job: &SyncJob,
+            receive_count: u32,
+            _: DateTime<Utc>,
+        ) -> JobOutcome {
             self.seen
                 .lock()
                 .unwrap()
@@ -289,6 +358,10 @@ mod tests {
         }
     }
 
+    fn far_off() -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::hours(1)
+    }
+
     fn failures(response: &SqsBatchResponse) -> Vec<&str> {
         response
             .batch_item_failures
@@ -305,7 +378,7 @@ mod tests {
         let processor = Scripted::failing(&["t2", "t5", "t9"]);
         let queue = Visibility::default();
 
-        let response = process_batch(&processor, &queue, SqsEvent { records }).await;
+        let response = process_batch(&processor, &queue, SqsEvent { records }, far_off()).await;
 
         assert_eq!(failures(&response), ["m2", "m5", "m9"]);
         assert_eq!(
@@ -343,7 +416,7 @@ mod tests {
         let processor = Scripted::failing(&["b"]);
         let queue = Visibility::default();
 
-        let response = process_batch(&processor, &queue, SqsEvent { records }).await;
+        let response = process_batch(&processor, &queue, SqsEvent { records }, far_off()).await;
 
         assert_eq!(failures(&response), ["m1", "m3", "m5"]);
         let seen: Vec<String> = processor.seen().into_iter().map(|(j, _)| j).collect();
@@ -375,7 +448,7 @@ mod tests {
         let processor = Scripted::failing(&[]);
         let queue = Visibility::default();
 
-        let response = process_batch(&processor, &queue, SqsEvent { records }).await;
+        let response = process_batch(&processor, &queue, SqsEvent { records }, far_off()).await;
 
         assert_eq!(
             failures(&response),
@@ -384,5 +457,29 @@ mod tests {
         );
         assert_eq!(processor.seen().len(), 1);
         assert!(queue.0.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn records_not_started_before_the_invocation_deadline_come_back_at_once() {
+        let records: Vec<_> = (0..3).map(|n| record(n, &format!("t{n}"), "e")).collect();
+        let queue = Visibility::default();
+        let processor = Scripted::failing(&[]);
+
+        let spent = Utc::now() - chrono::Duration::seconds(1);
+        let response = process_batch(&processor, &queue, SqsEvent { records }, spent).await;
+
+        assert!(processor.seen().is_empty(), "nothing started");
+        assert_eq!(failures(&response).len(), 3);
+        let returned = queue.0.lock().unwrap().clone();
+        assert_eq!(returned.len(), 3);
+        assert!(returned.iter().all(|(_, delay)| *delay == Duration::ZERO), "{returned:?}");
+    }
+
+    #[test]
+    fn the_write_deadline_leaves_room_for_the_last_write_and_the_answer() {
+        let end = Utc::now() + chrono::Duration::seconds(60);
+        let deadline = invocation_write_deadline(end.timestamp_millis() as u64);
+        let reserve = (end - deadline).to_std().unwrap();
+        assert!(reserve >= MAX_WRITE_DURATION + SETTLE_RESERVE, "{reserve:?}");
     }
 }

@@ -7,6 +7,8 @@ pub mod dynamo;
 pub mod lambda;
 pub mod secrets;
 pub mod sqs;
+#[cfg(test)]
+mod template_timing;
 
 use std::sync::Arc;
 use std::time::Duration;
