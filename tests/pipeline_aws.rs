@@ -9,6 +9,8 @@
 mod aws_backend;
 #[path = "pipeline_cases.rs"]
 mod cases;
+#[path = "concurrency_cases.rs"]
+mod concurrency;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -50,6 +52,40 @@ async fn repeated_and_reordered_webhooks_yield_one_ticket_and_one_note_each() {
 async fn cluster_id_resolves_to_the_configuration_items_company_or_is_reported() {
     cases::cluster_id_resolves_to_the_configuration_items_company_or_is_reported(world().await)
         .await;
+}
+
+async fn concurrency_world() -> World {
+    World::start_on(
+        &AwsBackend::default(),
+        concurrency::spec(),
+        concurrency::options(),
+    )
+    .await
+    .expect("world on the AWS adapters (is the emulator running? see infra/test.sh)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_that_both_listed_before_writing_write_each_note_once() {
+    concurrency::two_workers_that_both_listed_before_writing_write_each_note_once(
+        concurrency_world().await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_died_after_a_write_is_replayed_without_duplicates() {
+    concurrency::a_worker_that_died_after_a_write_is_replayed_without_duplicates(
+        concurrency_world().await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stalled_past_its_lease_stops_before_its_next_write() {
+    concurrency::a_worker_stalled_past_its_lease_stops_before_its_next_write(
+        concurrency_world().await,
+    )
+    .await;
 }
 
 // ------------------------------------------------------- AWS-only cases

@@ -13,8 +13,8 @@ use bridge::reconcile::{SweepSummary, Sweeper};
 use bridge::timing::{MAX_WRITE_DURATION, SETTLE_RESERVE};
 use bridge::worker::{JobOutcome, Worker};
 use chrono::{DateTime, Utc};
-use lambda_runtime::LambdaEvent;
 use futures::future::join_all;
+use lambda_runtime::LambdaEvent;
 use tracing::Instrument;
 
 use crate::sqs::{self, SqsQueue};
@@ -99,9 +99,15 @@ pub async fn process_batch(
         groups[slot].push(index);
     }
 
-    let runs = groups
-        .iter()
-        .map(|indices| run_group(processor, queue, &records, indices, invocation_write_deadline));
+    let runs = groups.iter().map(|indices| {
+        run_group(
+            processor,
+            queue,
+            &records,
+            indices,
+            invocation_write_deadline,
+        )
+    });
     let mut failed: Vec<usize> = join_all(runs).await.into_iter().flatten().collect();
     failed.sort_unstable();
 
@@ -288,12 +294,7 @@ mod tests {
             Utc::now() + chrono::Duration::seconds(25)
         }
 
-        async fn process(
-            &self,
-            job: &SyncJob,
-            receive_count: u32,
-            _: DateTime<Utc>,
-        ) -> JobOutcome {
+        async fn process(&self, job: &SyncJob, receive_count: u32, _: DateTime<Utc>) -> JobOutcome {
             self.seen
                 .lock()
                 .unwrap()
@@ -472,7 +473,10 @@ mod tests {
         assert_eq!(failures(&response).len(), 3);
         let returned = queue.0.lock().unwrap().clone();
         assert_eq!(returned.len(), 3);
-        assert!(returned.iter().all(|(_, delay)| *delay == Duration::ZERO), "{returned:?}");
+        assert!(
+            returned.iter().all(|(_, delay)| *delay == Duration::ZERO),
+            "{returned:?}"
+        );
     }
 
     #[test]
@@ -480,6 +484,9 @@ mod tests {
         let end = Utc::now() + chrono::Duration::seconds(60);
         let deadline = invocation_write_deadline(end.timestamp_millis() as u64);
         let reserve = (end - deadline).to_std().unwrap();
-        assert!(reserve >= MAX_WRITE_DURATION + SETTLE_RESERVE, "{reserve:?}");
+        assert!(
+            reserve >= MAX_WRITE_DURATION + SETTLE_RESERVE,
+            "{reserve:?}"
+        );
     }
 }

@@ -30,7 +30,10 @@ fn seconds(value: &Yaml, what: &str) -> Duration {
 fn function_timeout(t: &Yaml, function: &str) -> Duration {
     let own = &t["Resources"][function]["Properties"]["Timeout"];
     if own.is_badvalue() {
-        seconds(&t["Globals"]["Function"]["Timeout"], "Globals.Function.Timeout")
+        seconds(
+            &t["Globals"]["Function"]["Timeout"],
+            "Globals.Function.Timeout",
+        )
     } else {
         seconds(own, function)
     }
