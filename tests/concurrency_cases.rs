@@ -31,15 +31,15 @@ pub fn options() -> WorldOptions {
 }
 
 fn worker(world: &World, clock: &Arc<FixedClock>, gates: Option<&Arc<Gates>>) -> Worker {
-    let mut adapters = world.bridge.adapters.clone();
+    let mut wiring = world.bridge.wiring.clone();
     if let Some(gates) = gates {
-        adapters.connectors = Arc::new(GatedConnectors {
-            inner: adapters.connectors.clone(),
+        wiring.connectors = Arc::new(GatedConnectors {
+            inner: wiring.connectors.clone(),
             gates: gates.clone(),
         });
     }
-    adapters.clock = clock.clone();
-    adapters.worker()
+    wiring.clock = clock.clone();
+    wiring.worker()
 }
 
 fn job(t: &TenantWorld, desk_id: u64) -> SyncJob {

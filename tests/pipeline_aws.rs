@@ -16,9 +16,13 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use aws_backend::{redrive, AwsBackend, RECEIVE_LIMIT};
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use bridge::adapters::embedded::QueueDepth;
+use bridge::model::{Side, SyncJob};
 use bridge::ports::Condition;
 use bridge::repo::{LogLevel, Repo, SyncLogEntry};
+use bridge_aws::lambda::process_batch;
 use psa_bridge_e2e::{psa_tickets_for, settle, ARRIVAL};
 use psa_bridge_local::world::{TenantWorld, World, WorldOptions};
 use sandbox::zendesk::NewTicket;
@@ -255,5 +259,210 @@ async fn a_job_that_keeps_failing_moves_to_the_dlq_and_is_replayed_once_fixed() 
         depth(&world).await.dead,
         0,
         "the DLQ is empty after the replay"
+    );
+}
+
+/// Receives up to ten messages from the real queue the way Lambda's SQS
+/// event source hands them over: with their group and receive count.
+async fn lambda_batch(backend: &AwsBackend) -> Vec<SqsMessage> {
+    let resources = backend.resources();
+    let received = resources
+        .sqs
+        .receive_message()
+        .queue_url(&resources.queue_url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive");
+    received
+        .messages()
+        .iter()
+        .map(|m| SqsMessage {
+            message_id: m.message_id().map(str::to_owned),
+            receipt_handle: m.receipt_handle().map(str::to_owned),
+            body: m.body().map(str::to_owned),
+            attributes: m
+                .attributes()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                .collect(),
+            ..SqsMessage::default()
+        })
+        .collect()
+}
+
+/// What Lambda does with the records not reported failed: deletes them.
+async fn delete_succeeded(backend: &AwsBackend, batch: &[SqsMessage], failed: &[String]) {
+    let resources = backend.resources();
+    for record in batch {
+        if !failed.contains(record.message_id.as_ref().unwrap()) {
+            resources
+                .sqs
+                .delete_message()
+                .queue_url(&resources.queue_url)
+                .receipt_handle(record.receipt_handle.clone().unwrap())
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+}
+
+fn desk_job(t: &TenantWorld, desk_id: u64, event: &str) -> SyncJob {
+    SyncJob {
+        tenant: t.id.clone(),
+        origin: Side::Desk,
+        ticket_id: desk_id.to_string(),
+        desk_ticket_id: Some(desk_id),
+        event_id: event.into(),
+        received_at_ms: chrono::Utc::now().timestamp_millis(),
+    }
+}
+
+fn body_job(record: &SqsMessage) -> SyncJob {
+    serde_json::from_str(record.body.as_deref().unwrap()).unwrap()
+}
+
+/// The real `Worker` through the Lambda SQS batch handler, on the real queue:
+/// a job that is done is left to Lambda to delete; a 429 with `Retry-After`
+/// is reported failed and hidden at least that long, and the later job of the
+/// same FIFO group with it, unprocessed; a PSA-side job outside its pair's
+/// lane is rerouted into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_batch_handler_settles_real_worker_outcomes_on_the_real_queue() {
+    let backend = AwsBackend::default();
+    let world = world_on(
+        &backend,
+        WorldOptions {
+            worker_concurrency: 0,
+            ..WorldOptions::default()
+        },
+    )
+    .await;
+    let (acme, globex) = (world.tenant("acme"), world.tenant("globex"));
+    for t in [acme, globex] {
+        // Only the jobs this test sends are in the queue.
+        t.zendesk.faults().update(|f| f.drop_webhook_rate = 1.0);
+        t.autotask.faults().update(|f| f.drop_webhook_rate = 1.0);
+    }
+    let a = open(acme, "Done in one", "CL-100");
+    let g = open(globex, "Rate limited", "CL-200");
+    globex.zendesk.faults().update(|f| {
+        f.rate_limit_burst = 1_000;
+        f.retry_after_secs = 7;
+    });
+    for job in [
+        desk_job(acme, a, "a-1"),
+        desk_job(globex, g, "g-1"),
+        desk_job(globex, g, "g-2"),
+    ] {
+        world.queue.send(&job).await.unwrap();
+    }
+    let worker = world.bridge.wiring.worker();
+    let far_off = chrono::Utc::now() + chrono::Duration::minutes(5);
+
+    let mut batch = Vec::new();
+    while batch.len() < 3 {
+        let more = lambda_batch(&backend).await;
+        assert!(!more.is_empty(), "three messages were sent: {batch:?}");
+        batch.extend(more);
+    }
+    let id_of = |event: &str| {
+        batch
+            .iter()
+            .find(|r| body_job(r).event_id == event)
+            .and_then(|r| r.message_id.clone())
+            .unwrap()
+    };
+    let response = process_batch(
+        &worker,
+        world.queue.as_ref(),
+        SqsEvent {
+            records: batch.clone(),
+        },
+        far_off,
+    )
+    .await;
+    let mut failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    failed.sort();
+    let mut expected = vec![id_of("g-1"), id_of("g-2")];
+    expected.sort();
+    assert_eq!(
+        failed, expected,
+        "the 429 and the job behind it in its group"
+    );
+    assert_eq!(psa_tickets_for(acme, a).len(), 1, "the done job synced");
+    assert!(psa_tickets_for(globex, g).is_empty());
+    delete_succeeded(&backend, &batch, &failed).await;
+
+    // Hidden for the Retry-After: nothing comes back within 5 s.
+    let returned_at = Instant::now();
+    assert!(lambda_batch(&backend).await.is_empty());
+    globex.zendesk.faults().update(|f| f.rate_limit_burst = 0);
+    let back = eventually(Duration::from_secs(20), || async {
+        let batch = lambda_batch(&backend).await;
+        (!batch.is_empty()).then_some(batch)
+    })
+    .await
+    .expect("the rate-limited jobs come back");
+    assert!(
+        returned_at.elapsed() >= Duration::from_secs(6),
+        "came back after {:?}, before the Retry-After of 7 s",
+        returned_at.elapsed()
+    );
+    assert!(
+        back.iter().all(|r| {
+            body_job(r).event_id.starts_with("g-") && r.attributes["ApproximateReceiveCount"] != "1"
+        }),
+        "the rate-limited group came back through the queue: {back:?}"
+    );
+
+    // A PSA-side job that reached the worker outside its pair's lane.
+    let p = psa_tickets_for(acme, a)[0].id;
+    let stray = SyncJob {
+        tenant: acme.id.clone(),
+        origin: Side::Psa,
+        ticket_id: p.to_string(),
+        desk_ticket_id: None,
+        event_id: "p-1".into(),
+        received_at_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    world.queue.send(&stray).await.unwrap();
+    let mut stray_batch = lambda_batch(&backend).await;
+    stray_batch.retain(|r| body_job(r).event_id == "p-1");
+    assert_eq!(stray_batch.len(), 1);
+    let response = process_batch(
+        &worker,
+        world.queue.as_ref(),
+        SqsEvent {
+            records: stray_batch.clone(),
+        },
+        far_off,
+    )
+    .await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "rerouted, not failed"
+    );
+    delete_succeeded(&backend, &stray_batch, &[]).await;
+    let rerouted = eventually(Duration::from_secs(10), || async {
+        lambda_batch(&backend)
+            .await
+            .into_iter()
+            .find(|r| body_job(r).event_id == "p-1:rerouted")
+    })
+    .await
+    .expect("the job is sent again in its pair's lane");
+    assert_eq!(body_job(&rerouted).desk_ticket_id, Some(a));
+    assert_eq!(
+        rerouted.attributes["MessageGroupId"],
+        format!("acme:zendesk:{a}")
     );
 }

@@ -3,71 +3,16 @@
 //! emulator tests).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::get;
 use bridge::error::StoreError;
 use bridge::ingest::{autotask_router, zendesk_router, IngestState};
-use bridge::ports::{Clock, Connectors, Queue, Secrets, Store};
-use bridge::reconcile::{SweepOptions, SweepReport, Sweeper};
-use bridge::worker::Worker;
+use bridge::reconcile::{SweepReport, Sweeper};
+use bridge::wiring::Wiring;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
-
-/// The ports the local process runs on.
-#[derive(Clone)]
-pub struct Adapters {
-    pub store: Arc<dyn Store>,
-    pub queue: Arc<dyn Queue>,
-    pub secrets: Arc<dyn Secrets>,
-    pub connectors: Arc<dyn Connectors>,
-    pub clock: Arc<dyn Clock>,
-    /// Delay before a permanently failing job is tried again.
-    pub permanent_retry: std::time::Duration,
-    /// First delay of the exponential backoff after a transient failure.
-    pub backoff_base: std::time::Duration,
-}
-
-impl Adapters {
-    pub fn ingest_state(&self) -> IngestState {
-        IngestState {
-            store: self.store.clone(),
-            secrets: self.secrets.clone(),
-            queue: self.queue.clone(),
-            clock: self.clock.clone(),
-        }
-    }
-
-    pub fn worker(&self) -> Worker {
-        Worker::new(
-            self.store.clone(),
-            self.secrets.clone(),
-            self.connectors.clone(),
-            self.clock.clone(),
-        )
-        .with_permanent_retry(self.permanent_retry)
-        .with_backoff_base(self.backoff_base)
-    }
-
-    /// The sweeper. `every`: the timer's interval, if the process sweeps on
-    /// one; a tenant's first sweep looks back that far.
-    pub fn sweeper(&self, every: Option<Duration>) -> Sweeper {
-        let mut options = SweepOptions::default();
-        if let Some(every) = every {
-            options.interval = every;
-        }
-        Sweeper::new(
-            self.store.clone(),
-            self.secrets.clone(),
-            self.connectors.clone(),
-            self.queue.clone(),
-            self.clock.clone(),
-        )
-        .with_options(options)
-    }
-}
 
 /// Every HTTP function of psa-bridge on one router.
 pub fn router(state: IngestState) -> axum::Router {
@@ -79,7 +24,7 @@ pub fn router(state: IngestState) -> axum::Router {
 /// A running local bridge.
 pub struct LocalBridge {
     pub base_url: String,
-    pub adapters: Adapters,
+    pub wiring: Wiring,
     sweeper: Sweeper,
     shutdown: watch::Sender<bool>,
     worker_concurrency: usize,
@@ -93,18 +38,19 @@ impl LocalBridge {
     /// the worker with `worker_concurrency` jobs in flight (0: ingest only,
     /// jobs stay queued — for ingest tests and benchmarks).
     pub async fn start(
-        adapters: Adapters,
+        wiring: Wiring,
         listen: SocketAddr,
         worker_concurrency: usize,
     ) -> std::io::Result<Self> {
-        Self::start_with_sweep(adapters, listen, worker_concurrency, None).await
+        Self::start_with_sweep(wiring, listen, worker_concurrency, None).await
     }
 
     /// Like `start`, and with `sweep_every` runs the reconciliation sweep at
     /// start (catching up on what changed while the process was down) and then
-    /// at that interval. Without it, sweeps run only through `sweep_now`.
+    /// at that interval (a tenant's first sweep looks back that far). Without
+    /// it, sweeps run only through `sweep_now`.
     pub async fn start_with_sweep(
-        adapters: Adapters,
+        mut wiring: Wiring,
         listen: SocketAddr,
         worker_concurrency: usize,
         sweep_every: Option<Duration>,
@@ -112,7 +58,10 @@ impl LocalBridge {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let address = listener.local_addr()?;
         let (shutdown, stop) = watch::channel(false);
-        let app = router(adapters.ingest_state());
+        if let Some(every) = sweep_every {
+            wiring.sweep_options.interval = every;
+        }
+        let app = router(wiring.ingest_state());
         let mut server_stop = stop.clone();
         let server = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -123,13 +72,13 @@ impl LocalBridge {
             }
         });
         let sweep_stop = stop.clone();
-        let worker = spawn_worker(&adapters, worker_concurrency, stop);
-        let sweeper = adapters.sweeper(sweep_every);
+        let worker = spawn_worker(&wiring, worker_concurrency, stop);
+        let sweeper = wiring.sweeper();
         let sweeps = tokio::spawn(run_sweeps(sweeper.clone(), sweep_every, sweep_stop));
         info!(%address, "psa-bridge listening");
         Ok(Self {
             base_url: format!("http://{address}"),
-            adapters,
+            wiring,
             sweeper,
             shutdown,
             worker_concurrency,
@@ -147,7 +96,7 @@ impl LocalBridge {
         self.worker.abort();
         let _ = (&mut self.worker).await;
         let stop = self.shutdown.subscribe();
-        self.worker = spawn_worker(&self.adapters, self.worker_concurrency, stop);
+        self.worker = spawn_worker(&self.wiring, self.worker_concurrency, stop);
         tracing::warn!("worker killed and restarted");
     }
 
@@ -167,12 +116,12 @@ impl LocalBridge {
 }
 
 fn spawn_worker(
-    adapters: &Adapters,
+    wiring: &Wiring,
     concurrency: usize,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let worker = adapters.worker();
-    let queue = adapters.queue.clone();
+    let worker = wiring.worker();
+    let queue = wiring.queue.clone();
     tokio::spawn(async move {
         if concurrency > 0 {
             worker.run_queue(queue, concurrency, stop).await;

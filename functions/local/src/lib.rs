@@ -7,4 +7,4 @@ pub mod demo;
 pub mod settings;
 pub mod world;
 
-pub use app::{Adapters, LocalBridge};
+pub use app::LocalBridge;

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
-use bridge::connectors::HttpConnectors;
-use bridge::ports::{Condition, SystemClock};
+use bridge::ports::Condition;
 use bridge::repo::Repo;
+use bridge::wiring::Wiring;
 use clap::{Parser, Subcommand};
 use psa_bridge_local::settings::Settings;
 use psa_bridge_local::world::WorldOptions;
-use psa_bridge_local::{demo, Adapters, LocalBridge};
+use psa_bridge_local::{demo, LocalBridge};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -86,7 +86,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// The embedded adapters of a configuration, with its tenants written to the store.
-async fn open(settings: &Settings) -> anyhow::Result<Adapters> {
+async fn open(settings: &Settings) -> anyhow::Result<Wiring> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
     let store = Arc::new(SqliteStore::open(&settings.data_dir.join("store.sqlite3"))?);
@@ -99,18 +99,12 @@ async fn open(settings: &Settings) -> anyhow::Result<Adapters> {
         repo.put_tenant(tenant, Condition::Always).await?;
         tracing::info!(tenant = %tenant.id, "tenant loaded");
     }
-    Ok(Adapters {
-        connectors: Arc::new(
-            HttpConnectors::default()
-                .with_shared_autotask_budget(settings.autotask_budget(), store.clone()),
-        ),
+    Ok(Wiring::new(
         store,
         queue,
         secrets,
-        clock: Arc::new(SystemClock),
-        permanent_retry: bridge::worker::PERMANENT_RETRY,
-        backoff_base: bridge::worker::BASE_BACKOFF,
-    })
+        settings.autotask_budget(),
+    ))
 }
 
 fn sweep_interval(settings: &Settings) -> Option<Duration> {
@@ -119,9 +113,9 @@ fn sweep_interval(settings: &Settings) -> Option<Duration> {
 
 async fn run(config: PathBuf) -> anyhow::Result<()> {
     let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
-    let adapters = open(&settings).await?;
+    let wiring = open(&settings).await?;
     let bridge = LocalBridge::start_with_sweep(
-        adapters,
+        wiring,
         settings.listen,
         settings.worker_concurrency,
         sweep_interval(&settings),
@@ -136,11 +130,12 @@ async fn run(config: PathBuf) -> anyhow::Result<()> {
 
 async fn sweep(config: PathBuf) -> anyhow::Result<()> {
     let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
-    let adapters = open(&settings).await?;
-    let reports = adapters
-        .sweeper(sweep_interval(&settings))
-        .sweep_all()
-        .await?;
+    let mut wiring = open(&settings).await?;
+    if let Some(every) = sweep_interval(&settings) {
+        // A tenant's first sweep looks back one interval.
+        wiring.sweep_options.interval = every;
+    }
+    let reports = wiring.sweeper().sweep_all().await?;
     if reports.is_empty() {
         println!("no active tenants");
     }

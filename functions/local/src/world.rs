@@ -15,16 +15,16 @@ use bridge::config::{
     AutotaskSettings, FieldRules, Mappings, Secret, TenantConfig, TenantSecrets, ZendeskSettings,
 };
 use bridge::connectors::budget::AutotaskBudget;
-use bridge::connectors::HttpConnectors;
 use bridge::error::StoreError;
 use bridge::model::TenantId;
-use bridge::ports::{Condition, Queue, Secrets, Store, SystemClock};
+use bridge::ports::{Condition, Queue, Secrets, Store};
 use bridge::reconcile::SweepReport;
 use bridge::repo::Repo;
+use bridge::wiring::Wiring;
 use sandbox::autotask::{AutotaskSandbox, AutotaskSandboxConfig, CalloutTarget, WebhookTarget};
 use sandbox::zendesk::{ZendeskSandbox, ZendeskSandboxConfig};
 
-use crate::app::{Adapters, LocalBridge};
+use crate::app::LocalBridge;
 
 /// Id of the Zendesk custom field holding the cluster id in the sandboxes.
 pub const CLUSTER_FIELD: u64 = 360_000_001;
@@ -236,20 +236,16 @@ impl World {
             secrets: secrets_port,
             probe,
         } = backend.build(secrets.clone()).await?;
-        let adapters = Adapters {
-            store: store.clone(),
-            queue: queue.clone(),
-            secrets: secrets_port,
-            permanent_retry: options.permanent_retry,
-            backoff_base: options.backoff_base,
-            connectors: Arc::new(
-                HttpConnectors::default()
-                    .with_shared_autotask_budget(options.autotask_budget.clone(), store.clone()),
-            ),
-            clock: Arc::new(SystemClock),
-        };
+        let mut wiring = Wiring::new(
+            store.clone(),
+            queue.clone(),
+            secrets_port,
+            options.autotask_budget.clone(),
+        );
+        wiring.worker_options.permanent_retry = options.permanent_retry;
+        wiring.worker_options.backoff_base = options.backoff_base;
         let bridge = LocalBridge::start_with_sweep(
-            adapters,
+            wiring,
             options.listen,
             options.worker_concurrency,
             options.sweep_every,

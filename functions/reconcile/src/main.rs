@@ -2,24 +2,14 @@
 //! tenant's Zendesk and Autotask what changed since the last sweep and queues a
 //! job per changed ticket, so a lost webhook costs one interval, never a change.
 
-use std::sync::Arc;
-
-use bridge::ports::SystemClock;
-use bridge::reconcile::{SweepSummary, Sweeper};
+use bridge::reconcile::SweepSummary;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     bridge_aws::init_lambda_tracing();
     // Clients, config and the connectors' HTTP pool once per cold start.
-    let adapters = bridge_aws::AwsAdapters::from_env().await?;
-    let sweeper = Sweeper::new(
-        adapters.store.clone(),
-        adapters.secrets.clone(),
-        Arc::new(adapters.connectors()),
-        adapters.queue.clone(),
-        Arc::new(SystemClock),
-    );
+    let sweeper = bridge_aws::wiring_from_env().await?.sweeper();
     let sweeper = &sweeper;
     lambda_runtime::run(service_fn(
         move |_scheduled: LambdaEvent<serde_json::Value>| async move {

@@ -2,25 +2,16 @@
 //! answers with the records that failed (`ReportBatchItemFailures`), so Lambda
 //! deletes the rest and only the failures come back.
 
-use std::sync::Arc;
-
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use bridge::ports::SystemClock;
-use bridge::worker::Worker;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     bridge_aws::init_lambda_tracing();
     // Clients, config and the connectors' HTTP pool once per cold start.
-    let adapters = bridge_aws::AwsAdapters::from_env().await?;
-    let worker = Worker::new(
-        adapters.store.clone(),
-        adapters.secrets.clone(),
-        Arc::new(adapters.connectors()),
-        Arc::new(SystemClock),
-    );
-    let (worker, queue) = (&worker, adapters.queue.as_ref());
+    let wiring = bridge_aws::wiring_from_env().await?;
+    let worker = wiring.worker();
+    let (worker, queue) = (&worker, wiring.queue.as_ref());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         // Failures are per record in the response, never an invocation error:
         // that would make Lambda retry the whole batch.

@@ -11,13 +11,13 @@ use bridge::model::SyncJob;
 use bridge::ports::Queue;
 use bridge::reconcile::{SweepSummary, Sweeper};
 use bridge::timing::{MAX_WRITE_DURATION, SETTLE_RESERVE};
-use bridge::worker::{JobOutcome, Worker};
+use bridge::worker::{queue_action, JobOutcome, Settle, Worker};
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use lambda_runtime::LambdaEvent;
 use tracing::Instrument;
 
-use crate::sqs::{self, SqsQueue};
+use crate::sqs;
 
 /// What the batch logic needs from the worker; `Worker` is the real one, tests
 /// use their own.
@@ -54,7 +54,7 @@ impl ProcessJob for Worker {
 /// The Lambda handler body of the worker function.
 pub async fn handle_sqs_batch(
     worker: &Worker,
-    queue: &SqsQueue,
+    queue: &dyn Queue,
     event: LambdaEvent<SqsEvent>,
 ) -> SqsBatchResponse {
     let deadline = invocation_write_deadline(event.context.deadline);
@@ -185,25 +185,15 @@ async fn run_group(
         let count = receive_count(record);
         let span = tracing::info_span!("sqs_record", message_id, tenant = %job.tenant, ticket = %job.ticket_id, origin = %job.origin, receive_count = count);
         let delay = async {
-            match processor.process(&job, count, write_deadline).await {
-                JobOutcome::Done => None,
-                JobOutcome::Requeue(next) => match queue.send(&next).await {
-                    Ok(()) => None,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not reroute the job; retrying it");
-                        Some(bridge::worker::backoff(count))
-                    }
-                },
-                JobOutcome::RetryAfter(delay) => {
+            let outcome = processor.process(&job, count, write_deadline).await;
+            if let JobOutcome::Failed { reason, .. } = &outcome {
+                tracing::error!(%reason, "job failed");
+            }
+            match queue_action(outcome).send_first(queue).await {
+                Settle::Delete => None,
+                Settle::ReturnAfter(delay) => {
                     tracing::warn!(?delay, "job will be retried");
                     Some(delay)
-                }
-                JobOutcome::Failed {
-                    reason,
-                    retry_after,
-                } => {
-                    tracing::error!(%reason, ?retry_after, "job failed");
-                    Some(retry_after)
                 }
             }
         }

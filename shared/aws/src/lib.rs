@@ -1,7 +1,7 @@
 //! psa-bridge on AWS: the ports implemented on DynamoDB (`Store`), SQS FIFO
 //! (`Queue`) and Secrets Manager (`Secrets`), plus the worker's Lambda SQS
-//! batch handling. A function's `main` builds [`AwsAdapters`] once per cold
-//! start and hands them to the shared handlers.
+//! batch handling. A function's `main` builds the [`wiring`] once per cold
+//! start and hands what it needs to the shared handlers.
 
 pub mod dynamo;
 pub mod lambda;
@@ -16,9 +16,7 @@ use std::time::Duration;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use bridge::connectors::budget::AutotaskBudget;
-use bridge::connectors::HttpConnectors;
-use bridge::ingest::IngestState;
-use bridge::ports::SystemClock;
+use bridge::wiring::Wiring;
 use thiserror::Error;
 
 pub use dynamo::DynamoStore;
@@ -153,56 +151,28 @@ fn config_from(var: impl Fn(&str) -> Option<String>) -> Result<AwsSettings, Conf
     })
 }
 
-/// The three adapters, built once per process and shared by every invocation.
-#[derive(Clone)]
-pub struct AwsAdapters {
-    pub store: Arc<DynamoStore>,
-    pub queue: Arc<SqsQueue>,
-    pub secrets: Arc<SecretsManagerSecrets>,
-    autotask_budget: AutotaskBudget,
+/// The AWS adapters wired to the bridge, built once per cold start and
+/// shared by every invocation.
+pub fn wiring(sdk: &SdkConfig, settings: &AwsSettings) -> Wiring {
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(sdk),
+        &settings.table_name,
+    ));
+    let queue = Arc::new(SqsQueue::new(
+        aws_sdk_sqs::Client::new(sdk),
+        &settings.queue_url,
+    ));
+    let secrets = Arc::new(SecretsManagerSecrets::new(
+        aws_sdk_secretsmanager::Client::new(sdk),
+        &settings.secrets_prefix,
+    ));
+    Wiring::new(store, queue, secrets, settings.autotask_budget.clone())
 }
 
-impl AwsAdapters {
-    pub fn new(sdk: &SdkConfig, settings: &AwsSettings) -> Self {
-        Self {
-            store: Arc::new(DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                &settings.table_name,
-            )),
-            queue: Arc::new(SqsQueue::new(
-                aws_sdk_sqs::Client::new(sdk),
-                &settings.queue_url,
-            )),
-            secrets: Arc::new(SecretsManagerSecrets::new(
-                aws_sdk_secretsmanager::Client::new(sdk),
-                &settings.secrets_prefix,
-            )),
-            autotask_budget: settings.autotask_budget.clone(),
-        }
-    }
-
-    /// Settings from the environment, SDK config as [`aws_config`] builds it.
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        let settings = config_from_env()?;
-        Ok(Self::new(&aws_config(None).await, &settings))
-    }
-
-    /// What the ingest routers need, on the wall clock.
-    pub fn ingest_state(&self) -> IngestState {
-        IngestState {
-            store: self.store.clone(),
-            secrets: self.secrets.clone(),
-            queue: self.queue.clone(),
-            clock: Arc::new(SystemClock),
-        }
-    }
-
-    /// The Zendesk and Autotask clients, with each tenant's Autotask budget
-    /// kept in the table so that all instances of all functions share it.
-    pub fn connectors(&self) -> HttpConnectors {
-        HttpConnectors::default()
-            .with_shared_autotask_budget(self.autotask_budget.clone(), self.store.clone())
-    }
+/// [`wiring`] from the environment, SDK config as [`aws_config`] builds it.
+pub async fn wiring_from_env() -> Result<Wiring, ConfigError> {
+    let settings = config_from_env()?;
+    Ok(wiring(&aws_config(None).await, &settings))
 }
 
 #[cfg(test)]

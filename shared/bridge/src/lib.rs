@@ -14,4 +14,5 @@ pub mod sync;
 #[doc(hidden)]
 pub mod testing;
 pub mod timing;
+pub mod wiring;
 pub mod worker;

@@ -36,7 +36,74 @@ pub enum JobOutcome {
     /// exist yet at ingest) goes back into that lane; and a run whose time
     /// budget ran out with writes left continues in a fresh message, so a long
     /// first sync makes progress across runs without using up receives.
-    Requeue(SyncJob),
+    Requeue {
+        next: SyncJob,
+        /// When `next` cannot be sent, the original comes back after this.
+        if_send_fails: Duration,
+    },
+}
+
+/// What the queue does with a message once its job ran. The local worker loop
+/// and the Lambda batch handler both settle through [`queue_action`], so the
+/// two cannot drift apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueAction {
+    /// Delete the message (Lambda: leave it out of the batch failures and
+    /// let Lambda delete it).
+    Delete,
+    /// Send this job, then delete the message; if the send fails, return the
+    /// message after the delay instead.
+    SendThenDelete {
+        next: SyncJob,
+        if_send_fails: Duration,
+    },
+    /// Make the message visible again after the delay (Lambda: report it
+    /// failed). Each return counts a receive; at the queue's receive limit
+    /// the message moves to the dead-letter queue.
+    ReturnAfter(Duration),
+}
+
+/// The one decision from a job's outcome to what the queue does.
+pub fn queue_action(outcome: JobOutcome) -> QueueAction {
+    match outcome {
+        JobOutcome::Done => QueueAction::Delete,
+        JobOutcome::Requeue {
+            next,
+            if_send_fails,
+        } => QueueAction::SendThenDelete {
+            next,
+            if_send_fails,
+        },
+        JobOutcome::RetryAfter(delay) => QueueAction::ReturnAfter(delay),
+        JobOutcome::Failed { retry_after, .. } => QueueAction::ReturnAfter(retry_after),
+    }
+}
+
+/// A [`QueueAction`] with its send done: what is left for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Delete,
+    ReturnAfter(Duration),
+}
+
+impl QueueAction {
+    /// Sends the job to be sent, if any, and says what is left to do.
+    pub async fn send_first(self, queue: &dyn Queue) -> Settle {
+        match self {
+            QueueAction::Delete => Settle::Delete,
+            QueueAction::ReturnAfter(delay) => Settle::ReturnAfter(delay),
+            QueueAction::SendThenDelete {
+                next,
+                if_send_fails,
+            } => match queue.send(&next).await {
+                Ok(()) => Settle::Delete,
+                Err(err) => {
+                    error!(%err, "could not send the follow-up job; the original comes back");
+                    Settle::ReturnAfter(if_send_fails)
+                }
+            },
+        }
+    }
 }
 
 /// First retry delay; doubles per receive up to the ceiling.
@@ -229,13 +296,16 @@ impl Worker {
                 ..
             }) => {
                 info!(desk_ticket_id, "rerouting into the ticket pair's lane");
-                JobOutcome::Requeue(SyncJob {
-                    desk_ticket_id: Some(desk_ticket_id),
-                    // A new de-duplication id, or the queue would drop it as
-                    // a repeat of the message it replaces.
-                    event_id: format!("{}:rerouted", job.event_id),
-                    ..job.clone()
-                })
+                JobOutcome::Requeue {
+                    next: SyncJob {
+                        desk_ticket_id: Some(desk_ticket_id),
+                        // A new de-duplication id, or the queue would drop it
+                        // as a repeat of the message it replaces.
+                        event_id: format!("{}:rerouted", job.event_id),
+                        ..job.clone()
+                    },
+                    if_send_fails: self.backoff(receive_count),
+                }
             }
             Ok(SyncReport {
                 unfinished: true,
@@ -250,13 +320,16 @@ impl Worker {
                 // A new de-duplication id per continuation, or the queue
                 // would drop it as a repeat.
                 let base = job.event_id.split(":continued:").next().unwrap_or_default();
-                JobOutcome::Requeue(SyncJob {
-                    origin: Side::Desk,
-                    ticket_id: desk_ticket_id.to_string(),
-                    desk_ticket_id: Some(desk_ticket_id),
-                    event_id: format!("{base}:continued:{}", uuid::Uuid::new_v4().simple()),
-                    ..job.clone()
-                })
+                JobOutcome::Requeue {
+                    next: SyncJob {
+                        origin: Side::Desk,
+                        ticket_id: desk_ticket_id.to_string(),
+                        desk_ticket_id: Some(desk_ticket_id),
+                        event_id: format!("{base}:continued:{}", uuid::Uuid::new_v4().simple()),
+                        ..job.clone()
+                    },
+                    if_send_fails: self.backoff(receive_count),
+                }
             }
             Ok(report) => {
                 let latency_ms = self.clock.now().timestamp_millis() - job.received_at_ms;
@@ -399,21 +472,9 @@ impl Worker {
     /// Processes one delivery and tells the queue what became of it.
     async fn settle(&self, queue: &dyn Queue, delivery: &Delivery) {
         let outcome = self.process(&delivery.job, delivery.receive_count).await;
-        let result = match outcome {
-            JobOutcome::Done => queue.complete(&delivery.receipt).await,
-            JobOutcome::Requeue(next) => match queue.send(&next).await {
-                Ok(()) => queue.complete(&delivery.receipt).await,
-                Err(err) => {
-                    error!(%err, "could not reroute; retrying the original");
-                    queue
-                        .retry_later(&delivery.receipt, self.backoff(delivery.receive_count))
-                        .await
-                }
-            },
-            JobOutcome::RetryAfter(delay)
-            | JobOutcome::Failed {
-                retry_after: delay, ..
-            } => queue.retry_later(&delivery.receipt, delay).await,
+        let result = match queue_action(outcome).send_first(queue).await {
+            Settle::Delete => queue.complete(&delivery.receipt).await,
+            Settle::ReturnAfter(delay) => queue.retry_later(&delivery.receipt, delay).await,
         };
         if let Err(err) = result {
             error!(%err, "could not settle the message; it will be redelivered");
@@ -426,6 +487,100 @@ mod tests {
     use super::*;
 
     const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+
+    fn job(event: &str) -> SyncJob {
+        SyncJob {
+            tenant: crate::model::TenantId::parse("acme").unwrap(),
+            origin: Side::Desk,
+            ticket_id: "7".into(),
+            desk_ticket_id: Some(7),
+            event_id: event.into(),
+            received_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn every_outcome_has_one_queue_action() {
+        let minute = Duration::from_secs(60);
+        let table = [
+            (JobOutcome::Done, QueueAction::Delete),
+            (
+                JobOutcome::RetryAfter(minute),
+                QueueAction::ReturnAfter(minute),
+            ),
+            (
+                JobOutcome::Failed {
+                    reason: "no mapping".into(),
+                    retry_after: PERMANENT_RETRY,
+                },
+                QueueAction::ReturnAfter(PERMANENT_RETRY),
+            ),
+            (
+                JobOutcome::Requeue {
+                    next: job("e:rerouted"),
+                    if_send_fails: minute,
+                },
+                QueueAction::SendThenDelete {
+                    next: job("e:rerouted"),
+                    if_send_fails: minute,
+                },
+            ),
+        ];
+        for (outcome, action) in table {
+            assert_eq!(queue_action(outcome.clone()), action, "{outcome:?}");
+        }
+    }
+
+    /// A queue whose sends fail or succeed as told, and that records them.
+    #[derive(Default)]
+    struct Sends {
+        fail: bool,
+        sent: std::sync::Mutex<Vec<SyncJob>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Queue for Sends {
+        async fn send(&self, job: &SyncJob) -> Result<(), crate::error::QueueError> {
+            if self.fail {
+                return Err(crate::error::QueueError::Unavailable("down".into()));
+            }
+            self.sent.lock().unwrap().push(job.clone());
+            Ok(())
+        }
+        async fn receive(
+            &self,
+            _: usize,
+            _: Duration,
+        ) -> Result<Vec<Delivery>, crate::error::QueueError> {
+            unreachable!()
+        }
+        async fn complete(&self, _: &str) -> Result<(), crate::error::QueueError> {
+            unreachable!()
+        }
+        async fn retry_later(&self, _: &str, _: Duration) -> Result<(), crate::error::QueueError> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_follow_up_is_sent_before_the_message_goes_and_a_failed_send_keeps_it() {
+        let action = || QueueAction::SendThenDelete {
+            next: job("e:continued:1"),
+            if_send_fails: Duration::from_secs(4),
+        };
+        let up = Sends::default();
+        assert_eq!(action().send_first(&up).await, Settle::Delete);
+        assert_eq!(up.sent.lock().unwrap().as_slice(), [job("e:continued:1")]);
+
+        let down = Sends {
+            fail: true,
+            ..Sends::default()
+        };
+        assert_eq!(
+            action().send_first(&down).await,
+            Settle::ReturnAfter(Duration::from_secs(4))
+        );
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_is_capped() {
