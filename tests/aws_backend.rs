@@ -182,11 +182,9 @@ impl Backend for AwsBackend {
             create_queues(&sqs, &name, self.receive_limit, self.visibility).await?;
         let secrets_port = SecretsManagerSecrets::new(sm.clone(), &prefix);
         for (tenant, values) in &secrets {
-            // The JSON an admin stores; `TenantSecrets` serialises its
-            // `Secret`s as plain strings.
             sm.create_secret()
                 .name(secrets_port.secret_name(tenant))
-                .secret_string(serde_json::to_string(values)?)
+                .secret_string(bridge::testing::secret_document(values))
                 .send()
                 .await
                 .with_context(|| format!("create the secret of {tenant}"))?;

@@ -129,4 +129,21 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn an_unknown_key_inside_a_tenant_is_refused_with_its_name() {
+        let dir = std::env::temp_dir().join(format!("psa-bridge-tenant-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("typo.toml");
+        std::fs::write(
+            &path,
+            "secrets_file = \"s.toml\"\n\n[[tenants]]\nid = \"acme\"\n\
+             [tenants.zendesk]\nbase_url = \"https://acme.zendesk.com\"\n\
+             [tenants.autotask]\nzone_lookup_url = \"https://webservices.autotask.net\"\n\
+             [tenants.mappings]\nstatus_table = {}\n",
+        )
+        .unwrap();
+        let err = Settings::load(&path).unwrap_err();
+        assert!(err.contains("status_table"), "{err}");
+    }
 }

@@ -745,10 +745,9 @@ fn tenant_secrets(token: &str) -> TenantSecrets {
     }
 }
 
-/// `TenantSecrets` serialises its `Secret`s as plain strings, which is what
-/// an admin stores in Secrets Manager.
+/// The document an admin stores in Secrets Manager.
 fn secret_json(secrets: &TenantSecrets) -> String {
-    serde_json::to_string(secrets).unwrap()
+    bridge::testing::secret_document(secrets)
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::model::TenantId;
@@ -29,6 +30,7 @@ impl Direction {
 
 /// Field rules; the defaults are DESIGN.md's table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct FieldRules {
     pub subject: Direction,
@@ -54,6 +56,7 @@ impl Default for FieldRules {
 
 /// Zendesk side of a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ZendeskSettings {
     /// `https://<subdomain>.zendesk.com`, or a sandbox on loopback.
     pub base_url: String,
@@ -64,6 +67,7 @@ pub struct ZendeskSettings {
 
 /// Autotask side of a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AutotaskSettings {
     /// Where zone discovery (`zoneInformation?user=`) is asked; the answer
     /// names the tenant's REST base URL.
@@ -79,6 +83,7 @@ pub struct AutotaskSettings {
 /// Mapping tables. Keys are Zendesk values; values are Autotask picklist labels
 /// (or numeric picklist values), resolved through picklist discovery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Mappings {
     #[serde(default)]
     pub priority: BTreeMap<String, String>,
@@ -130,6 +135,7 @@ impl Default for Mappings {
 
 /// Everything about a tenant except its credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     pub id: TenantId,
     #[serde(default = "yes")]
@@ -146,24 +152,40 @@ fn yes() -> bool {
     true
 }
 
-/// A credential. Its `Debug` and `Display` never show the value, so it cannot
-/// leak through a log line or an error message by accident.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// A credential. It cannot be serialized, and its `Debug` and `Display`
+/// never show the value, so it cannot leak through a log line, an error
+/// message, a stored item or an API response by accident; the value is
+/// zeroed when dropped (`secrecy`).
+#[derive(Clone, Deserialize)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub struct Secret(SecretString);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(SecretString::from(value.into()))
     }
     /// The only way to read the value; grep for it to audit every use.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.expose().is_empty()
     }
 }
+
+impl Default for Secret {
+    fn default() -> Self {
+        Self::new("")
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -177,8 +199,10 @@ impl fmt::Display for Secret {
     }
 }
 
-/// One tenant's credentials, as kept in the secrets port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One tenant's credentials, as kept in the secrets port. Read-only to the
+/// bridge: it is deserialized from the secrets store, never serialized.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TenantSecrets {
     /// Zendesk agent e-mail for API token auth (`{email}/token:{token}`).
     pub zendesk_email: String,
@@ -197,4 +221,27 @@ pub struct TenantSecrets {
     /// Secret key of the tenant's Autotask REST webhook (`X-Hook-Signature`).
     #[serde(default)]
     pub autotask_webhook_secret: Secret,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_tenant_config_with_an_unknown_key_is_refused_with_its_name() {
+        let stored = serde_json::json!({
+            "id": "acme",
+            "zendesk": {"base_url": "https://acme.zendesk.com"},
+            "autotask": {"zone_lookup_url": "https://webservices.autotask.net", "queue": 5},
+        });
+        let err = serde_json::from_value::<TenantConfig>(stored).unwrap_err();
+        assert!(err.to_string().contains("`queue`"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_never_shows_its_value() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret} {secret:?}"), "*** Secret(***)");
+        assert_eq!(secret.expose(), "hunter2");
+    }
 }
