@@ -55,8 +55,9 @@ start() {
     ensure_venv
     mkdir -p "$DATA"
     # setsid: the server must outlive the calling shell's job control and be
-    # stoppable by its own pid alone.
-    setsid "$VENV/bin/moto_server" -H 127.0.0.1 -p "$PORT" >"$LOGFILE" 2>&1 </dev/null &
+    # stoppable by its own pid alone. moto_server_atomic.py is moto's server
+    # with DynamoDB's item writes made atomic, as they are in AWS (see there).
+    setsid "$VENV/bin/python" "$ROOT/infra/moto_server_atomic.py" -H 127.0.0.1 -p "$PORT" >"$LOGFILE" 2>&1 </dev/null &
     echo $! >"$PIDFILE"
     for _ in $(seq 1 100); do
         if answers; then
