@@ -30,6 +30,15 @@ pub const LOG_PREFIX: &str = "LOG#";
 pub fn cursor_sk(system: &str) -> String {
     format!("CURSOR#{system}")
 }
+/// `BUDGET#AUTOTASK#RATE`: the tenant's Autotask token bucket, shared by every
+/// process using the store.
+pub const AUTOTASK_RATE_SK: &str = "BUDGET#AUTOTASK#RATE";
+/// Prefix of `BUDGET#AUTOTASK#SLOT#<n>`, one of the tenant's Autotask
+/// concurrency slots (n below the cap).
+pub const AUTOTASK_SLOT_SK_PREFIX: &str = "BUDGET#AUTOTASK#SLOT#";
+pub fn autotask_slot_sk(slot: usize) -> String {
+    format!("{AUTOTASK_SLOT_SK_PREFIX}{slot}")
+}
 
 /// A value read from the store with the version its next write must name.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +53,11 @@ impl<T> Versioned<T> {
         Condition::VersionIs(self.version)
     }
 }
+
+/// An item whose version is known even when its body does not decode
+/// (`Err`), so that a broken item can still be overwritten under optimistic
+/// locking instead of stopping whoever reads it.
+pub type Lenient<T> = Versioned<Result<T, StoreError>>;
 
 /// Where a link stands. `Creating` is the claim written before the PSA ticket
 /// is created, so two workers never both create it.
@@ -184,6 +198,36 @@ pub struct PsaLink {
     pub desk_ticket_id: u64,
 }
 
+/// `TENANT#t / BUDGET#AUTOTASK#RATE`: the tenant's shared Autotask token
+/// bucket (see `connectors::budget::ledger`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutotaskRate {
+    /// Unspent credit, in microseconds of the sustained rate.
+    pub credit_us: u64,
+    /// When `credit_us` was last brought up to date (Unix microseconds).
+    pub updated_at_us: i64,
+}
+
+/// `TENANT#t / BUDGET#AUTOTASK#SLOT#<n>`: one Autotask concurrency slot of
+/// the tenant. Slot items never expire, so their versions only grow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutotaskSlot {
+    /// Until when the slot is held (Unix microseconds); in the past: free.
+    pub held_until_us: i64,
+    /// Random id of the taking attempt (0: free), so that an attempt
+    /// cancelled during its write can tell whether the write landed.
+    #[serde(default)]
+    pub holder: u64,
+}
+
+impl AutotaskSlot {
+    /// A slot nobody holds.
+    pub const FREE: AutotaskSlot = AutotaskSlot {
+        held_until_us: 0,
+        holder: 0,
+    };
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogLevel {
@@ -230,6 +274,19 @@ impl<'a> Repo<'a> {
             })),
             None => Ok(None),
         }
+    }
+
+    /// Like `get_json`, but a body that does not decode is handed back as an
+    /// error next to its version instead of failing the read.
+    async fn get_lenient<T: DeserializeOwned>(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Result<Option<Lenient<T>>, StoreError> {
+        Ok(self.store.get(pk, sk).await?.map(|item| Versioned {
+            value: decode(&item),
+            version: item.version,
+        }))
     }
 
     async fn put_json<T: Serialize>(
@@ -368,6 +425,51 @@ impl<'a> Repo<'a> {
         .await
     }
 
+    /// The tenant's shared Autotask token bucket, if it was ever written.
+    pub async fn autotask_rate(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<Lenient<AutotaskRate>>, StoreError> {
+        self.get_lenient(&tenant_pk(tenant), AUTOTASK_RATE_SK).await
+    }
+
+    pub async fn put_autotask_rate(
+        &self,
+        tenant: &TenantId,
+        rate: &AutotaskRate,
+        condition: Condition,
+    ) -> Result<u64, StoreError> {
+        self.put_json(&tenant_pk(tenant), AUTOTASK_RATE_SK, rate, condition, None)
+            .await
+    }
+
+    /// Autotask concurrency slot `slot` of the tenant, if it was ever written.
+    pub async fn autotask_slot(
+        &self,
+        tenant: &TenantId,
+        slot: usize,
+    ) -> Result<Option<Lenient<AutotaskSlot>>, StoreError> {
+        self.get_lenient(&tenant_pk(tenant), &autotask_slot_sk(slot))
+            .await
+    }
+
+    pub async fn put_autotask_slot(
+        &self,
+        tenant: &TenantId,
+        slot: usize,
+        value: &AutotaskSlot,
+        condition: Condition,
+    ) -> Result<u64, StoreError> {
+        self.put_json(
+            &tenant_pk(tenant),
+            &autotask_slot_sk(slot),
+            value,
+            condition,
+            None,
+        )
+        .await
+    }
+
     /// Newest entries first.
     pub async fn log_entries(
         &self,
@@ -412,4 +514,61 @@ pub fn comment_origin_counts(links: &[TicketLink]) -> BTreeMap<&'static str, usi
         }
     }
     counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::embedded::SqliteStore;
+
+    #[test]
+    fn autotask_budget_items_keep_their_keys_and_shapes() {
+        assert_eq!(AUTOTASK_RATE_SK, "BUDGET#AUTOTASK#RATE");
+        assert_eq!(autotask_slot_sk(3), "BUDGET#AUTOTASK#SLOT#3");
+        let rate = AutotaskRate {
+            credit_us: 5,
+            updated_at_us: -1,
+        };
+        assert_eq!(
+            serde_json::to_string(&rate).unwrap(),
+            r#"{"credit_us":5,"updated_at_us":-1}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&AutotaskSlot::FREE).unwrap(),
+            r#"{"held_until_us":0,"holder":0}"#
+        );
+        let old: AutotaskSlot = serde_json::from_str(r#"{"held_until_us":7}"#).unwrap();
+        assert_eq!(old.holder, 0);
+    }
+
+    #[tokio::test]
+    async fn broken_budget_items_read_with_their_version() {
+        let store = SqliteStore::in_memory().unwrap();
+        let repo = Repo::new(&store);
+        let tenant = TenantId::parse("acme").unwrap();
+        assert!(repo.autotask_rate(&tenant).await.unwrap().is_none());
+        let version = store
+            .put(
+                &tenant_pk(&tenant),
+                &autotask_slot_sk(1),
+                "not json",
+                Condition::MustNotExist,
+                None,
+            )
+            .await
+            .unwrap();
+        let read = repo.autotask_slot(&tenant, 1).await.unwrap().unwrap();
+        assert_eq!(read.version, version);
+        assert!(matches!(read.value, Err(StoreError::Corrupt { .. })));
+        // It can be overwritten under its version, and then reads back.
+        let held = AutotaskSlot {
+            held_until_us: 9,
+            holder: 3,
+        };
+        repo.put_autotask_slot(&tenant, 1, &held, read.condition())
+            .await
+            .unwrap();
+        let read = repo.autotask_slot(&tenant, 1).await.unwrap().unwrap();
+        assert_eq!(read.value.unwrap(), held);
+    }
 }

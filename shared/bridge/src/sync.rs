@@ -28,12 +28,6 @@ mod fence;
 pub use fence::LeaseTiming;
 use fence::{Fence, MayWrite};
 
-/// Autotask field limits (Tickets.title, Tickets.description, TicketNotes.title).
-const PSA_TITLE_MAX: usize = 255;
-const PSA_DESCRIPTION_MAX: usize = 8000;
-const PSA_NOTE_TITLE_MAX: usize = 250;
-const PSA_NOTE_DESCRIPTION_MAX: usize = 32000;
-
 /// What the engine needs for one tenant.
 pub struct SyncContext<'a> {
     pub tenant: &'a TenantConfig,
@@ -133,10 +127,7 @@ fn parse_desk_external_ref(external_id: Option<&str>) -> Option<i64> {
 /// wrote it rather than the API user.
 pub fn note_title_for(comment: &DeskComment) -> String {
     let author = comment.author_name.as_deref().unwrap_or("Zendesk user");
-    truncate(
-        &format!("Zendesk comment #{} by {author}", comment.id),
-        PSA_NOTE_TITLE_MAX,
-    )
+    format!("Zendesk comment #{} by {author}", comment.id)
 }
 
 /// The Zendesk comment id a bridge-written note mirrors, if it is one.
@@ -171,13 +162,6 @@ pub fn psa_note_marked_in(comment: &DeskComment) -> Option<i64> {
 fn leading_number<T: std::str::FromStr>(text: &str) -> Option<T> {
     let digits: String = text.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((cut, _)) => text[..cut].to_owned(),
-        None => text.to_owned(),
-    }
 }
 
 /// Runs one job.
@@ -445,8 +429,8 @@ async fn new_psa_ticket(
     let priority = map_priority(cx, ticket.priority.as_deref()).await?;
     let company_id = resolve_company(cx, ticket.cluster_id.as_deref()).await?;
     Ok(NewPsaTicket {
-        title: truncate(&ticket.subject, PSA_TITLE_MAX),
-        description: truncate(&ticket.description, PSA_DESCRIPTION_MAX),
+        title: ticket.subject.clone(),
+        description: ticket.description.clone(),
         status,
         priority,
         company_id,
@@ -617,7 +601,7 @@ async fn perform(
         Planned::Note(comment) => {
             let note = NewPsaNote {
                 title: note_title_for(comment),
-                description: truncate(&comment.body, PSA_NOTE_DESCRIPTION_MAX),
+                description: comment.body.clone(),
                 visibility: if comment.public {
                     crate::model::Visibility::Public
                 } else {
@@ -679,7 +663,7 @@ async fn plan_fields(
     let mut problem = None;
 
     if rules.subject.to_psa() && ticket.subject != link.seen.subject {
-        patch.title = Some(truncate(&ticket.subject, PSA_TITLE_MAX));
+        patch.title = Some(ticket.subject.clone());
         changed.push("title");
         seen_after.subject = ticket.subject.clone();
     }

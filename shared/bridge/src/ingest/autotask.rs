@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::{enqueue, tenant_with_secrets, IngestState, Rejection};
-use crate::connectors::autotask::{
+use crate::connectors::autotask::inbound::{
     parse_callout, parse_webhook, verify_callout_credentials, verify_hook_signature,
 };
 use crate::error::InboundError;

@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::{enqueue, tenant_with_secrets, IngestState, Rejection};
-use crate::connectors::zendesk::{parse_webhook, verify_signature};
+use crate::connectors::zendesk::inbound::{parse_webhook, verify_signature};
 use crate::model::{Side, SyncJob};
 
 pub(super) async fn receive(

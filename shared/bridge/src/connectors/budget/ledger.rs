@@ -2,7 +2,10 @@
 //! Lambda instance of the worker, the sweep, a local run beside a
 //! `psa-bridge sweep`) draws on one budget instead of one each.
 //!
-//! Rate: one token bucket per tenant (`TENANT#t` / [`RATE_SK`]). A process
+//! The items' keys and shapes live in [`crate::repo`] ([`AutotaskRate`],
+//! [`AutotaskSlot`]); this module holds what is done with them.
+//!
+//! Rate: one token bucket per tenant (`TENANT#t` / `BUDGET#AUTOTASK#RATE`). A process
 //! leases tokens from it in small blocks under optimistic locking and spends
 //! them from memory, so the store sees one read and one write per block, not
 //! per request. A leased token that is never spent is lost, never spent twice:
@@ -20,49 +23,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use crate::error::StoreError;
 use crate::model::TenantId;
 use crate::ports::{Condition, Store};
-use crate::repo::tenant_pk;
-
-/// Sort key of a tenant's shared Autotask token bucket.
-pub const RATE_SK: &str = "BUDGET#AUTOTASK#RATE";
-/// Sort key prefix of a tenant's shared Autotask concurrency slots.
-pub const SLOT_SK_PREFIX: &str = "BUDGET#AUTOTASK#SLOT#";
+use crate::repo::{autotask_slot_sk, AutotaskRate, AutotaskSlot, Repo};
 
 /// Optimistic-lock attempts on the bucket before a lease gives up as busy.
 const LEASE_ATTEMPTS: usize = 5;
-
-#[derive(Debug, Serialize, Deserialize)]
-struct RateState {
-    /// Unspent credit, in microseconds of the sustained rate.
-    credit_us: u64,
-    /// When `credit_us` was last brought up to date (Unix microseconds).
-    updated_at_us: i64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct SlotState {
-    /// Until when the slot is held (Unix microseconds); in the past: free.
-    held_until_us: i64,
-    /// Random id of the taking attempt (0: free), so that an attempt
-    /// cancelled during its write can tell whether the write landed.
-    #[serde(default)]
-    holder: u64,
-}
-
-impl SlotState {
-    fn free() -> String {
-        serde_json::to_string(&SlotState {
-            held_until_us: 0,
-            holder: 0,
-        })
-        .expect("plain struct serializes")
-    }
-}
 
 /// Armed while a slot-taking write is in flight. Dropped armed, the attempt
 /// was cancelled (an aborted job) and cannot know whether its write landed:
@@ -70,7 +39,7 @@ impl SlotState {
 /// of leaving it taken until the lease runs out.
 struct TakeInFlight {
     ledger: Arc<SharedLedger>,
-    sk: String,
+    slot: usize,
     holder: u64,
     armed: bool,
 }
@@ -81,12 +50,8 @@ impl Drop for TakeInFlight {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let (ledger, sk, holder) = (
-                self.ledger.clone(),
-                std::mem::take(&mut self.sk),
-                self.holder,
-            );
-            runtime.spawn(async move { ledger.release_if_held_by(sk, holder).await });
+            let (ledger, slot, holder) = (self.ledger.clone(), self.slot, self.holder);
+            runtime.spawn(async move { ledger.release_if_held_by(slot, holder).await });
         }
     }
 }
@@ -106,7 +71,7 @@ pub enum TokenLease {
 /// [`SharedLedger::release_slot`].
 #[derive(Debug)]
 pub struct SlotLease {
-    sk: String,
+    slot: usize,
     version: u64,
 }
 
@@ -114,7 +79,6 @@ pub struct SlotLease {
 pub struct SharedLedger {
     store: Arc<dyn Store>,
     tenant: TenantId,
-    pk: String,
     slots: usize,
     slot_lease: Duration,
 }
@@ -128,11 +92,14 @@ impl SharedLedger {
     ) -> Self {
         Self {
             store,
-            pk: tenant_pk(&tenant),
             tenant,
             slots: slots.max(1),
             slot_lease,
         }
+    }
+
+    fn repo(&self) -> Repo<'_> {
+        Repo::new(self.store.as_ref())
     }
 
     /// Takes up to `want` tokens from the shared bucket, refilled at one token
@@ -149,24 +116,20 @@ impl SharedLedger {
         let interval_us = (interval.as_micros() as u64).max(1);
         let capacity_us = capacity.as_micros() as u64;
         for _ in 0..LEASE_ATTEMPTS {
-            let (mut state, condition) = match self.store.get(&self.pk, RATE_SK).await? {
-                None => (
-                    RateState {
-                        credit_us: capacity_us,
-                        updated_at_us: now_us,
-                    },
-                    Condition::MustNotExist,
-                ),
+            let full = AutotaskRate {
+                credit_us: capacity_us,
+                updated_at_us: now_us,
+            };
+            let (mut state, condition) = match self.repo().autotask_rate(&self.tenant).await? {
+                None => (full, Condition::MustNotExist),
                 Some(item) => {
-                    let state = serde_json::from_str(&item.body).unwrap_or_else(|err| {
+                    let condition = item.condition();
+                    let state = item.value.unwrap_or_else(|err| {
                         // Rewritten below; a broken item must not stop all calls.
                         warn!(tenant = %self.tenant, %err, "shared Autotask bucket unreadable; starting it over full");
-                        RateState {
-                            credit_us: capacity_us,
-                            updated_at_us: now_us,
-                        }
+                        full
                     });
-                    (state, Condition::VersionIs(item.version))
+                    (state, condition)
                 }
             };
             // A clock that steps back (another process's, or ours) adds no credit.
@@ -183,10 +146,9 @@ impl SharedLedger {
             }
             let granted = available.min(u64::from(want.max(1))) as u32;
             state.credit_us -= u64::from(granted) * interval_us;
-            let body = serde_json::to_string(&state).expect("plain struct serializes");
             match self
-                .store
-                .put(&self.pk, RATE_SK, &body, condition, None)
+                .repo()
+                .put_autotask_rate(&self.tenant, &state, condition)
                 .await
             {
                 Ok(_) => return Ok(TokenLease::Granted(granted)),
@@ -207,37 +169,41 @@ impl SharedLedger {
         now: DateTime<Utc>,
     ) -> Result<Option<SlotLease>, StoreError> {
         let now_us = now.timestamp_micros();
-        let held = SlotState {
+        let held = AutotaskSlot {
             held_until_us: now_us.saturating_add(self.slot_lease.as_micros() as i64),
             holder: rand::random::<u64>() | 1,
         };
-        let body = serde_json::to_string(&held).expect("plain struct serializes");
         let start = rand::random::<usize>() % self.slots;
         for offset in 0..self.slots {
-            let sk = format!("{SLOT_SK_PREFIX}{}", (start + offset) % self.slots);
-            let condition = match self.store.get(&self.pk, &sk).await? {
+            let slot = (start + offset) % self.slots;
+            let condition = match self.repo().autotask_slot(&self.tenant, slot).await? {
                 None => Condition::MustNotExist,
                 Some(item) => {
-                    let held_until = serde_json::from_str::<SlotState>(&item.body)
+                    let held_until = item
+                        .value
+                        .as_ref()
                         .map(|slot| slot.held_until_us)
                         // An unreadable slot counts as free and is rewritten.
                         .unwrap_or(i64::MIN);
                     if held_until > now_us {
                         continue;
                     }
-                    Condition::VersionIs(item.version)
+                    item.condition()
                 }
             };
             let mut in_flight = TakeInFlight {
                 ledger: self.clone(),
-                sk: sk.clone(),
+                slot,
                 holder: held.holder,
                 armed: true,
             };
-            let written = self.store.put(&self.pk, &sk, &body, condition, None).await;
+            let written = self
+                .repo()
+                .put_autotask_slot(&self.tenant, slot, &held, condition)
+                .await;
             in_flight.armed = false;
             match written {
-                Ok(version) => return Ok(Some(SlotLease { sk, version })),
+                Ok(version) => return Ok(Some(SlotLease { slot, version })),
                 // Another process took it between our read and write.
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(err) => return Err(err),
@@ -248,15 +214,14 @@ impl SharedLedger {
 
     /// Gives the slot back if the taking attempt `holder` holds it (its write
     /// landed though the attempt was cancelled).
-    async fn release_if_held_by(&self, sk: String, holder: u64) {
-        let Ok(Some(item)) = self.store.get(&self.pk, &sk).await else {
+    async fn release_if_held_by(&self, slot: usize, holder: u64) {
+        let Ok(Some(item)) = self.repo().autotask_slot(&self.tenant, slot).await else {
             return;
         };
-        let held =
-            serde_json::from_str::<SlotState>(&item.body).is_ok_and(|slot| slot.holder == holder);
+        let held = item.value.is_ok_and(|slot| slot.holder == holder);
         if held {
             let lease = SlotLease {
-                sk,
+                slot,
                 version: item.version,
             };
             self.release_slot(&lease).await;
@@ -266,26 +231,24 @@ impl SharedLedger {
     /// Gives a slot back. Never fails the call that held it: if the write
     /// does not happen, the lease runs out by itself.
     pub async fn release_slot(&self, lease: &SlotLease) {
-        let free = SlotState::free();
         match self
-            .store
-            .put(
-                &self.pk,
-                &lease.sk,
-                &free,
+            .repo()
+            .put_autotask_slot(
+                &self.tenant,
+                lease.slot,
+                &AutotaskSlot::FREE,
                 Condition::VersionIs(lease.version),
-                None,
             )
             .await
         {
             Ok(_) => {}
             // Our lease ran out and somebody else holds the slot now.
             Err(StoreError::Conflict { .. }) => {
-                debug!(tenant = %self.tenant, slot = %lease.sk, "slot already re-leased; nothing to give back")
+                debug!(tenant = %self.tenant, slot = %autotask_slot_sk(lease.slot), "slot already re-leased; nothing to give back")
             }
             Err(err) => warn!(
                 tenant = %self.tenant,
-                slot = %lease.sk,
+                slot = %autotask_slot_sk(lease.slot),
                 lease_secs = self.slot_lease.as_secs(),
                 %err,
                 "could not give an Autotask concurrency slot back; it frees itself when its lease runs out"

@@ -352,7 +352,7 @@ async fn shared_budget_leases_tokens_in_blocks_not_per_call() {
     let psa = budgeted(&budgets, "acme", &probe);
     let bucket_version = || async {
         store
-            .get("TENANT#acme", ledger::RATE_SK)
+            .get("TENANT#acme", crate::repo::AUTOTASK_RATE_SK)
             .await
             .unwrap()
             .map(|item| item.version)
@@ -397,7 +397,8 @@ impl crate::testing::PutHook for LandThenHang {
         body: &str,
         condition: &crate::ports::Condition,
     ) -> Result<(), StoreError> {
-        let takes_a_slot = sk.starts_with(ledger::SLOT_SK_PREFIX) && !body.contains("\"holder\":0");
+        let takes_a_slot =
+            sk.starts_with(crate::repo::AUTOTASK_SLOT_SK_PREFIX) && !body.contains("\"holder\":0");
         if takes_a_slot && self.armed.swap(false, Ordering::SeqCst) {
             inner.put(pk, sk, body, *condition, None).await?;
             std::future::pending::<()>().await;

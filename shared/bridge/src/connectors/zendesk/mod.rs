@@ -1,0 +1,277 @@
+//! Zendesk: the API client. Its wire format is in [`wire`], the checks and
+//! parsers of Zendesk's webhooks are in [`inbound`].
+//!
+//! Contract (Zendesk Support API v2):
+//! - API token auth: HTTP basic with user `{email}/token` and the token as password.
+//! - Tickets, comments and their cursor pages: see [`wire`]. The next page is
+//!   built from `after_cursor`, never by following a link.
+//! - 429 carries `Retry-After`.
+//! - Changes: `GET /api/v2/incremental/tickets/cursor.json?start_time=<unix>` on the
+//!   first call, `?cursor=<after_cursor>` afterwards; at most 10 requests a minute,
+//!   the most recent minute left out, deleted tickets included unless
+//!   `exclude_deleted=true`.
+
+pub mod inbound;
+pub mod wire;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::config::Secret;
+use crate::connectors::http::{error_from_response, transport_error};
+use crate::error::ApiError;
+use crate::model::{DeskComment, DeskTicket, Visibility};
+use crate::ports::{DeskChanges, DeskCursor, ServiceDesk};
+
+pub use inbound::{
+    parse_webhook, sign, verify_signature, DeskEvent, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
+use wire::{
+    describe_error, CommentPage, ExportPage, TicketEnvelope, UpdateResponse, EXPORT_PAGE_SIZE,
+    PAGE_SIZE,
+};
+
+/// System name used in errors and logs.
+pub const SYSTEM: &str = "zendesk";
+
+/// Export requests per sweep. Zendesk allows 10 a minute per account; a sweep
+/// every 5 minutes that reads at most 5 pages (5,000 changed tickets) leaves
+/// room for retries, and whatever is left is read by the next sweep.
+const MAX_EXPORT_PAGES: usize = 5;
+
+/// Zendesk API client of one tenant. Cheap to clone (the HTTP client is shared).
+#[derive(Debug, Clone)]
+pub struct ZendeskClient {
+    http: reqwest::Client,
+    base_url: String,
+    email: String,
+    api_token: Secret,
+    cluster_id_field: Option<u64>,
+}
+
+impl ZendeskClient {
+    /// `base_url` is `https://<subdomain>.zendesk.com` (or a sandbox); `cluster_id_field`
+    /// is the id of the ticket custom field holding the "cluster id".
+    pub fn new(
+        http: reqwest::Client,
+        base_url: &str,
+        email: &str,
+        api_token: &Secret,
+        cluster_id_field: Option<u64>,
+    ) -> Self {
+        Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            email: email.to_owned(),
+            api_token: api_token.clone(),
+            cluster_id_field,
+        }
+    }
+
+    fn ticket_url(&self, id: u64) -> String {
+        format!("{}/api/v2/tickets/{id}.json", self.base_url)
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<reqwest::Response, ApiError> {
+        let response = request
+            .basic_auth(
+                format!("{}/token", self.email),
+                Some(self.api_token.expose()),
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(|err| transport_error(SYSTEM, err))?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            let err = error_from_response(SYSTEM, response, what, describe_error).await;
+            tracing::debug!(%err, retryable = err.is_retryable(), "zendesk call failed");
+            Err(err)
+        }
+    }
+
+    /// Updates a ticket with `{"ticket": fields}` and returns the response.
+    async fn put_ticket(&self, id: u64, fields: Value) -> Result<UpdateResponse, ApiError> {
+        let request = self
+            .http
+            .put(self.ticket_url(id))
+            .json(&wire::ticket_update(fields));
+        read_json(self.send(request, &format!("ticket {id}")).await?).await
+    }
+
+    /// Sets one ticket custom field (for example the cluster id, or a PSA reference
+    /// kept in a custom field instead of `external_id`).
+    #[tracing::instrument(name = "zendesk.set_custom_field", skip(self, value))]
+    pub async fn set_custom_field(
+        &self,
+        ticket_id: u64,
+        field_id: u64,
+        value: Value,
+    ) -> Result<(), ApiError> {
+        self.put_ticket(ticket_id, wire::custom_field(field_id, value))
+            .await
+            .map(drop)
+    }
+}
+
+#[async_trait]
+impl ServiceDesk for ZendeskClient {
+    #[tracing::instrument(name = "zendesk.get_ticket", skip(self))]
+    async fn get_ticket(&self, id: u64) -> Result<DeskTicket, ApiError> {
+        let request = self.http.get(self.ticket_url(id));
+        let envelope: TicketEnvelope =
+            read_json(self.send(request, &format!("ticket {id}")).await?).await?;
+        Ok(envelope.into_model(self.cluster_id_field))
+    }
+
+    #[tracing::instrument(name = "zendesk.list_comments", skip(self))]
+    async fn list_comments(&self, ticket_id: u64) -> Result<Vec<DeskComment>, ApiError> {
+        let url = format!("{}/api/v2/tickets/{ticket_id}/comments.json", self.base_url);
+        let what = format!("ticket {ticket_id}");
+        let mut comments = Vec::new();
+        let mut names = HashMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec![("page[size]", PAGE_SIZE), ("include", "users")];
+            if let Some(cursor) = &after {
+                query.push(("page[after]", cursor));
+            }
+            let request = self.http.get(&url).query(&query);
+            let page: CommentPage = read_json(self.send(request, &what).await?).await?;
+            names.extend(
+                page.users
+                    .into_iter()
+                    .filter_map(|u| u.name.map(|name| (u.id, name))),
+            );
+            comments.extend(page.comments);
+            if !page.meta.has_more {
+                break;
+            }
+            // The next page is built from `after_cursor` rather than by following
+            // `links.next`, so credentials only ever go to the configured host.
+            let cursor = page
+                .meta
+                .after_cursor
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| malformed("page has more comments but no after_cursor"))?;
+            if after.as_deref() == Some(cursor.as_str()) {
+                return Err(malformed("comment cursor did not advance"));
+            }
+            after = Some(cursor);
+        }
+        tracing::debug!(count = comments.len(), "listed zendesk comments");
+        Ok(comments.into_iter().map(|c| c.into_model(&names)).collect())
+    }
+
+    #[tracing::instrument(name = "zendesk.add_comment", skip(self, body))]
+    async fn add_comment(
+        &self,
+        ticket_id: u64,
+        body: &str,
+        visibility: Visibility,
+    ) -> Result<u64, ApiError> {
+        let public = visibility == Visibility::Public;
+        let response = self
+            .put_ticket(ticket_id, wire::comment(body, visibility))
+            .await?;
+        let id = response
+            .comment_id()
+            .ok_or_else(|| malformed("ticket update reported no Comment event"))?;
+        tracing::debug!(comment_id = id, public, "added zendesk comment");
+        Ok(id)
+    }
+
+    #[tracing::instrument(name = "zendesk.set_external_id", skip(self))]
+    async fn set_external_id(&self, ticket_id: u64, external_id: &str) -> Result<(), ApiError> {
+        self.put_ticket(ticket_id, wire::external_id(external_id))
+            .await
+            .map(drop)
+    }
+
+    #[tracing::instrument(name = "zendesk.changed_tickets", skip(self))]
+    async fn changed_tickets(&self, position: &DeskCursor) -> Result<DeskChanges, ApiError> {
+        let url = format!("{}/api/v2/incremental/tickets/cursor.json", self.base_url);
+        let mut changes = DeskChanges {
+            ticket_ids: Vec::new(),
+            next: position.clone(),
+            complete: false,
+            pages: 0,
+        };
+        let mut seen = std::collections::HashSet::new();
+        while changes.pages < MAX_EXPORT_PAGES {
+            let mut query = vec![
+                ("per_page", EXPORT_PAGE_SIZE.to_owned()),
+                ("exclude_deleted", "true".to_owned()),
+            ];
+            match &changes.next {
+                DeskCursor::StartTime(at) => query.push(("start_time", at.timestamp().to_string())),
+                DeskCursor::Cursor(cursor) => query.push(("cursor", cursor.clone())),
+            }
+            let request = self.http.get(&url).query(&query);
+            let page: ExportPage = match self.send(request, "ticket export").await {
+                Ok(response) => read_json(response).await?,
+                // A cursor is a valid resume point: what earlier pages returned is
+                // kept, and the next sweep goes on from there.
+                Err(err) if changes.pages > 0 && err.is_retryable() => {
+                    tracing::warn!(%err, pages = changes.pages, "ticket export cut short");
+                    return Ok(changes);
+                }
+                Err(err) => return Err(err),
+            };
+            changes.pages += 1;
+            for ticket in page.tickets {
+                // Deleted tickets have nothing left to mirror (and 404 when read).
+                if ticket.status.as_deref() != Some("deleted") && seen.insert(ticket.id) {
+                    changes.ticket_ids.push(ticket.id);
+                }
+            }
+            let cursor = page.after_cursor.filter(|c| !c.is_empty());
+            if page.end_of_stream {
+                // An export that found nothing names no cursor: keep the position.
+                if let Some(cursor) = cursor {
+                    changes.next = DeskCursor::Cursor(cursor);
+                }
+                changes.complete = true;
+                break;
+            }
+            let cursor =
+                cursor.ok_or_else(|| malformed("export has more pages but no after_cursor"))?;
+            if changes.next == DeskCursor::Cursor(cursor.clone()) {
+                return Err(malformed("export cursor did not advance"));
+            }
+            changes.next = DeskCursor::Cursor(cursor);
+        }
+        tracing::debug!(
+            count = changes.ticket_ids.len(),
+            pages = changes.pages,
+            complete = changes.complete,
+            "read zendesk ticket changes"
+        );
+        Ok(changes)
+    }
+}
+
+fn malformed(message: impl Into<String>) -> ApiError {
+    ApiError::Malformed {
+        system: SYSTEM,
+        message: message.into(),
+    }
+}
+
+/// Decodes a success body. A body that does not parse is `Malformed` (permanent),
+/// not a transport failure: retrying will not change what the API sends.
+async fn read_json<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, ApiError> {
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|err| transport_error(SYSTEM, err))?;
+    serde_json::from_slice(&bytes).map_err(|err| malformed(err.to_string()))
+}
