@@ -27,6 +27,7 @@ use crate::ports::{
     Clock, Condition, Connectors, DeskCursor, Psa, Queue, Secrets, ServiceDesk, Store,
 };
 use crate::repo::{LogLevel, Repo, SyncLogEntry};
+use crate::step::Step;
 
 /// `CURSOR#zendesk`: a [`DeskCursor`].
 pub const ZENDESK_CURSOR: &str = "zendesk";
@@ -85,7 +86,7 @@ pub struct PsaCursor {
 /// A step of a sweep that failed, in words an admin can act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SweepFailure {
-    pub step: &'static str,
+    pub step: Step,
     pub message: String,
     /// Whether it heals by itself (the next sweep tries again either way).
     pub retryable: bool,
@@ -245,7 +246,7 @@ impl Sweeper {
             Ok(report) => report,
             Err(_) => {
                 let failure = SweepFailure {
-                    step: "sweep",
+                    step: Step::Sweep,
                     message: format!(
                         "the sweep did not finish within {} s (a slow Zendesk or Autotask); \
                          the next sweep goes on from the last saved position",
@@ -271,7 +272,7 @@ impl Sweeper {
             let mut report = SweepReport::new(config.id.clone());
             let now = self.clock.now();
             match self.secrets.tenant_secrets(&config.id).await {
-                Err(err) => report.failures.push(failure("read_credentials", err)),
+                Err(err) => report.failures.push(failure(Step::ReadCredentials, err)),
                 Ok(secrets) => {
                     let mut covered = HashSet::new();
                     if let Err(f) = self
@@ -321,11 +322,11 @@ impl Sweeper {
             .connectors
             .desk(config, secrets)
             .await
-            .map_err(|e| failure("connect_zendesk", e))?;
+            .map_err(|e| failure(Step::ConnectDesk, e))?;
         let stored = repo
             .cursor::<DeskCursor>(tenant, ZENDESK_CURSOR)
             .await
-            .map_err(|e| failure("read_zendesk_cursor", e))?;
+            .map_err(|e| failure(Step::ReadDeskCursor, e))?;
         let (position, condition) = match &stored {
             Some(saved) => (saved.value.clone(), saved.condition()),
             None => {
@@ -336,7 +337,7 @@ impl Sweeper {
         let changes = desk
             .changed_tickets(&position)
             .await
-            .map_err(|e| failure("read_zendesk_changes", e))?;
+            .map_err(|e| failure(Step::ReadDeskChanges, e))?;
         let jobs: Vec<SyncJob> = changes
             .ticket_ids
             .iter()
@@ -344,7 +345,7 @@ impl Sweeper {
             .collect();
         self.enqueue(&jobs)
             .await
-            .map_err(|e| failure("enqueue_zendesk_jobs", e))?;
+            .map_err(|e| failure(Step::EnqueueDeskJobs, e))?;
         report.desk_jobs = jobs.len();
         report.desk_complete = changes.complete;
         covered.extend(changes.ticket_ids.iter().copied());
@@ -356,7 +357,7 @@ impl Sweeper {
                 ZENDESK_CURSOR,
                 &changes.next,
                 condition,
-                "save_zendesk_cursor",
+                Step::SaveDeskCursor,
             )
             .await?;
         }
@@ -377,11 +378,11 @@ impl Sweeper {
             .connectors
             .psa(config, secrets)
             .await
-            .map_err(|e| failure("connect_autotask", e))?;
+            .map_err(|e| failure(Step::ConnectPsa, e))?;
         let stored = repo
             .cursor::<PsaCursor>(tenant, AUTOTASK_CURSOR)
             .await
-            .map_err(|e| failure("read_autotask_cursor", e))?;
+            .map_err(|e| failure(Step::ReadPsaCursor, e))?;
         let (cursor, condition) = match &stored {
             Some(saved) => (saved.value.clone(), saved.condition()),
             None => (
@@ -396,7 +397,7 @@ impl Sweeper {
         let changed = psa
             .tickets_changed_since(cursor.last_activity - overlap)
             .await
-            .map_err(|e| failure("read_autotask_changes", e))?;
+            .map_err(|e| failure(Step::ReadPsaChanges, e))?;
 
         let already: HashSet<(i64, DateTime<Utc>)> = cursor.recent.iter().copied().collect();
         let mut jobs = Vec::new();
@@ -416,7 +417,7 @@ impl Sweeper {
             match repo
                 .psa_link(tenant, psa_id)
                 .await
-                .map_err(|e| failure("read_link", e))?
+                .map_err(|e| failure(Step::ReadLink, e))?
             {
                 None => report.psa_unlinked += 1,
                 Some(link) => {
@@ -437,7 +438,7 @@ impl Sweeper {
         }
         self.enqueue(&jobs)
             .await
-            .map_err(|e| failure("enqueue_autotask_jobs", e))?;
+            .map_err(|e| failure(Step::EnqueuePsaJobs, e))?;
         report.psa_jobs = jobs.len();
 
         let next = advance(&cursor, &linked, &changed, overlap);
@@ -447,7 +448,7 @@ impl Sweeper {
                 AUTOTASK_CURSOR,
                 &next,
                 condition,
-                "save_autotask_cursor",
+                Step::SavePsaCursor,
             )
             .await?;
         }
@@ -476,7 +477,7 @@ impl Sweeper {
         system: &str,
         value: &T,
         condition: Condition,
-        step: &'static str,
+        step: Step,
     ) -> Result<(), SweepFailure> {
         match Repo::new(self.store.as_ref())
             .put_cursor(tenant, system, value, condition)
@@ -501,7 +502,7 @@ impl Sweeper {
             at: self.clock.now(),
             level: LogLevel::Error,
             ticket: None,
-            step: failure.step.to_owned(),
+            step: failure.step.name().to_owned(),
             message: failure.message.clone(),
             retryable: failure.retryable,
         };
@@ -565,21 +566,10 @@ fn to_delta(duration: Duration) -> TimeDelta {
     TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
 }
 
-fn failure(step: &'static str, err: impl Into<SyncError>) -> SweepFailure {
+fn failure(step: Step, err: impl Into<SyncError>) -> SweepFailure {
     let err = err.into();
-    let what = match step {
-        "read_credentials" => "could not read the tenant's credentials",
-        "connect_zendesk" => "could not connect to Zendesk",
-        "connect_autotask" => "could not connect to Autotask",
-        "read_zendesk_cursor" | "read_autotask_cursor" => "could not read the sweep position",
-        "read_zendesk_changes" => "could not ask Zendesk what changed",
-        "read_autotask_changes" => "could not ask Autotask what changed",
-        "read_link" => "could not look up which Zendesk ticket an Autotask ticket belongs to",
-        "enqueue_zendesk_jobs" | "enqueue_autotask_jobs" => "could not queue the changed tickets",
-        "save_zendesk_cursor" | "save_autotask_cursor" => "could not save the sweep position",
-        _ => "the sweep failed",
-    };
-    warn!(step, %err, retryable = err.is_retryable(), "sweep step failed");
+    let what = step.what_failed();
+    warn!(%step, %err, retryable = err.is_retryable(), "sweep step failed");
     SweepFailure {
         step,
         message: format!(

@@ -21,6 +21,7 @@ use crate::ports::{Clock, Psa, ServiceDesk, Store};
 use crate::repo::{
     ClaimedWrite, CommentLink, LinkState, PsaLink, Repo, SeenDeskValues, TicketLink,
 };
+use crate::step::Step;
 use crate::timing::JOB_WRITE_BUDGET;
 
 mod fence;
@@ -91,16 +92,16 @@ pub struct SyncReport {
 /// A failure and the step it happened in, for the sync log.
 #[derive(Debug)]
 pub struct StepFailure {
-    pub step: &'static str,
+    pub step: Step,
     pub error: SyncError,
 }
 
 trait AtStep<T> {
-    fn at(self, step: &'static str) -> Result<T, StepFailure>;
+    fn at(self, step: Step) -> Result<T, StepFailure>;
 }
 
 impl<T, E: Into<SyncError>> AtStep<T> for Result<T, E> {
-    fn at(self, step: &'static str) -> Result<T, StepFailure> {
+    fn at(self, step: Step) -> Result<T, StepFailure> {
         self.map_err(|e| StepFailure {
             step,
             error: e.into(),
@@ -169,7 +170,7 @@ pub async fn sync_job(cx: &SyncContext<'_>, job: &SyncJob) -> Result<SyncReport,
     let repo = Repo::new(cx.store);
     let desk_ticket_id = match job.origin {
         Side::Desk => job.ticket_id.parse::<u64>().map_err(|_| StepFailure {
-            step: "read_job",
+            step: Step::ReadJob,
             error: SyncError::Config(format!(
                 "Zendesk ticket id {:?} is not a number",
                 job.ticket_id
@@ -177,13 +178,17 @@ pub async fn sync_job(cx: &SyncContext<'_>, job: &SyncJob) -> Result<SyncReport,
         })?,
         Side::Psa => {
             let psa_id = job.ticket_id.parse::<i64>().map_err(|_| StepFailure {
-                step: "read_job",
+                step: Step::ReadJob,
                 error: SyncError::Config(format!(
                     "Autotask ticket id {:?} is not a number",
                     job.ticket_id
                 )),
             })?;
-            match repo.psa_link(&cx.tenant.id, psa_id).await.at("read_link")? {
+            match repo
+                .psa_link(&cx.tenant.id, psa_id)
+                .await
+                .at(Step::ReadLink)?
+            {
                 Some(link) if job.desk_ticket_id != Some(link.desk_ticket_id) => {
                     return Ok(SyncReport {
                         psa_ticket_id: Some(psa_id),
@@ -230,7 +235,7 @@ pub async fn sync_pair(
             // Give the pair back now rather than make the retry wait out the
             // lease; what was written is recorded, unknown outcomes stay claimed.
             if let Err(release) = fence.release(link).await {
-                warn!(step = release.step, error = %release.error, "could not give the pair back; its lease runs out by itself");
+                warn!(step = %release.step, error = %release.error, "could not give the pair back; its lease runs out by itself");
             }
         }
     }
@@ -249,11 +254,11 @@ async fn run_pair(
         .desk
         .get_ticket(desk_ticket_id)
         .await
-        .at("read_zendesk_ticket")?;
+        .at(Step::ReadDeskTicket)?;
     let existing = repo
         .desk_link(&cx.tenant.id, desk_ticket_id)
         .await
-        .at("read_link")?;
+        .at(Step::ReadLink)?;
     if let Some(found) = &existing {
         fence.check_not_held(&found.value)?;
     }
@@ -304,7 +309,7 @@ async fn run_pair(
     if unfinished {
         if report.writes == 0 {
             return Err(StepFailure {
-                step: "claim_write",
+                step: Step::ClaimWrite,
                 error: SyncError::OutOfTime,
             });
         }
@@ -329,14 +334,14 @@ async fn create_or_adopt(
     // Either side may already carry the cross reference.
     let mut found = None;
     if let Some(psa_id) = parse_desk_external_ref(ticket.external_id.as_deref()) {
-        found = cx.psa.get_ticket(psa_id).await.at("find_autotask_ticket")?;
+        found = cx.psa.get_ticket(psa_id).await.at(Step::FindPsaTicket)?;
     }
     if found.is_none() {
         found = cx
             .psa
             .find_ticket_by_external_id(&psa_external_ref(ticket.id))
             .await
-            .at("find_autotask_ticket")?;
+            .at(Step::FindPsaTicket)?;
     }
 
     let (psa_ticket_id, ticket_number) = match found {
@@ -361,7 +366,7 @@ async fn create_or_adopt(
             fence.claim(link, [ClaimedWrite::Ticket]).await?;
             if fence.may_write(link).await? == MayWrite::OutOfTime {
                 return Err(StepFailure {
-                    step: "create_autotask_ticket",
+                    step: Step::CreatePsaTicket,
                     error: SyncError::OutOfTime,
                 });
             }
@@ -369,7 +374,7 @@ async fn create_or_adopt(
                 .psa
                 .create_ticket(&new_ticket)
                 .await
-                .at("create_autotask_ticket")?;
+                .at(Step::CreatePsaTicket)?;
             info!(psa_ticket_id = psa_id, "created Autotask ticket");
             report.created_psa_ticket = true;
             report.writes += 1;
@@ -397,7 +402,7 @@ async fn create_or_adopt(
             },
         )
         .await
-        .at("save_link")?;
+        .at(Step::SaveLink)?;
     link.state = LinkState::Linked { psa_ticket_id };
     link.psa_ticket_number = ticket_number;
     link.seen = SeenDeskValues {
@@ -423,9 +428,9 @@ async fn new_psa_ticket(
         .psa
         .ticket_picklist("status")
         .await
-        .at("read_autotask_picklists")?;
+        .at(Step::ReadPsaPicklists)?;
     let status =
-        resolve_picklist("status", &mappings.initial_status, &statuses).at("map_status")?;
+        resolve_picklist("status", &mappings.initial_status, &statuses).at(Step::MapStatus)?;
     let priority = map_priority(cx, ticket.priority.as_deref()).await?;
     let company_id = resolve_company(cx, ticket.cluster_id.as_deref()).await?;
     Ok(NewPsaTicket {
@@ -445,24 +450,24 @@ async fn map_priority(
 ) -> Result<i64, StepFailure> {
     let mappings = &cx.tenant.mappings;
     let desk_value = desk_priority.unwrap_or(&mappings.priority_when_unset);
-    let label = map_desk_value("priority", &mappings.priority, desk_value).at("map_priority")?;
+    let label = map_desk_value("priority", &mappings.priority, desk_value).at(Step::MapPriority)?;
     let values = cx
         .psa
         .ticket_picklist("priority")
         .await
-        .at("read_autotask_picklists")?;
-    resolve_picklist("priority", label, &values).at("map_priority")
+        .at(Step::ReadPsaPicklists)?;
+    resolve_picklist("priority", label, &values).at(Step::MapPriority)
 }
 
 async fn map_status(cx: &SyncContext<'_>, desk_status: &str) -> Result<i64, StepFailure> {
     let label =
-        map_desk_value("status", &cx.tenant.mappings.status, desk_status).at("map_status")?;
+        map_desk_value("status", &cx.tenant.mappings.status, desk_status).at(Step::MapStatus)?;
     let values = cx
         .psa
         .ticket_picklist("status")
         .await
-        .at("read_autotask_picklists")?;
-    resolve_picklist("status", label, &values).at("map_status")
+        .at(Step::ReadPsaPicklists)?;
+    resolve_picklist("status", label, &values).at(Step::MapStatus)
 }
 
 /// The company of the configuration item whose reference number is the
@@ -478,18 +483,18 @@ async fn resolve_company(
             .psa
             .company_for_reference(cluster)
             .await
-            .at("resolve_company")?
+            .at(Step::ResolveCompany)?
         {
             Some(company) => Ok(company),
             None => default.ok_or_else(|| StepFailure {
-                step: "resolve_company",
+                step: Step::ResolveCompany,
                 error: SyncError::NoCompanyForCluster {
                     cluster_id: cluster.to_owned(),
                 },
             }),
         },
         None => default.ok_or(StepFailure {
-            step: "resolve_company",
+            step: Step::ResolveCompany,
             error: SyncError::NoCompany,
         }),
     }
@@ -588,13 +593,13 @@ async fn perform(
             cx.desk
                 .set_external_id(ticket.id, reference)
                 .await
-                .at("set_zendesk_external_id")?;
+                .at(Step::SetDeskExternalId)?;
         }
         Planned::Fields(fields) => {
             cx.psa
                 .update_ticket(psa_ticket_id, &fields.patch)
                 .await
-                .at("update_autotask_ticket")?;
+                .at(Step::UpdatePsaTicket)?;
             link.seen = fields.seen_after.clone();
             report.fields_updated = fields.changed.clone();
         }
@@ -612,7 +617,7 @@ async fn perform(
                 .psa
                 .add_note(psa_ticket_id, &note)
                 .await
-                .at("mirror_comment_to_autotask")?;
+                .at(Step::MirrorCommentToPsa)?;
             link.comments.push(CommentLink {
                 desk_comment_id: comment.id,
                 psa_note_id: note_id,
@@ -628,14 +633,14 @@ async fn perform(
                         .psa
                         .resource_name(resource)
                         .await
-                        .at("read_autotask_resource")?;
+                        .at(Step::ReadPsaResource)?;
                 }
             }
             let comment_id = cx
                 .desk
                 .add_comment(ticket.id, &comment_body_for(&note), note.visibility)
                 .await
-                .at("mirror_note_to_zendesk")?;
+                .at(Step::MirrorNoteToDesk)?;
             link.comments.push(CommentLink {
                 desk_comment_id: comment_id,
                 psa_note_id: note.id,
@@ -728,12 +733,12 @@ async fn plan_comments(
         .desk
         .list_comments(ticket.id)
         .await
-        .at("read_zendesk_comments")?;
+        .at(Step::ReadDeskComments)?;
     let psa_notes = cx
         .psa
         .list_notes(psa_ticket_id)
         .await
-        .at("read_autotask_notes")?;
+        .at(Step::ReadPsaNotes)?;
 
     let mut pairs = KnownPairs::from(&*link);
     // Recognise the bridge's own copies first (their link may have been lost

@@ -14,6 +14,7 @@ use crate::error::SyncError;
 use crate::model::{Side, SyncJob};
 use crate::ports::{Clock, Connectors, Delivery, Queue, Secrets, Store};
 use crate::repo::{LogLevel, Repo, SyncLogEntry};
+use crate::step::Step;
 use crate::sync::{sync_job, LeaseTiming, StepFailure, SyncContext, SyncReport};
 use crate::timing::JOB_WRITE_BUDGET;
 
@@ -241,13 +242,15 @@ impl Worker {
         job: &SyncJob,
         write_deadline: DateTime<Utc>,
     ) -> Result<SyncReport, StepFailure> {
-        let step = |step: &'static str| move |error: SyncError| StepFailure { step, error };
+        let step = |step: Step| move |error: SyncError| StepFailure { step, error };
         let repo = Repo::new(self.store.as_ref());
         let config = repo
             .tenant(&job.tenant)
             .await
-            .map_err(|e| step("read_tenant")(e.into()))?
-            .ok_or_else(|| step("read_tenant")(SyncError::UnknownTenant(job.tenant.to_string())))?
+            .map_err(|e| step(Step::ReadTenant)(e.into()))?
+            .ok_or_else(|| {
+                step(Step::ReadTenant)(SyncError::UnknownTenant(job.tenant.to_string()))
+            })?
             .value;
         if !config.active {
             return Ok(SyncReport {
@@ -259,17 +262,17 @@ impl Worker {
             .secrets
             .tenant_secrets(&job.tenant)
             .await
-            .map_err(|e| step("read_credentials")(e.into()))?;
+            .map_err(|e| step(Step::ReadCredentials)(e.into()))?;
         let desk = self
             .connectors
             .desk(&config, &secrets)
             .await
-            .map_err(step("connect_zendesk"))?;
+            .map_err(step(Step::ConnectDesk))?;
         let psa = self
             .connectors
             .psa(&config, &secrets)
             .await
-            .map_err(step("connect_autotask"))?;
+            .map_err(step(Step::ConnectPsa))?;
         let cx = SyncContext {
             write_deadline,
             lease: self.lease,
@@ -348,7 +351,7 @@ impl Worker {
                     self.log(
                         job,
                         LogLevel::Info,
-                        "create_autotask_ticket",
+                        Step::CreatePsaTicket,
                         &format!(
                             "created Autotask ticket {} for Zendesk ticket {}",
                             report.psa_ticket_id.unwrap_or_default(),
@@ -373,17 +376,17 @@ impl Worker {
                         .retry_after()
                         .map_or(backoff, |after| after.max(backoff)),
                 };
-                warn!(step, %error, delay_ms = delay.as_millis() as u64, "transient failure; will retry");
+                warn!(%step, %error, delay_ms = delay.as_millis() as u64, "transient failure; will retry");
                 // Repeated transient failures are worth an admin's eye too.
                 if receive_count >= 3 {
-                    self.log(job, LogLevel::Error, step, &error.to_string(), true)
-                        .await;
+                    let message = format!("{}: {error}", step.what_failed());
+                    self.log(job, LogLevel::Error, step, &message, true).await;
                 }
                 JobOutcome::RetryAfter(delay)
             }
             Err(StepFailure { step, error }) => {
-                error!(step, %error, "permanent failure");
-                let reason = error.to_string();
+                error!(%step, %error, "permanent failure");
+                let reason = format!("{}: {error}", step.what_failed());
                 self.log(job, LogLevel::Error, step, &reason, false).await;
                 JobOutcome::Failed {
                     reason,
@@ -397,7 +400,7 @@ impl Worker {
         &self,
         job: &SyncJob,
         level: LogLevel,
-        step: &str,
+        step: Step,
         message: &str,
         retryable: bool,
     ) {
@@ -405,7 +408,7 @@ impl Worker {
             at: self.clock.now(),
             level,
             ticket: Some(format!("{}:{}", job.origin, job.ticket_id)),
-            step: step.to_owned(),
+            step: step.name().to_owned(),
             message: message.to_owned(),
             retryable,
         };

@@ -13,6 +13,7 @@ use crate::config::{AutotaskSettings, Mappings, Secret, ZendeskSettings};
 use crate::model::NewPsaTicket;
 use crate::ports::Delivery;
 use crate::repo::PsaLink;
+use crate::step::Step;
 use crate::testing::{FakeDesk, FakePsa, FixedClock};
 
 fn t0() -> DateTime<Utc> {
@@ -368,7 +369,7 @@ async fn cursors_stay_put_when_a_job_cannot_be_queued() {
     f.queue.fail.store(true, Ordering::SeqCst);
 
     let report = f.sweep().await;
-    let steps: Vec<&str> = report.failures.iter().map(|f| f.step).collect();
+    let steps: Vec<&str> = report.failures.iter().map(|f| f.step.name()).collect();
     assert_eq!(steps, vec!["enqueue_zendesk_jobs", "enqueue_autotask_jobs"]);
     assert!(report.failures.iter().all(|f| f.retryable));
     assert_eq!(f.desk_cursor().await, None, "Zendesk cursor not advanced");
@@ -396,7 +397,7 @@ async fn a_failing_side_does_not_hold_back_the_other() {
     f.desk.fail_exports(true);
     let report = f.sweep().await;
     assert_eq!(report.failures.len(), 1);
-    assert_eq!(report.failures[0].step, "read_zendesk_changes");
+    assert_eq!(report.failures[0].step, Step::ReadDeskChanges);
     assert!(report.failures[0].message.contains("could not ask Zendesk"));
     assert_eq!(tickets(&f.take_sent(), Side::Psa), vec![p.to_string()]);
     assert_eq!(f.desk_cursor().await, None);
@@ -462,8 +463,8 @@ async fn sweep_all_isolates_failing_and_slow_tenants_and_skips_paused_ones() {
     );
     assert!(reports[0].is_ok());
     assert_eq!(reports[0].desk_jobs, 1);
-    assert_eq!(reports[1].failures[0].step, "read_credentials");
-    assert_eq!(reports[2].failures[0].step, "sweep");
+    assert_eq!(reports[1].failures[0].step, Step::ReadCredentials);
+    assert_eq!(reports[2].failures[0].step, Step::Sweep);
     assert!(reports[2].failures[0].message.contains("did not finish"));
     for (tenant, step) in [("globex", "read_credentials"), ("initech", "sweep")] {
         let log = f

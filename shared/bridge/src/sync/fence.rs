@@ -17,6 +17,7 @@ use tracing::{debug, info};
 use crate::error::{StoreError, SyncError};
 use crate::ports::Condition;
 use crate::repo::{ClaimedWrite, PairLease, Repo, TicketLink};
+use crate::step::Step;
 use crate::timing::{MIN_LEASE_FOR_WRITE, PAIR_LEASE};
 
 use super::{StepFailure, SyncContext};
@@ -85,7 +86,7 @@ impl<'c, 'a> Fence<'c, 'a> {
                 let free_in = (until - now).to_std().unwrap_or_default();
                 debug!(?free_in, "another run holds the ticket pair");
                 Err(StepFailure {
-                    step: "wait_for_other_run",
+                    step: Step::WaitForOtherRun,
                     error: SyncError::PairBusy { free_in },
                 })
             }
@@ -111,7 +112,7 @@ impl<'c, 'a> Fence<'c, 'a> {
             holder: self.holder.clone(),
             until,
         });
-        self.put(link, "claim_write").await?;
+        self.put(link, Step::ClaimWrite).await?;
         self.lease_until = Some(until);
         Ok(())
     }
@@ -142,12 +143,12 @@ impl<'c, 'a> Fence<'c, 'a> {
     /// writes whose outcome is unknown; the next run resolves them.
     pub(super) async fn release(&mut self, link: &mut TicketLink) -> Result<(), StepFailure> {
         link.lease = None;
-        self.put(link, "save_link").await?;
+        self.put(link, Step::SaveLink).await?;
         self.lease_until = None;
         Ok(())
     }
 
-    async fn put(&mut self, link: &TicketLink, step: &'static str) -> Result<(), StepFailure> {
+    async fn put(&mut self, link: &TicketLink, step: Step) -> Result<(), StepFailure> {
         let condition = match self.version {
             Some(version) => Condition::VersionIs(version),
             None => Condition::MustNotExist,
@@ -161,10 +162,7 @@ impl<'c, 'a> Fence<'c, 'a> {
                 Ok(())
             }
             Err(StoreError::Conflict { .. }) => {
-                info!(
-                    step,
-                    "another run wrote this ticket pair; stopping before the next write"
-                );
+                info!(%step, "another run wrote this ticket pair; stopping before the next write");
                 self.lease_until = None;
                 Err(StepFailure {
                     step,

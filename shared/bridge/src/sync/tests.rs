@@ -9,6 +9,7 @@ use super::*;
 use crate::adapters::embedded::SqliteStore;
 use crate::config::{AutotaskSettings, Mappings, TenantConfig, ZendeskSettings};
 use crate::model::{TenantId, Visibility};
+use crate::step::Step;
 use crate::testing::{CrashingStore, FakeDesk, FakePsa, FixedClock, GatePoint, GatedPsa, Gates};
 
 struct Fixture {
@@ -310,7 +311,7 @@ async fn a_failed_note_write_is_resumed_without_duplicates() {
     *f.psa.fail_notes_after.lock().unwrap() = Some(2);
     let err = f.sync(z).await.unwrap_err();
     assert!(err.error.is_retryable());
-    assert_eq!(err.step, "mirror_comment_to_autotask");
+    assert_eq!(err.step, Step::MirrorCommentToPsa);
     *f.psa.fail_notes_after.lock().unwrap() = None;
     f.sync(z).await.unwrap();
     let bodies: Vec<_> = f.psa.notes(p).into_iter().map(|n| n.description).collect();
@@ -322,7 +323,7 @@ async fn unknown_cluster_is_a_permanent_error_unless_a_default_company_is_set() 
     let mut f = Fixture::new();
     let z = f.desk.new_ticket("S", "D", None, Some("CL-404"));
     let err = f.sync(z).await.unwrap_err();
-    assert_eq!(err.step, "resolve_company");
+    assert_eq!(err.step, Step::ResolveCompany);
     assert!(!err.error.is_retryable());
     assert!(err.error.to_string().contains("CL-404"));
     assert!(f.psa.tickets().is_empty());
@@ -350,7 +351,7 @@ async fn a_missing_mapping_is_reported_but_comments_still_flow() {
     f.desk.comment(z, "Ann", "still here", true);
 
     let err = f.sync(z).await.unwrap_err();
-    assert_eq!(err.step, "map_status");
+    assert_eq!(err.step, Step::MapStatus);
     assert!(matches!(
         err.error,
         SyncError::MissingMapping {
