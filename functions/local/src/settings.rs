@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use bridge::config::TenantConfig;
+use bridge::connectors::budget::{AutotaskBudget, BudgetLimit};
 use serde::Deserialize;
 
 /// `psa-bridge run --config bridge.toml`. See `infra/sample-config/`.
@@ -28,10 +29,10 @@ pub struct Settings {
     /// Each tenant's Autotask request budget per hour (Autotask allows about
     /// 10,000 per database, shared with its other integrations).
     #[serde(default = "default_autotask_requests_per_hour")]
-    pub autotask_requests_per_hour: u32,
+    pub autotask_requests_per_hour: u64,
     /// Autotask calls in flight at once per tenant.
     #[serde(default = "default_autotask_max_concurrent")]
-    pub autotask_max_concurrent: usize,
+    pub autotask_max_concurrent: u64,
     /// Tenants written to the store at start-up.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -49,24 +50,22 @@ fn default_concurrency() -> usize {
 fn default_sweep_interval() -> u64 {
     300
 }
-fn default_autotask_requests_per_hour() -> u32 {
-    bridge::connectors::budget::AutotaskBudget::default().requests_per_hour
+fn default_autotask_requests_per_hour() -> u64 {
+    AutotaskBudget::default().requests_per_hour.into()
 }
-fn default_autotask_max_concurrent() -> usize {
-    bridge::connectors::budget::AutotaskBudget::default().max_concurrent
+fn default_autotask_max_concurrent() -> u64 {
+    AutotaskBudget::default().max_concurrent as u64
 }
 
 impl Settings {
-    /// The per-tenant Autotask budget these settings ask for.
-    pub fn autotask_budget(&self) -> bridge::connectors::budget::AutotaskBudget {
-        let defaults = bridge::connectors::budget::AutotaskBudget::default();
-        bridge::connectors::budget::AutotaskBudget {
-            requests_per_hour: self.autotask_requests_per_hour.max(1),
-            // A minute's worth, as the default.
-            burst: (self.autotask_requests_per_hour / 60).max(1),
-            max_concurrent: self.autotask_max_concurrent.max(1),
-            ..defaults
-        }
+    /// The per-tenant Autotask budget these settings ask for; checked valid
+    /// by [`Settings::load`].
+    pub fn autotask_budget(&self) -> AutotaskBudget {
+        AutotaskBudget::with_limits(
+            self.autotask_requests_per_hour,
+            self.autotask_max_concurrent,
+        )
+        .expect("checked when loaded")
     }
 }
 
@@ -76,6 +75,26 @@ impl Settings {
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let mut settings: Settings =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        // The same check as the Lambda environment's: zero is refused, not
+        // quietly turned into one.
+        if let Err(limit) = AutotaskBudget::with_limits(
+            settings.autotask_requests_per_hour,
+            settings.autotask_max_concurrent,
+        ) {
+            let (key, value) = match limit {
+                BudgetLimit::RequestsPerHour => (
+                    "autotask_requests_per_hour",
+                    settings.autotask_requests_per_hour,
+                ),
+                BudgetLimit::MaxConcurrent => {
+                    ("autotask_max_concurrent", settings.autotask_max_concurrent)
+                }
+            };
+            return Err(format!(
+                "{}: {key} is {value}: it must be a whole number above 0",
+                path.display()
+            ));
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         if settings.secrets_file.is_relative() {
             settings.secrets_file = base.join(&settings.secrets_file);
@@ -145,5 +164,24 @@ mod tests {
         .unwrap();
         let err = Settings::load(&path).unwrap_err();
         assert!(err.contains("status_table"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_budget_is_refused_with_its_key_as_in_aws() {
+        let dir = std::env::temp_dir().join(format!("psa-bridge-budget-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (key, line) in [
+            ("autotask_max_concurrent", "autotask_max_concurrent = 0"),
+            (
+                "autotask_requests_per_hour",
+                "autotask_requests_per_hour = 0",
+            ),
+            ("autotask_max_concurrent", "autotask_max_concurrent = -2"),
+        ] {
+            let path = dir.join("budget.toml");
+            std::fs::write(&path, format!("secrets_file = \"s.toml\"\n{line}\n")).unwrap();
+            let err = Settings::load(&path).unwrap_err();
+            assert!(err.contains(key), "{line}: {err}");
+        }
     }
 }

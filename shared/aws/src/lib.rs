@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
-use bridge::connectors::budget::AutotaskBudget;
+use bridge::connectors::budget::{AutotaskBudget, BudgetLimit};
 use bridge::wiring::Wiring;
 use thiserror::Error;
 
@@ -117,21 +117,34 @@ fn config_from(var: impl Fn(&str) -> Option<String>) -> Result<AwsSettings, Conf
     let required = |name: &'static str, purpose: &'static str| {
         value(name).ok_or(ConfigError::Missing { name, purpose })
     };
-    // Optional, but a value that is there must be a positive whole number:
-    // a typo must not silently become the default.
-    let positive = |name: &'static str, default: u64| match value(name) {
+    // Optional, but a value that is there must be a whole number: a typo
+    // must not silently become the default.
+    let number = |name: &'static str, default: u64| match value(name) {
         None => Ok(default),
-        Some(raw) => raw
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n > 0 && *n <= u64::from(u32::MAX))
-            .ok_or(ConfigError::Invalid {
-                name,
-                value: raw,
-                expected: "a whole number above 0",
-            }),
+        Some(raw) => raw.parse::<u64>().map_err(|_| ConfigError::Invalid {
+            name,
+            value: raw,
+            expected: "a whole number above 0",
+        }),
     };
     let defaults = AutotaskBudget::default();
+    let requests_per_hour = number(
+        "AUTOTASK_REQUESTS_PER_HOUR",
+        u64::from(defaults.requests_per_hour),
+    )?;
+    let max_concurrent = number("AUTOTASK_MAX_CONCURRENT", defaults.max_concurrent as u64)?;
+    let autotask_budget =
+        AutotaskBudget::with_limits(requests_per_hour, max_concurrent).map_err(|limit| {
+            let (name, value) = match limit {
+                BudgetLimit::RequestsPerHour => ("AUTOTASK_REQUESTS_PER_HOUR", requests_per_hour),
+                BudgetLimit::MaxConcurrent => ("AUTOTASK_MAX_CONCURRENT", max_concurrent),
+            };
+            ConfigError::Invalid {
+                name,
+                value: value.to_string(),
+                expected: "a whole number above 0",
+            }
+        })?;
     Ok(AwsSettings {
         table_name: required("TABLE_NAME", "the DynamoDB table name")?,
         queue_url: required("QUEUE_URL", "the URL of the SQS FIFO job queue")?,
@@ -139,15 +152,7 @@ fn config_from(var: impl Fn(&str) -> Option<String>) -> Result<AwsSettings, Conf
             "SECRETS_PREFIX",
             "the Secrets Manager name prefix of tenant secrets",
         )?,
-        autotask_budget: AutotaskBudget {
-            requests_per_hour: positive(
-                "AUTOTASK_REQUESTS_PER_HOUR",
-                u64::from(defaults.requests_per_hour),
-            )? as u32,
-            max_concurrent: positive("AUTOTASK_MAX_CONCURRENT", defaults.max_concurrent as u64)?
-                as usize,
-            ..defaults
-        },
+        autotask_budget,
     })
 }
 
@@ -225,7 +230,8 @@ mod tests {
         assert_eq!(settings.autotask_budget.max_concurrent, 2);
         assert_eq!(
             settings.autotask_budget.burst,
-            AutotaskBudget::default().burst
+            4_000 / 60,
+            "a minute's worth"
         );
 
         for (name, bad) in [

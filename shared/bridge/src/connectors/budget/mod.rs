@@ -95,7 +95,35 @@ impl Default for AutotaskBudget {
     }
 }
 
+/// Which of an operator's budget limits was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetLimit {
+    RequestsPerHour,
+    MaxConcurrent,
+}
+
 impl AutotaskBudget {
+    /// The budget of an operator's two limits, checked the same way wherever
+    /// they come from (`bridge.toml`, the Lambda environment): each must be a
+    /// whole number above 0; a zero must not silently mean "no Autotask at
+    /// all" or "one". The burst is one minute's worth of the hourly rate.
+    pub fn with_limits(requests_per_hour: u64, max_concurrent: u64) -> Result<Self, BudgetLimit> {
+        let requests_per_hour = u32::try_from(requests_per_hour)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or(BudgetLimit::RequestsPerHour)?;
+        let max_concurrent = usize::try_from(max_concurrent)
+            .ok()
+            .filter(|n| (1..=1_000).contains(n))
+            .ok_or(BudgetLimit::MaxConcurrent)?;
+        Ok(Self {
+            requests_per_hour,
+            burst: (requests_per_hour / 60).max(1),
+            max_concurrent,
+            ..Self::default()
+        })
+    }
+
     /// Time that buys one request at the sustained rate.
     fn interval(&self) -> Duration {
         let per_hour = u64::from(self.requests_per_hour.max(1));
