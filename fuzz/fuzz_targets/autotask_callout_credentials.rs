@@ -1,8 +1,9 @@
-//! Fuzz target; the input framing and the invariants are in `src/lib.rs`.
+//! Fuzz target; the input framing and the invariants are in
+//! `testkit::parser_checks` (shared/testkit/src/parser_checks.rs).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    psa_bridge_fuzz::autotask_callout_credentials(data);
+    testkit::parser_checks::autotask_callout_credentials(data);
 });

@@ -1,6 +1,7 @@
 //! psa-bridge as one local process: every HTTP function on one port, the
-//! worker over an in-process queue, the embedded store. The demo and the
-//! end-to-end tests build on the same pieces.
+//! worker over an in-process queue, the embedded store; and the sandboxes the
+//! demo and the benchmark run beside it (`world`). The end-to-end tests build
+//! on the same pieces (`testkit::world`).
 
 pub mod app;
 pub mod demo;

@@ -1,24 +1,22 @@
-//! A whole local world: the bridge plus, for each tenant, a sandbox Zendesk
-//! and a sandbox Autotask wired to it with real credentials, signatures and
-//! webhooks. The demo and the end-to-end tests both run on it.
+//! The bridge beside sandboxes: for each tenant a sandbox Zendesk and a
+//! sandbox Autotask wired to the local bridge with real credentials,
+//! signatures and webhooks. `psa-bridge demo` and the benchmark run on it, on
+//! the embedded adapters in memory; the end-to-end tests' world
+//! (`testkit::world`) builds on it with other backends.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use bridge::adapters::embedded::QueueDepth;
 use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
 use bridge::config::{
     AutotaskSettings, FieldRules, Mappings, Secret, TenantConfig, TenantSecrets, ZendeskSettings,
 };
 use bridge::connectors::budget::AutotaskBudget;
-use bridge::error::StoreError;
 use bridge::model::TenantId;
 use bridge::ports::{Condition, Queue, Secrets, Store};
-use bridge::reconcile::SweepReport;
 use bridge::repo::Repo;
 use bridge::wiring::Wiring;
 use sandbox::autotask::{AutotaskSandbox, AutotaskSandboxConfig, CalloutTarget, WebhookTarget};
@@ -36,70 +34,6 @@ pub enum AutotaskEvents {
     Webhook,
     /// Extension callout with HTTP Basic credentials.
     Callout,
-}
-
-/// Where a world keeps its state: the embedded adapters, or the AWS ones
-/// against the local emulator (see the end-to-end tests).
-#[async_trait::async_trait]
-pub trait Backend: Send + Sync {
-    async fn build(
-        &self,
-        secrets: HashMap<TenantId, TenantSecrets>,
-    ) -> anyhow::Result<BackendParts>;
-}
-
-/// Message counts of a backend's queue, for tests that wait until it drains.
-#[async_trait::async_trait]
-pub trait QueueProbe: Send + Sync {
-    async fn depth(&self) -> anyhow::Result<QueueDepth>;
-}
-
-/// The adapters a backend provides.
-pub struct BackendParts {
-    pub store: Arc<dyn Store>,
-    pub queue: Arc<dyn Queue>,
-    pub secrets: Arc<dyn Secrets>,
-    pub probe: Arc<dyn QueueProbe>,
-}
-
-/// The default backend: SQLite store and queue, secrets in memory.
-pub struct Embedded {
-    /// Keep store and queue in this folder (in memory when `None`).
-    pub data_dir: Option<PathBuf>,
-}
-
-#[async_trait::async_trait]
-impl QueueProbe for EmbeddedQueue {
-    async fn depth(&self) -> anyhow::Result<QueueDepth> {
-        Ok(EmbeddedQueue::depth(self)?)
-    }
-}
-
-#[async_trait::async_trait]
-impl Backend for Embedded {
-    async fn build(
-        &self,
-        secrets: HashMap<TenantId, TenantSecrets>,
-    ) -> anyhow::Result<BackendParts> {
-        let (store, queue) = match &self.data_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("cannot create {}", dir.display()))?;
-                (
-                    SqliteStore::open(&dir.join("store.sqlite3"))?,
-                    EmbeddedQueue::open(&dir.join("queue.sqlite3"))?,
-                )
-            }
-            None => (SqliteStore::in_memory()?, EmbeddedQueue::in_memory()?),
-        };
-        let queue = Arc::new(queue);
-        Ok(BackendParts {
-            store: Arc::new(store),
-            queue: queue.clone(),
-            secrets: Arc::new(FileSecrets::from_map(secrets)),
-            probe: queue,
-        })
-    }
 }
 
 /// One tenant to set up.
@@ -143,7 +77,7 @@ pub struct WorldOptions {
     /// hourly rate out of the way of tests and benchmarks.
     pub autotask_budget: AutotaskBudget,
     /// Run the reconciliation sweep on a timer; `None` (the default): only
-    /// when `World::sweep_now` is called, so tests decide when it runs.
+    /// when `LocalBridge::sweep_now` is called, so tests decide when it runs.
     pub sweep_every: Option<Duration>,
     /// Zendesk leaves the most recent minute out of its incremental export;
     /// the world's sandboxes leave out this much (none by default, so a
@@ -184,12 +118,18 @@ pub struct TenantWorld {
     pub default_company: Option<i64>,
 }
 
+/// The adapters a world's bridge runs on.
+pub struct Adapters {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub secrets: Arc<dyn Secrets>,
+}
+
 /// The bridge and every tenant's sandboxes.
 pub struct World {
     pub bridge: LocalBridge,
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
-    pub probe: Arc<dyn QueueProbe>,
     pub tenants: Vec<TenantWorld>,
 }
 
@@ -211,31 +151,44 @@ fn secrets_for(id: &str) -> TenantSecrets {
     }
 }
 
+/// Fresh random credentials for each tenant, shared by its sandboxes and the
+/// bridge (seed the world's secrets store with them).
+pub fn tenant_secrets(specs: &[TenantSpec]) -> anyhow::Result<HashMap<TenantId, TenantSecrets>> {
+    specs
+        .iter()
+        .map(|s| {
+            let id = TenantId::parse(&s.id)
+                .context("tenant ids are lower-case letters, digits, - and _")?;
+            Ok((id, secrets_for(&s.id)))
+        })
+        .collect()
+}
+
 impl World {
     /// A world on the embedded adapters, in memory.
     pub async fn start(specs: Vec<TenantSpec>, options: WorldOptions) -> anyhow::Result<Self> {
-        Self::start_on(&Embedded { data_dir: None }, specs, options).await
+        let secrets = tenant_secrets(&specs)?;
+        let adapters = Adapters {
+            store: Arc::new(SqliteStore::in_memory()?),
+            queue: Arc::new(EmbeddedQueue::in_memory()?),
+            secrets: Arc::new(FileSecrets::from_map(secrets.clone())),
+        };
+        Self::start_on(adapters, specs, &secrets, options).await
     }
 
+    /// A world on `adapters`, whose secrets store holds `secrets` (from
+    /// [`tenant_secrets`] of the same `specs`).
     pub async fn start_on(
-        backend: &dyn Backend,
+        adapters: Adapters,
         specs: Vec<TenantSpec>,
+        secrets: &HashMap<TenantId, TenantSecrets>,
         options: WorldOptions,
     ) -> anyhow::Result<Self> {
-        let secrets: HashMap<TenantId, TenantSecrets> = specs
-            .iter()
-            .map(|s| {
-                let id = TenantId::parse(&s.id)
-                    .context("tenant ids are lower-case letters, digits, - and _")?;
-                Ok((id, secrets_for(&s.id)))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let BackendParts {
+        let Adapters {
             store,
             queue,
             secrets: secrets_port,
-            probe,
-        } = backend.build(secrets.clone()).await?;
+        } = adapters;
         let mut wiring = Wiring::new(
             store.clone(),
             queue.clone(),
@@ -254,8 +207,12 @@ impl World {
 
         let mut tenants = Vec::new();
         for spec in specs {
-            let id = TenantId::parse(&spec.id).expect("checked above");
-            let tenant_secrets = secrets[&id].clone();
+            let id = TenantId::parse(&spec.id)
+                .context("tenant ids are lower-case letters, digits, - and _")?;
+            let tenant_secrets = secrets
+                .get(&id)
+                .with_context(|| format!("no secrets for tenant {id}"))?
+                .clone();
             let tenant =
                 start_tenant(&bridge.base_url, &spec, id, tenant_secrets, &options).await?;
             Repo::new(store.as_ref())
@@ -267,7 +224,6 @@ impl World {
             bridge,
             store,
             queue,
-            probe,
             tenants,
         })
     }
@@ -281,16 +237,6 @@ impl World {
 
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
-    }
-
-    pub async fn queue_depth(&self) -> anyhow::Result<QueueDepth> {
-        self.probe.depth().await
-    }
-
-    /// Runs one reconciliation sweep over every tenant now; the worker then
-    /// drains the jobs it queued.
-    pub async fn sweep_now(&self) -> Result<Vec<SweepReport>, StoreError> {
-        self.bridge.sweep_now().await
     }
 }
 

@@ -12,12 +12,12 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use bridge::adapters::conformance::{self, QueueContractOptions};
 use bridge::config::{Secret, TenantSecrets};
 use bridge::error::{SecretsError, StoreError};
 use bridge::model::{Side, SyncJob, TenantId};
 use bridge::ports::{Condition, Queue, Secrets, Store, MAX_ITEM_BYTES};
 use bridge_aws::{DynamoStore, SecretsManagerSecrets, SqsQueue};
+use testkit::conformance::{self, QueueContractOptions};
 
 fn endpoint() -> String {
     match std::env::var("AWS_ENDPOINT_URL") {
@@ -159,7 +159,7 @@ async fn dynamo_store_passes_the_store_contract() {
 #[tokio::test]
 async fn shared_autotask_budget_holds_across_instances_on_dynamodb() {
     let store: Arc<dyn bridge::ports::Store> = Arc::new(new_store().await);
-    bridge::connectors::budget::contract::shared_budget_contract(store).await;
+    testkit::budget_contract::shared_budget_contract(store).await;
 }
 
 #[tokio::test]
@@ -747,7 +747,7 @@ fn tenant_secrets(token: &str) -> TenantSecrets {
 
 /// The document an admin stores in Secrets Manager.
 fn secret_json(secrets: &TenantSecrets) -> String {
-    bridge::testing::secret_document(secrets)
+    testkit::fakes::secret_document(secrets)
 }
 
 #[tokio::test]

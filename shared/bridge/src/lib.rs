@@ -12,8 +12,8 @@ pub mod reconcile;
 pub mod repo;
 pub mod step;
 pub mod sync;
-#[doc(hidden)]
-pub mod testing;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod timing;
 pub mod wiring;
 pub mod worker;

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bridge::adapters::conformance::{self, QueueContractOptions, QUEUE_VISIBILITY};
 use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, QueueDepth, SqliteStore};
 use bridge::error::{QueueError, SecretsError, StoreError};
 use bridge::model::{Side, SyncJob, TenantId};
 use bridge::ports::{Clock, Condition, Queue, Secrets, Store, MAX_ITEM_BYTES};
 use chrono::{DateTime, TimeDelta, Utc};
+use testkit::conformance::{self, QueueContractOptions, QUEUE_VISIBILITY};
 
 /// A fresh directory per test, removed when the test ends.
 struct TempDir(PathBuf);
@@ -66,7 +66,7 @@ async fn store_contract_in_memory() {
 async fn shared_autotask_budget_holds_across_processes_on_the_embedded_store() {
     let dir = TempDir::new("budget-contract");
     let store = Arc::new(SqliteStore::open(&dir.file("bridge.db")).unwrap());
-    bridge::connectors::budget::contract::shared_budget_contract(store).await;
+    testkit::budget_contract::shared_budget_contract(store).await;
 }
 
 #[tokio::test]

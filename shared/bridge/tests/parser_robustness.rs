@@ -1,16 +1,15 @@
 //! The webhook and callout parsers on stable, without cargo-fuzz: the fuzz
 //! seeds (`fuzz/seeds/<target>/`) and a few thousand deterministic byte-level
 //! mutations of them go through the very checks the fuzz targets run
-//! (`fuzz/src/lib.rs`, included below). A panic anywhere, a rejection that is
+//! (`testkit::parser_checks`). A panic anywhere, a rejection that is
 //! not the expected error value, or a broken invariant (a non-positive ticket
 //! id, a signature accepted that is not the real HMAC, ...) fails the test,
 //! which names the offending input.
 
-#[path = "../../../fuzz/src/lib.rs"]
-mod harness;
-
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+
+use testkit::parser_checks as harness;
 
 /// Mutated inputs per target, on top of the seeds.
 const MUTANTS: usize = 3000;

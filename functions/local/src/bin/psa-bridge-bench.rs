@@ -10,10 +10,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
 use bridge::connectors::budget::AutotaskBudget;
 use clap::Parser;
 use futures::stream::{self, StreamExt};
-use psa_bridge_local::world::{wait_for, TenantSpec, World, WorldOptions};
+use psa_bridge_local::world::{
+    tenant_secrets, wait_for, Adapters, TenantSpec, World, WorldOptions,
+};
 use sandbox::zendesk::NewTicket;
 
 #[derive(Parser)]
@@ -72,9 +75,19 @@ fn signed_event(secret: &str, n: usize) -> (Vec<u8>, String, String) {
 }
 
 async fn ingest(args: &Args) -> anyhow::Result<()> {
-    // Worker off: this measures ingest alone; jobs stay queued.
-    let world = World::start(
-        vec![TenantSpec::new("acme")],
+    // Worker off: this measures ingest alone; jobs stay queued, counted here.
+    let specs = vec![TenantSpec::new("acme")];
+    let secrets = tenant_secrets(&specs)?;
+    let queue = Arc::new(EmbeddedQueue::in_memory()?);
+    let adapters = Adapters {
+        store: Arc::new(SqliteStore::in_memory()?),
+        queue: queue.clone(),
+        secrets: Arc::new(FileSecrets::from_map(secrets.clone())),
+    };
+    let world = World::start_on(
+        adapters,
+        specs,
+        &secrets,
         WorldOptions {
             worker_concurrency: 0,
             ..WorldOptions::default()
@@ -134,7 +147,7 @@ async fn ingest(args: &Args) -> anyhow::Result<()> {
         );
         rates.push(rate);
     }
-    let depth = world.queue_depth().await?;
+    let depth = queue.depth()?;
     anyhow::ensure!(
         depth.visible as usize == args.ingest_requests * args.ingest_runs,
         "queue holds {} jobs, expected {}",

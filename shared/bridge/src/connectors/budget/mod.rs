@@ -21,7 +21,6 @@
 //! tools that talk to Autotask without a store. Autotask's own 429s remain
 //! retryable as a backstop.
 
-pub mod contract;
 pub mod ledger;
 
 use std::collections::HashMap;

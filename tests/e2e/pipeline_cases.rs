@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
+use crate::support::{autotask_signature, post, psa_tickets_for, settle, zendesk_event, ARRIVAL};
 use bridge::repo::{LogLevel, Repo};
-use psa_bridge_e2e::{autotask_signature, post, psa_tickets_for, settle, zendesk_event, ARRIVAL};
 use psa_bridge_local::demo::demo_tenants;
-use psa_bridge_local::world::{wait_for, TenantSpec, TenantWorld, World};
 use sandbox::autotask::Ticket as PsaTicket;
 use sandbox::zendesk::{NewTicket, TicketChange};
+use testkit::world::{wait_for, TenantSpec, TenantWorld, World};
 
 /// Both demo tenants, with the bridge's own writes firing webhooks too
 /// (Autotask's exclude-resource off) so echo safety is really exercised.

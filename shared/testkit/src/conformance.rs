@@ -18,9 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use crate::error::StoreError;
-use crate::model::{Side, SyncJob, TenantId};
-use crate::ports::{Condition, Delivery, Queue, Store, MAX_ITEM_BYTES};
+use bridge::error::StoreError;
+use bridge::model::{Side, SyncJob, TenantId};
+use bridge::ports::{Condition, Delivery, Queue, Store, MAX_ITEM_BYTES};
 
 /// The visibility timeout the queues under test must have.
 pub const QUEUE_VISIBILITY: Duration = Duration::from_secs(1);
@@ -277,7 +277,7 @@ async fn prefix_queries(store: &dyn Store, a: &str, b: &str) {
         .await
         .expect("put");
 
-    let sks = |items: Vec<crate::ports::Item>| -> Vec<String> {
+    let sks = |items: Vec<bridge::ports::Item>| -> Vec<String> {
         for item in &items {
             assert_eq!(
                 item.body,

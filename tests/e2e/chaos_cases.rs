@@ -15,19 +15,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{assert_mirrored_exactly_once, psa_tickets_for, settle_within};
 use async_trait::async_trait;
 use bridge::config::TenantSecrets;
 use bridge::error::StoreError;
 use bridge::model::TenantId;
 use bridge::ports::{Condition, Store};
-use bridge::testing::{HookedStore, PutHook};
-use psa_bridge_e2e::{assert_mirrored_exactly_once, psa_tickets_for, settle_within};
 use psa_bridge_local::demo::demo_tenants;
-use psa_bridge_local::world::{
-    Backend, BackendParts, TenantSpec, TenantWorld, World, WorldOptions,
-};
 use sandbox::faults::{FaultConfig, FaultStats};
 use sandbox::zendesk::NewTicket;
+use testkit::hooks::{HookedStore, PutHook};
+use testkit::world::{Backend, BackendParts, TenantSpec, TenantWorld, World, WorldOptions};
 use tokio::sync::mpsc;
 
 /// How big a chaos run is.
@@ -145,6 +143,7 @@ pub async fn converges_exactly_once_after_chaos_and_one_sweep(
     scale: Scale,
     report_file: &str,
 ) {
+    let _alone = crate::support::alone().await;
     let started = Instant::now();
     let (parked_tx, mut parked) = mpsc::unbounded_channel();
     let mut specs: Vec<TenantSpec> = demo_tenants();

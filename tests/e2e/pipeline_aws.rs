@@ -3,19 +3,11 @@
 //! real SQS receives; plus what only a real queue shows: a transient failure
 //! retried through SQS visibility, and a poisoned job redriven to the DLQ
 //! after the receive limit. Run with `bash infra/test.sh -p psa-bridge-e2e
-//! --test pipeline_aws`.
-
-#[path = "aws_backend.rs"]
-mod aws_backend;
-#[path = "pipeline_cases.rs"]
-mod cases;
-#[path = "concurrency_cases.rs"]
-mod concurrency;
+//! --test e2e pipeline_aws`.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use aws_backend::{redrive, AwsBackend, RECEIVE_LIMIT};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use bridge::adapters::embedded::QueueDepth;
@@ -23,9 +15,13 @@ use bridge::model::{Side, SyncJob};
 use bridge::ports::Condition;
 use bridge::repo::{LogLevel, Repo, SyncLogEntry};
 use bridge_aws::lambda::process_batch;
-use psa_bridge_e2e::{psa_tickets_for, settle, ARRIVAL};
-use psa_bridge_local::world::{TenantWorld, World, WorldOptions};
 use sandbox::zendesk::NewTicket;
+use testkit::world::{TenantWorld, World, WorldOptions};
+
+use crate::aws_backend::{redrive, AwsBackend, RECEIVE_LIMIT};
+use crate::concurrency_cases as concurrency;
+use crate::pipeline_cases as cases;
+use crate::support::{psa_tickets_for, settle, ARRIVAL};
 
 async fn world_on(backend: &AwsBackend, options: WorldOptions) -> World {
     World::start_on(backend, cases::tenants(), options)

@@ -2,19 +2,13 @@
 //! local emulator: DynamoDB conditional writes, SQS FIFO receives and
 //! visibility, Secrets Manager. Smaller than the embedded run (the emulator
 //! answers each call in milliseconds, not microseconds) but with every fault
-//! and the worker kill. Run with `bash infra/test.sh -p psa-bridge-e2e --test
-//! chaos_aws`.
-
-// Shared with pipeline_aws, which uses the DLQ helpers this test does not.
-#[allow(dead_code)]
-#[path = "aws_backend.rs"]
-mod aws_backend;
-#[path = "chaos_cases.rs"]
-mod cases;
+//! and the worker kill. Its counts go to `target/tmp/chaos-aws-report.txt`.
+//! Run with `bash infra/test.sh -p psa-bridge-e2e --test e2e chaos_aws`.
 
 use std::time::Duration;
 
-use aws_backend::AwsBackend;
+use crate::aws_backend::AwsBackend;
+use crate::chaos_cases as cases;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_exactly_once_after_chaos_and_one_sweep_on_aws() {

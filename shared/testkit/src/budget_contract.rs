@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use chrono::TimeZone;
 
-use super::{Admission, AutotaskBudget, AutotaskBudgets};
-use crate::error::ApiError;
-use crate::model::TenantId;
-use crate::ports::Store;
-use crate::testing::FixedClock;
+use bridge::connectors::budget::{Admission, AutotaskBudget, AutotaskBudgets};
+use bridge::error::ApiError;
+use bridge::model::TenantId;
+use bridge::ports::Store;
+
+use crate::fakes::FixedClock;
 
 /// Runs every check, each on a tenant of its own (so a persistent store
 /// shared with other tests is fine).

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use psa_bridge_e2e::{autotask_signature, post, zendesk_event};
-use psa_bridge_local::world::{AutotaskEvents, TenantSpec, World, WorldOptions};
+use crate::support::{autotask_signature, post, zendesk_event};
+use testkit::world::{AutotaskEvents, TenantSpec, World, WorldOptions};
 
 async fn world() -> World {
     let callout = TenantSpec {

@@ -9,14 +9,15 @@
 
 use std::sync::Arc;
 
+use crate::support::{assert_mirrored_exactly_once, psa_tickets_for};
 use bridge::error::SyncError;
 use bridge::model::{Side, SyncJob};
-use bridge::testing::{FixedClock, GatePoint, GatedConnectors, Gates};
 use bridge::timing::PAIR_LEASE;
 use bridge::worker::Worker;
-use psa_bridge_e2e::{assert_mirrored_exactly_once, psa_tickets_for};
-use psa_bridge_local::world::{TenantSpec, TenantWorld, World, WorldOptions};
 use sandbox::zendesk::NewTicket;
+use testkit::fakes::FixedClock;
+use testkit::gates::{GatePoint, GatedConnectors, Gates};
+use testkit::world::{TenantSpec, TenantWorld, World, WorldOptions};
 
 /// One tenant, no background worker: only the test's workers run jobs.
 pub fn spec() -> Vec<TenantSpec> {

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
+use crate::support::{assert_mirrored_exactly_once, psa_tickets_for, settle};
 use bridge::reconcile::SweepReport;
-use psa_bridge_e2e::{assert_mirrored_exactly_once, psa_tickets_for, settle};
-use psa_bridge_local::world::{AutotaskEvents, TenantSpec, TenantWorld, World, WorldOptions};
 use sandbox::zendesk::NewTicket;
+use testkit::world::{AutotaskEvents, TenantSpec, TenantWorld, World, WorldOptions};
 
 const QUIET: Duration = Duration::from_millis(500);
 
@@ -170,7 +170,7 @@ async fn the_timer_sweeps_without_being_asked() {
     let acme = world.tenant("acme");
     acme.zendesk.faults().update(|f| f.drop_webhook_rate = 1.0);
     let z = open(acme, "Printer on fire");
-    let arrived = psa_bridge_local::world::wait_for(psa_bridge_e2e::ARRIVAL, || {
+    let arrived = testkit::world::wait_for(crate::support::ARRIVAL, || {
         acme.autotask.tickets().into_iter().next()
     })
     .await

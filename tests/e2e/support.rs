@@ -4,11 +4,23 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use psa_bridge_local::world::{TenantWorld, World};
 use sandbox::autotask::Ticket as PsaTicket;
+use testkit::world::{TenantWorld, World};
 
 /// Generous: these tests wait for real HTTP round trips on a loaded 2-core box.
 pub const ARRIVAL: Duration = Duration::from_secs(20);
+
+/// Held by the tests that must not overlap one another in this one binary:
+/// each chaos run (it loads the machine for minutes) and the log capture of
+/// `no_secrets_in_logs` (which would take in a chaos run's logs at trace
+/// level). Every other test runs beside them as usual.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits until no other test that calls this runs, then holds them off until
+/// the guard is dropped.
+pub async fn alone() -> tokio::sync::MutexGuard<'static, ()> {
+    ALONE.lock().await
+}
 
 /// Waits until the queue has been empty (nothing visible, nothing in flight)
 /// for `quiet`, so late duplicates and would-be echoes have had their chance.

@@ -1,11 +1,9 @@
 //! The end-to-end cases on the embedded adapters (SQLite store and queue).
 
-#[path = "pipeline_cases.rs"]
-mod cases;
-#[path = "concurrency_cases.rs"]
-mod concurrency;
+use testkit::world::{World, WorldOptions};
 
-use psa_bridge_local::world::{World, WorldOptions};
+use crate::concurrency_cases as concurrency;
+use crate::pipeline_cases as cases;
 
 async fn world() -> World {
     World::start(cases::tenants(), WorldOptions::default())

@@ -2,9 +2,9 @@
 //!
 //! One function per target. Each reads the request pieces out of the raw input,
 //! calls the bridge's parser and verifier, and asserts what must hold beyond
-//! "no panic". The libFuzzer targets in `fuzz_targets/` call these; the stable
-//! test `shared/bridge/tests/parser_robustness.rs` includes this file (by path)
-//! and runs the seeds in `seeds/` plus deterministic mutations through them.
+//! "no panic". The libFuzzer targets (`fuzz/fuzz_targets/`) call these; the
+//! stable test `shared/bridge/tests/parser_robustness.rs` runs the seeds in
+//! `fuzz/seeds/` plus deterministic mutations through them.
 //!
 //! Framing: a target with header lines takes them off the front of the input,
 //! one per `\n`-terminated line, then the rest is the body. A line that is not

@@ -18,7 +18,7 @@ use bridge::error::QueueError;
 use bridge::model::{SyncJob, TenantId};
 use bridge::ports::{Delivery, Queue};
 use bridge_aws::{DynamoStore, SecretsManagerSecrets, SqsQueue};
-use psa_bridge_local::world::{Backend, BackendParts, QueueProbe};
+use testkit::world::{Backend, BackendParts, QueueProbe};
 
 /// Receives before SQS moves a job to the DLQ: small, so a poisoned job gets
 /// there within seconds, yet above 3 because the worker logs a transient
@@ -184,7 +184,7 @@ impl Backend for AwsBackend {
         for (tenant, values) in &secrets {
             sm.create_secret()
                 .name(secrets_port.secret_name(tenant))
-                .secret_string(bridge::testing::secret_document(values))
+                .secret_string(testkit::fakes::secret_document(values))
                 .send()
                 .await
                 .with_context(|| format!("create the secret of {tenant}"))?;

@@ -2,9 +2,6 @@
 //! scale: three tenants, 201 tickets, over 1,000 comments. Its counts go to
 //! `target/tmp/chaos-report.txt`.
 
-#[path = "chaos_cases.rs"]
-mod cases;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +9,9 @@ use std::time::Duration;
 use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
 use bridge::config::TenantSecrets;
 use bridge::model::TenantId;
-use psa_bridge_local::world::{Backend, BackendParts};
+use testkit::world::{Backend, BackendParts};
+
+use crate::chaos_cases as cases;
 
 /// Embedded adapters with a short visibility timeout (a killed worker's
 /// messages come back in seconds, not a minute) and a receive limit sized for

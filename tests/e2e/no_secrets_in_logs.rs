@@ -4,14 +4,19 @@
 //! credentials travel: HTTP Basic, Zendesk's `email/token:` form).
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{post, psa_tickets_for, settle, zendesk_event, ARRIVAL};
 use base64::Engine;
 use bridge::repo::Repo;
-use psa_bridge_e2e::{post, psa_tickets_for, settle, zendesk_event, ARRIVAL};
-use psa_bridge_local::world::{wait_for, TenantSpec, World, WorldOptions};
 use sandbox::zendesk::NewTicket;
+use testkit::world::{wait_for, TenantSpec, World, WorldOptions};
+use tracing_subscriber::filter::dynamic_filter_fn;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -26,15 +31,37 @@ impl Write for Captured {
     }
 }
 
+/// Whether the capture takes logs: the subscriber is global to the test
+/// binary, and once this test is done the other tests' logs are of no use.
+static CAPTURING: AtomicBool = AtomicBool::new(false);
+
+/// Ends the capture when the test ends, however it ends.
+struct StopCapture;
+
+impl Drop for StopCapture {
+    fn drop(&mut self) {
+        CAPTURING.store(false, Ordering::SeqCst);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_logs_the_sync_log_or_responses() {
+    // No chaos run beside this one: its trace-level logs would swamp the
+    // capture. Other tests beside it only add to what is searched.
+    let _alone = crate::support::alone().await;
     let captured = Captured::default();
     let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
+    // Every level of every crate, while the capture is on.
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .with_filter(dynamic_filter_fn(|_, _| CAPTURING.load(Ordering::SeqCst))),
+        )
         .init();
+    CAPTURING.store(true, Ordering::SeqCst);
+    let _stop_capture = StopCapture;
 
     let world = World::start(vec![TenantSpec::new("acme")], WorldOptions::default())
         .await
