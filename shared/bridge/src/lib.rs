@@ -12,8 +12,6 @@ pub mod reconcile;
 pub mod repo;
 pub mod step;
 pub mod sync;
-#[cfg(test)]
-pub(crate) mod testing;
 pub mod timing;
 pub mod wiring;
 pub mod worker;

@@ -580,4 +580,43 @@ fn failure(step: Step, err: impl Into<SyncError>) -> SweepFailure {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn minutes(n: i64) -> TimeDelta {
+        TimeDelta::minutes(n)
+    }
+
+    // The window's bookkeeping is private; the sweep's behaviour is tested
+    // over the fakes in `tests/engine/reconcile.rs`.
+    #[test]
+    fn the_remembered_window_keeps_the_newest_activity_per_ticket_and_is_bounded() {
+        let base = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
+        let cursor = PsaCursor {
+            last_activity: base,
+            recent: vec![(1, base - minutes(1)), (2, base - minutes(3))],
+        };
+        let changed = vec![(1, base + minutes(1)), (3, base)];
+        let next = advance(&cursor, &changed, &changed, minutes(2));
+        assert_eq!(next.last_activity, base + minutes(1));
+        assert_eq!(next.recent, vec![(1, base + minutes(1)), (3, base)]);
+
+        let many: Vec<(i64, DateTime<Utc>)> = (0..5_000)
+            .map(|i| (i, base + TimeDelta::milliseconds(i)))
+            .collect();
+        let next = advance(&cursor, &many, &many, minutes(2));
+        assert_eq!(next.recent.len(), MAX_RECENT);
+        assert_eq!(
+            next.recent[0],
+            (4_999, base + TimeDelta::milliseconds(4_999))
+        );
+        let body = serde_json::to_string(&next).unwrap();
+        assert!(
+            body.len() < crate::ports::MAX_ITEM_BYTES / 2,
+            "{} bytes",
+            body.len()
+        );
+    }
+}

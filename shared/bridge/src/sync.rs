@@ -755,6 +755,3 @@ impl KnownPairs {
         });
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -5,12 +5,16 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 
-use super::*;
-use crate::adapters::embedded::SqliteStore;
-use crate::config::{AutotaskSettings, Mappings, TenantConfig, ZendeskSettings};
-use crate::model::{TenantId, Visibility};
-use crate::step::Step;
-use crate::testing::{CrashingStore, FakeDesk, FakePsa, FixedClock, GatePoint, GatedPsa, Gates};
+use bridge::adapters::embedded::SqliteStore;
+use bridge::config::{AutotaskSettings, Mappings, TenantConfig, ZendeskSettings};
+use bridge::error::SyncError;
+use bridge::model::{DeskComment, PsaNote, Side, SyncJob, TenantId, Visibility};
+use bridge::repo::{Repo, TicketLink};
+use bridge::step::Step;
+use bridge::sync::*;
+use testkit::fakes::{FakeDesk, FakePsa, FixedClock};
+use testkit::gates::{GatePoint, GatedPsa, Gates};
+use testkit::hooks::CrashingStore;
 
 struct Fixture {
     config: TenantConfig,
@@ -222,7 +226,7 @@ async fn crash_at<F: std::future::Future>(parked: tokio::sync::oneshot::Receiver
 }
 
 fn past_the_lease() -> chrono::Duration {
-    chrono::Duration::from_std(crate::timing::PAIR_LEASE).unwrap() + chrono::Duration::seconds(1)
+    chrono::Duration::from_std(bridge::timing::PAIR_LEASE).unwrap() + chrono::Duration::seconds(1)
 }
 
 #[tokio::test]

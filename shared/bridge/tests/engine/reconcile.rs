@@ -7,14 +7,24 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::TimeZone;
 
-use super::*;
-use crate::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
-use crate::config::{AutotaskSettings, Mappings, Secret, ZendeskSettings};
-use crate::model::NewPsaTicket;
-use crate::ports::Delivery;
-use crate::repo::PsaLink;
-use crate::step::Step;
-use crate::testing::{FakeDesk, FakePsa, FixedClock};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
+use bridge::config::{AutotaskSettings, Mappings, Secret, ZendeskSettings};
+use bridge::config::{TenantConfig, TenantSecrets};
+use bridge::error::{QueueError, SyncError};
+use bridge::model::NewPsaTicket;
+use bridge::model::{Side, SyncJob, TenantId};
+use bridge::ports::Delivery;
+use bridge::ports::{Condition, Connectors, DeskCursor, Psa, Queue, ServiceDesk};
+use bridge::reconcile::*;
+use bridge::repo::PsaLink;
+use bridge::repo::{LogLevel, Repo};
+use bridge::step::Step;
+use chrono::{DateTime, TimeDelta, Utc};
+use testkit::fakes::{FakeDesk, FakePsa, FixedClock};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
@@ -476,33 +486,4 @@ async fn sweep_all_isolates_failing_and_slow_tenants_and_skips_paused_ones() {
         assert_eq!(log[0].step, step);
         assert_eq!(log[0].level, LogLevel::Error);
     }
-}
-
-#[test]
-fn the_remembered_window_keeps_the_newest_activity_per_ticket_and_is_bounded() {
-    let base = t0();
-    let cursor = PsaCursor {
-        last_activity: base,
-        recent: vec![(1, base - minutes(1)), (2, base - minutes(3))],
-    };
-    let changed = vec![(1, base + minutes(1)), (3, base)];
-    let next = advance(&cursor, &changed, &changed, minutes(2));
-    assert_eq!(next.last_activity, base + minutes(1));
-    assert_eq!(next.recent, vec![(1, base + minutes(1)), (3, base)]);
-
-    let many: Vec<(i64, DateTime<Utc>)> = (0..5_000)
-        .map(|i| (i, base + TimeDelta::milliseconds(i)))
-        .collect();
-    let next = advance(&cursor, &many, &many, minutes(2));
-    assert_eq!(next.recent.len(), MAX_RECENT);
-    assert_eq!(
-        next.recent[0],
-        (4_999, base + TimeDelta::milliseconds(4_999))
-    );
-    let body = serde_json::to_string(&next).unwrap();
-    assert!(
-        body.len() < crate::ports::MAX_ITEM_BYTES / 2,
-        "{} bytes",
-        body.len()
-    );
 }

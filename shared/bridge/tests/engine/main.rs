@@ -1,0 +1,5 @@
+//! The engine (sync of one ticket pair, the reconciliation sweep) over the
+//! in-memory fakes of testkit and the embedded store: one test binary.
+
+mod reconcile;
+mod sync;
