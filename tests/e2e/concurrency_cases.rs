@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::support::{assert_mirrored_exactly_once, psa_tickets_for};
 use bridge::error::SyncError;
-use bridge::model::{Side, SyncJob};
+use bridge::model::{DeskTicketId, JobSubject, SyncJob};
 use bridge::timing::PAIR_LEASE;
 use bridge::worker::Worker;
 use sandbox::zendesk::NewTicket;
@@ -46,9 +46,8 @@ fn worker(world: &World, clock: &Arc<FixedClock>, gates: Option<&Arc<Gates>>) ->
 fn job(t: &TenantWorld, desk_id: u64) -> SyncJob {
     SyncJob {
         tenant: t.id.clone(),
-        origin: Side::Desk,
-        ticket_id: desk_id.to_string(),
-        desk_ticket_id: Some(desk_id),
+        subject: JobSubject::Desk(DeskTicketId(desk_id)),
+        desk_ticket_id: Some(DeskTicketId(desk_id)),
         event_id: format!("concurrency-{desk_id}"),
         received_at_ms: 0,
     }

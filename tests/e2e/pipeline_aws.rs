@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use bridge::adapters::embedded::QueueDepth;
-use bridge::model::{Side, SyncJob};
+use bridge::model::{DeskTicketId, JobSubject, PsaTicketId, SyncJob};
 use bridge::ports::Condition;
 use bridge::repo::{LogLevel, Repo, SyncLogEntry};
 use bridge_aws::lambda::process_batch;
@@ -310,9 +310,8 @@ async fn delete_succeeded(backend: &AwsBackend, batch: &[SqsMessage], failed: &[
 fn desk_job(t: &TenantWorld, desk_id: u64, event: &str) -> SyncJob {
     SyncJob {
         tenant: t.id.clone(),
-        origin: Side::Desk,
-        ticket_id: desk_id.to_string(),
-        desk_ticket_id: Some(desk_id),
+        subject: JobSubject::Desk(DeskTicketId(desk_id)),
+        desk_ticket_id: Some(DeskTicketId(desk_id)),
         event_id: event.into(),
         received_at_ms: chrono::Utc::now().timestamp_millis(),
     }
@@ -424,8 +423,7 @@ async fn the_lambda_batch_handler_settles_real_worker_outcomes_on_the_real_queue
     let p = psa_tickets_for(acme, a)[0].id;
     let stray = SyncJob {
         tenant: acme.id.clone(),
-        origin: Side::Psa,
-        ticket_id: p.to_string(),
+        subject: JobSubject::Psa(PsaTicketId(p)),
         desk_ticket_id: None,
         event_id: "p-1".into(),
         received_at_ms: chrono::Utc::now().timestamp_millis(),
@@ -456,7 +454,7 @@ async fn the_lambda_batch_handler_settles_real_worker_outcomes_on_the_real_queue
     })
     .await
     .expect("the job is sent again in its pair's lane");
-    assert_eq!(body_job(&rerouted).desk_ticket_id, Some(a));
+    assert_eq!(body_job(&rerouted).desk_ticket_id, Some(DeskTicketId(a)));
     assert_eq!(
         rerouted.attributes["MessageGroupId"],
         format!("acme:zendesk:{a}")

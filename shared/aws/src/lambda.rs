@@ -183,7 +183,7 @@ async fn run_group(
             }
         };
         let count = receive_count(record);
-        let span = tracing::info_span!("sqs_record", message_id, tenant = %job.tenant, ticket = %job.ticket_id, origin = %job.origin, receive_count = count);
+        let span = tracing::info_span!("sqs_record", message_id, tenant = %job.tenant, ticket = %job.subject, receive_count = count);
         let delay = async {
             let outcome = processor.process(&job, count, write_deadline).await;
             if let JobOutcome::Failed { reason, .. } = &outcome {
@@ -255,7 +255,7 @@ mod tests {
     use std::time::Duration;
 
     use bridge::error::QueueError;
-    use bridge::model::{Side, TenantId};
+    use bridge::model::{DeskTicketId, JobSubject, TenantId};
     use bridge::ports::Delivery;
 
     use super::*;
@@ -285,13 +285,13 @@ mod tests {
         }
 
         async fn process(&self, job: &SyncJob, receive_count: u32, _: DateTime<Utc>) -> JobOutcome {
-            self.seen
-                .lock()
-                .unwrap()
-                .push((format!("{}/{}", job.ticket_id, job.event_id), receive_count));
+            self.seen.lock().unwrap().push((
+                format!("{}/{}", job.subject.id(), job.event_id),
+                receive_count,
+            ));
             // Yield so concurrent groups really interleave.
             tokio::task::yield_now().await;
-            if !self.fail.contains(&job.ticket_id) {
+            if !self.fail.contains(&job.subject.id()) {
                 JobOutcome::Done
             } else if job.event_id.starts_with("perm") {
                 JobOutcome::Failed {
@@ -328,8 +328,7 @@ mod tests {
     fn record(n: usize, ticket: &str, event: &str) -> SqsMessage {
         let job = SyncJob {
             tenant: TenantId::parse("acme").unwrap(),
-            origin: Side::Desk,
-            ticket_id: ticket.into(),
+            subject: JobSubject::Desk(DeskTicketId(ticket.parse().unwrap())),
             desk_ticket_id: None,
             event_id: event.into(),
             received_at_ms: 0,
@@ -364,9 +363,9 @@ mod tests {
     #[tokio::test]
     async fn a_batch_of_ten_with_three_failures_reports_exactly_those_three() {
         let records = (0..10)
-            .map(|n| record(n, &format!("t{n}"), &format!("e{n}")))
+            .map(|n| record(n, &format!("{n}"), &format!("e{n}")))
             .collect();
-        let processor = Scripted::failing(&["t2", "t5", "t9"]);
+        let processor = Scripted::failing(&["2", "5", "9"]);
         let queue = Visibility::default();
 
         let response = process_batch(&processor, &queue, SqsEvent { records }, far_off()).await;
@@ -378,7 +377,7 @@ mod tests {
             "every record was processed once"
         );
         assert!(
-            processor.seen().contains(&("t4/e4".to_owned(), 2)),
+            processor.seen().contains(&("4/e4".to_owned(), 2)),
             "receive count passed"
         );
         let mut changed = queue.0.lock().unwrap().clone();
@@ -397,27 +396,27 @@ mod tests {
     #[tokio::test]
     async fn a_group_stops_at_its_first_failure_and_reports_the_rest() {
         let records = vec![
-            record(0, "a", "e1"),
-            record(1, "b", "perm-1"),
-            record(2, "a", "e2"),
-            record(3, "b", "e2"),
-            record(4, "c", "e1"),
-            record(5, "b", "e3"),
+            record(0, "1", "e1"),
+            record(1, "2", "perm-1"),
+            record(2, "1", "e2"),
+            record(3, "2", "e2"),
+            record(4, "3", "e1"),
+            record(5, "2", "e3"),
         ];
-        let processor = Scripted::failing(&["b"]);
+        let processor = Scripted::failing(&["2"]);
         let queue = Visibility::default();
 
         let response = process_batch(&processor, &queue, SqsEvent { records }, far_off()).await;
 
         assert_eq!(failures(&response), ["m1", "m3", "m5"]);
         let seen: Vec<String> = processor.seen().into_iter().map(|(j, _)| j).collect();
-        assert!(!seen.contains(&"b/e2".to_owned()) && !seen.contains(&"b/e3".to_owned()));
+        assert!(!seen.contains(&"2/e2".to_owned()) && !seen.contains(&"2/e3".to_owned()));
         let pos = |j: &str| seen.iter().position(|s| s == j).unwrap();
         assert!(
-            pos("a/e1") < pos("a/e2"),
+            pos("1/e1") < pos("1/e2"),
             "in order within a group: {seen:?}"
         );
-        assert!(pos("b/perm-1") < pos("a/e2"), "groups interleave: {seen:?}");
+        assert!(pos("2/perm-1") < pos("1/e2"), "groups interleave: {seen:?}");
         let five_min = Duration::from_secs(300);
         let mut changed = queue.0.lock().unwrap().clone();
         changed.sort();
@@ -433,9 +432,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_undecodable_record_is_a_failure_of_its_own() {
-        let mut bad = record(1, "x", "e1");
+        let mut bad = record(1, "24", "e1");
         bad.body = Some("{\"not\": \"a job\"}".into());
-        let records = vec![record(0, "a", "e1"), bad, record(2, "x", "e2")];
+        let records = vec![record(0, "1", "e1"), bad, record(2, "24", "e2")];
         let processor = Scripted::failing(&[]);
         let queue = Visibility::default();
 
@@ -452,7 +451,7 @@ mod tests {
 
     #[tokio::test]
     async fn records_not_started_before_the_invocation_deadline_come_back_at_once() {
-        let records: Vec<_> = (0..3).map(|n| record(n, &format!("t{n}"), "e")).collect();
+        let records: Vec<_> = (0..3).map(|n| record(n, &format!("{n}"), "e")).collect();
         let queue = Visibility::default();
         let processor = Scripted::failing(&[]);
 

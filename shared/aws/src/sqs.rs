@@ -177,7 +177,7 @@ fn visibility_secs(delay: Duration) -> i32 {
 
 #[async_trait]
 impl Queue for SqsQueue {
-    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %job.tenant, ticket = %job.ticket_id, origin = %job.origin))]
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %job.tenant, ticket = %job.subject))]
     async fn send(&self, job: &SyncJob) -> Result<(), QueueError> {
         self.client
             .send_message()
@@ -271,15 +271,14 @@ impl Queue for SqsQueue {
 
 #[cfg(test)]
 mod tests {
-    use bridge::model::{Side, TenantId};
+    use bridge::model::{DeskTicketId, JobSubject, TenantId};
 
     use super::*;
 
     fn job(ticket: &str, event: &str) -> SyncJob {
         SyncJob {
             tenant: TenantId::parse("acme").unwrap(),
-            origin: Side::Desk,
-            ticket_id: ticket.into(),
+            subject: JobSubject::Desk(DeskTicketId(ticket.parse().unwrap())),
             desk_ticket_id: None,
             event_id: event.into(),
             received_at_ms: 0,
@@ -294,10 +293,17 @@ mod tests {
         assert_eq!(dedup_id(&plain), dedup_id(&job("999", "evt-1")));
         assert_ne!(dedup_id(&plain), dedup_id(&job("123", "evt-2")));
 
-        let odd = job(&"é x".repeat(100), &"ü".repeat(500));
+        // Ticket ids are numbers now, but tenants are up to 64 characters and
+        // event ids are whatever the caller sent.
+        let mut odd = job(&u64::MAX.to_string(), &"ü".repeat(500));
+        odd.tenant = TenantId::parse(&"t".repeat(64)).unwrap();
         assert!(sqs_id_ok(&group_id(&odd)), "{}", group_id(&odd));
         assert!(sqs_id_ok(&dedup_id(&odd)));
-        assert_eq!(group_id(&odd), group_id(&job(&"é x".repeat(100), "other")));
+        let other_event = SyncJob {
+            event_id: "other".into(),
+            ..odd.clone()
+        };
+        assert_eq!(group_id(&odd), group_id(&other_event));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_sqs::types::QueueAttributeName;
 use bridge::config::{Secret, TenantSecrets};
 use bridge::error::{SecretsError, StoreError};
-use bridge::model::{Side, SyncJob, TenantId};
+use bridge::model::{DeskTicketId, JobSubject, SyncJob, TenantId};
 use bridge::ports::{Condition, Queue, Secrets, Store, MAX_ITEM_BYTES};
 use bridge_aws::{DynamoStore, SecretsManagerSecrets, SqsQueue};
 use testkit::conformance::{self, QueueContractOptions};
@@ -136,8 +136,7 @@ async fn new_queue_with(receive_limit: Option<u32>, visibility_secs: u32) -> Que
 fn job(ticket: &str, event: &str) -> SyncJob {
     SyncJob {
         tenant: TenantId::parse("acme").unwrap(),
-        origin: Side::Desk,
-        ticket_id: ticket.into(),
+        subject: JobSubject::Desk(DeskTicketId(ticket.parse().unwrap())),
         desk_ticket_id: None,
         event_id: event.into(),
         received_at_ms: 1_700_000_000_000,
@@ -556,13 +555,13 @@ async fn fifo_keeps_order_per_ticket_and_serves_tickets_in_parallel() {
     assert_eq!(first[0].job, job("1", "1a"), "the oldest job, intact");
     assert_eq!(first[0].receive_count, 1);
     let others = receive_all(&q.queue).await;
-    let tickets: Vec<_> = others.iter().map(|d| d.job.ticket_id.as_str()).collect();
+    let tickets: Vec<_> = others.iter().map(|d| d.job.subject.id()).collect();
     assert!(
-        !tickets.contains(&"1"),
+        !tickets.contains(&"1".to_owned()),
         "ticket 1 is locked while in flight: {tickets:?}"
     );
     assert!(
-        tickets.contains(&"2") && tickets.contains(&"3"),
+        tickets.contains(&"2".to_owned()) && tickets.contains(&"3".to_owned()),
         "{tickets:?}"
     );
 
@@ -576,7 +575,7 @@ async fn fifo_keeps_order_per_ticket_and_serves_tickets_in_parallel() {
         }
         for d in pending.drain(..) {
             order
-                .entry(d.job.ticket_id.clone())
+                .entry(d.job.subject.id())
                 .or_default()
                 .push(d.job.event_id.clone());
             q.queue.complete(&d.receipt).await.unwrap();
@@ -616,7 +615,7 @@ async fn the_same_source_event_is_queued_once() {
     let mut events: Vec<_> = drain(&q.queue)
         .await
         .into_iter()
-        .map(|j| (j.ticket_id, j.event_id))
+        .map(|j| (j.subject.id(), j.event_id))
         .collect();
     events.sort();
     assert_eq!(
@@ -671,14 +670,14 @@ async fn a_job_moves_to_the_dlq_after_the_receive_limit() {
 
     for attempt in 1..=2 {
         let got = receive_all(&q.queue).await;
-        let poison: Vec<_> = got.iter().filter(|d| d.job.ticket_id == "5").collect();
+        let poison: Vec<_> = got.iter().filter(|d| d.job.subject.id() == "5").collect();
         assert_eq!(poison.len(), 1, "attempt {attempt}: {got:?}");
         assert_eq!(poison[0].receive_count, attempt);
         q.queue
             .retry_later(&poison[0].receipt, Duration::ZERO)
             .await
             .unwrap();
-        for d in got.iter().filter(|d| d.job.ticket_id != "5") {
+        for d in got.iter().filter(|d| d.job.subject.id() != "5") {
             q.queue.complete(&d.receipt).await.unwrap();
         }
     }

@@ -52,20 +52,71 @@ impl fmt::Display for Side {
     }
 }
 
+/// A Zendesk ticket's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DeskTicketId(pub u64);
+
+/// An Autotask ticket's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PsaTicketId(pub i64);
+
+impl fmt::Display for DeskTicketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for PsaTicketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The ticket a job is about, in the system where it changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobSubject {
+    Desk(DeskTicketId),
+    Psa(PsaTicketId),
+}
+
+impl JobSubject {
+    pub fn side(self) -> Side {
+        match self {
+            JobSubject::Desk(_) => Side::Desk,
+            JobSubject::Psa(_) => Side::Psa,
+        }
+    }
+
+    /// The id alone, as the system that owns it writes it.
+    pub fn id(self) -> String {
+        match self {
+            JobSubject::Desk(id) => id.to_string(),
+            JobSubject::Psa(id) => id.to_string(),
+        }
+    }
+}
+
+/// `zendesk:123`, `autotask:456`: how the sync log names a ticket.
+impl fmt::Display for JobSubject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.side(), self.id())
+    }
+}
+
 /// "Ticket X of tenant T changed on side S". A hint, never the truth: the worker
 /// re-reads both systems, so duplicated, late and reordered jobs are harmless.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "QueuedJob", try_from = "QueuedJob")]
 pub struct SyncJob {
     pub tenant: TenantId,
-    pub origin: Side,
-    /// The ticket id in the origin system.
-    pub ticket_id: String,
+    pub subject: JobSubject,
     /// The Zendesk ticket this job concerns, when known (for a PSA-side event:
     /// looked up from the link at ingest). Jobs of one linked ticket pair then
     /// share one FIFO lane whichever side they came from, so two workers never
     /// mirror the same note concurrently.
-    #[serde(default)]
-    pub desk_ticket_id: Option<u64>,
+    pub desk_ticket_id: Option<DeskTicketId>,
     /// Id of the source event (webhook id, callout sequence); used for queue
     /// de-duplication so a redelivered webhook is enqueued once.
     pub event_id: String,
@@ -74,18 +125,72 @@ pub struct SyncJob {
     pub received_at_ms: i64,
 }
 
+/// A job as a queue message holds it. The shape has not changed since the
+/// first release, so messages queued before an upgrade still run after it.
+#[derive(Serialize, Deserialize)]
+struct QueuedJob {
+    tenant: TenantId,
+    origin: Side,
+    ticket_id: String,
+    #[serde(default)]
+    desk_ticket_id: Option<u64>,
+    event_id: String,
+    received_at_ms: i64,
+}
+
+impl TryFrom<QueuedJob> for SyncJob {
+    type Error = String;
+
+    fn try_from(queued: QueuedJob) -> Result<Self, Self::Error> {
+        let not_a_number = || {
+            format!(
+                "{} ticket id {:?} is not a number",
+                queued.origin, queued.ticket_id
+            )
+        };
+        let subject = match queued.origin {
+            Side::Desk => JobSubject::Desk(DeskTicketId(
+                queued.ticket_id.parse().map_err(|_| not_a_number())?,
+            )),
+            Side::Psa => JobSubject::Psa(PsaTicketId(
+                queued.ticket_id.parse().map_err(|_| not_a_number())?,
+            )),
+        };
+        Ok(Self {
+            tenant: queued.tenant,
+            subject,
+            desk_ticket_id: queued.desk_ticket_id.map(DeskTicketId),
+            event_id: queued.event_id,
+            received_at_ms: queued.received_at_ms,
+        })
+    }
+}
+
+impl From<SyncJob> for QueuedJob {
+    fn from(job: SyncJob) -> Self {
+        Self {
+            tenant: job.tenant,
+            origin: job.subject.side(),
+            ticket_id: job.subject.id(),
+            desk_ticket_id: job.desk_ticket_id.map(|id| id.0),
+            event_id: job.event_id,
+            received_at_ms: job.received_at_ms,
+        }
+    }
+}
+
 impl SyncJob {
     /// One ticket, one lane: jobs of the same ticket pair are serialized.
     pub fn message_group(&self) -> String {
         match self.desk_ticket_id {
             Some(desk_id) => format!("{}:{}:{}", self.tenant, Side::Desk, desk_id),
-            None => format!("{}:{}:{}", self.tenant, self.origin, self.ticket_id),
+            None => format!("{}:{}", self.tenant, self.subject),
         }
     }
 
     /// Queue de-duplication id: the same source event is enqueued once.
     pub fn dedup_id(&self) -> String {
-        format!("{}:{}:{}", self.tenant, self.origin, self.event_id)
+        format!("{}:{}:{}", self.tenant, self.subject.side(), self.event_id)
     }
 }
 
@@ -200,4 +305,30 @@ pub struct PicklistValue {
     pub value: i64,
     pub label: String,
     pub is_active: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_keeps_the_queue_message_shape_of_earlier_releases() {
+        let queued = r#"{"tenant":"acme","origin":"psa","ticket_id":"4242","desk_ticket_id":17,"event_id":"e1","received_at_ms":5}"#;
+        let job: SyncJob = serde_json::from_str(queued).unwrap();
+        assert_eq!(job.subject, JobSubject::Psa(PsaTicketId(4242)));
+        assert_eq!(job.desk_ticket_id, Some(DeskTicketId(17)));
+        assert_eq!(job.subject.to_string(), "autotask:4242");
+        let again: serde_json::Value = serde_json::to_value(&job).unwrap();
+        assert_eq!(
+            again,
+            serde_json::from_str::<serde_json::Value>(queued).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_ticket_id_that_is_not_a_number_is_refused_when_the_message_is_read() {
+        let queued = r#"{"tenant":"acme","origin":"desk","ticket_id":"12a","event_id":"e","received_at_ms":0}"#;
+        let err = serde_json::from_str::<SyncJob>(queued).unwrap_err();
+        assert!(err.to_string().contains("\"12a\" is not a number"), "{err}");
+    }
 }

@@ -22,7 +22,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::config::{TenantConfig, TenantSecrets};
 use crate::error::{QueueError, StoreError, SyncError};
-use crate::model::{Side, SyncJob, TenantId};
+use crate::model::{DeskTicketId, JobSubject, PsaTicketId, SyncJob, TenantId};
 use crate::ports::{
     Clock, Condition, Connectors, DeskCursor, Psa, Queue, Secrets, ServiceDesk, Store,
 };
@@ -341,7 +341,7 @@ impl Sweeper {
         let jobs: Vec<SyncJob> = changes
             .ticket_ids
             .iter()
-            .map(|id| sweep_job(tenant, Side::Desk, id.to_string(), *id, now))
+            .map(|id| sweep_job(tenant, JobSubject::Desk(DeskTicketId(*id)), *id, now))
             .collect();
         self.enqueue(&jobs)
             .await
@@ -427,8 +427,7 @@ impl Sweeper {
                     } else {
                         jobs.push(sweep_job(
                             tenant,
-                            Side::Psa,
-                            psa_id.to_string(),
+                            JobSubject::Psa(PsaTicketId(psa_id)),
                             link.desk_ticket_id,
                             now,
                         ));
@@ -516,17 +515,15 @@ impl Sweeper {
 /// de-duplication never mistakes it for a webhook's event or an earlier sweep's.
 fn sweep_job(
     tenant: &TenantId,
-    origin: Side,
-    ticket_id: String,
+    subject: JobSubject,
     desk_ticket_id: u64,
     now: DateTime<Utc>,
 ) -> SyncJob {
     SyncJob {
         tenant: tenant.clone(),
-        origin,
-        event_id: format!("sweep:{}:{ticket_id}", now.timestamp_millis()),
-        ticket_id,
-        desk_ticket_id: Some(desk_ticket_id),
+        subject,
+        event_id: format!("sweep:{}:{}", now.timestamp_millis(), subject.id()),
+        desk_ticket_id: Some(DeskTicketId(desk_ticket_id)),
         received_at_ms: now.timestamp_millis(),
     }
 }

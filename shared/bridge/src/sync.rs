@@ -15,7 +15,8 @@ use crate::config::TenantConfig;
 use crate::error::SyncError;
 use crate::mapping::{map_desk_value, resolve_picklist};
 use crate::model::{
-    DeskComment, DeskTicket, NewPsaNote, NewPsaTicket, PsaNote, PsaTicketPatch, Side, SyncJob,
+    DeskComment, DeskTicket, DeskTicketId, JobSubject, NewPsaNote, NewPsaTicket, PsaNote,
+    PsaTicketId, PsaTicketPatch, Side, SyncJob,
 };
 use crate::ports::{Clock, Psa, ServiceDesk, Store};
 use crate::repo::{
@@ -118,28 +119,15 @@ impl<T, E: Into<SyncError>> AtStep<T> for Result<T, E> {
 /// Runs one job.
 pub async fn sync_job(cx: &SyncContext<'_>, job: &SyncJob) -> Result<SyncReport, StepFailure> {
     let repo = Repo::new(cx.store);
-    let desk_ticket_id = match job.origin {
-        Side::Desk => job.ticket_id.parse::<u64>().map_err(|_| StepFailure {
-            step: Step::ReadJob,
-            error: SyncError::Config(format!(
-                "Zendesk ticket id {:?} is not a number",
-                job.ticket_id
-            )),
-        })?,
-        Side::Psa => {
-            let psa_id = job.ticket_id.parse::<i64>().map_err(|_| StepFailure {
-                step: Step::ReadJob,
-                error: SyncError::Config(format!(
-                    "Autotask ticket id {:?} is not a number",
-                    job.ticket_id
-                )),
-            })?;
+    let desk_ticket_id = match job.subject {
+        JobSubject::Desk(DeskTicketId(desk_id)) => desk_id,
+        JobSubject::Psa(PsaTicketId(psa_id)) => {
             match repo
                 .psa_link(&cx.tenant.id, psa_id)
                 .await
                 .at(Step::ReadLink)?
             {
-                Some(link) if job.desk_ticket_id != Some(link.desk_ticket_id) => {
+                Some(link) if job.desk_ticket_id != Some(DeskTicketId(link.desk_ticket_id)) => {
                     return Ok(SyncReport {
                         psa_ticket_id: Some(psa_id),
                         reroute_to_desk_ticket: Some(link.desk_ticket_id),

@@ -11,7 +11,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 use chrono::{DateTime, Utc};
 
 use crate::error::SyncError;
-use crate::model::{Side, SyncJob};
+use crate::model::{DeskTicketId, JobSubject, SyncJob};
 use crate::ports::{Clock, Connectors, Delivery, Queue, Secrets, Store};
 use crate::repo::{LogLevel, Repo, SyncLogEntry};
 use crate::step::Step;
@@ -219,8 +219,7 @@ impl Worker {
         let span = info_span!(
             "job",
             tenant = %job.tenant,
-            origin = %job.origin,
-            ticket = %job.ticket_id,
+            ticket = %job.subject,
             event = %job.event_id,
             receive_count
         );
@@ -301,7 +300,7 @@ impl Worker {
                 info!(desk_ticket_id, "rerouting into the ticket pair's lane");
                 JobOutcome::Requeue {
                     next: SyncJob {
-                        desk_ticket_id: Some(desk_ticket_id),
+                        desk_ticket_id: Some(DeskTicketId(desk_ticket_id)),
                         // A new de-duplication id, or the queue would drop it
                         // as a repeat of the message it replaces.
                         event_id: format!("{}:rerouted", job.event_id),
@@ -325,9 +324,8 @@ impl Worker {
                 let base = job.event_id.split(":continued:").next().unwrap_or_default();
                 JobOutcome::Requeue {
                     next: SyncJob {
-                        origin: Side::Desk,
-                        ticket_id: desk_ticket_id.to_string(),
-                        desk_ticket_id: Some(desk_ticket_id),
+                        subject: JobSubject::Desk(DeskTicketId(desk_ticket_id)),
+                        desk_ticket_id: Some(DeskTicketId(desk_ticket_id)),
                         event_id: format!("{base}:continued:{}", uuid::Uuid::new_v4().simple()),
                         ..job.clone()
                     },
@@ -407,7 +405,7 @@ impl Worker {
         let entry = SyncLogEntry {
             at: self.clock.now(),
             level,
-            ticket: Some(format!("{}:{}", job.origin, job.ticket_id)),
+            ticket: Some(job.subject.to_string()),
             step: step.name().to_owned(),
             message: message.to_owned(),
             retryable,
@@ -494,9 +492,8 @@ mod tests {
     fn job(event: &str) -> SyncJob {
         SyncJob {
             tenant: crate::model::TenantId::parse("acme").unwrap(),
-            origin: Side::Desk,
-            ticket_id: "7".into(),
-            desk_ticket_id: Some(7),
+            subject: JobSubject::Desk(DeskTicketId(7)),
+            desk_ticket_id: Some(DeskTicketId(7)),
             event_id: event.into(),
             received_at_ms: 0,
         }

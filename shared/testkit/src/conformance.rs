@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use bridge::error::StoreError;
-use bridge::model::{Side, SyncJob, TenantId};
+use bridge::model::{DeskTicketId, JobSubject, PsaTicketId, SyncJob, TenantId};
 use bridge::ports::{Condition, Delivery, Queue, Store, MAX_ITEM_BYTES};
 
 /// The visibility timeout the queues under test must have.
@@ -467,8 +467,7 @@ where
 fn job(run: &str, ticket: &str, event: &str) -> SyncJob {
     SyncJob {
         tenant: TenantId::parse("conformance").expect("valid tenant id"),
-        origin: Side::Desk,
-        ticket_id: ticket.to_owned(),
+        subject: JobSubject::Desk(DeskTicketId(ticket.parse().expect("numeric ticket ids"))),
         desk_ticket_id: None,
         event_id: format!("{run}-{event}"),
         received_at_ms: 1_700_000_000_000,
@@ -510,9 +509,7 @@ async fn gather(queue: &dyn Queue, done: impl Fn(&[Delivery]) -> bool) -> Vec<De
 }
 
 async fn fifo_within_group(queue: &dyn Queue, run: &str) {
-    let sent: Vec<SyncJob> = (1..=5)
-        .map(|i| job(run, "fifo", &format!("e{i}")))
-        .collect();
+    let sent: Vec<SyncJob> = (1..=5).map(|i| job(run, "101", &format!("e{i}"))).collect();
     for job in &sent {
         queue.send(job).await.expect("send");
     }
@@ -530,22 +527,22 @@ async fn fifo_within_group(queue: &dyn Queue, run: &str) {
 }
 
 async fn parallel_across_groups(queue: &dyn Queue, run: &str) {
-    for ticket in ["a", "b", "c"] {
+    for ticket in ["11", "12", "13"] {
         queue.send(&job(run, ticket, ticket)).await.expect("send");
     }
     // Nothing is completed: every group must still get a turn.
     let got = gather(queue, |seen| {
         seen.iter()
-            .map(|d| d.job.ticket_id.as_str())
+            .map(|d| d.job.subject.id())
             .collect::<BTreeSet<_>>()
             .len()
             == 3
     })
     .await;
-    let tickets: BTreeSet<&str> = got.iter().map(|d| d.job.ticket_id.as_str()).collect();
+    let tickets: BTreeSet<String> = got.iter().map(|d| d.job.subject.id()).collect();
     assert_eq!(
         tickets,
-        BTreeSet::from(["a", "b", "c"]),
+        BTreeSet::from(["11".to_owned(), "12".to_owned(), "13".to_owned()]),
         "different groups are delivered in parallel"
     );
     let receipts: BTreeSet<&str> = got.iter().map(|d| d.receipt.as_str()).collect();
@@ -560,7 +557,7 @@ async fn one_in_flight_per_group(queue: &dyn Queue, run: &str) {
     // h2 comes from the PSA side of the same linked ticket pair: same lane.
     queue.send(&job(run, "77", "h1")).await.expect("send");
     let mut h2 = job(run, "9001", "h2");
-    (h2.origin, h2.desk_ticket_id) = (Side::Psa, Some(77));
+    (h2.subject, h2.desk_ticket_id) = (JobSubject::Psa(PsaTicketId(9001)), Some(DeskTicketId(77)));
     queue.send(&h2).await.expect("send");
     let first = queue.receive(1, PATIENCE).await.expect("receive");
     assert_eq!(
@@ -572,7 +569,7 @@ async fn one_in_flight_per_group(queue: &dyn Queue, run: &str) {
 
     // While h1 is in flight (or redelivered after its timeout), h2 waits,
     // but another group is served.
-    queue.send(&job(run, "o", "o1")).await.expect("send");
+    queue.send(&job(run, "102", "o1")).await.expect("send");
     let got = gather(queue, |seen| seen.iter().any(|d| event(d) == "o1")).await;
     let more = queue
         .receive(10, Duration::from_millis(1500))
@@ -603,7 +600,7 @@ async fn one_in_flight_per_group(queue: &dyn Queue, run: &str) {
 }
 
 async fn deduplication(queue: &dyn Queue, run: &str, options: QueueContractOptions) {
-    let first = job(run, "dup", "e1");
+    let first = job(run, "103", "e1");
     queue.send(&first).await.expect("send");
     queue
         .send(&first)
@@ -612,7 +609,7 @@ async fn deduplication(queue: &dyn Queue, run: &str, options: QueueContractOptio
     let mut resent = first.clone();
     resent.received_at_ms += 1; // the same event, ingested again later
     queue.send(&resent).await.expect("send");
-    queue.send(&job(run, "dup", "e2")).await.expect("send");
+    queue.send(&job(run, "103", "e2")).await.expect("send");
     let got = drain(queue, Duration::from_secs(2)).await;
     assert_eq!(
         got.iter().map(event).collect::<Vec<_>>(),
@@ -636,7 +633,7 @@ async fn deduplication(queue: &dyn Queue, run: &str, options: QueueContractOptio
 }
 
 async fn retry_later(queue: &dyn Queue, run: &str) {
-    queue.send(&job(run, "retry", "r1")).await.expect("send");
+    queue.send(&job(run, "104", "r1")).await.expect("send");
     let first = queue.receive(10, PATIENCE).await.expect("receive");
     assert_eq!(first.len(), 1);
     queue
@@ -681,7 +678,7 @@ async fn visibility_expiry_and_receipts(
     run: &str,
     options: QueueContractOptions,
 ) {
-    queue.send(&job(run, "vis", "v1")).await.expect("send");
+    queue.send(&job(run, "105", "v1")).await.expect("send");
     let first = queue.receive(10, PATIENCE).await.expect("receive");
     assert_eq!(first.len(), 1);
     let hidden = queue.receive(10, Duration::ZERO).await.expect("receive");
@@ -724,7 +721,7 @@ async fn long_poll_wakes_on_send(queue: &dyn Queue, run: &str) {
     let started = Instant::now();
     let (got, ()) = futures::join!(queue.receive(10, PATIENCE), async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        queue.send(&job(run, "poll", "p1")).await.expect("send");
+        queue.send(&job(run, "106", "p1")).await.expect("send");
     });
     let got = got.expect("receive");
     assert_eq!(got.iter().map(event).collect::<Vec<_>>(), ["p1"]);

@@ -11,7 +11,7 @@ use crate::connectors::autotask::inbound::{
     parse_callout, parse_webhook, verify_callout_credentials, verify_hook_signature,
 };
 use crate::error::InboundError;
-use crate::model::{Side, SyncJob};
+use crate::model::{DeskTicketId, JobSubject, PsaTicketId, SyncJob};
 use crate::repo::Repo;
 
 pub(super) async fn receive(
@@ -49,11 +49,10 @@ pub(super) async fn receive(
     let desk_ticket_id = Repo::new(state.store.as_ref())
         .psa_link(&config.id, event.ticket_id)
         .await?
-        .map(|link| link.desk_ticket_id);
+        .map(|link| DeskTicketId(link.desk_ticket_id));
     let job = SyncJob {
         tenant: config.id,
-        origin: Side::Psa,
-        ticket_id: event.ticket_id.to_string(),
+        subject: JobSubject::Psa(PsaTicketId(event.ticket_id)),
         desk_ticket_id,
         event_id: event.event_id,
         received_at_ms: state.clock.now().timestamp_millis(),

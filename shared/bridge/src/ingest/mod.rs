@@ -126,14 +126,13 @@ async fn enqueue(state: &IngestState, job: SyncJob) -> Result<Response, Rejectio
     state.queue.send(&job).await?;
     info!(
         tenant = %job.tenant,
-        origin = %job.origin,
-        ticket = %job.ticket_id,
+        ticket = %job.subject,
         event = %job.event_id,
         "enqueued"
     );
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "queued": true, "ticket": job.ticket_id })),
+        Json(json!({ "queued": true, "ticket": job.subject.id() })),
     )
         .into_response())
 }

@@ -7,7 +7,7 @@ use axum::response::Response;
 
 use super::{enqueue, tenant_with_secrets, IngestState, Rejection};
 use crate::connectors::zendesk::inbound::{parse_webhook, verify_signature};
-use crate::model::{Side, SyncJob};
+use crate::model::{DeskTicketId, JobSubject, SyncJob};
 
 pub(super) async fn receive(
     State(state): State<IngestState>,
@@ -29,9 +29,8 @@ pub(super) async fn receive(
     let event = parse_webhook(&body, timestamp)?;
     let job = SyncJob {
         tenant: config.id,
-        origin: Side::Desk,
-        ticket_id: event.ticket_id.to_string(),
-        desk_ticket_id: Some(event.ticket_id),
+        subject: JobSubject::Desk(DeskTicketId(event.ticket_id)),
+        desk_ticket_id: Some(DeskTicketId(event.ticket_id)),
         event_id: event.event_id,
         received_at_ms: state.clock.now().timestamp_millis(),
     };

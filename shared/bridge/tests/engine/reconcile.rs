@@ -16,7 +16,7 @@ use bridge::config::{AutotaskSettings, Mappings, Secret, ZendeskSettings};
 use bridge::config::{TenantConfig, TenantSecrets};
 use bridge::error::{QueueError, SyncError};
 use bridge::model::NewPsaTicket;
-use bridge::model::{Side, SyncJob, TenantId};
+use bridge::model::{DeskTicketId, JobSubject, PsaTicketId, Side, SyncJob, TenantId};
 use bridge::ports::Delivery;
 use bridge::ports::{Condition, Connectors, DeskCursor, Psa, Queue, ServiceDesk};
 use bridge::reconcile::*;
@@ -241,8 +241,8 @@ impl Fixture {
 fn tickets(jobs: &[SyncJob], origin: Side) -> Vec<String> {
     let mut ids: Vec<String> = jobs
         .iter()
-        .filter(|j| j.origin == origin)
-        .map(|j| j.ticket_id.clone())
+        .filter(|j| j.subject.side() == origin)
+        .map(|j| j.subject.id())
         .collect();
     ids.sort();
     ids
@@ -272,10 +272,10 @@ async fn zendesk_changes_are_queued_in_their_lanes_and_the_cursor_follows_the_fe
         vec![z1.to_string(), z2.to_string()]
     );
     for job in &jobs {
-        let id: u64 = job.ticket_id.parse().unwrap();
+        let id: u64 = job.subject.id().parse().unwrap();
         assert_eq!(
             job.desk_ticket_id,
-            Some(id),
+            Some(DeskTicketId(id)),
             "the lane is the Zendesk ticket"
         );
         assert_eq!(
@@ -313,9 +313,12 @@ async fn autotask_changes_go_to_their_pairs_lane_and_unlinked_tickets_are_skippe
     assert_eq!((report.psa_jobs, report.psa_unlinked), (1, 1));
     let jobs = f.take_sent();
     assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0].origin, Side::Psa);
-    assert_eq!(jobs[0].ticket_id, linked.to_string());
-    assert_eq!(jobs[0].desk_ticket_id, Some(41), "lane of the Zendesk pair");
+    assert_eq!(jobs[0].subject, JobSubject::Psa(PsaTicketId(linked)));
+    assert_eq!(
+        jobs[0].desk_ticket_id,
+        Some(DeskTicketId(41)),
+        "lane of the Zendesk pair"
+    );
     // The newest activity seen, unlinked tickets included.
     let cursor = f.psa_cursor().await.unwrap();
     assert_eq!(cursor.last_activity, t0() - TimeDelta::seconds(30));
@@ -422,9 +425,8 @@ async fn sweep_jobs_are_never_dropped_as_duplicates_of_webhook_or_earlier_sweep_
     f.queue
         .send(&SyncJob {
             tenant: f.config.id.clone(),
-            origin: Side::Desk,
-            ticket_id: z.to_string(),
-            desk_ticket_id: Some(z),
+            subject: JobSubject::Desk(DeskTicketId(z)),
+            desk_ticket_id: Some(DeskTicketId(z)),
             event_id: "d4f5c389-8f4a-4c2e-a1b9-8e4f39c71d52".into(),
             received_at_ms: t0().timestamp_millis(),
         })

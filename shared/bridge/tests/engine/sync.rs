@@ -8,7 +8,7 @@ use chrono::{TimeZone, Utc};
 use bridge::adapters::embedded::SqliteStore;
 use bridge::config::{AutotaskSettings, Mappings, TenantConfig, ZendeskSettings};
 use bridge::error::SyncError;
-use bridge::model::{DeskComment, PsaNote, Side, SyncJob, TenantId, Visibility};
+use bridge::model::{DeskComment, JobSubject, PsaNote, PsaTicketId, SyncJob, TenantId, Visibility};
 use bridge::repo::{Repo, TicketLink};
 use bridge::step::Step;
 use bridge::sync::*;
@@ -383,8 +383,7 @@ async fn psa_events_for_unlinked_tickets_are_skipped() {
     );
     let job = SyncJob {
         tenant: f.config.id.clone(),
-        origin: Side::Psa,
-        ticket_id: "4242".into(),
+        subject: JobSubject::Psa(PsaTicketId(4242)),
         desk_ticket_id: None,
         event_id: "e".into(),
         received_at_ms: 0,

@@ -224,7 +224,7 @@ fn receive_in(
                 }
                 Ok(job) => {
                     tracing::warn!(
-                        tenant = %job.tenant, ticket = %job.ticket_id, receive_count,
+                        tenant = %job.tenant, ticket = %job.subject, receive_count,
                         "job reached the receive limit; moved to the dead letters"
                     );
                     bury(conn, id, &grp, now)?;
