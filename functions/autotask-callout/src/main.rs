@@ -6,6 +6,6 @@
 async fn main() -> Result<(), lambda_http::Error> {
     bridge_aws::init_lambda_tracing();
     // Clients and config once per cold start; every invocation reuses them.
-    let wiring = bridge_aws::wiring_from_env().await?;
-    lambda_http::run(bridge::ingest::autotask_router(wiring.ingest_state())).await
+    let ingest = bridge_aws::ingest_state_from_env().await?;
+    lambda_http::run(bridge::ingest::autotask_router(ingest)).await
 }

@@ -16,6 +16,8 @@ use std::time::Duration;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use bridge::connectors::budget::{AutotaskBudget, BudgetLimit};
+use bridge::ingest::IngestState;
+use bridge::ports::SystemClock;
 use bridge::wiring::Wiring;
 use thiserror::Error;
 
@@ -156,9 +158,11 @@ fn config_from(var: impl Fn(&str) -> Option<String>) -> Result<AwsSettings, Conf
     })
 }
 
-/// The AWS adapters wired to the bridge, built once per cold start and
-/// shared by every invocation.
-pub fn wiring(sdk: &SdkConfig, settings: &AwsSettings) -> Wiring {
+/// The store, queue and secrets adapters on DynamoDB, SQS and Secrets Manager.
+fn adapters(
+    sdk: &SdkConfig,
+    settings: &AwsSettings,
+) -> (Arc<DynamoStore>, Arc<SqsQueue>, Arc<SecretsManagerSecrets>) {
     let store = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(sdk),
         &settings.table_name,
@@ -171,6 +175,13 @@ pub fn wiring(sdk: &SdkConfig, settings: &AwsSettings) -> Wiring {
         aws_sdk_secretsmanager::Client::new(sdk),
         &settings.secrets_prefix,
     ));
+    (store, queue, secrets)
+}
+
+/// The AWS adapters wired to the bridge, built once per cold start and
+/// shared by every invocation.
+pub fn wiring(sdk: &SdkConfig, settings: &AwsSettings) -> Wiring {
+    let (store, queue, secrets) = adapters(sdk, settings);
     Wiring::new(store, queue, secrets, settings.autotask_budget.clone())
 }
 
@@ -178,6 +189,20 @@ pub fn wiring(sdk: &SdkConfig, settings: &AwsSettings) -> Wiring {
 pub async fn wiring_from_env() -> Result<Wiring, ConfigError> {
     let settings = config_from_env()?;
     Ok(wiring(&aws_config(None).await, &settings))
+}
+
+/// What the ingest functions need, from the environment. Not through
+/// [`wiring`]: ingest never calls Zendesk or Autotask, so its cold start
+/// builds no HTTP client and its binary links no connectors.
+pub async fn ingest_state_from_env() -> Result<IngestState, ConfigError> {
+    let settings = config_from_env()?;
+    let (store, queue, secrets) = adapters(&aws_config(None).await, &settings);
+    Ok(IngestState {
+        store,
+        secrets,
+        queue,
+        clock: Arc::new(SystemClock),
+    })
 }
 
 #[cfg(test)]
