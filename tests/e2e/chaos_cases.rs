@@ -21,12 +21,13 @@ use bridge::config::TenantSecrets;
 use bridge::error::StoreError;
 use bridge::model::TenantId;
 use bridge::ports::{Condition, Store};
+use bridge::repo::{ClaimedWrite, Repo, TicketLink};
 use psa_bridge_local::demo::demo_tenants;
 use sandbox::faults::{FaultConfig, FaultStats};
 use sandbox::zendesk::NewTicket;
 use testkit::hooks::{HookedStore, PutHook};
 use testkit::world::{Backend, BackendParts, TenantSpec, TenantWorld, World, WorldOptions};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// How big a chaos run is.
 #[derive(Debug, Clone, Copy)]
@@ -55,13 +56,63 @@ fn chaos_faults(latency: Duration) -> FaultConfig {
     }
 }
 
-/// A store that plays dead once armed: the first write that turns a claimed
-/// link into a linked one (the Autotask ticket exists; the bridge is about to
-/// record it) never returns, and the test is told so it can kill the worker
-/// right there.
+/// A store that plays dead once armed: the first forward link write of a
+/// run that has just created its Autotask ticket (the link still holds that
+/// run's create claim; the bridge is about to record the ticket) never
+/// returns, and the test is told so it can kill the worker right there.
 struct KillBeforeLinkWrite {
     armed: AtomicUsize,
-    parked: mpsc::UnboundedSender<String>,
+    parked: mpsc::UnboundedSender<ParkedLinkWrite>,
+}
+
+/// The link write the kill switch holds.
+struct ParkedLinkWrite {
+    tenant: String,
+    desk_id: u64,
+    /// The Autotask ticket the run created and was about to record.
+    psa_id: i64,
+    /// Resolves when the parked write is dropped: its run really died.
+    dropped: oneshot::Receiver<()>,
+}
+
+/// Sends when dropped: tells the test the parked write's run is gone.
+struct OnDrop(Option<oneshot::Sender<()>>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(signal) = self.0.take() {
+            let _ = signal.send(());
+        }
+    }
+}
+
+impl KillBeforeLinkWrite {
+    /// Whether `body` records the Autotask ticket that the run holding the
+    /// stored link's create claim has just created (not one adopted after
+    /// another run died): same lease holder, create claimed, not linked yet.
+    async fn records_own_create(
+        inner: &dyn Store,
+        pk: &str,
+        sk: &str,
+        body: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let Ok(after) = serde_json::from_str::<TicketLink>(body) else {
+            return Ok(None);
+        };
+        let (Some(psa_id), Some(lease)) = (after.psa_ticket_id(), &after.lease) else {
+            return Ok(None);
+        };
+        let before = inner
+            .get(pk, sk)
+            .await?
+            .and_then(|item| serde_json::from_str::<TicketLink>(&item.body).ok());
+        let own_create = before.is_some_and(|b| {
+            b.psa_ticket_id().is_none()
+                && b.claims.contains(&ClaimedWrite::Ticket)
+                && b.lease.is_some_and(|l| l.holder == lease.holder)
+        });
+        Ok(own_create.then_some(psa_id))
+    }
 }
 
 #[async_trait]
@@ -75,26 +126,83 @@ impl PutHook for KillBeforeLinkWrite {
         condition: &Condition,
     ) -> Result<(), StoreError> {
         // Once disarmed, no extra read per link write.
-        if self.armed.load(Ordering::SeqCst) > 0
-            && sk.starts_with("LINK#Z#")
-            && body.contains("\"psa_ticket_id\"")
-            && matches!(condition, Condition::VersionIs(_))
+        if self.armed.load(Ordering::SeqCst) == 0
+            || !sk.starts_with("LINK#Z#")
+            || !matches!(condition, Condition::VersionIs(_))
         {
-            let claimed_only = inner
-                .get(pk, sk)
-                .await?
-                .is_some_and(|item| !item.body.contains("\"psa_ticket_id\""));
-            let take = || {
-                self.armed
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok()
-            };
-            if claimed_only && take() {
-                let _ = self.parked.send(format!("{pk} {sk}"));
-                std::future::pending::<()>().await;
-            }
+            return Ok(());
+        }
+        let Some(psa_id) = Self::records_own_create(inner, pk, sk, body).await? else {
+            return Ok(());
+        };
+        let take = || {
+            self.armed
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        };
+        if take() {
+            let (signal, dropped) = oneshot::channel();
+            let _signal_on_drop = OnDrop(Some(signal));
+            let _ = self.parked.send(ParkedLinkWrite {
+                tenant: pk.trim_start_matches("TENANT#").to_owned(),
+                desk_id: sk
+                    .trim_start_matches("LINK#Z#")
+                    .parse()
+                    .expect("numeric Zendesk ticket id"),
+                psa_id,
+                dropped,
+            });
+            std::future::pending::<()>().await;
         }
         Ok(())
+    }
+}
+
+/// Where the worker was killed.
+struct Kill {
+    tenant: String,
+    desk_id: u64,
+    psa_id: i64,
+}
+
+/// Kills the worker at `parked`, after checking that the write held there
+/// is the link write right after an Autotask create (the ticket exists, the
+/// link does not record it yet), and checks that the kill dropped it.
+async fn kill_worker_at(world: &mut World, parked: ParkedLinkWrite) -> Kill {
+    let ParkedLinkWrite {
+        tenant,
+        desk_id,
+        psa_id,
+        dropped,
+    } = parked;
+    {
+        let t = world.tenant(&tenant);
+        let created: Vec<i64> = psa_tickets_for(t, desk_id).iter().map(|p| p.id).collect();
+        assert_eq!(
+            created,
+            [psa_id],
+            "{tenant}: the killed run created Autotask ticket {psa_id} for Zendesk #{desk_id}"
+        );
+        let link = Repo::new(world.store())
+            .desk_link(&t.id, desk_id)
+            .await
+            .expect("link readable")
+            .expect("the create was claimed in the link");
+        assert_eq!(
+            link.value.psa_ticket_id(),
+            None,
+            "{tenant}: the link write after the create has not happened"
+        );
+    }
+    world.crash_worker().await;
+    tokio::time::timeout(Duration::from_secs(10), dropped)
+        .await
+        .expect("killing the worker dropped the parked link write")
+        .ok();
+    Kill {
+        tenant,
+        desk_id,
+        psa_id,
     }
 }
 
@@ -102,7 +210,7 @@ impl PutHook for KillBeforeLinkWrite {
 struct KillSwitch<'a> {
     inner: &'a dyn Backend,
     kills: usize,
-    parked: mpsc::UnboundedSender<String>,
+    parked: mpsc::UnboundedSender<ParkedLinkWrite>,
 }
 
 #[async_trait]
@@ -177,7 +285,7 @@ pub async fn converges_exactly_once_after_chaos_and_one_sweep(
 
     // Zendesk: tickets with comments, interleaved across tenants.
     let mut opened: BTreeMap<String, Vec<Opened>> = BTreeMap::new();
-    let mut kills = 0;
+    let mut kills = Vec::new();
     let mut sweeps_during_chaos = 0;
     for i in 0..scale.tickets_per_tenant {
         for t in &world.tenants {
@@ -225,19 +333,18 @@ pub async fn converges_exactly_once_after_chaos_and_one_sweep(
             let _ = world.sweep_now().await;
             sweeps_during_chaos += 1;
         }
-        if parked.try_recv().is_ok() {
-            world.bridge.crash_worker().await;
-            kills += 1;
+        if let Ok(at) = parked.try_recv() {
+            kills.push(kill_worker_at(&mut world, at).await);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if kills == 0 {
+    if kills.is_empty() {
         // Creates go on in the background; wait for the armed one.
-        tokio::time::timeout(Duration::from_secs(60), parked.recv())
+        let at = tokio::time::timeout(Duration::from_secs(60), parked.recv())
             .await
-            .expect("a create reached its link write while armed");
-        world.bridge.crash_worker().await;
-        kills += 1;
+            .expect("a create reached its link write while armed")
+            .expect("the kill switch is alive");
+        kills.push(kill_worker_at(&mut world, at).await);
     }
 
     // The faults stay on while the bridge works through the backlog, with
@@ -325,7 +432,7 @@ pub async fn converges_exactly_once_after_chaos_and_one_sweep(
         println!("{line}");
         report.push(line);
     };
-    say(format!("chaos: {kills} worker kill(s) between an Autotask create and its link write, {sweeps_during_chaos} sweep(s) under faults, then 1 sweep"));
+    say(format!("chaos: {} worker kill(s) between an Autotask create and its link write, {sweeps_during_chaos} sweep(s) under faults, then 1 sweep", kills.len()));
     for (tenant, zendesk, autotask) in &injected {
         say(format!(
             "  {tenant}: Zendesk webhooks sent {} dropped {} duplicated {}, API 5xx {} 429 {} hung {}; \
@@ -401,7 +508,23 @@ pub async fn converges_exactly_once_after_chaos_and_one_sweep(
     }
     let depth = world.queue_depth().await.unwrap();
     assert_eq!(depth.dead, 0, "nothing dead-lettered: {depth:?}");
-    assert_eq!(kills, 1);
+    assert_eq!(kills.len(), 1);
+    for kill in &kills {
+        // The next run adopted the ticket the killed run created.
+        let t = world.tenant(&kill.tenant);
+        let link = Repo::new(world.store())
+            .desk_link(&t.id, kill.desk_id)
+            .await
+            .unwrap()
+            .expect("linked");
+        assert_eq!(
+            link.value.psa_ticket_id(),
+            Some(kill.psa_id),
+            "{}: Zendesk #{} linked to the ticket its killed run created",
+            kill.tenant,
+            kill.desk_id
+        );
+    }
     let opened_total = scale.tenants * scale.tickets_per_tenant;
     assert_eq!(all_tickets, opened_total);
     assert!(
@@ -434,5 +557,5 @@ pub async fn converges_exactly_once_after_chaos_and_one_sweep(
     ));
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(report_file);
     std::fs::write(&path, report.join("\n") + "\n").expect("chaos report written");
-    world.bridge.stop().await;
+    world.stop().await;
 }

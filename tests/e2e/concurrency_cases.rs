@@ -16,7 +16,7 @@ use bridge::timing::PAIR_LEASE;
 use bridge::worker::Worker;
 use sandbox::zendesk::NewTicket;
 use testkit::fakes::FixedClock;
-use testkit::gates::{GatePoint, GatedConnectors, Gates};
+use testkit::gates::{GatePoint, GatedConnectors, Gates, Pause};
 use testkit::world::{TenantSpec, TenantWorld, World, WorldOptions};
 
 /// One tenant, no background worker: only the test's workers run jobs.
@@ -92,6 +92,36 @@ fn past_the_lease() -> chrono::Duration {
     chrono::Duration::from_std(PAIR_LEASE).unwrap() + chrono::Duration::seconds(1)
 }
 
+/// A pair with three writes pending, worker A armed to pause once its first
+/// note has landed, and worker B without gates.
+struct OneWriteIn {
+    clock: Arc<FixedClock>,
+    z: u64,
+    job: SyncJob,
+    gates_a: Arc<Gates>,
+    a: Worker,
+    b: Worker,
+    a_wrote: Pause,
+}
+
+async fn one_write_in(world: &World) -> OneWriteIn {
+    let clock = clock();
+    let (z, job) = pair_with_three_writes_pending(world, &clock).await;
+    let gates_a = Arc::new(Gates::default());
+    let a = worker(world, &clock, Some(&gates_a));
+    let b = worker(world, &clock, None);
+    let a_wrote = gates_a.pause_at(GatePoint::AddedNote, 1);
+    OneWriteIn {
+        clock,
+        z,
+        job,
+        gates_a,
+        a,
+        b,
+        a_wrote,
+    }
+}
+
 /// list/list/write/write: both list both sides before either writes.
 pub async fn two_workers_that_both_listed_before_writing_write_each_note_once(world: World) {
     let clock = clock();
@@ -107,14 +137,8 @@ pub async fn two_workers_that_both_listed_before_writing_write_each_note_once(wo
     let run_a = a.run(&job);
     let run_b = b.run(&job);
     tokio::pin!(run_a, run_b);
-    tokio::select! {
-        _ = a_listed.reached() => {}
-        r = &mut run_a => panic!("worker A ended before listing: {r:?}"),
-    }
-    tokio::select! {
-        _ = b_listed.reached() => {}
-        r = &mut run_b => panic!("worker B ended before listing: {r:?}"),
-    }
+    a_listed.run_until_reached(run_a.as_mut(), "worker A").await;
+    b_listed.run_until_reached(run_b.as_mut(), "worker B").await;
     a_listed.release();
     let a = run_a.await.expect("worker A");
     assert_eq!((a.notes_to_psa, a.comments_to_desk), (2, 1));
@@ -137,20 +161,20 @@ pub async fn two_workers_that_both_listed_before_writing_write_each_note_once(wo
 /// While A's lease lasts, B leaves the pair alone; then B finds A's note by
 /// its marker and writes only the rest.
 pub async fn a_worker_that_died_after_a_write_is_replayed_without_duplicates(world: World) {
-    let clock = clock();
-    let (z, job) = pair_with_three_writes_pending(&world, &clock).await;
-    let gates_a = Arc::new(Gates::default());
-    let a = worker(&world, &clock, Some(&gates_a));
-    let b = worker(&world, &clock, None);
-    let mut a_wrote = gates_a.pause_at(GatePoint::AddedNote, 1);
+    let OneWriteIn {
+        clock,
+        z,
+        job,
+        a,
+        b,
+        mut a_wrote,
+        ..
+    } = one_write_in(&world).await;
 
     {
         let run_a = a.run(&job);
         tokio::pin!(run_a);
-        tokio::select! {
-            _ = a_wrote.reached() => {}
-            r = &mut run_a => panic!("worker A ended before its first note landed: {r:?}"),
-        }
+        a_wrote.run_until_reached(run_a, "worker A").await;
         let busy = b.run(&job).await.expect_err("A holds the pair");
         assert!(matches!(busy.error, SyncError::PairBusy { .. }), "{busy:?}");
         // A dies here: its future is dropped at the pause.
@@ -176,31 +200,28 @@ pub async fn a_worker_that_died_after_a_write_is_replayed_without_duplicates(wor
 /// Lease expiry mid-run: A stalls after one write for longer than its lease,
 /// B takes the pair over and finishes, and A stops before its next write.
 pub async fn a_worker_stalled_past_its_lease_stops_before_its_next_write(world: World) {
-    let clock = clock();
-    let (z, job) = pair_with_three_writes_pending(&world, &clock).await;
-    let gates_a = Arc::new(Gates::default());
-    let a = worker(&world, &clock, Some(&gates_a));
-    let b = worker(&world, &clock, None);
-    let mut a_wrote = gates_a.pause_at(GatePoint::AddedNote, 1);
+    let mut w = one_write_in(&world).await;
 
-    let run_a = a.run(&job);
+    let run_a = w.a.run(&w.job);
     tokio::pin!(run_a);
-    tokio::select! {
-        _ = a_wrote.reached() => {}
-        r = &mut run_a => panic!("worker A ended before its first note landed: {r:?}"),
-    }
-    clock.advance(past_the_lease());
-    let took_over = b.run(&job).await.expect("B takes over the expired lease");
+    w.a_wrote
+        .run_until_reached(run_a.as_mut(), "worker A")
+        .await;
+    w.clock.advance(past_the_lease());
+    let took_over =
+        w.b.run(&w.job)
+            .await
+            .expect("B takes over the expired lease");
     assert_eq!((took_over.notes_to_psa, took_over.comments_to_desk), (1, 1));
 
-    a_wrote.release();
+    w.a_wrote.release();
     let stopped = run_a.await.expect_err("A was overtaken");
     assert!(matches!(stopped.error, SyncError::Overtaken), "{stopped:?}");
     assert_eq!(
-        gates_a.passes(GatePoint::AddingNote),
+        w.gates_a.passes(GatePoint::AddingNote),
         1,
         "A wrote nothing more"
     );
-    assert_eq!(gates_a.passes(GatePoint::AddingComment), 0);
-    assert_mirrored_exactly_once(world.tenant("acme"), &[z]);
+    assert_eq!(w.gates_a.passes(GatePoint::AddingComment), 0);
+    assert_mirrored_exactly_once(world.tenant("acme"), &[w.z]);
 }

@@ -32,6 +32,15 @@ async fn cluster_id_resolves_to_the_configuration_items_company_or_is_reported()
         .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psa_status_and_priority_reach_zendesk_through_the_reverse_tables_only_from_the_noc_queue()
+{
+    let world = World::start(cases::noc_tenant(), WorldOptions::default())
+        .await
+        .unwrap();
+    cases::psa_status_and_priority_reach_zendesk_through_the_reverse_tables_only_from_the_noc_queue(world).await;
+}
+
 async fn concurrency_world() -> World {
     World::start(concurrency::spec(), concurrency::options())
         .await

@@ -54,6 +54,19 @@ async fn cluster_id_resolves_to_the_configuration_items_company_or_is_reported()
         .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psa_status_and_priority_reach_zendesk_through_the_reverse_tables_only_from_the_noc_queue()
+{
+    let world = World::start_on(
+        &AwsBackend::default(),
+        cases::noc_tenant(),
+        WorldOptions::default(),
+    )
+    .await
+    .expect("world on the AWS adapters (is the emulator running? see infra/test.sh)");
+    cases::psa_status_and_priority_reach_zendesk_through_the_reverse_tables_only_from_the_noc_queue(world).await;
+}
+
 async fn concurrency_world() -> World {
     World::start_on(
         &AwsBackend::default(),
@@ -372,6 +385,9 @@ async fn the_lambda_batch_handler_settles_real_worker_outcomes_on_the_real_queue
             .and_then(|r| r.message_id.clone())
             .unwrap()
     };
+    // Taken before the handler hides the 429's messages, so that the check
+    // below cannot be fooled by however long the steps in between take.
+    let hidden_from = Instant::now();
     let response = process_batch(
         &worker,
         world.queue.as_ref(),
@@ -397,8 +413,7 @@ async fn the_lambda_batch_handler_settles_real_worker_outcomes_on_the_real_queue
     assert!(psa_tickets_for(globex, g).is_empty());
     delete_succeeded(&backend, &batch, &failed).await;
 
-    // Hidden for the Retry-After: nothing comes back within 5 s.
-    let returned_at = Instant::now();
+    // Hidden for the Retry-After: nothing comes back at once.
     assert!(lambda_batch(&backend).await.is_empty());
     globex.zendesk.faults().update(|f| f.rate_limit_burst = 0);
     let back = eventually(Duration::from_secs(20), || async {
@@ -408,9 +423,9 @@ async fn the_lambda_batch_handler_settles_real_worker_outcomes_on_the_real_queue
     .await
     .expect("the rate-limited jobs come back");
     assert!(
-        returned_at.elapsed() >= Duration::from_secs(6),
+        hidden_from.elapsed() >= Duration::from_secs(6),
         "came back after {:?}, before the Retry-After of 7 s",
-        returned_at.elapsed()
+        hidden_from.elapsed()
     );
     assert!(
         back.iter().all(|r| {

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::support::{autotask_signature, post, psa_tickets_for, settle, zendesk_event, ARRIVAL};
+use bridge::config::{Direction, FieldRules};
 use bridge::repo::{LogLevel, Repo};
 use psa_bridge_local::demo::demo_tenants;
 use sandbox::autotask::Ticket as PsaTicket;
@@ -23,6 +24,23 @@ pub fn tenants() -> Vec<TenantSpec> {
             spec
         })
         .collect()
+}
+
+/// A NOC tenant: status and priority flow both ways, its tickets go to the
+/// "Level II Support" queue, and only that queue's changes reach Zendesk.
+/// Webhooks for the bridge's own writes are on, to prove there is no echo.
+pub fn noc_tenant() -> Vec<TenantSpec> {
+    let fields = FieldRules {
+        status: Direction::Both,
+        priority: Direction::Both,
+        ..FieldRules::default()
+    };
+    vec![TenantSpec {
+        fields,
+        queue: "Level II Support".into(),
+        to_desk_only_in_own_queue: true,
+        ..TenantSpec::new("noc")
+    }]
 }
 
 fn open(t: &TenantWorld, subject: &str, priority: &str, cluster: Option<&str>) -> u64 {
@@ -244,7 +262,8 @@ pub async fn repeated_and_reordered_webhooks_yield_one_ticket_and_one_note_each(
     wait_for(ARRIVAL, || {
         (acme.autotask.notes(p.id).len() >= 2).then_some(())
     })
-    .await;
+    .await
+    .expect("both comments became notes");
 
     // An Autotask note, its webhook delivered three times as well.
     let note = acme
@@ -287,7 +306,8 @@ pub async fn repeated_and_reordered_webhooks_yield_one_ticket_and_one_note_each(
             .any(|n| n.description == "third comment")
             .then_some(())
     })
-    .await;
+    .await
+    .expect("the third comment became a note");
     settle(&world, Duration::from_millis(800)).await;
 
     assert_eq!(acme.autotask.tickets().len(), 1, "one Autotask ticket");
@@ -399,4 +419,146 @@ pub async fn cluster_id_resolves_to_the_configuration_items_company_or_is_report
         1,
         "nothing created for unresolvable companies"
     );
+}
+
+/// Bridge writes to one Autotask ticket (`PATCH Tickets` naming it).
+fn ticket_patches(t: &TenantWorld, psa_id: i64) -> usize {
+    t.autotask
+        .api_requests_matching("PATCH", "Tickets")
+        .iter()
+        .filter(|r| {
+            r.body
+                .as_ref()
+                .and_then(|b| b.get("id"))
+                .and_then(serde_json::Value::as_i64)
+                == Some(psa_id)
+        })
+        .count()
+}
+
+/// Bridge writes of subject, status or priority to one Zendesk ticket.
+fn desk_field_updates(t: &TenantWorld, desk_id: u64) -> usize {
+    t.zendesk
+        .requests_matching("PUT", &format!("/api/v2/tickets/{desk_id}.json"))
+        .iter()
+        .filter(|r| {
+            let ticket = r.body.as_ref().and_then(|b| b.get("ticket"));
+            ["subject", "status", "priority"]
+                .iter()
+                .any(|field| ticket.and_then(|t| t.get(field)).is_some())
+        })
+        .count()
+}
+
+pub async fn psa_status_and_priority_reach_zendesk_through_the_reverse_tables_only_from_the_noc_queue(
+    world: World,
+) {
+    let t = world.tenant("noc");
+    let noc_queue = pick(t, "queueID", "Level II Support");
+    assert_eq!(t.config.fields.to_desk_only_in_queue, Some(noc_queue));
+    let inside = open(t, "Core switch down", "normal", Some("CL-100"));
+    let outside = open(t, "Printer jam", "normal", Some("CL-100"));
+    let (p_in, p_out) = (
+        psa_ticket_of(t, inside).await.id,
+        psa_ticket_of(t, outside).await.id,
+    );
+    assert_eq!(t.autotask.ticket(p_in).unwrap().queue_id, Some(noc_queue));
+    // A dispatcher moves one ticket out of the NOC queue.
+    let client_portal = pick(t, "queueID", "Client Portal");
+    t.autotask.update_as_technician(
+        p_out,
+        t.technician,
+        &[("queueID", serde_json::json!(client_portal))],
+    );
+    settle(&world, Duration::from_millis(300)).await;
+    let (desk_in_before, desk_out_before) = (
+        t.zendesk.ticket(inside).unwrap(),
+        t.zendesk.ticket(outside).unwrap(),
+    );
+    let (patches_in, patches_out) = (ticket_patches(t, p_in), ticket_patches(t, p_out));
+
+    // Technicians change status and priority on both tickets in Autotask.
+    let (waiting, complete) = (
+        pick(t, "status", "Waiting Customer"),
+        pick(t, "status", "Complete"),
+    );
+    let high = pick(t, "priority", "High");
+    for (psa_id, status) in [(p_in, waiting), (p_out, complete)] {
+        t.autotask.update_as_technician(
+            psa_id,
+            t.technician,
+            &[
+                ("status", serde_json::json!(status)),
+                ("priority", serde_json::json!(high)),
+            ],
+        );
+    }
+    let arrived = wait_for(ARRIVAL, || {
+        t.zendesk
+            .ticket(inside)
+            .filter(|z| z.status == "pending" && z.priority.as_deref() == Some("high"))
+    })
+    .await;
+    assert!(
+        arrived.is_some(),
+        "Waiting Customer -> pending and High -> high never reached Zendesk: {:?}",
+        t.zendesk.ticket(inside)
+    );
+    settle(&world, Duration::from_millis(500)).await;
+
+    assert_eq!(
+        desk_field_updates(t, inside),
+        1,
+        "one Zendesk update for the NOC ticket"
+    );
+    let out = t.zendesk.ticket(outside).unwrap();
+    assert_eq!(
+        (out.status.as_str(), out.priority.as_deref()),
+        (
+            desk_out_before.status.as_str(),
+            desk_out_before.priority.as_deref()
+        ),
+        "a ticket outside the NOC queue keeps its Zendesk values"
+    );
+    assert_ne!(desk_in_before.status, "pending");
+    let (now_in, now_out) = (
+        t.autotask.ticket(p_in).unwrap(),
+        t.autotask.ticket(p_out).unwrap(),
+    );
+    assert_eq!(
+        (now_in.status, now_in.priority, now_out.status),
+        (waiting, high, complete),
+        "the technicians' values stand"
+    );
+    assert_eq!(
+        (ticket_patches(t, p_in), ticket_patches(t, p_out)),
+        (patches_in, patches_out),
+        "Zendesk's new values are not echoed back to Autotask"
+    );
+
+    // The forward direction still works on the same pair, without echo.
+    t.zendesk.update_ticket(
+        inside,
+        TicketChange {
+            subject: None,
+            priority: None,
+            status: Some("solved".into()),
+        },
+    );
+    let solved = wait_for(ARRIVAL, || {
+        t.autotask.ticket(p_in).filter(|p| p.status == complete)
+    })
+    .await;
+    assert!(
+        solved.is_some(),
+        "solved -> Complete never reached Autotask"
+    );
+    settle(&world, Duration::from_millis(500)).await;
+    assert_eq!(ticket_patches(t, p_in), patches_in + 1);
+    assert_eq!(
+        desk_field_updates(t, inside),
+        1,
+        "nothing came back to Zendesk"
+    );
+    assert_eq!(t.zendesk.ticket(inside).unwrap().status, "solved");
 }

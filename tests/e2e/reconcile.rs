@@ -5,26 +5,21 @@
 
 use std::time::Duration;
 
-use crate::support::{assert_mirrored_exactly_once, psa_tickets_for, settle};
+use crate::support::{
+    assert_mirrored_exactly_once, psa_tickets_for, settle, webhook_and_callout_tenants,
+};
 use bridge::reconcile::SweepReport;
 use sandbox::zendesk::NewTicket;
-use testkit::world::{AutotaskEvents, TenantSpec, TenantWorld, World, WorldOptions};
+use testkit::world::{TenantSpec, TenantWorld, World, WorldOptions};
 
 const QUIET: Duration = Duration::from_millis(500);
 
 async fn world() -> World {
     // acme loses every webhook; globex's arrive, so the sweep runs over
     // changes the webhooks already delivered and must not duplicate them.
-    let globex = TenantSpec {
-        events: AutotaskEvents::Callout,
-        ..TenantSpec::new("globex")
-    };
-    let world = World::start(
-        vec![TenantSpec::new("acme"), globex],
-        WorldOptions::default(),
-    )
-    .await
-    .unwrap();
+    let world = World::start(webhook_and_callout_tenants(), WorldOptions::default())
+        .await
+        .unwrap();
     let acme = world.tenant("acme");
     for faults in [acme.zendesk.faults(), acme.autotask.faults()] {
         faults.update(|f| f.drop_webhook_rate = 1.0);
@@ -177,5 +172,5 @@ async fn the_timer_sweeps_without_being_asked() {
     .expect("the timer's sweep delivered the ticket");
     assert_eq!(arrived.external_id, Some(format!("zendesk:{z}")));
     assert!(acme.zendesk.faults().stats().webhooks_dropped >= 1);
-    world.bridge.stop().await;
+    world.stop().await;
 }

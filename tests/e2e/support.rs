@@ -5,10 +5,20 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sandbox::autotask::Ticket as PsaTicket;
-use testkit::world::{TenantWorld, World};
+use testkit::world::{AutotaskEvents, TenantSpec, TenantWorld, World};
 
 /// Generous: these tests wait for real HTTP round trips on a loaded 2-core box.
 pub const ARRIVAL: Duration = Duration::from_secs(20);
+
+/// Two tenants, one per way Autotask reports changes: `acme` with REST
+/// webhooks, `globex` with extension callouts.
+pub fn webhook_and_callout_tenants() -> Vec<TenantSpec> {
+    let globex = TenantSpec {
+        events: AutotaskEvents::Callout,
+        ..TenantSpec::new("globex")
+    };
+    vec![TenantSpec::new("acme"), globex]
+}
 
 /// Held by the tests that must not overlap one another in this one binary:
 /// each chaos run (it loads the machine for minutes) and the log capture of

@@ -27,7 +27,6 @@ pub struct LocalBridge {
     pub wiring: Wiring,
     sweeper: Sweeper,
     shutdown: watch::Sender<bool>,
-    worker_concurrency: usize,
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
     sweeps: JoinHandle<()>,
@@ -81,23 +80,10 @@ impl LocalBridge {
             wiring,
             sweeper,
             shutdown,
-            worker_concurrency,
             server,
             worker,
             sweeps,
         })
-    }
-
-    /// Kills the worker as a crash would: every running job stops at whatever
-    /// await it has reached, nothing is settled, and the queue redelivers the
-    /// messages after their visibility timeout. Then starts a fresh worker, as
-    /// Lambda would start a new instance. For the chaos tests.
-    pub async fn crash_worker(&mut self) {
-        self.worker.abort();
-        let _ = (&mut self.worker).await;
-        let stop = self.shutdown.subscribe();
-        self.worker = spawn_worker(&self.wiring, self.worker_concurrency, stop);
-        tracing::warn!("worker killed and restarted");
     }
 
     /// Runs one reconciliation sweep over every active tenant now.

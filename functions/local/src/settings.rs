@@ -127,6 +127,11 @@ mod tests {
         assert_eq!(acme.id.as_str(), "acme");
         assert_eq!(acme.mappings.priority["urgent"], "Critical");
         assert_eq!(acme.autotask.default_company_id, None);
+        assert_eq!(
+            acme.mappings.status_to_desk["Waiting Customer"],
+            bridge::config::DeskStatus::Pending
+        );
+        assert_eq!(acme.fields, bridge::config::FieldRules::default());
         assert!(settings.secrets_file.ends_with("secrets.example.toml"));
         let secrets = FileSecrets::load(&settings.secrets_file).unwrap();
         let acme_secrets = secrets
@@ -164,6 +169,26 @@ mod tests {
         .unwrap();
         let err = Settings::load(&path).unwrap_err();
         assert!(err.contains("status_table"), "{err}");
+    }
+
+    #[test]
+    fn a_direction_a_field_cannot_take_is_refused_with_the_field_name() {
+        let dir = std::env::temp_dir().join(format!("psa-bridge-fields-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("fields.toml");
+        std::fs::write(
+            &path,
+            "secrets_file = \"s.toml\"\n\n[[tenants]]\nid = \"acme\"\n\
+             [tenants.zendesk]\nbase_url = \"https://acme.zendesk.com\"\n\
+             [tenants.autotask]\nzone_lookup_url = \"https://webservices.autotask.net\"\n\
+             [tenants.fields]\ndescription = \"both\"\n",
+        )
+        .unwrap();
+        let err = Settings::load(&path).unwrap_err();
+        assert!(
+            err.contains("description") && err.contains("unknown variant `both`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -47,6 +47,12 @@ pub struct TenantSpec {
     /// Use Autotask's "exclude resource" so the bridge's own writes fire no
     /// webhook (recommended in production; off in tests to prove echo safety).
     pub exclude_api_user: bool,
+    /// Which field flows which way.
+    pub fields: FieldRules,
+    /// Label of the Autotask queue new tickets go to.
+    pub queue: String,
+    /// Take PSA → desk field changes only from tickets in that queue.
+    pub to_desk_only_in_own_queue: bool,
 }
 
 impl TenantSpec {
@@ -57,6 +63,9 @@ impl TenantSpec {
             events: AutotaskEvents::Webhook,
             default_company: false,
             exclude_api_user: false,
+            fields: FieldRules::default(),
+            queue: "Client Portal".to_owned(),
+            to_desk_only_in_own_queue: false,
         }
     }
 }
@@ -107,6 +116,8 @@ impl Default for WorldOptions {
 /// One tenant's systems.
 pub struct TenantWorld {
     pub id: TenantId,
+    /// How its Autotask reports changes.
+    pub events: AutotaskEvents,
     pub config: TenantConfig,
     pub secrets: TenantSecrets,
     pub zendesk: ZendeskSandbox,
@@ -295,6 +306,16 @@ async fn start_tenant(
         .then(|| autotask.add_company(&format!("Unassigned ({id})")));
     let technician = autotask.add_resource("Tess Technician");
 
+    let queue_id = autotask.picklist_value("queueID", &spec.queue);
+    anyhow::ensure!(
+        queue_id.is_some(),
+        "{id}: the sandbox Autotask has no queue {:?}",
+        spec.queue
+    );
+    let mut fields = spec.fields.clone();
+    if spec.to_desk_only_in_own_queue {
+        fields.to_desk_only_in_queue = queue_id;
+    }
     let config = TenantConfig {
         id: id.clone(),
         active: true,
@@ -304,14 +325,15 @@ async fn start_tenant(
         },
         autotask: AutotaskSettings {
             zone_lookup_url: autotask.zone_lookup_url(),
-            queue_id: autotask.picklist_value("queueID", "Client Portal"),
+            queue_id,
             default_company_id: default_company,
         },
         mappings: spec.mappings.clone(),
-        fields: FieldRules::default(),
+        fields,
     };
     Ok(TenantWorld {
         id,
+        events: spec.events,
         config,
         secrets,
         zendesk,

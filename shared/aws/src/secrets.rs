@@ -22,8 +22,40 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(5 * 60);
 pub struct SecretsManagerSecrets {
     client: Client,
     prefix: String,
+    cache: Cache,
+}
+
+/// Fetched credentials per tenant, served for `ttl` after their fetch.
+#[derive(Debug)]
+struct Cache {
     ttl: Duration,
-    cache: Mutex<HashMap<TenantId, (Instant, TenantSecrets)>>,
+    entries: Mutex<HashMap<TenantId, (Instant, TenantSecrets)>>,
+}
+
+impl Cache {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (Instant, TenantSecrets)>> {
+        // The map holds no invariant a panicking holder could break.
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tenant's credentials if they were fetched less than `ttl` before `now`.
+    fn fresh(&self, tenant: &TenantId, now: Instant) -> Option<TenantSecrets> {
+        let entries = self.lock();
+        let (fetched, secrets) = entries.get(tenant)?;
+        (now.saturating_duration_since(*fetched) < self.ttl).then(|| secrets.clone())
+    }
+
+    fn keep(&self, tenant: &TenantId, fetched: Instant, secrets: &TenantSecrets) {
+        self.lock()
+            .insert(tenant.clone(), (fetched, secrets.clone()));
+    }
 }
 
 impl SecretsManagerSecrets {
@@ -32,30 +64,13 @@ impl SecretsManagerSecrets {
         Self {
             client,
             prefix: prefix.into().trim_end_matches('/').to_owned(),
-            ttl: DEFAULT_CACHE_TTL,
-            cache: Mutex::new(HashMap::new()),
+            cache: Cache::new(DEFAULT_CACHE_TTL),
         }
-    }
-
-    /// How long a fetched secret is served from memory; zero disables the cache.
-    pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
     }
 
     /// The secret's name (never its value) for a tenant.
     pub fn secret_name(&self, tenant: &TenantId) -> String {
         format!("{}/{}", self.prefix, tenant)
-    }
-
-    /// Forgets a tenant's cached credentials, e.g. after the PSA rejected them.
-    pub fn invalidate(&self, tenant: &TenantId) {
-        self.lock().remove(tenant);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (Instant, TenantSecrets)>> {
-        // The map holds no invariant a panicking holder could break.
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn fetch(&self, tenant: &TenantId) -> Result<TenantSecrets, SecretsError> {
@@ -111,16 +126,11 @@ fn describe_json_error(e: &serde_json::Error) -> String {
 impl Secrets for SecretsManagerSecrets {
     #[tracing::instrument(level = "debug", skip(self), fields(tenant = %tenant))]
     async fn tenant_secrets(&self, tenant: &TenantId) -> Result<TenantSecrets, SecretsError> {
-        if let Some((fetched, secrets)) = self.lock().get(tenant) {
-            if fetched.elapsed() < self.ttl {
-                return Ok(secrets.clone());
-            }
+        if let Some(secrets) = self.cache.fresh(tenant, Instant::now()) {
+            return Ok(secrets);
         }
         let secrets = self.fetch(tenant).await?;
-        if !self.ttl.is_zero() {
-            self.lock()
-                .insert(tenant.clone(), (Instant::now(), secrets.clone()));
-        }
+        self.cache.keep(tenant, Instant::now(), &secrets);
         tracing::debug!("tenant secrets fetched");
         Ok(secrets)
     }
@@ -129,6 +139,42 @@ impl Secrets for SecretsManagerSecrets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cached_secrets_are_served_until_their_ttl_runs_out() {
+        let secrets: TenantSecrets = serde_json::from_value(serde_json::json!({
+            "zendesk_email": "bridge@acme.example",
+            "zendesk_api_token": "token",
+            "zendesk_webhook_secret": "hook",
+            "autotask_username": "api@acme.example",
+            "autotask_secret": "secret",
+            "autotask_integration_code": "CODE",
+            "autotask_callout_username": "callout",
+            "autotask_callout_password": "callout-pw",
+            "autotask_webhook_secret": "at-hook"
+        }))
+        .unwrap();
+        let (acme, globex) = (
+            TenantId::parse("acme").unwrap(),
+            TenantId::parse("globex").unwrap(),
+        );
+        let ttl = Duration::from_secs(300);
+        let cache = Cache::new(ttl);
+        let fetched = Instant::now();
+        assert!(cache.fresh(&acme, fetched).is_none(), "nothing fetched yet");
+        cache.keep(&acme, fetched, &secrets);
+        let served = cache.fresh(&acme, fetched + ttl - Duration::from_millis(1));
+        assert_eq!(
+            served.map(|s| s.zendesk_email),
+            Some("bridge@acme.example".to_owned()),
+            "served from memory within the TTL"
+        );
+        assert!(
+            cache.fresh(&acme, fetched + ttl).is_none(),
+            "fetched again once the TTL ran out"
+        );
+        assert!(cache.fresh(&globex, fetched).is_none(), "per tenant");
+    }
 
     #[test]
     fn json_errors_never_quote_the_value() {

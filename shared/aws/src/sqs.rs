@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
-use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use aws_sdk_sqs::Client;
 use bridge::error::QueueError;
 use bridge::model::SyncJob;
@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 /// SQS caps a message's visibility timeout at 12 hours.
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
-/// SQS returns at most 10 messages per receive and sends at most 10 per batch.
+/// SQS returns at most 10 messages per receive.
 const MAX_BATCH: usize = 10;
 /// SQS long polling waits at most 20 seconds.
 const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -52,50 +52,6 @@ impl SqsQueue {
             .await
             .map_err(|e| unavailable("ReceiveMessage", &e))?;
         Ok(out.messages.and_then(|m| m.into_iter().next()))
-    }
-
-    /// Sends many jobs, 10 per request. On error some jobs may have been
-    /// queued already; sending them all again is harmless because SQS drops
-    /// duplicates by deduplication id for five minutes.
-    pub async fn send_batch(&self, jobs: &[SyncJob]) -> Result<(), QueueError> {
-        for chunk in jobs.chunks(MAX_BATCH) {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, job)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(encode(job)?)
-                        .message_group_id(group_id(job))
-                        .message_deduplication_id(dedup_id(job))
-                        .build()
-                        .map_err(|e| QueueError::Invalid(e.to_string()))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| unavailable("SendMessageBatch", &e))?;
-            if let Some(first) = out.failed().first() {
-                let message = format!(
-                    "{} of {} messages refused, first: {} {}",
-                    out.failed().len(),
-                    chunk.len(),
-                    first.code(),
-                    first.message().unwrap_or_default()
-                );
-                return Err(if out.failed().iter().any(|f| f.sender_fault()) {
-                    QueueError::Invalid(message)
-                } else {
-                    QueueError::Unavailable(message)
-                });
-            }
-        }
-        Ok(())
     }
 }
 

@@ -28,28 +28,107 @@ impl Direction {
     }
 }
 
+/// Direction of a field that only the desk side can be the source of: the
+/// Zendesk description is the ticket's first comment and cannot be edited,
+/// and the cluster id cannot be derived from a PSA company. Accepting
+/// `to_desk` for them would promise a sync that cannot happen, so the config
+/// refuses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FromDeskOnly {
+    ToPsa,
+    Off,
+}
+
+impl FromDeskOnly {
+    pub fn to_psa(self) -> bool {
+        self == FromDeskOnly::ToPsa
+    }
+}
+
 /// Field rules; the defaults are DESIGN.md's table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct FieldRules {
     pub subject: Direction,
-    pub description: Direction,
+    /// Sent when the PSA ticket is created (or not, with `off`).
+    pub description: FromDeskOnly,
     pub comments: Direction,
     pub priority: Direction,
     pub status: Direction,
-    pub company: Direction,
+    /// The PSA company, resolved from the cluster id (at create and on change).
+    pub company: FromDeskOnly,
+    /// When set, PSA → desk field changes (subject, status, priority) are
+    /// taken only from PSA tickets in this queue (an Autotask queue id, such
+    /// as a "NOC" queue); tickets elsewhere keep their Zendesk values. Notes
+    /// follow the `comments` rule in every queue.
+    pub to_desk_only_in_queue: Option<i64>,
+}
+
+impl FieldRules {
+    /// Whether any field is taken from the PSA; only then does a run read the
+    /// PSA ticket (one more API call).
+    pub fn any_field_to_desk(&self) -> bool {
+        self.subject.to_desk() || self.status.to_desk() || self.priority.to_desk()
+    }
 }
 
 impl Default for FieldRules {
     fn default() -> Self {
         Self {
             subject: Direction::ToPsa,
-            description: Direction::ToPsa,
+            description: FromDeskOnly::ToPsa,
             comments: Direction::Both,
             priority: Direction::ToPsa,
             status: Direction::ToPsa,
-            company: Direction::ToPsa,
+            company: FromDeskOnly::ToPsa,
+            to_desk_only_in_queue: None,
+        }
+    }
+}
+
+/// A Zendesk status the bridge may set. `new` is left out: a Zendesk ticket
+/// leaves "new" at its first change and cannot be put back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeskStatus {
+    Open,
+    Pending,
+    Hold,
+    Solved,
+    Closed,
+}
+
+impl DeskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeskStatus::Open => "open",
+            DeskStatus::Pending => "pending",
+            DeskStatus::Hold => "hold",
+            DeskStatus::Solved => "solved",
+            DeskStatus::Closed => "closed",
+        }
+    }
+}
+
+/// A Zendesk priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeskPriority {
+    Urgent,
+    High,
+    Normal,
+    Low,
+}
+
+impl DeskPriority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeskPriority::Urgent => "urgent",
+            DeskPriority::High => "high",
+            DeskPriority::Normal => "normal",
+            DeskPriority::Low => "low",
         }
     }
 }
@@ -80,8 +159,12 @@ pub struct AutotaskSettings {
     pub default_company_id: Option<i64>,
 }
 
-/// Mapping tables. Keys are Zendesk values; values are Autotask picklist labels
-/// (or numeric picklist values), resolved through picklist discovery.
+/// Mapping tables. The forward tables (`priority`, `status`) are keyed by
+/// Zendesk value, their values Autotask picklist labels (or numeric picklist
+/// values), resolved through picklist discovery. The reverse tables
+/// (`priority_to_desk`, `status_to_desk`) are keyed by Autotask label (or
+/// number) and name the Zendesk value; they are used only when a rule sends
+/// that field to the desk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mappings {
@@ -89,6 +172,10 @@ pub struct Mappings {
     pub priority: BTreeMap<String, String>,
     #[serde(default)]
     pub status: BTreeMap<String, String>,
+    #[serde(default = "default_priority_to_desk")]
+    pub priority_to_desk: BTreeMap<String, DeskPriority>,
+    #[serde(default = "default_status_to_desk")]
+    pub status_to_desk: BTreeMap<String, DeskStatus>,
     /// Status an Autotask ticket is created with ("first sync creates as New").
     #[serde(default = "default_initial_status")]
     pub initial_status: String,
@@ -103,6 +190,31 @@ fn default_initial_status() -> String {
 
 fn default_priority_for_none() -> String {
     "normal".to_owned()
+}
+
+fn default_priority_to_desk() -> BTreeMap<String, DeskPriority> {
+    [
+        ("Critical", DeskPriority::Urgent),
+        ("High", DeskPriority::High),
+        ("Medium", DeskPriority::Normal),
+        ("Low", DeskPriority::Low),
+    ]
+    .into_iter()
+    .map(|(label, value)| (label.to_owned(), value))
+    .collect()
+}
+
+fn default_status_to_desk() -> BTreeMap<String, DeskStatus> {
+    [
+        ("New", DeskStatus::Open),
+        ("In Progress", DeskStatus::Open),
+        ("Waiting Customer", DeskStatus::Pending),
+        ("Waiting Vendor", DeskStatus::Hold),
+        ("Complete", DeskStatus::Solved),
+    ]
+    .into_iter()
+    .map(|(label, value)| (label.to_owned(), value))
+    .collect()
 }
 
 impl Default for Mappings {
@@ -127,6 +239,8 @@ impl Default for Mappings {
                 ("solved", "Complete"),
                 ("closed", "Complete"),
             ]),
+            priority_to_desk: default_priority_to_desk(),
+            status_to_desk: default_status_to_desk(),
             initial_status: default_initial_status(),
             priority_when_unset: default_priority_for_none(),
         }
@@ -236,6 +350,35 @@ mod tests {
         });
         let err = serde_json::from_value::<TenantConfig>(stored).unwrap_err();
         assert!(err.to_string().contains("`queue`"), "{err}");
+    }
+
+    #[test]
+    fn directions_the_sync_cannot_honour_are_refused() {
+        for (field, direction) in [("description", "to_desk"), ("company", "both")] {
+            let err = serde_json::from_value::<FieldRules>(serde_json::json!({ field: direction }))
+                .unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("unknown variant `{direction}`")),
+                "{field}: {err}"
+            );
+        }
+        let rules: FieldRules =
+            serde_json::from_value(serde_json::json!({"status": "both", "subject": "to_desk"}))
+                .unwrap();
+        assert!(rules.status.to_desk() && rules.status.to_psa() && rules.any_field_to_desk());
+        assert!(!FieldRules::default().any_field_to_desk());
+    }
+
+    #[test]
+    fn a_reverse_table_naming_a_status_zendesk_cannot_take_is_refused() {
+        let err = serde_json::from_value::<Mappings>(
+            serde_json::json!({"status_to_desk": {"Complete": "new"}}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown variant `new`"), "{err}");
+        let defaults: Mappings = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(defaults.status_to_desk["Complete"], DeskStatus::Solved);
     }
 
     #[test]

@@ -25,6 +25,36 @@ pub fn map_desk_value<'m>(
         })
 }
 
+/// Looks a PSA picklist value up in a reverse table (PSA value → desk value),
+/// whose keys are picklist labels or numbers, as in the forward tables.
+pub fn map_psa_value<'m, V>(
+    table: &'static str,
+    reverse: &'m BTreeMap<String, V>,
+    psa_value: i64,
+    values: &[PicklistValue],
+) -> Result<&'m V, SyncError> {
+    let label = values
+        .iter()
+        .find(|v| v.value == psa_value)
+        .map(|v| v.label.as_str());
+    let wanted = label.map(normalize);
+    reverse
+        .iter()
+        .find(|(key, _)| {
+            let key = key.trim();
+            key.parse::<i64>().ok() == Some(psa_value)
+                || wanted.as_deref() == Some(normalize(key).as_str())
+        })
+        .map(|(_, desk)| desk)
+        .ok_or_else(|| SyncError::MissingMapping {
+            table,
+            value: match label {
+                Some(label) => label.to_owned(),
+                None => psa_value.to_string(),
+            },
+        })
+}
+
 /// Resolves a configured PSA value (a picklist label such as "In Progress",
 /// or its numeric value) against the live picklist. Inactive values are
 /// refused: Autotask rejects them on write.
@@ -139,6 +169,29 @@ mod tests {
             err.to_string(),
             "no priority mapping for \"low\"; add it to the tenant's priority table"
         );
+    }
+
+    #[test]
+    fn psa_values_map_back_by_label_or_number_and_missing_ones_name_the_table() {
+        let reverse: BTreeMap<String, &str> = [
+            ("in-progress".to_owned(), "open"),
+            ("5".to_owned(), "solved"),
+        ]
+        .into();
+        assert_eq!(
+            *map_psa_value("status_to_desk", &reverse, 8, &picklist()).unwrap(),
+            "open"
+        );
+        assert_eq!(
+            *map_psa_value("status_to_desk", &reverse, 5, &picklist()).unwrap(),
+            "solved"
+        );
+        let err = map_psa_value("status_to_desk", &reverse, 1, &picklist()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no status_to_desk mapping for \"New\"; add it to the tenant's status_to_desk table"
+        );
+        assert!(!err.is_retryable());
     }
 
     #[test]

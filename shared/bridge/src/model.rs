@@ -268,6 +268,23 @@ impl PsaTicketPatch {
     }
 }
 
+/// Fields the bridge sets on a Zendesk ticket from the PSA (each `None` is
+/// left alone).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeskTicketPatch {
+    pub subject: Option<String>,
+    /// `open`, `pending`, `hold`, `solved` or `closed`.
+    pub status: Option<String>,
+    /// `urgent`, `high`, `normal` or `low`.
+    pub priority: Option<String>,
+}
+
+impl DeskTicketPatch {
+    pub fn is_empty(&self) -> bool {
+        self.subject.is_none() && self.status.is_none() && self.priority.is_none()
+    }
+}
+
 /// Who may see a note. Internal Zendesk comments must stay internal in the PSA
 /// and the other way round; publishing an internal note is a data leak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::{TenantConfig, TenantSecrets};
 use crate::error::{ApiError, QueueError, SecretsError, StoreError, SyncError};
 use crate::model::{
-    DeskComment, DeskTicket, NewPsaNote, NewPsaTicket, PicklistValue, PsaNote, PsaTicket,
-    PsaTicketPatch, SyncJob, TenantId, Visibility,
+    DeskComment, DeskTicket, DeskTicketPatch, NewPsaNote, NewPsaTicket, PicklistValue, PsaNote,
+    PsaTicket, PsaTicketPatch, SyncJob, TenantId, Visibility,
 };
 
 /// DynamoDB's item size limit; every adapter enforces it so that a ticket that
@@ -134,6 +134,8 @@ pub trait ServiceDesk: Send + Sync {
         body: &str,
         visibility: Visibility,
     ) -> Result<u64, ApiError>;
+    /// Sets the subject, status or priority the PSA side changed.
+    async fn update_ticket(&self, ticket_id: u64, patch: &DeskTicketPatch) -> Result<(), ApiError>;
     /// Records the PSA ticket reference on the Zendesk ticket.
     async fn set_external_id(&self, ticket_id: u64, external_id: &str) -> Result<(), ApiError>;
     /// Tickets changed since `position` (Zendesk's cursor-based incremental
@@ -176,6 +178,9 @@ pub trait Psa: Send + Sync {
     ) -> Result<Option<PsaTicket>, ApiError>;
     async fn create_ticket(&self, ticket: &NewPsaTicket) -> Result<i64, ApiError>;
     async fn update_ticket(&self, id: i64, patch: &PsaTicketPatch) -> Result<(), ApiError>;
+    /// How many characters of a ticket title the PSA keeps; longer titles are
+    /// cut to this at the wire, and the engine compares titles as stored.
+    fn title_max_chars(&self) -> usize;
     /// All notes of a ticket, following paging to the end.
     async fn list_notes(&self, ticket_id: i64) -> Result<Vec<PsaNote>, ApiError>;
     async fn add_note(&self, ticket_id: i64, note: &NewPsaNote) -> Result<i64, ApiError>;

@@ -1,8 +1,6 @@
 //! Typed access to the single-table store, with the keys of DESIGN.md. The
 //! adapters only move items; what an item means lives here, once.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -79,6 +77,27 @@ pub struct SeenDeskValues {
     pub cluster_id: Option<String>,
 }
 
+/// The PSA values the bridge last wrote or took to the desk. A field is taken
+/// from the PSA only when its PSA value moves away from these, so the
+/// bridge's own writes are never echoed back. `None`: not known yet (a link
+/// from before the reverse direction existed); the next run records the
+/// current value without acting on it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenPsaValues {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<i64>,
+}
+
+impl SeenPsaValues {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// One mirrored comment/note pair. Short field names: a ticket with thousands
 /// of comments must still fit in one 400 KB item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +137,8 @@ pub enum ClaimedWrite {
     Comment { psa_note_id: i64 },
     /// A patch of the PSA ticket's mapped fields.
     Fields,
+    /// A patch of the desk ticket's fields taken from the PSA.
+    DeskFields,
     /// The PSA reference on the desk ticket.
     ExternalRef,
 }
@@ -136,6 +157,8 @@ pub struct TicketLink {
     pub psa_ticket_number: Option<String>,
     #[serde(default)]
     pub seen: SeenDeskValues,
+    #[serde(default, skip_serializing_if = "SeenPsaValues::is_empty")]
+    pub seen_psa: SeenPsaValues,
     #[serde(default)]
     pub comments: Vec<CommentLink>,
     #[serde(default)]
@@ -156,6 +179,7 @@ impl TicketLink {
             state: LinkState::Creating { claimed_at: now },
             psa_ticket_number: None,
             seen: SeenDeskValues::default(),
+            seen_psa: SeenPsaValues::default(),
             comments: Vec::new(),
             synced_at: None,
             lease: None,
@@ -482,15 +506,6 @@ impl<'a> Repo<'a> {
             .await?;
         items.iter().map(decode).collect()
     }
-
-    /// Every ticket pair of a tenant (for tests, the demo and admin views).
-    pub async fn desk_links(&self, tenant: &TenantId) -> Result<Vec<TicketLink>, StoreError> {
-        let items = self
-            .store
-            .query(&tenant_pk(tenant), "LINK#Z#", false, usize::MAX)
-            .await?;
-        items.iter().map(decode).collect()
-    }
 }
 
 fn decode<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
@@ -499,21 +514,6 @@ fn decode<T: DeserializeOwned>(item: &Item) -> Result<T, StoreError> {
         sk: item.sk.clone(),
         message: e.to_string(),
     })
-}
-
-/// Counts of a tenant's links, for reports.
-pub fn comment_origin_counts(links: &[TicketLink]) -> BTreeMap<&'static str, usize> {
-    let mut counts = BTreeMap::new();
-    for link in links {
-        for comment in &link.comments {
-            let key = match comment.origin {
-                Side::Desk => "zendesk_to_autotask",
-                Side::Psa => "autotask_to_zendesk",
-            };
-            *counts.entry(key).or_default() += 1;
-        }
-    }
-    counts
 }
 
 #[cfg(test)]

@@ -13,23 +13,25 @@ use tracing::{debug, info, warn};
 
 use crate::config::TenantConfig;
 use crate::error::SyncError;
-use crate::mapping::{map_desk_value, resolve_picklist};
+use crate::mapping::resolve_picklist;
 use crate::model::{
     DeskComment, DeskTicket, DeskTicketId, JobSubject, NewPsaNote, NewPsaTicket, PsaNote,
-    PsaTicketId, PsaTicketPatch, Side, SyncJob,
+    PsaTicketId, Side, SyncJob,
 };
 use crate::ports::{Clock, Psa, ServiceDesk, Store};
 use crate::repo::{
-    ClaimedWrite, CommentLink, LinkState, PsaLink, Repo, SeenDeskValues, TicketLink,
+    ClaimedWrite, CommentLink, LinkState, PsaLink, Repo, SeenDeskValues, SeenPsaValues, TicketLink,
 };
 use crate::step::Step;
 use crate::timing::JOB_WRITE_BUDGET;
 
 mod fence;
+mod fields;
 mod markers;
 
 pub use fence::LeaseTiming;
 use fence::{Fence, MayWrite};
+use fields::{map_priority, resolve_company, stored_title, DeskFieldPatch, PsaFieldPatch};
 use markers::parse_desk_external_ref;
 pub use markers::{
     comment_body_for, desk_comment_marked_in, desk_external_ref, note_title_for, psa_external_ref,
@@ -78,7 +80,10 @@ pub struct SyncReport {
     pub psa_ticket_id: Option<i64>,
     pub created_psa_ticket: bool,
     pub adopted_psa_ticket: bool,
+    /// PSA fields written from the desk.
     pub fields_updated: Vec<&'static str>,
+    /// Desk fields written from the PSA.
+    pub desk_fields_updated: Vec<&'static str>,
     pub notes_to_psa: usize,
     pub comments_to_desk: usize,
     /// Copies the bridge itself wrote, recognised and not mirrored back.
@@ -227,10 +232,14 @@ async fn run_pair(
     // Field problems (a missing mapping, say) must not hold back comments:
     // they are collected, the rest is synced, and the first one is reported.
     let mut problem = None;
+    let mut agreed = false;
     if !is_new {
-        let (patch, field_problem) = plan_fields(cx, &ticket, link).await?;
-        plan.extend(patch.map(Planned::Fields));
-        problem = field_problem;
+        let fields = fields::plan(cx, &ticket, psa_ticket_id, link).await?;
+        agreed = !fields.agreed.is_empty();
+        fields::record(&fields.agreed, link);
+        plan.extend(fields.to_psa.map(Planned::Fields));
+        plan.extend(fields.to_desk.map(Planned::DeskFields));
+        problem = fields.problem;
     }
     plan.extend(plan_comments(cx, &ticket, psa_ticket_id, link, report).await?);
 
@@ -238,6 +247,7 @@ async fn run_pair(
     let link_changed = report.writes > 0
         || report.own_copies_recognised > 0
         || report.claims_resolved > 0
+        || agreed
         || link.synced_at.is_none();
     if link_changed || fence.holds_lease() {
         link.synced_at = Some(cx.clock.now());
@@ -282,14 +292,19 @@ async fn create_or_adopt(
             .at(Step::FindPsaTicket)?;
     }
 
-    let (psa_ticket_id, ticket_number) = match found {
+    let (psa_ticket_id, ticket_number, seen_psa) = match found {
         Some(psa_ticket) => {
             info!(
                 psa_ticket_id = psa_ticket.id,
                 "adopting the Autotask ticket that already references this Zendesk ticket"
             );
             report.adopted_psa_ticket = true;
-            (psa_ticket.id, psa_ticket.ticket_number)
+            let seen_psa = SeenPsaValues {
+                title: Some(psa_ticket.title),
+                priority: Some(psa_ticket.priority),
+                status: Some(psa_ticket.status),
+            };
+            (psa_ticket.id, psa_ticket.ticket_number, seen_psa)
         }
         None => {
             if link.claims.contains(&ClaimedWrite::Ticket) {
@@ -298,6 +313,11 @@ async fn create_or_adopt(
             // Everything that can fail permanently is resolved before the claim,
             // so a missing mapping never leaves a claim behind.
             let new_ticket = new_psa_ticket(cx, ticket).await?;
+            let seen_psa = SeenPsaValues {
+                title: Some(stored_title(cx, &new_ticket.title)),
+                priority: Some(new_ticket.priority),
+                status: Some(new_ticket.status),
+            };
             link.state = LinkState::Creating {
                 claimed_at: cx.clock.now(),
             };
@@ -323,7 +343,7 @@ async fn create_or_adopt(
                 .ok()
                 .flatten()
                 .and_then(|t| t.ticket_number);
-            (psa_id, number)
+            (psa_id, number, seen_psa)
         }
     };
 
@@ -349,6 +369,7 @@ async fn create_or_adopt(
         status: ticket.status.clone(),
         cluster_id: ticket.cluster_id.clone(),
     };
+    link.seen_psa = seen_psa;
     link.claims.retain(|c| *c != ClaimedWrite::Ticket);
     if fence.holds_lease() {
         fence.claim(link, []).await
@@ -370,72 +391,29 @@ async fn new_psa_ticket(
     let status =
         resolve_picklist("status", &mappings.initial_status, &statuses).at(Step::MapStatus)?;
     let priority = map_priority(cx, ticket.priority.as_deref()).await?;
-    let company_id = resolve_company(cx, ticket.cluster_id.as_deref()).await?;
+    let rules = &cx.tenant.fields;
+    // With the company rule off the cluster id is not looked at: the ticket
+    // goes to the default company (Autotask requires one).
+    let cluster_id = rules
+        .company
+        .to_psa()
+        .then_some(ticket.cluster_id.as_deref())
+        .flatten();
+    let company_id = resolve_company(cx, cluster_id).await?;
+    let description = if rules.description.to_psa() {
+        ticket.description.clone()
+    } else {
+        String::new()
+    };
     Ok(NewPsaTicket {
         title: ticket.subject.clone(),
-        description: ticket.description.clone(),
+        description,
         status,
         priority,
         company_id,
         queue_id: cx.tenant.autotask.queue_id,
         external_id: psa_external_ref(ticket.id),
     })
-}
-
-async fn map_priority(
-    cx: &SyncContext<'_>,
-    desk_priority: Option<&str>,
-) -> Result<i64, StepFailure> {
-    let mappings = &cx.tenant.mappings;
-    let desk_value = desk_priority.unwrap_or(&mappings.priority_when_unset);
-    let label = map_desk_value("priority", &mappings.priority, desk_value).at(Step::MapPriority)?;
-    let values = cx
-        .psa
-        .ticket_picklist("priority")
-        .await
-        .at(Step::ReadPsaPicklists)?;
-    resolve_picklist("priority", label, &values).at(Step::MapPriority)
-}
-
-async fn map_status(cx: &SyncContext<'_>, desk_status: &str) -> Result<i64, StepFailure> {
-    let label =
-        map_desk_value("status", &cx.tenant.mappings.status, desk_status).at(Step::MapStatus)?;
-    let values = cx
-        .psa
-        .ticket_picklist("status")
-        .await
-        .at(Step::ReadPsaPicklists)?;
-    resolve_picklist("status", label, &values).at(Step::MapStatus)
-}
-
-/// The company of the configuration item whose reference number is the
-/// cluster id; the tenant's default company when none matches.
-async fn resolve_company(
-    cx: &SyncContext<'_>,
-    cluster_id: Option<&str>,
-) -> Result<i64, StepFailure> {
-    let default = cx.tenant.autotask.default_company_id;
-    let cluster_id = cluster_id.map(str::trim).filter(|c| !c.is_empty());
-    match cluster_id {
-        Some(cluster) => match cx
-            .psa
-            .company_for_reference(cluster)
-            .await
-            .at(Step::ResolveCompany)?
-        {
-            Some(company) => Ok(company),
-            None => default.ok_or_else(|| StepFailure {
-                step: Step::ResolveCompany,
-                error: SyncError::NoCompanyForCluster {
-                    cluster_id: cluster.to_owned(),
-                },
-            }),
-        },
-        None => default.ok_or(StepFailure {
-            step: Step::ResolveCompany,
-            error: SyncError::NoCompany,
-        }),
-    }
 }
 
 /// Writes claimed per store write: a first sync of thousands of comments makes
@@ -446,7 +424,8 @@ const CLAIM_CHUNK: usize = 25;
 #[derive(Debug)]
 enum Planned {
     ExternalRef(String),
-    Fields(FieldPatch),
+    Fields(PsaFieldPatch),
+    DeskFields(DeskFieldPatch),
     Note(DeskComment),
     Comment(PsaNote),
 }
@@ -456,6 +435,7 @@ impl Planned {
         match self {
             Planned::ExternalRef(_) => ClaimedWrite::ExternalRef,
             Planned::Fields(_) => ClaimedWrite::Fields,
+            Planned::DeskFields(_) => ClaimedWrite::DeskFields,
             Planned::Note(comment) => ClaimedWrite::Note {
                 desk_comment_id: comment.id,
             },
@@ -464,16 +444,6 @@ impl Planned {
             },
         }
     }
-}
-
-/// The PSA fields to patch, and the desk values they come from.
-#[derive(Debug)]
-struct FieldPatch {
-    patch: PsaTicketPatch,
-    changed: Vec<&'static str>,
-    /// `seen` once the patch is written: only what was written is marked
-    /// seen, so a field that failed to map is tried again on the next change.
-    seen_after: SeenDeskValues,
 }
 
 /// Claims the planned writes (a chunk per store write) and makes them, each
@@ -538,8 +508,16 @@ async fn perform(
                 .update_ticket(psa_ticket_id, &fields.patch)
                 .await
                 .at(Step::UpdatePsaTicket)?;
-            link.seen = fields.seen_after.clone();
+            fields::record(&fields.marks, link);
             report.fields_updated = fields.changed.clone();
+        }
+        Planned::DeskFields(fields) => {
+            cx.desk
+                .update_ticket(ticket.id, &fields.patch)
+                .await
+                .at(Step::UpdateDeskTicket)?;
+            fields::record(&fields.marks, link);
+            report.desk_fields_updated = fields.changed.clone();
         }
         Planned::Note(comment) => {
             let note = NewPsaNote {
@@ -589,69 +567,6 @@ async fn perform(
     }
     report.writes += 1;
     Ok(())
-}
-
-/// The patch of the fields whose Zendesk value changed since the bridge last
-/// acted, and the first field that could not be mapped. A retryable problem
-/// (Autotask unreachable while reading a picklist) fails the run instead.
-async fn plan_fields(
-    cx: &SyncContext<'_>,
-    ticket: &DeskTicket,
-    link: &TicketLink,
-) -> Result<(Option<FieldPatch>, Option<StepFailure>), StepFailure> {
-    let rules = &cx.tenant.fields;
-    let mut patch = PsaTicketPatch::default();
-    let mut changed = Vec::new();
-    let mut seen_after = link.seen.clone();
-    let mut problem = None;
-
-    if rules.subject.to_psa() && ticket.subject != link.seen.subject {
-        patch.title = Some(ticket.subject.clone());
-        changed.push("title");
-        seen_after.subject = ticket.subject.clone();
-    }
-    if rules.priority.to_psa() && ticket.priority != link.seen.priority {
-        match map_priority(cx, ticket.priority.as_deref()).await {
-            Ok(p) => {
-                patch.priority = Some(p);
-                changed.push("priority");
-                seen_after.priority = ticket.priority.clone();
-            }
-            Err(f) => problem = problem.or(Some(f)),
-        }
-    }
-    if rules.status.to_psa() && ticket.status != link.seen.status {
-        match map_status(cx, &ticket.status).await {
-            Ok(s) => {
-                patch.status = Some(s);
-                changed.push("status");
-                seen_after.status = ticket.status.clone();
-            }
-            Err(f) => problem = problem.or(Some(f)),
-        }
-    }
-    if rules.company.to_psa() && ticket.cluster_id != link.seen.cluster_id {
-        match resolve_company(cx, ticket.cluster_id.as_deref()).await {
-            Ok(c) => {
-                patch.company_id = Some(c);
-                changed.push("company");
-                seen_after.cluster_id = ticket.cluster_id.clone();
-            }
-            Err(f) => problem = problem.or(Some(f)),
-        }
-    }
-    if let Some(failure) = problem {
-        if failure.error.is_retryable() {
-            return Err(failure);
-        }
-        problem = Some(failure);
-    }
-    let patch = (!patch.is_empty()).then_some(FieldPatch {
-        patch,
-        changed,
-        seen_after,
-    });
-    Ok((patch, problem))
 }
 
 /// Lists both sides, recognises the bridge's own copies, and plans a note for

@@ -95,6 +95,9 @@ impl Psa for Probe {
     async fn create_ticket(&self, ticket: &NewPsaTicket) -> Result<i64, ApiError> {
         probed!(self, self.inner.create_ticket(ticket))
     }
+    fn title_max_chars(&self) -> usize {
+        self.inner.title_max_chars()
+    }
     async fn update_ticket(&self, id: i64, patch: &PsaTicketPatch) -> Result<(), ApiError> {
         probed!(self, self.inner.update_ticket(id, patch))
     }
@@ -389,10 +392,11 @@ async fn shared_budget_leases_tokens_in_blocks_not_per_call() {
     assert_eq!(probe.calls(), 6);
 }
 
-/// Lets the first slot-taking write land, then never answers: the process
-/// is cancelled (an aborted job) right after its write took the slot.
+/// Lets the first slot-taking write land, says so, then never answers: the
+/// process is cancelled (an aborted job) right after its write took the slot.
 struct LandThenHang {
     armed: AtomicBool,
+    landed: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 #[async_trait]
@@ -409,6 +413,9 @@ impl PutHook for LandThenHang {
             sk.starts_with(bridge::repo::AUTOTASK_SLOT_SK_PREFIX) && !body.contains("\"holder\":0");
         if takes_a_slot && self.armed.swap(false, Ordering::SeqCst) {
             inner.put(pk, sk, body, *condition, None).await?;
+            if let Some(landed) = self.landed.lock().unwrap().take() {
+                let _ = landed.send(());
+            }
             std::future::pending::<()>().await;
         }
         Ok(())
@@ -417,10 +424,12 @@ impl PutHook for LandThenHang {
 
 #[tokio::test]
 async fn a_take_cancelled_after_its_write_landed_gives_the_slot_back() {
+    let (landed, write_landed) = tokio::sync::oneshot::channel();
     let store: Arc<dyn Store> = Arc::new(HookedStore {
         inner: Arc::new(SqliteStore::in_memory().unwrap()),
         hook: LandThenHang {
             armed: AtomicBool::new(true),
+            landed: std::sync::Mutex::new(Some(landed)),
         },
     });
     let budget = AutotaskBudget {
@@ -434,13 +443,16 @@ async fn a_take_cancelled_after_its_write_landed_gives_the_slot_back() {
     let other = AutotaskBudgets::new(budget, clock).shared_through(store);
     let acme = tenant("acme");
 
-    let hung = tokio::time::timeout(
-        Duration::from_millis(200),
-        cancelled.for_tenant(&acme).admit(),
-    )
-    .await;
-    assert!(hung.is_err(), "the take should hang after its write landed");
+    // The take is dropped (cancelled) once its write has landed.
+    let budget = cancelled.for_tenant(&acme);
+    tokio::select! {
+        landed = write_landed => landed.expect("the hook signals the landed write"),
+        taken = budget.admit() => {
+            panic!("the take should hang after its write landed: {:?}", taken.map(|_| ()))
+        }
+    }
 
+    // The slot comes back in the background; a bounded poll waits for it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         match other.for_tenant(&acme).admit().await {
@@ -453,5 +465,6 @@ async fn a_take_cancelled_after_its_write_landed_gives_the_slot_back() {
                 "the cancelled take kept the only slot: {error}"
             ),
         }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

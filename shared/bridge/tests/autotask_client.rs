@@ -13,7 +13,10 @@ use bridge::connectors::autotask::{
 use bridge::error::{ApiError, InboundError};
 use bridge::model::{NewPsaNote, NewPsaTicket, PsaTicketPatch, Visibility};
 use bridge::ports::Psa;
-use sandbox::autotask::{AutotaskSandbox, AutotaskSandboxConfig, CalloutTarget, WebhookTarget};
+use sandbox::autotask::{
+    AutotaskSandbox, AutotaskSandboxConfig, CalloutTarget, RecordedRequest, WebhookTarget, API_ROOT,
+};
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 const API_RESOURCE: i64 = 29682885;
@@ -56,6 +59,25 @@ async fn setup() -> (AutotaskSandbox, AutotaskClient, i64) {
     (sandbox, client, company)
 }
 
+/// The `method` requests the sandbox received at exactly `{API_ROOT}/{path}`,
+/// oldest first.
+fn received(sandbox: &AutotaskSandbox, method: &str, path: &str) -> Vec<RecordedRequest> {
+    let path = format!("{API_ROOT}/{path}");
+    sandbox
+        .requests_matching(method, &path)
+        .into_iter()
+        .filter(|r| r.path == path)
+        .collect()
+}
+
+/// The JSON bodies of [`received`].
+fn bodies(sandbox: &AutotaskSandbox, method: &str, path: &str) -> Vec<Value> {
+    received(sandbox, method, path)
+        .iter()
+        .map(|r| r.json().clone())
+        .collect()
+}
+
 fn new_ticket(sandbox: &AutotaskSandbox, company: i64, external_id: &str) -> NewPsaTicket {
     NewPsaTicket {
         title: "Printer on fire".to_owned(),
@@ -95,12 +117,47 @@ async fn created_tickets_are_found_by_external_id_and_read_back() {
     let wanted = new_ticket(&sandbox, company, "zendesk:101");
     let id = client.create_ticket(&wanted).await.unwrap();
 
+    // What Autotask received: every field of the new ticket, nothing else,
+    // with the API user's headers (credentials redacted by the recording).
+    let posts = received(&sandbox, "POST", "Tickets");
+    assert_eq!(posts.len(), 1);
+    assert_eq!(
+        posts[0].json(),
+        &json!({
+            "companyID": company,
+            "title": "Printer on fire",
+            "description": "The office printer is on fire.",
+            "status": 1,
+            "priority": 2,
+            "queueID": 29682833,
+            "externalID": "zendesk:101",
+        })
+    );
+    assert_eq!(posts[0].header("username"), Some("sync@msp.example"));
+    assert_eq!(
+        posts[0].header("secret"),
+        Some(sandbox::recording::REDACTED)
+    );
+    assert_eq!(
+        posts[0].header("apiintegrationcode"),
+        Some(sandbox::recording::REDACTED)
+    );
+    assert_eq!(posts[0].header("content-type"), Some("application/json"));
+    assert_eq!(posts[0].status, Some(200));
+
     let found = client
         .find_ticket_by_external_id("zendesk:101")
         .await
         .unwrap()
         .expect("found");
     assert_eq!(found.id, id);
+    assert_eq!(
+        bodies(&sandbox, "POST", "Tickets/query"),
+        vec![json!({
+            "MaxRecords": 10,
+            "filter": [{"op": "eq", "field": "externalID", "value": "zendesk:101"}],
+        })]
+    );
     let ticket = client.get_ticket(id).await.unwrap().expect("exists");
     assert_eq!(ticket, found);
     assert_eq!(ticket.title, wanted.title);
@@ -153,6 +210,11 @@ async fn patches_change_only_the_given_fields() {
         ..Default::default()
     };
     client.update_ticket(id, &patch).await.unwrap();
+    // PATCH leaves omitted fields alone, so the body names only the change.
+    assert_eq!(
+        bodies(&sandbox, "PATCH", "Tickets"),
+        vec![json!({"id": id, "status": in_progress})]
+    );
     let after = sandbox.ticket(id).unwrap();
     assert_eq!(after.status, in_progress);
     assert_eq!(
@@ -183,6 +245,10 @@ async fn patches_change_only_the_given_fields() {
         status: None,
     };
     client.update_ticket(id, &patch).await.unwrap();
+    assert_eq!(
+        bodies(&sandbox, "PATCH", "Tickets")[1],
+        json!({"id": id, "title": "Printer fixed", "priority": 4, "companyID": other})
+    );
     let after = sandbox.ticket(id).unwrap();
     assert_eq!(
         (
@@ -204,6 +270,7 @@ async fn patches_change_only_the_given_fields() {
         calls,
         "an empty patch costs no API call"
     );
+    assert_eq!(received(&sandbox, "PATCH", "Tickets").len(), 2);
 }
 
 #[tokio::test]
@@ -228,6 +295,18 @@ async fn notes_page_through_and_keep_their_visibility() {
         .add_note(ticket, &note("internal from zendesk", Visibility::Internal))
         .await
         .unwrap();
+    // The bodies Autotask received: the database's default note type, and
+    // publish 1 ("All Autotask Users") or 2 ("Internal Only").
+    let note_type = sandbox.picklist_value("noteType", "Task Notes").unwrap();
+    assert_eq!(
+        bodies(&sandbox, "POST", &format!("Tickets/{ticket}/Notes")),
+        vec![
+            json!({"ticketID": ticket, "title": "public from zendesk",
+                "description": "public from zendesk body", "noteType": note_type, "publish": 1}),
+            json!({"ticketID": ticket, "title": "internal from zendesk",
+                "description": "internal from zendesk body", "noteType": note_type, "publish": 2}),
+        ]
+    );
     let mut expected = vec![
         (public, Visibility::Public, API_RESOURCE),
         (internal, Visibility::Internal, API_RESOURCE),
@@ -268,6 +347,16 @@ async fn notes_page_through_and_keep_their_visibility() {
     assert_eq!(notes[0].description, "public from zendesk body");
     // Seven notes at three per page, and the picklists already cached.
     assert_eq!(sandbox.api_calls() - calls, 3);
+    let offsets: Vec<Option<String>> =
+        received(&sandbox, "GET", &format!("Tickets/{ticket}/Notes"))
+            .iter()
+            .map(|r| r.query_param("offset"))
+            .collect();
+    assert_eq!(
+        offsets,
+        vec![None, Some("3".to_owned()), Some("6".to_owned())],
+        "the first page, then the two nextPageUrls"
+    );
 
     let missing = client.list_notes(424_242).await.unwrap_err();
     assert!(matches!(missing, ApiError::NotFound { .. }), "{missing:?}");
@@ -319,17 +408,28 @@ async fn change_queries_ask_only_for_the_id_and_last_activity() {
         .create_ticket(&new_ticket(&sandbox, company, "zendesk:1"))
         .await
         .unwrap();
-    // The same body the client sends, answered by the sandbox directly.
-    let response: serde_json::Value = reqwest::Client::new()
+    let since = chrono::DateTime::parse_from_rfc3339("2000-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    assert_eq!(client.tickets_changed_since(since).await.unwrap().len(), 1);
+
+    // The query the client sent, as the sandbox recorded it.
+    let sent = bodies(&sandbox, "POST", "Tickets/query");
+    assert_eq!(
+        sent,
+        vec![json!({
+            "MaxRecords": 500,
+            "IncludeFields": ["id", "lastActivityDate"],
+            "filter": [{"op": "gt", "field": "lastActivityDate", "value": "2000-01-01T00:00:00.000Z"}],
+        })]
+    );
+    // Sent again as it was, it is answered with those two fields only.
+    let response: Value = reqwest::Client::new()
         .post(format!("{}Tickets/query", client.base_url()))
         .header("UserName", "sync@msp.example")
         .header("Secret", "api-secret-1")
         .header("ApiIntegrationCode", "INTEGRATION-CODE-1")
-        .json(&serde_json::json!({
-            "MaxRecords": 500,
-            "IncludeFields": ["id", "lastActivityDate"],
-            "filter": [{"op": "gt", "field": "lastActivityDate", "value": "2000-01-01T00:00:00.000Z"}],
-        }))
+        .json(&sent[0])
         .send()
         .await
         .unwrap()
@@ -440,6 +540,11 @@ async fn an_invalid_picklist_value_is_a_permanent_rejection() {
     }
     assert!(!err.is_retryable());
     assert!(sandbox.tickets().is_empty());
+    // Sent once as given (the client neither retries nor "fixes" the value).
+    let posts = received(&sandbox, "POST", "Tickets");
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].json()["status"], 999);
+    assert_eq!(posts[0].status, Some(500));
 
     ticket.status = 1;
     ticket.company_id = 1;
@@ -490,6 +595,11 @@ async fn server_errors_are_retryable() {
     );
     sandbox.faults().clear();
     assert!(sandbox.tickets().is_empty());
+    // One attempt: retrying is the worker's decision, not the client's.
+    let posts = received(&sandbox, "POST", "Tickets");
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].status, Some(500));
+    assert_eq!(posts[0].json()["externalID"], "zendesk:10");
 }
 
 // ---------------------------------------------------------------------------
@@ -649,6 +759,14 @@ async fn the_excluded_api_user_fires_callouts_but_no_webhooks() {
         ..Default::default()
     };
     client.update_ticket(ticket, &patch).await.unwrap();
+    assert_eq!(
+        bodies(&sandbox, "PATCH", "Tickets"),
+        vec![json!({"id": ticket, "priority": 1})]
+    );
+    assert_eq!(
+        bodies(&sandbox, "POST", &format!("Tickets/{ticket}/Notes"))[0]["publish"],
+        1
+    );
     for _ in 0..2 {
         let callout = next(&mut callouts).await;
         assert_eq!(

@@ -1,6 +1,6 @@
 //! The embedded adapters: the shared port contracts, plus what only they
-//! offer (dead-letter inspection and redrive, files that survive a restart,
-//! the secrets file).
+//! offer (dead letters and their redrive, files that survive a restart, the
+//! secrets file).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -11,8 +11,8 @@ use std::time::Duration;
 use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, QueueDepth, SqliteStore};
 use bridge::error::{QueueError, SecretsError, StoreError};
 use bridge::model::{DeskTicketId, JobSubject, SyncJob, TenantId};
-use bridge::ports::{Clock, Condition, Queue, Secrets, Store, MAX_ITEM_BYTES};
-use chrono::{DateTime, TimeDelta, Utc};
+use bridge::ports::{Condition, Queue, Secrets, Store, MAX_ITEM_BYTES};
+use chrono::Utc;
 use testkit::conformance::{self, QueueContractOptions, QUEUE_VISIBILITY};
 
 /// A fresh directory per test, removed when the test ends.
@@ -149,12 +149,6 @@ async fn receive_limit_dead_letters_and_redrive_replays() {
     // group moves on to x2 in the same receive.
     let third = queue.receive(10, NOW).await.unwrap();
     assert_eq!((events(&third), third[0].receive_count), (vec!["x2"], 1));
-    let dead = queue.dead_letters().unwrap();
-    assert_eq!(dead.len(), 1);
-    assert_eq!(
-        (dead[0].job.clone(), dead[0].receive_count),
-        (job("1", "x1"), 2)
-    );
     assert_eq!(
         queue.depth().unwrap(),
         QueueDepth {
@@ -166,7 +160,7 @@ async fn receive_limit_dead_letters_and_redrive_replays() {
     queue.complete(&third[0].receipt).await.unwrap();
 
     assert_eq!(queue.redrive_dead_letters().unwrap(), 1);
-    assert!(queue.dead_letters().unwrap().is_empty());
+    assert_eq!(queue.depth().unwrap().dead, 0, "no dead letters left");
     assert_eq!(queue.redrive_dead_letters().unwrap(), 0);
     let replayed = queue.receive(10, NOW).await.unwrap();
     assert_eq!(
@@ -309,56 +303,59 @@ async fn store_and_queue_survive_a_restart_in_one_file() {
     assert_eq!(events(&queue.receive(10, NOW).await.unwrap()), ["b1"]);
 }
 
-struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    fn advance(&self, secs: i64) {
-        *self.0.lock().unwrap() += TimeDelta::seconds(secs);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
-
+/// Expiry on the wall clock: an item whose expiry second has passed is gone
+/// for readers at once, and its row is deleted by a later write (at most
+/// once a minute per process, and at a process's first write).
 #[tokio::test]
 async fn expired_items_vanish_and_are_purged() {
     let dir = TempDir::new("ttl");
     let path = dir.file("bridge.db");
-    let clock = Arc::new(ManualClock(Mutex::new(Utc::now())));
-    let store = SqliteStore::open(&path).unwrap().with_clock(clock.clone());
-    let expires = clock.now().timestamp() + 10;
+    let store = SqliteStore::open(&path).unwrap();
+    let now = Utc::now().timestamp();
     let pk = "TENANT#acme";
+    // The process's first write purges first (nothing yet), then writes.
     store
-        .put(pk, "LOG#1", "entry", Condition::Always, Some(expires))
+        .put(pk, "LOG#1", "entry", Condition::Always, Some(now - 1))
         .await
         .unwrap();
-    clock.advance(10);
-    assert!(
-        store.get(pk, "LOG#1").await.unwrap().is_some(),
-        "visible until its second has passed"
+    store
+        .put(pk, "LOG#2", "entry", Condition::Always, Some(now + 3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(pk, "LOG#1").await.unwrap(),
+        None,
+        "gone once its second has passed"
     );
-    clock.advance(1);
-    assert_eq!(store.get(pk, "LOG#1").await.unwrap(), None);
-    assert!(store.query(pk, "LOG#", true, 10).await.unwrap().is_empty());
+    assert!(
+        store.get(pk, "LOG#2").await.unwrap().is_some(),
+        "there until it expires"
+    );
+    let listed: Vec<String> = store
+        .query(pk, "LOG#", true, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|item| item.sk)
+        .collect();
+    assert_eq!(listed, ["LOG#2"], "queries skip expired items");
 
-    let rows = || {
+    let rows = |sk: &str| {
         rusqlite::Connection::open(&path)
             .unwrap()
-            .query_row("SELECT COUNT(*) FROM items WHERE sk = 'LOG#1'", [], |r| {
+            .query_row("SELECT COUNT(*) FROM items WHERE sk = ?1", [sk], |r| {
                 r.get::<_, i64>(0)
             })
             .unwrap()
     };
-    assert_eq!(rows(), 1, "expired rows stay until a writer purges");
-    clock.advance(60);
-    store
-        .put(pk, "LOG#2", "entry", Condition::Always, None)
+    assert_eq!(rows("LOG#1"), 1, "expired rows stay until a writer purges");
+    let restarted = SqliteStore::open(&path).unwrap();
+    restarted
+        .put(pk, "LOG#3", "entry", Condition::Always, None)
         .await
         .unwrap();
-    assert_eq!(rows(), 0, "a write purges expired rows");
+    assert_eq!(rows("LOG#1"), 0, "a write purges expired rows");
+    assert_eq!(rows("LOG#2"), 1, "and only those");
 }
 
 #[tokio::test]
@@ -383,14 +380,13 @@ async fn item_size_limit_counts_key_and_body_bytes() {
     }
 }
 
-/// Runs `op(0..n)` from `tasks` concurrent tasks and returns operations per second.
-async fn rate<F, Fut>(n: usize, tasks: usize, op: F) -> f64
+/// Runs `op(0..n)` from `tasks` concurrent tasks.
+async fn from_tasks<F, Fut>(n: usize, tasks: usize, op: F)
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let op = Arc::new(op);
-    let started = std::time::Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
             let op = op.clone();
@@ -404,24 +400,24 @@ where
     for handle in handles {
         handle.await.unwrap();
     }
-    n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Ingest enqueues on its hot path from many concurrent requests; group
-/// commit lets those share commits, so concurrent writers must get far more
-/// through than one writer alone. The figures are printed (the target is
-/// 10,000 sends/s); the absolute floors leave room for a debug build on a
-/// busy shared machine, the ratio is what proves the batching.
+/// Ingest enqueues on its hot path from many concurrent requests, which
+/// group commit batches into shared transactions (many more writes than one
+/// batch holds): every write of every writer must land, once, and a
+/// conditional put must still see the puts committed before it, in its own
+/// batch or an earlier one. How fast this goes is measured by the benchmark
+/// (`psa-bridge-bench`), not asserted here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queue_and_store_keep_up_with_concurrent_writers() {
-    const N: usize = 20_000;
-    let dir = TempDir::new("throughput");
+async fn every_write_of_many_concurrent_writers_lands_once() {
+    const N: usize = 5_000;
+    let dir = TempDir::new("concurrent-writers");
     let path = dir.file("bridge.db");
     let queue = Arc::new(EmbeddedQueue::open(&path).unwrap());
     let store = Arc::new(SqliteStore::open(&path).unwrap());
 
     let q = queue.clone();
-    let sends = rate(N, 64, move |i| {
+    from_tasks(N, 64, move |i| {
         let q = q.clone();
         async move {
             q.send(&job(&(i % 500).to_string(), &format!("evt-{i}")))
@@ -430,48 +426,54 @@ async fn queue_and_store_keep_up_with_concurrent_writers() {
         }
     })
     .await;
-    let q = queue.clone();
-    let sequential = rate(2_000, 1, move |i| {
-        let q = q.clone();
-        async move {
-            q.send(&job("900", &format!("seq-{i}"))).await.unwrap();
-        }
-    })
-    .await;
     let s = store.clone();
-    let puts = rate(N, 64, move |i| {
-        let s = s.clone();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let r = refused.clone();
+    // Every key twice, from different tasks: exactly one put of each wins.
+    from_tasks(2 * N, 64, move |i| {
+        let (s, r) = (s.clone(), r.clone());
         async move {
-            let body = format!(r#"{{"psa_ticket":{i},"comments":[]}}"#);
-            s.put(
-                "TENANT#acme",
-                &format!("LINK#Z#{i}"),
-                &body,
-                Condition::MustNotExist,
-                None,
-            )
-            .await
-            .unwrap();
+            let key = i % N;
+            let body = format!(r#"{{"psa_ticket":{key},"comments":[]}}"#);
+            match s
+                .put(
+                    "TENANT#acme",
+                    &format!("LINK#Z#{key}"),
+                    &body,
+                    Condition::MustNotExist,
+                    None,
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(StoreError::Conflict { .. }) => {
+                    r.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(other) => panic!("put {i}: {other}"),
+            }
         }
     })
     .await;
-    println!("sends: {sends:.0}/s from 64 tasks, {sequential:.0}/s from one; puts: {puts:.0}/s from 64 tasks");
 
-    assert_eq!(queue.depth().unwrap().visible, (N + 2_000) as u64);
+    assert_eq!(
+        queue.depth().unwrap().visible,
+        N as u64,
+        "every send from 64 writers is queued"
+    );
     assert_eq!(
         store
-            .query("TENANT#acme", "LINK#Z#", false, N + 1)
+            .query("TENANT#acme", "LINK#Z#", false, 2 * N)
             .await
             .unwrap()
             .len(),
-        N
+        N,
+        "one item per key"
     );
-    assert!(
-        sends >= 2.0 * sequential,
-        "concurrent sends ({sends:.0}/s) do not share commits (one sender: {sequential:.0}/s)"
+    assert_eq!(
+        refused.load(Ordering::SeqCst),
+        N,
+        "the second put of every key is refused, committed in the same batch or not"
     );
-    assert!(sends >= 5_000.0, "send rate {sends:.0}/s");
-    assert!(puts >= 5_000.0, "put rate {puts:.0}/s");
 }
 
 const SECRETS_TOML: &str = r#"

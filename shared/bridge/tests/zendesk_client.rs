@@ -12,10 +12,11 @@ use bridge::connectors::zendesk::{
     parse_webhook, verify_signature, ZendeskClient, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
 use bridge::error::ApiError;
-use bridge::model::Visibility;
+use bridge::model::{DeskTicketPatch, Visibility};
 use bridge::ports::{DeskCursor, ServiceDesk};
 use chrono::{TimeDelta, Utc};
-use sandbox::zendesk::{NewTicket, ZendeskSandbox, ZendeskSandboxConfig};
+use sandbox::zendesk::{NewTicket, RecordedRequest, ZendeskSandbox, ZendeskSandboxConfig};
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 const EMAIL: &str = "bridge@acme-msp.example";
@@ -43,6 +44,16 @@ fn client(sandbox: &ZendeskSandbox, token: &str) -> ZendeskClient {
         &Secret::new(token),
         Some(CLUSTER_FIELD),
     )
+}
+
+/// The `PUT /api/v2/tickets/{id}.json` requests the sandbox received, oldest first.
+fn puts(sandbox: &ZendeskSandbox, id: u64) -> Vec<RecordedRequest> {
+    sandbox.requests_matching("PUT", &format!("/api/v2/tickets/{id}.json"))
+}
+
+/// Their JSON bodies.
+fn put_bodies(sandbox: &ZendeskSandbox, id: u64) -> Vec<Value> {
+    puts(sandbox, id).iter().map(|r| r.json().clone()).collect()
 }
 
 fn ticket(sandbox: &ZendeskSandbox, cluster: Option<&str>) -> u64 {
@@ -80,6 +91,10 @@ async fn reads_a_ticket_with_its_cluster_id() {
         .await
         .unwrap();
     assert_eq!(
+        put_bodies(&sandbox, bare),
+        vec![json!({"ticket": {"custom_fields": [{"id": CLUSTER_FIELD, "value": 745}]}})]
+    );
+    assert_eq!(
         desk.get_ticket(bare).await.unwrap().cluster_id.as_deref(),
         Some("745")
     );
@@ -103,8 +118,21 @@ async fn lists_250_comments_across_pages_in_order() {
     let comments = desk.list_comments(id).await.unwrap();
 
     assert_eq!(comments.len(), 250);
-    // 250 comments at 100 a page is three requests.
+    // 250 comments at 100 a page is three requests, each naming its page by
+    // the previous page's after_cursor and asking for the authors.
     assert_eq!(sandbox.api_calls() - before, 3);
+    let pages = sandbox.requests_matching("GET", &format!("/api/v2/tickets/{id}/comments.json"));
+    assert_eq!(pages.len(), 3);
+    for page in &pages {
+        assert_eq!(page.query_param("page[size]").as_deref(), Some("100"));
+        assert_eq!(page.query_param("include").as_deref(), Some("users"));
+    }
+    assert_eq!(pages[0].query_param("page[after]"), None);
+    assert!(pages[1].query_param("page[after]").is_some());
+    assert_ne!(
+        pages[1].query_param("page[after]"),
+        pages[2].query_param("page[after]")
+    );
     let expected = sandbox.comments(id);
     for (got, want) in comments.iter().zip(&expected) {
         assert_eq!(got.id, want.id);
@@ -134,6 +162,20 @@ async fn adds_private_and_public_comments() {
         .await
         .unwrap();
 
+    // One PUT each, carrying the comment alone; `public: false` keeps the
+    // internal note away from the requester.
+    assert_eq!(
+        put_bodies(&sandbox, id),
+        vec![
+            json!({"ticket": {"comment": {"body": "Internal: checked the breaker", "public": false}}}),
+            json!({"ticket": {"comment": {"body": "A technician is on the way", "public": true}}}),
+        ]
+    );
+    let put = &puts(&sandbox, id)[0];
+    assert_eq!(put.header("content-type"), Some("application/json"));
+    assert_eq!(put.header("authorization"), Some("Basic [redacted]"));
+    assert_eq!(put.status, Some(200));
+
     let stored = sandbox.comments(id);
     assert_eq!(stored.len(), 3);
     let by_id = |cid: u64| stored.iter().find(|c| c.id == cid).expect("comment stored");
@@ -159,6 +201,11 @@ async fn sets_the_external_id() {
     desk.set_external_id(id, "autotask:T20261123.0001")
         .await
         .unwrap();
+    // The reference and nothing else, so no other field is overwritten.
+    assert_eq!(
+        put_bodies(&sandbox, id),
+        vec![json!({"ticket": {"external_id": "autotask:T20261123.0001"}})]
+    );
 
     assert_eq!(
         sandbox.ticket(id).unwrap().external_id.as_deref(),
@@ -167,6 +214,53 @@ async fn sets_the_external_id() {
     assert_eq!(
         desk.get_ticket(id).await.unwrap().external_id.as_deref(),
         Some("autotask:T20261123.0001")
+    );
+}
+
+#[tokio::test]
+async fn field_updates_send_only_the_set_fields() {
+    let sandbox = sandbox().await;
+    let id = ticket(&sandbox, Some("CL-1"));
+    let desk = client(&sandbox, TOKEN);
+
+    desk.update_ticket(
+        id,
+        &DeskTicketPatch {
+            status: Some("pending".to_owned()),
+            ..DeskTicketPatch::default()
+        },
+    )
+    .await
+    .unwrap();
+    desk.update_ticket(
+        id,
+        &DeskTicketPatch {
+            subject: Some("Server room cooled".to_owned()),
+            priority: Some("low".to_owned()),
+            status: None,
+        },
+    )
+    .await
+    .unwrap();
+
+    // Fields left out of the PUT keep their value, so each body names only
+    // what the patch set.
+    assert_eq!(
+        put_bodies(&sandbox, id),
+        vec![
+            json!({"ticket": {"status": "pending"}}),
+            json!({"ticket": {"subject": "Server room cooled", "priority": "low"}}),
+        ]
+    );
+    let stored = sandbox.ticket(id).unwrap();
+    assert_eq!(
+        (
+            stored.subject.as_str(),
+            stored.priority.as_deref(),
+            stored.status.as_str(),
+            stored.cluster_id.as_deref()
+        ),
+        ("Server room cooled", Some("low"), "pending", Some("CL-1"))
     );
 }
 
@@ -202,6 +296,9 @@ async fn unknown_ticket_is_not_found() {
         .await
         .unwrap_err();
     assert!(matches!(err, ApiError::NotFound { .. }), "{err:?}");
+    let sent = puts(&sandbox, 987_654);
+    assert_eq!(sent.len(), 1, "sent once, not retried");
+    assert_eq!(sent[0].status, Some(404));
 }
 
 #[tokio::test]
@@ -261,6 +358,21 @@ async fn the_change_feed_pages_to_the_end_and_resumes_from_its_cursor() {
     assert!(changes.complete);
     assert_eq!(changes.pages, 3, "five tickets at two per page");
     assert_eq!(sandbox.api_calls() - calls, 3);
+    // The first page starts at the time asked for, the others continue from
+    // the cursor; deleted tickets are left out by the server.
+    let exports = sandbox.requests_matching("GET", "/api/v2/incremental/tickets/cursor.json");
+    assert_eq!(exports.len(), 3);
+    assert!(exports[0].query_param("start_time").is_some());
+    assert_eq!(exports[0].query_param("cursor"), None);
+    for export in &exports {
+        assert_eq!(
+            export.query_param("exclude_deleted").as_deref(),
+            Some("true")
+        );
+    }
+    assert!(exports[1..]
+        .iter()
+        .all(|e| e.query_param("cursor").is_some() && e.query_param("start_time").is_none()));
     let cursor = changes.next.clone();
     assert!(matches!(cursor, DeskCursor::Cursor(_)), "{cursor:?}");
 
@@ -272,6 +384,10 @@ async fn the_change_feed_pages_to_the_end_and_resumes_from_its_cursor() {
     // A comment and a new external id each move their ticket after the cursor.
     sandbox.add_comment(ids[3], "Agent Alex", "On it", false);
     desk.set_external_id(ids[1], "autotask:7001").await.unwrap();
+    assert_eq!(
+        put_bodies(&sandbox, ids[1]),
+        vec![json!({"ticket": {"external_id": "autotask:7001"}})]
+    );
     let later = desk.changed_tickets(&cursor).await.unwrap();
     assert_eq!(later.ticket_ids, vec![ids[3], ids[1]]);
     assert_ne!(later.next, cursor);
@@ -429,6 +545,10 @@ async fn webhooks_are_signed_and_parse_to_the_ticket() {
         .add_comment(id, "Escalated", Visibility::Internal)
         .await
         .unwrap();
+    assert_eq!(
+        put_bodies(&sandbox, id),
+        vec![json!({"ticket": {"comment": {"body": "Escalated", "public": false}}})]
+    );
     let commented = next_hook(&mut rx).await;
     verify_signature(
         &secret,

@@ -3,7 +3,10 @@
 
 pub mod autotask;
 pub mod faults;
+pub mod recording;
 pub mod zendesk;
+
+pub use recording::{RecordedRequest, RequestLog};
 
 /// Serves `router` on an ephemeral loopback port and returns its base URL
 /// (`http://127.0.0.1:PORT`) and the server task.

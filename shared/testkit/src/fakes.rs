@@ -10,11 +10,14 @@ use async_trait::async_trait;
 use bridge::config::TenantSecrets;
 use bridge::error::ApiError;
 use bridge::model::{
-    DeskComment, DeskTicket, NewPsaNote, NewPsaTicket, PicklistValue, PsaNote, PsaTicket,
-    PsaTicketPatch, Visibility,
+    DeskComment, DeskTicket, DeskTicketPatch, NewPsaNote, NewPsaTicket, PicklistValue, PsaNote,
+    PsaTicket, PsaTicketPatch, Visibility,
 };
 use bridge::ports::{Clock, DeskChanges, DeskCursor, Psa, ServiceDesk};
 use chrono::{DateTime, Utc};
+
+/// Title length the fake Autotask keeps, as the real one.
+pub const FAKE_TITLE_MAX: usize = 255;
 
 /// The bridge's user id in the fake Zendesk.
 pub const DESK_API_USER: u64 = 1;
@@ -30,6 +33,7 @@ struct DeskState {
     changes: Vec<u64>,
     export_requests: Vec<DeskCursor>,
     fail_exports: bool,
+    field_patches: Vec<(u64, DeskTicketPatch)>,
 }
 
 /// A Zendesk with tickets and comments in memory.
@@ -102,6 +106,11 @@ impl FakeDesk {
         change(s.tickets.get_mut(&ticket).unwrap());
     }
 
+    /// Field patches the bridge sent, oldest first.
+    pub fn field_patches(&self) -> Vec<(u64, DeskTicketPatch)> {
+        self.state.lock().unwrap().field_patches.clone()
+    }
+
     /// Positions the change feed was asked for, oldest first.
     pub fn export_requests(&self) -> Vec<DeskCursor> {
         self.state.lock().unwrap().export_requests.clone()
@@ -163,6 +172,23 @@ impl ServiceDesk for FakeDesk {
             body,
             visibility == Visibility::Public,
         ))
+    }
+    async fn update_ticket(&self, ticket_id: u64, patch: &DeskTicketPatch) -> Result<(), ApiError> {
+        let mut s = self.state.lock().unwrap();
+        s.writes += 1;
+        s.changes.push(ticket_id);
+        s.field_patches.push((ticket_id, patch.clone()));
+        let ticket = s.tickets.get_mut(&ticket_id).unwrap();
+        if let Some(subject) = &patch.subject {
+            ticket.subject = subject.clone();
+        }
+        if let Some(status) = &patch.status {
+            ticket.status = status.clone();
+        }
+        if let Some(priority) = &patch.priority {
+            ticket.priority = Some(priority.clone());
+        }
+        Ok(())
     }
     async fn set_external_id(&self, ticket_id: u64, external_id: &str) -> Result<(), ApiError> {
         let mut s = self.state.lock().unwrap();
@@ -318,6 +344,10 @@ impl FakePsa {
         self.state.lock().unwrap().patches.clone()
     }
 
+    pub fn ticket(&self, id: i64) -> PsaTicket {
+        self.state.lock().unwrap().tickets[&id].clone()
+    }
+
     pub fn edit(&self, id: i64, change: impl FnOnce(&mut PsaTicket)) {
         change(self.state.lock().unwrap().tickets.get_mut(&id).unwrap());
     }
@@ -365,7 +395,7 @@ impl Psa for FakePsa {
             PsaTicket {
                 id,
                 ticket_number: Some(format!("T20261123.{id:04}")),
-                title: new.title.clone(),
+                title: new.title.chars().take(FAKE_TITLE_MAX).collect(),
                 description: Some(new.description.clone()),
                 status: new.status,
                 priority: new.priority,
@@ -377,13 +407,16 @@ impl Psa for FakePsa {
         );
         Ok(id)
     }
+    fn title_max_chars(&self) -> usize {
+        FAKE_TITLE_MAX
+    }
     async fn update_ticket(&self, id: i64, patch: &PsaTicketPatch) -> Result<(), ApiError> {
         let mut s = self.state.lock().unwrap();
         s.writes += 1;
         s.patches.push((id, patch.clone()));
         let t = s.tickets.get_mut(&id).unwrap();
         if let Some(v) = &patch.title {
-            t.title = v.clone();
+            t.title = v.chars().take(FAKE_TITLE_MAX).collect();
         }
         if let Some(v) = patch.status {
             t.status = v;

@@ -2,14 +2,16 @@
 //! calls to interleave two runs of one ticket pair exactly as it wants.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bridge::config::{TenantConfig, TenantSecrets};
 use bridge::error::{ApiError, SyncError};
 use bridge::model::{
-    DeskComment, DeskTicket, NewPsaNote, NewPsaTicket, PicklistValue, PsaNote, PsaTicket,
-    PsaTicketPatch, Visibility,
+    DeskComment, DeskTicket, DeskTicketPatch, NewPsaNote, NewPsaTicket, PicklistValue, PsaNote,
+    PsaTicket, PsaTicketPatch, Visibility,
 };
 use bridge::ports::{Connectors, DeskChanges, DeskCursor, Psa, ServiceDesk};
 use chrono::{DateTime, Utc};
@@ -57,6 +59,20 @@ impl Pause {
         (&mut self.reached)
             .await
             .expect("the gated run ended before reaching its pause");
+    }
+
+    /// Drives `run` until it stands at this pause, and leaves it there: the
+    /// caller keeps the future, to release it later or to drop it (a run that
+    /// died at that point). Panics, naming `who`, if the run ends first.
+    pub async fn run_until_reached<F>(&mut self, run: Pin<&mut F>, who: &str)
+    where
+        F: Future,
+        F::Output: std::fmt::Debug,
+    {
+        tokio::select! {
+            () = self.reached() => {}
+            ended = run => panic!("{who} ended before reaching its pause: {ended:?}"),
+        }
     }
 
     /// Lets the run go on.
@@ -126,6 +142,9 @@ impl Psa for GatedPsa {
     async fn create_ticket(&self, ticket: &NewPsaTicket) -> Result<i64, ApiError> {
         self.inner.create_ticket(ticket).await
     }
+    fn title_max_chars(&self) -> usize {
+        self.inner.title_max_chars()
+    }
     async fn update_ticket(&self, id: i64, patch: &PsaTicketPatch) -> Result<(), ApiError> {
         self.inner.update_ticket(id, patch).await
     }
@@ -181,6 +200,9 @@ impl ServiceDesk for GatedDesk {
         let id = self.inner.add_comment(ticket_id, body, visibility).await?;
         self.gates.pass(GatePoint::AddedComment).await;
         Ok(id)
+    }
+    async fn update_ticket(&self, ticket_id: u64, patch: &DeskTicketPatch) -> Result<(), ApiError> {
+        self.inner.update_ticket(ticket_id, patch).await
     }
     async fn set_external_id(&self, ticket_id: u64, external_id: &str) -> Result<(), ApiError> {
         self.inner.set_external_id(ticket_id, external_id).await

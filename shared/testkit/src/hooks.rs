@@ -65,15 +65,26 @@ impl<H: PutHook> Store for HookedStore<H> {
     }
 }
 
-/// Fails the `fail_at`-th put, as if the store refused that write; or, armed
-/// with [`CrashingStore::park_on_put`], holds the `park_at`-th put forever and
-/// says so, so a test can drop the run right there (a process that died
-/// before that write reached the store).
+/// Armed with [`CrashingStore::refuse_put`], fails the `fail_at`-th put, as
+/// if the store refused that write (the run lives on and sees the error); or,
+/// armed with [`CrashingStore::park_on_put`], holds the `park_at`-th put
+/// forever, so a test can drop the run right there (a process that died
+/// before that write reached the store). Either way it keeps the put it
+/// stopped, so the test can check it is the write it means.
 pub struct CrashOnPut {
     puts: AtomicUsize,
     fail_at: AtomicUsize,
+    refused: Mutex<Option<StoppedPut>>,
     park_at: AtomicUsize,
-    parked: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    parked: Mutex<Option<tokio::sync::oneshot::Sender<StoppedPut>>>,
+}
+
+/// A put a [`CrashingStore`] refused or holds: what would have been written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoppedPut {
+    pub pk: String,
+    pub sk: String,
+    pub body: String,
 }
 
 #[async_trait]
@@ -81,18 +92,24 @@ impl PutHook for CrashOnPut {
     async fn before_put(
         &self,
         _: &dyn Store,
-        _: &str,
-        _: &str,
-        _: &str,
+        pk: &str,
+        sk: &str,
+        body: &str,
         _: &Condition,
     ) -> Result<(), StoreError> {
         let n = self.puts.fetch_add(1, Ordering::SeqCst) + 1;
+        let stopped = || StoppedPut {
+            pk: pk.to_owned(),
+            sk: sk.to_owned(),
+            body: body.to_owned(),
+        };
         if n == self.fail_at.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("injected crash".into()));
+            *self.refused.lock().unwrap() = Some(stopped());
+            return Err(StoreError::Unavailable("injected write failure".into()));
         }
         if n == self.park_at.load(Ordering::SeqCst) {
             if let Some(parked) = self.parked.lock().unwrap().take() {
-                let _ = parked.send(());
+                let _ = parked.send(stopped());
             }
             std::future::pending::<()>().await;
         }
@@ -100,7 +117,7 @@ impl PutHook for CrashOnPut {
     }
 }
 
-/// A store that loses the `fail_at`-th put (see [`CrashOnPut`]).
+/// A store that refuses or holds a chosen put (see [`CrashOnPut`]).
 pub type CrashingStore = HookedStore<CrashOnPut>;
 
 impl CrashingStore {
@@ -110,21 +127,28 @@ impl CrashingStore {
             hook: CrashOnPut {
                 puts: AtomicUsize::new(0),
                 fail_at: AtomicUsize::new(usize::MAX),
+                refused: Mutex::new(None),
                 park_at: AtomicUsize::new(usize::MAX),
                 parked: Mutex::new(None),
             },
         }
     }
-    /// The `n`-th put from now on (1-based) fails.
-    pub fn crash_on_put(&self, n: usize) {
+    /// The `n`-th put from now on (1-based) fails; [`Self::refused_put`]
+    /// then tells which put it was.
+    pub fn refuse_put(&self, n: usize) {
         self.hook
             .fail_at
             .store(self.hook.puts.load(Ordering::SeqCst) + n, Ordering::SeqCst);
     }
 
+    /// The put [`Self::refuse_put`] refused, once it was.
+    pub fn refused_put(&self) -> Option<StoppedPut> {
+        self.hook.refused.lock().unwrap().clone()
+    }
+
     /// The `n`-th put from now on (1-based) never returns; the receiver
-    /// resolves when it is reached.
-    pub fn park_on_put(&self, n: usize) -> tokio::sync::oneshot::Receiver<()> {
+    /// resolves, with that put, when it is reached.
+    pub fn park_on_put(&self, n: usize) -> tokio::sync::oneshot::Receiver<StoppedPut> {
         let (parked, reached) = tokio::sync::oneshot::channel();
         *self.hook.parked.lock().unwrap() = Some(parked);
         self.hook

@@ -1,9 +1,11 @@
 //! The end-to-end world: the local bridge and, for each tenant, a sandbox
 //! Zendesk and a sandbox Autotask (`psa_bridge_local::world`), on a backend a
 //! test chooses (the embedded adapters, or the AWS ones against the local
-//! emulator), with a probe of its queue so tests can wait until it drains.
+//! emulator), with a probe of its queue so tests can wait until it drains,
+//! and the worker in a task of its own so tests can kill it.
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -16,6 +18,8 @@ use bridge::ports::{Queue, Secrets, Store};
 use bridge::reconcile::SweepReport;
 use psa_bridge_local::world::{tenant_secrets, Adapters};
 use psa_bridge_local::LocalBridge;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 pub use psa_bridge_local::world::{
     wait_for, AutotaskEvents, TenantSpec, TenantWorld, WorldOptions, CLUSTER_FIELD,
@@ -85,13 +89,53 @@ impl Backend for Embedded {
     }
 }
 
-/// The bridge and every tenant's sandboxes, on a backend.
+/// The bridge and every tenant's sandboxes, on a backend: the local world
+/// (`psa_bridge_local::world::World`, whose fields and helpers it derefs to)
+/// plus a probe of its queue and the worker, which the world runs itself
+/// beside the bridge (the bridge serves ingest and sweeps), so a test can
+/// kill it as a crash would ([`World::crash_worker`]).
 pub struct World {
-    pub bridge: LocalBridge,
-    pub store: Arc<dyn Store>,
-    pub queue: Arc<dyn Queue>,
+    local: psa_bridge_local::world::World,
     pub probe: Arc<dyn QueueProbe>,
-    pub tenants: Vec<TenantWorld>,
+    worker: Option<WorkerTask>,
+}
+
+impl Deref for World {
+    type Target = psa_bridge_local::world::World;
+
+    fn deref(&self) -> &Self::Target {
+        &self.local
+    }
+}
+
+/// The world's worker: the bridge's own worker loop over its wiring, in a
+/// task the world holds.
+struct WorkerTask {
+    concurrency: usize,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl WorkerTask {
+    fn start(bridge: &LocalBridge, concurrency: usize) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let task = Self::spawn(bridge, concurrency, stopped);
+        Self {
+            concurrency,
+            stop,
+            task,
+        }
+    }
+
+    fn spawn(
+        bridge: &LocalBridge,
+        concurrency: usize,
+        stop: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        let worker = bridge.wiring.worker();
+        let queue = bridge.wiring.queue.clone();
+        tokio::spawn(async move { worker.run_queue(queue, concurrency, stop).await })
+    }
 }
 
 impl World {
@@ -117,30 +161,24 @@ impl World {
             queue,
             secrets: secrets_port,
         };
-        let psa_bridge_local::world::World {
-            bridge,
-            store,
-            queue,
-            tenants,
-        } = psa_bridge_local::world::World::start_on(adapters, specs, &secrets, options).await?;
+        // The bridge runs no worker of its own; the world runs it instead.
+        let concurrency = options.worker_concurrency;
+        let local = psa_bridge_local::world::World::start_on(
+            adapters,
+            specs,
+            &secrets,
+            WorldOptions {
+                worker_concurrency: 0,
+                ..options
+            },
+        )
+        .await?;
+        let worker = (concurrency > 0).then(|| WorkerTask::start(&local.bridge, concurrency));
         Ok(Self {
-            bridge,
-            store,
-            queue,
+            local,
             probe,
-            tenants,
+            worker,
         })
-    }
-
-    pub fn tenant(&self, id: &str) -> &TenantWorld {
-        self.tenants
-            .iter()
-            .find(|t| t.id.as_str() == id)
-            .unwrap_or_else(|| panic!("no tenant {id}"))
-    }
-
-    pub fn store(&self) -> &dyn Store {
-        self.store.as_ref()
     }
 
     pub async fn queue_depth(&self) -> anyhow::Result<QueueDepth> {
@@ -151,5 +189,36 @@ impl World {
     /// drains the jobs it queued.
     pub async fn sweep_now(&self) -> Result<Vec<SweepReport>, StoreError> {
         self.bridge.sweep_now().await
+    }
+
+    /// Kills the worker as a crash would: every running job stops at
+    /// whatever await it has reached, nothing is settled, and the queue
+    /// redelivers the messages after their visibility timeout. Then starts a
+    /// fresh worker, as Lambda would start a new instance.
+    pub async fn crash_worker(&mut self) {
+        let worker = self
+            .worker
+            .as_mut()
+            .expect("a world started with worker_concurrency 0 has no worker to kill");
+        worker.task.abort();
+        let _ = (&mut worker.task).await;
+        worker.task = WorkerTask::spawn(
+            &self.local.bridge,
+            worker.concurrency,
+            worker.stop.subscribe(),
+        );
+        tracing::warn!("worker killed and restarted");
+    }
+
+    /// Stops the bridge and the worker; jobs that do not finish are
+    /// redelivered after their visibility timeout.
+    pub async fn stop(self) {
+        if let Some(worker) = &self.worker {
+            let _ = worker.stop.send(true);
+        }
+        self.local.bridge.stop().await;
+        if let Some(worker) = self.worker {
+            let _ = worker.task.await;
+        }
     }
 }

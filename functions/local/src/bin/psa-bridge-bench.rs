@@ -6,6 +6,9 @@
 //! 2. End to end: tickets opened and commented in the sandbox Zendesk at a
 //!    steady rate with 50 ms latency on every API call; the time until each
 //!    change is visible in the sandbox Autotask.
+//! 3. Embedded writes: queue sends and conditional store puts on one SQLite
+//!    file from 64 concurrent tasks, and sends from one task alone; group
+//!    commit should let concurrent writers get far more through than one.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +47,10 @@ struct Args {
     /// out at cap / API latency per second, whatever the bridge does.
     #[arg(long, default_value_t = 3)]
     autotask_max_concurrent: usize,
+    /// Writes per concurrent embedded-write run (a tenth of them for the
+    /// single writer).
+    #[arg(long, default_value_t = 20_000)]
+    writes: usize,
 }
 
 #[tokio::main]
@@ -55,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
     );
     ingest(&args).await?;
     end_to_end(&args).await?;
+    embedded_writes(&args).await?;
     Ok(())
 }
 
@@ -257,6 +265,92 @@ async fn end_to_end(args: &Args) -> anyhow::Result<()> {
         pct(0.9),
         pct(0.99),
         latencies.last().unwrap().as_millis()
+    );
+    Ok(())
+}
+
+/// Runs `op(0..n)` from `tasks` concurrent tasks; returns operations per second.
+async fn rate<F, Fut>(n: usize, tasks: usize, op: F) -> anyhow::Result<f64>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                for i in (t..n).step_by(tasks) {
+                    op(i).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await??;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn embedded_writes(args: &Args) -> anyhow::Result<()> {
+    use bridge::model::{DeskTicketId, JobSubject, SyncJob, TenantId};
+    use bridge::ports::{Condition, Queue, Store};
+
+    let dir = std::env::temp_dir().join(format!(
+        "psa-bridge-bench-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("bridge.db");
+    let queue = Arc::new(EmbeddedQueue::open(&path)?);
+    let store = Arc::new(SqliteStore::open(&path)?);
+    let tenant = TenantId::parse("acme").expect("valid tenant id");
+    let job = move |ticket: u64, event: String| SyncJob {
+        tenant: tenant.clone(),
+        subject: JobSubject::Desk(DeskTicketId(ticket)),
+        desk_ticket_id: None,
+        event_id: event,
+        received_at_ms: 0,
+    };
+
+    let (q, j) = (queue.clone(), job.clone());
+    let sends = rate(args.writes, args.concurrency, move |i| {
+        let (q, j) = (q.clone(), j.clone());
+        async move { Ok(q.send(&j(1 + i as u64 % 500, format!("evt-{i}"))).await?) }
+    })
+    .await?;
+    let (q, j) = (queue.clone(), job);
+    let one_sender = rate(args.writes / 10, 1, move |i| {
+        let (q, j) = (q.clone(), j.clone());
+        async move { Ok(q.send(&j(900, format!("seq-{i}"))).await?) }
+    })
+    .await?;
+    let s = store.clone();
+    let puts = rate(args.writes, args.concurrency, move |i| {
+        let s = s.clone();
+        async move {
+            let body = format!(r#"{{"psa_ticket":{i},"comments":[]}}"#);
+            s.put(
+                "TENANT#acme",
+                &format!("LINK#Z#{i}"),
+                &body,
+                Condition::MustNotExist,
+                None,
+            )
+            .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "embedded writes (one SQLite file): {sends:.0} sends/s from {} tasks, {one_sender:.0}/s from one ({:.1}x), {puts:.0} conditional puts/s from {} tasks",
+        args.concurrency,
+        sends / one_sender,
+        args.concurrency
     );
     Ok(())
 }

@@ -14,18 +14,18 @@ use bridge::step::Step;
 use bridge::sync::*;
 use testkit::fakes::{FakeDesk, FakePsa, FixedClock};
 use testkit::gates::{GatePoint, GatedPsa, Gates};
-use testkit::hooks::CrashingStore;
+use testkit::hooks::{CrashingStore, StoppedPut};
 
-struct Fixture {
-    config: TenantConfig,
-    store: Arc<CrashingStore>,
-    desk: FakeDesk,
-    psa: Arc<FakePsa>,
-    clock: Arc<FixedClock>,
+pub(crate) struct Fixture {
+    pub(crate) config: TenantConfig,
+    pub(crate) store: Arc<CrashingStore>,
+    pub(crate) desk: FakeDesk,
+    pub(crate) psa: Arc<FakePsa>,
+    pub(crate) clock: Arc<FixedClock>,
 }
 
 impl Fixture {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let psa = Arc::new(FakePsa::default());
         psa.add_configuration_item("CL-1", 501);
         Self {
@@ -55,7 +55,7 @@ impl Fixture {
         }
     }
 
-    async fn sync(&self, desk_id: u64) -> Result<SyncReport, StepFailure> {
+    pub(crate) async fn sync(&self, desk_id: u64) -> Result<SyncReport, StepFailure> {
         let cx = SyncContext::new(
             &self.config,
             self.store.as_ref(),
@@ -66,7 +66,7 @@ impl Fixture {
         sync_pair(&cx, desk_id).await
     }
 
-    async fn link(&self, desk_id: u64) -> TicketLink {
+    pub(crate) async fn link(&self, desk_id: u64) -> TicketLink {
         Repo::new(self.store.as_ref())
             .desk_link(&self.config.id, desk_id)
             .await
@@ -217,10 +217,14 @@ async fn comments_flow_both_ways_once_with_visibility_and_attribution() {
 }
 
 /// Runs `run` until the store reaches the put `parked` waits for, then drops
-/// it there, as a process that died at that point.
-async fn crash_at<F: std::future::Future>(parked: tokio::sync::oneshot::Receiver<()>, run: F) {
+/// it there, as a process that died at that point; returns the put it died
+/// before, for the test to check it is the one its name says.
+async fn crash_at<F: std::future::Future>(
+    parked: tokio::sync::oneshot::Receiver<StoppedPut>,
+    run: F,
+) -> StoppedPut {
     tokio::select! {
-        _ = parked => {}
+        put = parked => put.expect("the store holds the put"),
         _ = run => panic!("the run finished before reaching the crash point"),
     }
 }
@@ -233,10 +237,28 @@ fn past_the_lease() -> chrono::Duration {
 async fn crash_between_psa_create_and_link_write_does_not_duplicate_the_ticket() {
     let f = Fixture::new();
     let z = f.desk.new_ticket("S", "D", None, Some("CL-1"));
-    // Puts: 1 = the create's claim, 2 = the reverse link after the create.
+    // Puts: 1 = the create's claim, 2 = the reverse link after the create
+    // (the first of the two link writes that record the ticket).
     let parked = f.store.park_on_put(2);
-    crash_at(parked, f.sync(z)).await;
-    assert_eq!(f.psa.tickets().len(), 1);
+    let died_before = crash_at(parked, f.sync(z)).await;
+    let created = f.psa.tickets();
+    assert_eq!(created.len(), 1, "the create landed");
+    assert_eq!(
+        died_before.sk,
+        format!("LINK#P#{}", created[0].id),
+        "the run died at the reverse link write of the ticket it created"
+    );
+    let repo = Repo::new(f.store.as_ref());
+    assert_eq!(
+        repo.psa_link(&f.config.id, created[0].id).await.unwrap(),
+        None,
+        "no reverse link"
+    );
+    assert_eq!(
+        f.link(z).await.psa_ticket_id(),
+        None,
+        "the link still holds only the create's claim"
+    );
 
     // While the dead run's lease lasts, nobody touches the pair.
     let err = f.sync(z).await.unwrap_err();
@@ -256,12 +278,19 @@ async fn crash_between_psa_create_and_link_write_does_not_duplicate_the_ticket()
 }
 
 #[tokio::test]
-async fn a_create_that_failed_gives_the_pair_back_at_once() {
+async fn a_link_write_refused_after_the_create_gives_the_pair_back_at_once() {
     let f = Fixture::new();
     let z = f.desk.new_ticket("S", "D", None, Some("CL-1"));
     // Puts: 1 = claim, 2 = reverse link: refused (the run lives and gives up).
-    f.store.crash_on_put(2);
+    f.store.refuse_put(2);
     assert!(f.sync(z).await.unwrap_err().error.is_retryable());
+    let created = f.psa.tickets();
+    assert_eq!(created.len(), 1, "the create landed");
+    assert_eq!(
+        f.store.refused_put().map(|put| put.sk),
+        Some(format!("LINK#P#{}", created[0].id)),
+        "the refused write is the reverse link of the ticket just created"
+    );
     let link = f.link(z).await;
     assert_eq!(link.lease, None, "released, not left to run out");
     // No wait for a lease: the retry adopts the ticket at once.
@@ -283,7 +312,17 @@ async fn crash_after_mirroring_notes_but_before_saving_the_link_does_not_duplica
         .technician_note(p, "Tess", "t", "n", Visibility::Public);
     // Puts: 1 = the claim of four writes, 2 = the link save after them.
     let parked = f.store.park_on_put(2);
-    crash_at(parked, f.sync(z)).await;
+    let died_before = crash_at(parked, f.sync(z)).await;
+    assert_eq!(
+        died_before.sk,
+        format!("LINK#Z#{z}"),
+        "the run died at its link save"
+    );
+    let unsaved: TicketLink = serde_json::from_str(&died_before.body).unwrap();
+    assert!(
+        unsaved.claims.is_empty() && unsaved.comments.len() == 4,
+        "the save that records the four writes: {unsaved:?}"
+    );
     assert_eq!(f.psa.notes(p).len(), 4);
     let claimed = f.link(z).await;
     assert_eq!(claimed.claims.len(), 4, "{claimed:?}");
@@ -470,14 +509,12 @@ async fn two_runs_that_both_listed_before_writing_write_each_note_once() {
     let first = sync_pair(&cx, z);
     let second = sync_pair(&cx, z);
     tokio::pin!(first, second);
-    tokio::select! {
-        _ = first_listed.reached() => {}
-        r = &mut first => panic!("first run ended before listing: {r:?}"),
-    }
-    tokio::select! {
-        _ = second_listed.reached() => {}
-        r = &mut second => panic!("second run ended before listing: {r:?}"),
-    }
+    first_listed
+        .run_until_reached(first.as_mut(), "the first run")
+        .await;
+    second_listed
+        .run_until_reached(second.as_mut(), "the second run")
+        .await;
     first_listed.release();
     let first = first.await.unwrap();
     assert_eq!((first.notes_to_psa, first.comments_to_desk), (2, 1));
@@ -504,10 +541,9 @@ async fn a_run_that_finds_a_write_in_flight_leaves_the_pair_alone() {
 
     let first = sync_pair(&cx, z);
     tokio::pin!(first);
-    tokio::select! {
-        _ = sending.reached() => {}
-        r = &mut first => panic!("first run ended before writing: {r:?}"),
-    }
+    sending
+        .run_until_reached(first.as_mut(), "the first run")
+        .await;
     let err = f.sync(z).await.unwrap_err();
     assert!(matches!(err.error, SyncError::PairBusy { .. }), "{err:?}");
     assert_eq!(f.psa.notes(p).len(), 1, "the second run wrote nothing");
@@ -529,10 +565,9 @@ async fn a_run_stalled_past_its_lease_stops_before_its_next_write() {
 
     let stalled = sync_pair(&cx, z);
     tokio::pin!(stalled);
-    tokio::select! {
-        _ = wrote_one.reached() => {}
-        r = &mut stalled => panic!("the run ended before its first write landed: {r:?}"),
-    }
+    wrote_one
+        .run_until_reached(stalled.as_mut(), "the stalled run")
+        .await;
     f.clock.advance(past_the_lease());
     let second = f.sync(z).await.unwrap();
     assert_eq!(second.claims_resolved, 3);

@@ -6,7 +6,7 @@ mod queue;
 mod secrets;
 mod store;
 
-pub use queue::{DeadLetter, EmbeddedQueue, QueueDepth, DEFAULT_VISIBILITY};
+pub use queue::{EmbeddedQueue, QueueDepth, DEFAULT_VISIBILITY};
 pub use secrets::FileSecrets;
 pub use store::SqliteStore;
 

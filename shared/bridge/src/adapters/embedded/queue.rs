@@ -58,15 +58,6 @@ const DEFAULT_MAX_RECEIVES: u32 = 5;
 const MAX_POLL_GAP: Duration = Duration::from_secs(1);
 const DEDUP_PURGE_EVERY_MS: i64 = 1_000;
 
-/// A message that reached the receive limit, kept for an admin to replay.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub id: String,
-    pub job: SyncJob,
-    /// Receives before it was set aside.
-    pub receive_count: u32,
-}
-
 /// Message counts, as SQS's approximate-number attributes report them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueDepth {
@@ -288,32 +279,6 @@ impl EmbeddedQueue {
             max_receives: DEFAULT_MAX_RECEIVES,
             next_dedup_purge: AtomicI64::new(0),
         })
-    }
-
-    /// The dead letters, oldest first.
-    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
-        let rows: Vec<(i64, String, u32)> = self
-            .db
-            .read(|conn| {
-                conn.prepare_cached(
-                    "SELECT id, job, receive_count FROM queue_dead_letters ORDER BY id",
-                )?
-                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-                .collect()
-            })
-            .map_err(unavailable("dead letters"))?;
-        rows.into_iter()
-            .map(|(id, job, receive_count)| {
-                let job = serde_json::from_str(&job).map_err(|e| {
-                    QueueError::Unavailable(format!("dead letter {id} is unreadable: {e}"))
-                })?;
-                Ok(DeadLetter {
-                    id: id.to_string(),
-                    job,
-                    receive_count,
-                })
-            })
-            .collect()
     }
 
     /// Moves every dead letter back to the end of its group with a fresh

@@ -3,14 +3,13 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::{named_params, params, Connection, OptionalExtension, Row, ToSql};
 
 use super::{Db, WriteFailed};
 use crate::error::StoreError;
-use crate::ports::{Clock, Condition, Item, Store, SystemClock, MAX_ITEM_BYTES};
+use crate::ports::{Condition, Item, Store, MAX_ITEM_BYTES};
 
 const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS items (
@@ -37,7 +36,6 @@ const PURGE_EVERY_SECS: i64 = 60;
 /// to the connection.
 pub struct SqliteStore {
     db: Db,
-    clock: Arc<dyn Clock>,
     next_purge: AtomicI64,
 }
 
@@ -144,22 +142,15 @@ impl SqliteStore {
         Self::with_db(Db::open(None, SCHEMA, "store"))
     }
 
-    /// Uses `clock` to decide which items have expired (tests of TTLs).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
     fn with_db(db: Result<Db, String>) -> Result<Self, StoreError> {
         Ok(Self {
             db: db.map_err(StoreError::Unavailable)?,
-            clock: Arc::new(SystemClock),
             next_purge: AtomicI64::new(0),
         })
     }
 
     fn now(&self) -> i64 {
-        self.clock.now().timestamp()
+        chrono::Utc::now().timestamp()
     }
 
     /// Whether this write should also delete expired rows (readers already

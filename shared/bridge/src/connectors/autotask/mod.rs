@@ -441,6 +441,10 @@ impl Psa for AutotaskClient {
         Ok(created.item_id)
     }
 
+    fn title_max_chars(&self) -> usize {
+        wire::TICKET_TITLE_MAX
+    }
+
     #[tracing::instrument(skip(self, patch), fields(system = SYSTEM))]
     async fn update_ticket(&self, id: i64, patch: &PsaTicketPatch) -> Result<(), ApiError> {
         if patch.is_empty() {

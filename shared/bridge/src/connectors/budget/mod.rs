@@ -505,6 +505,9 @@ impl Psa for BudgetedPsa {
         self.limiter.run(self.inner.create_ticket(ticket)).await
     }
 
+    fn title_max_chars(&self) -> usize {
+        self.inner.title_max_chars()
+    }
     async fn update_ticket(&self, id: i64, patch: &PsaTicketPatch) -> Result<(), ApiError> {
         self.limiter.run(self.inner.update_ticket(id, patch)).await
     }

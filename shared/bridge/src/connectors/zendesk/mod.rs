@@ -23,7 +23,7 @@ use serde_json::Value;
 use crate::config::Secret;
 use crate::connectors::http::{error_from_response, transport_error};
 use crate::error::ApiError;
-use crate::model::{DeskComment, DeskTicket, Visibility};
+use crate::model::{DeskComment, DeskTicket, DeskTicketPatch, Visibility};
 use crate::ports::{DeskChanges, DeskCursor, ServiceDesk};
 
 pub use inbound::{
@@ -187,6 +187,13 @@ impl ServiceDesk for ZendeskClient {
             .ok_or_else(|| malformed("ticket update reported no Comment event"))?;
         tracing::debug!(comment_id = id, public, "added zendesk comment");
         Ok(id)
+    }
+
+    #[tracing::instrument(name = "zendesk.update_ticket", skip(self))]
+    async fn update_ticket(&self, ticket_id: u64, patch: &DeskTicketPatch) -> Result<(), ApiError> {
+        self.put_ticket(ticket_id, wire::field_patch(patch))
+            .await
+            .map(drop)
     }
 
     #[tracing::instrument(name = "zendesk.set_external_id", skip(self))]

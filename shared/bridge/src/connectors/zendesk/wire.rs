@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::model::{DeskComment, DeskTicket, Visibility};
+use crate::model::{DeskComment, DeskTicket, DeskTicketPatch, Visibility};
 
 /// Largest page the comments endpoint serves.
 pub const PAGE_SIZE: &str = "100";
@@ -47,6 +47,21 @@ pub(super) fn custom_field(field_id: u64, value: Value) -> Value {
 pub(super) fn comment(body: &str, visibility: Visibility) -> Value {
     let public = visibility == Visibility::Public;
     json!({ "comment": { "body": body, "public": public } })
+}
+
+/// Ticket fields taken from the PSA; only the ones set are sent.
+pub(super) fn field_patch(patch: &DeskTicketPatch) -> Value {
+    let mut fields = serde_json::Map::new();
+    if let Some(subject) = &patch.subject {
+        fields.insert("subject".into(), json!(subject));
+    }
+    if let Some(status) = &patch.status {
+        fields.insert("status".into(), json!(status));
+    }
+    if let Some(priority) = &patch.priority {
+        fields.insert("priority".into(), json!(priority));
+    }
+    Value::Object(fields)
 }
 
 /// Ticket fields that set `external_id`.

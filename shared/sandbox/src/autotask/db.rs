@@ -1,0 +1,496 @@
+//! The simulated database (tickets, notes, companies, configuration items,
+//! resources), its JSON shapes, and the validated mutations shared by the API
+//! and the Rust methods (which stand for technicians in the Autotask UI).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{json, Map, Value};
+
+use super::picklists::{active_pick, picklist, PRIORITY, QUEUE, STATUS, TICKET_TYPE};
+use super::{Note, Ticket};
+
+pub(super) const TITLE_MAX: usize = 255;
+pub(super) const DESCRIPTION_MAX: usize = 8000;
+pub(super) const NOTE_TITLE_MAX: usize = 250;
+pub(super) const NOTE_DESCRIPTION_MAX: usize = 32000;
+pub(super) const QUERY_PAGE_MAX: usize = 500;
+
+pub(super) struct Company {
+    pub(super) id: i64,
+    pub(super) name: String,
+}
+
+pub(super) struct ConfigurationItem {
+    pub(super) id: i64,
+    pub(super) company_id: i64,
+    pub(super) reference_number: String,
+}
+
+#[derive(Default)]
+pub(super) struct Db {
+    pub(super) tickets: BTreeMap<i64, Ticket>,
+    pub(super) notes: BTreeMap<i64, Note>,
+    pub(super) companies: BTreeMap<i64, Company>,
+    pub(super) items: BTreeMap<i64, ConfigurationItem>,
+    pub(super) resources: BTreeMap<i64, String>,
+    pub(super) next_ticket: i64,
+    pub(super) next_note: i64,
+    pub(super) next_company: i64,
+    pub(super) next_item: i64,
+    pub(super) next_resource: i64,
+    pub(super) tickets_per_day: HashMap<NaiveDate, u32>,
+    pub(super) sequence: HashMap<(&'static str, i64), i64>,
+}
+
+impl Db {
+    pub(super) fn new() -> Self {
+        // Distinct id ranges per entity make a mixed-up id fail loudly in tests.
+        Self {
+            next_ticket: 7001,
+            next_note: 30001,
+            next_company: 174,
+            next_item: 501,
+            next_resource: 29683001,
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn sequence(&mut self, entity: &'static str, id: i64) -> i64 {
+        let counter = self.sequence.entry((entity, id)).or_insert(0);
+        *counter += 1;
+        *counter
+    }
+
+    /// Last activity strictly increases per ticket, so callouts that carry it
+    /// never look like a redelivery of the previous change.
+    pub(super) fn touch(&mut self, ticket_id: i64, now: DateTime<Utc>) {
+        if let Some(ticket) = self.tickets.get_mut(&ticket_id) {
+            ticket.last_activity_date = if now > ticket.last_activity_date {
+                now
+            } else {
+                ticket.last_activity_date + chrono::Duration::milliseconds(1)
+            };
+        }
+    }
+
+    pub(super) fn rows(&self, entity: Entity) -> Vec<Value> {
+        match entity {
+            Entity::Tickets => self.tickets.values().map(ticket_json).collect(),
+            Entity::TicketNotes => self.notes.values().map(note_json).collect(),
+            Entity::ConfigurationItems => self.items.values().map(item_json).collect(),
+            Entity::Companies => self.companies.values().map(company_json).collect(),
+        }
+    }
+}
+
+pub(super) fn time(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+pub(super) fn ticket_json(t: &Ticket) -> Value {
+    json!({
+        "id": t.id,
+        "ticketNumber": t.ticket_number,
+        "title": t.title,
+        "description": t.description,
+        "status": t.status,
+        "priority": t.priority,
+        "companyID": t.company_id,
+        "queueID": t.queue_id,
+        "externalID": t.external_id,
+        "creatorResourceID": t.creator_resource_id,
+        "createDate": time(&t.create_date),
+        "lastActivityDate": time(&t.last_activity_date),
+    })
+}
+
+pub(super) fn note_json(n: &Note) -> Value {
+    json!({
+        "id": n.id,
+        "ticketID": n.ticket_id,
+        "title": n.title,
+        "description": n.description,
+        "noteType": n.note_type,
+        "publish": n.publish,
+        "creatorResourceID": n.creator_resource_id,
+        "createDateTime": time(&n.create_date_time),
+        "lastActivityDate": time(&n.create_date_time),
+    })
+}
+
+pub(super) fn item_json(i: &ConfigurationItem) -> Value {
+    json!({
+        "id": i.id,
+        "companyID": i.company_id,
+        "referenceNumber": i.reference_number,
+        "referenceTitle": i.reference_number,
+        "isActive": true,
+    })
+}
+
+pub(super) fn company_json(c: &Company) -> Value {
+    json!({ "id": c.id, "companyName": c.name, "isActive": true, "companyType": 1 })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Entity {
+    Tickets,
+    TicketNotes,
+    ConfigurationItems,
+    Companies,
+}
+
+impl Entity {
+    pub(super) const ALL: [Entity; 4] = [
+        Entity::Tickets,
+        Entity::TicketNotes,
+        Entity::ConfigurationItems,
+        Entity::Companies,
+    ];
+
+    pub(super) fn path(self) -> &'static str {
+        match self {
+            Entity::Tickets => "Tickets",
+            Entity::TicketNotes => "TicketNotes",
+            Entity::ConfigurationItems => "ConfigurationItems",
+            Entity::Companies => "Companies",
+        }
+    }
+
+    /// Field names, for rejecting queries on fields the entity does not have.
+    pub(super) fn fields(self) -> Vec<String> {
+        let sample = match self {
+            Entity::Tickets => ticket_json(&Ticket {
+                id: 0,
+                ticket_number: String::new(),
+                title: String::new(),
+                description: None,
+                status: 0,
+                priority: 0,
+                company_id: 0,
+                queue_id: None,
+                external_id: None,
+                creator_resource_id: 0,
+                create_date: DateTime::UNIX_EPOCH,
+                last_activity_date: DateTime::UNIX_EPOCH,
+            }),
+            Entity::TicketNotes => note_json(&Note {
+                id: 0,
+                ticket_id: 0,
+                title: String::new(),
+                description: String::new(),
+                publish: 0,
+                note_type: 0,
+                creator_resource_id: 0,
+                create_date_time: DateTime::UNIX_EPOCH,
+            }),
+            Entity::ConfigurationItems => item_json(&ConfigurationItem {
+                id: 0,
+                company_id: 0,
+                reference_number: String::new(),
+            }),
+            Entity::Companies => company_json(&Company {
+                id: 0,
+                name: String::new(),
+            }),
+        };
+        sample
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// One outgoing event, decided under the lock and delivered after it.
+pub(super) enum Change {
+    Ticket {
+        action: &'static str,
+        ticket: Ticket,
+        fields: Map<String, Value>,
+        sequence: i64,
+    },
+    Note {
+        note: Note,
+        ticket: Ticket,
+        sequence: i64,
+    },
+}
+
+// ---------------------------------------------------------------------------
+// Mutations shared by the API and the Rust methods
+// ---------------------------------------------------------------------------
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn insert_note(
+    db: &mut Db,
+    ticket_id: i64,
+    title: &str,
+    description: &str,
+    note_type: i64,
+    publish: i64,
+    creator: i64,
+    now: DateTime<Utc>,
+) -> Option<Change> {
+    if !db.tickets.contains_key(&ticket_id) {
+        return None;
+    }
+    let id = db.next_note;
+    db.next_note += 1;
+    let note = Note {
+        id,
+        ticket_id,
+        title: title.to_owned(),
+        description: description.to_owned(),
+        publish,
+        note_type,
+        creator_resource_id: creator,
+        create_date_time: now,
+    };
+    db.notes.insert(id, note.clone());
+    db.touch(ticket_id, now);
+    let sequence = db.sequence("TicketNote", id);
+    let ticket = db.tickets[&ticket_id].clone();
+    Some(Change::Note {
+        note,
+        ticket,
+        sequence,
+    })
+}
+
+/// Applies already-validated field changes; `Ok(None)` when nothing changed,
+/// `Err(())` when the ticket does not exist.
+pub(super) fn apply_update(
+    db: &mut Db,
+    ticket_id: i64,
+    update: &Map<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<Option<Change>, ()> {
+    let ticket = db.tickets.get_mut(&ticket_id).ok_or(())?;
+    let mut changed = Map::new();
+    for (field, value) in update {
+        let did_change = match field.as_str() {
+            "title" => set(
+                &mut ticket.title,
+                value.as_str().unwrap_or_default().to_owned(),
+            ),
+            "description" => set(&mut ticket.description, value.as_str().map(str::to_owned)),
+            "status" => as_i64(value).is_some_and(|v| set(&mut ticket.status, v)),
+            "priority" => as_i64(value).is_some_and(|v| set(&mut ticket.priority, v)),
+            "companyID" => as_i64(value).is_some_and(|v| set(&mut ticket.company_id, v)),
+            "queueID" => set(&mut ticket.queue_id, as_i64(value)),
+            "externalID" => set(&mut ticket.external_id, value.as_str().map(str::to_owned)),
+            _ => false,
+        };
+        if did_change {
+            // Webhook payloads use the SOAP-style field names with string values.
+            let name = match field.as_str() {
+                "companyID" => "CompanyID".to_owned(),
+                "queueID" => "QueueID".to_owned(),
+                "externalID" => "ExternalID".to_owned(),
+                other => {
+                    let mut chars = other.chars();
+                    chars
+                        .next()
+                        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                        .unwrap_or_default()
+                }
+            };
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            changed.insert(name, json!(text));
+        }
+    }
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    db.touch(ticket_id, now);
+    let sequence = db.sequence("Ticket", ticket_id);
+    Ok(Some(Change::Ticket {
+        action: "Update",
+        ticket: db.tickets[&ticket_id].clone(),
+        fields: changed,
+        sequence,
+    }))
+}
+
+pub(super) fn set<T: PartialEq>(slot: &mut T, value: T) -> bool {
+    if *slot == value {
+        false
+    } else {
+        *slot = value;
+        true
+    }
+}
+
+pub(super) fn as_i64(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+pub(super) fn get_ci<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    object
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_null())
+}
+
+pub(super) fn reference_error(field: &str) -> String {
+    format!("Value does not reference an existing entity for {field} . ")
+}
+
+/// Validates ticket fields of a create (`creating`) or update body and returns
+/// them under their canonical names.
+pub(super) fn validate_ticket_fields(
+    db: &Db,
+    body: &Map<String, Value>,
+    creating: bool,
+) -> Result<Map<String, Value>, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut fields = Map::new();
+    if creating {
+        for required in ["companyID", "title", "status", "priority"] {
+            if get_ci(body, required).is_none() {
+                errors.push(format!("Missing Required Field: {required}"));
+            }
+        }
+    }
+    if let Some(title) = get_ci(body, "title") {
+        match title.as_str() {
+            Some(t) if t.trim().is_empty() => errors.push("title cannot be empty".to_owned()),
+            Some(t) if t.chars().count() > TITLE_MAX => errors.push(format!(
+                "title exceeds the maximum length of {TITLE_MAX} characters"
+            )),
+            Some(t) => {
+                fields.insert("title".to_owned(), json!(t));
+            }
+            None => errors.push("title must be a string".to_owned()),
+        }
+    }
+    if let Some(description) = get_ci(body, "description") {
+        match description.as_str() {
+            Some(d) if d.chars().count() > DESCRIPTION_MAX => errors.push(format!(
+                "description exceeds the maximum length of {DESCRIPTION_MAX} characters"
+            )),
+            Some(d) => {
+                fields.insert("description".to_owned(), json!(d));
+            }
+            None => errors.push("description must be a string".to_owned()),
+        }
+    }
+    for (name, picks) in [
+        ("status", STATUS),
+        ("priority", PRIORITY),
+        ("queueID", QUEUE),
+        ("ticketType", TICKET_TYPE),
+    ] {
+        if let Some(value) = get_ci(body, name) {
+            match as_i64(value) {
+                Some(v) if active_pick(picks, v) => {
+                    fields.insert(name.to_owned(), json!(v));
+                }
+                _ => errors.push(reference_error(name)),
+            }
+        }
+    }
+    if let Some(company) = get_ci(body, "companyID") {
+        match as_i64(company) {
+            Some(c) if db.companies.contains_key(&c) => {
+                fields.insert("companyID".to_owned(), json!(c));
+            }
+            _ => errors.push(reference_error("companyID")),
+        }
+    }
+    if let Some(external) = get_ci(body, "externalID") {
+        match external {
+            Value::String(s) => {
+                fields.insert("externalID".to_owned(), json!(s));
+            }
+            Value::Number(n) => {
+                fields.insert("externalID".to_owned(), json!(n.to_string()));
+            }
+            _ => errors.push("externalID must be a string".to_owned()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(fields)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The ticket fields a technician can change through
+/// [`AutotaskSandbox::update_as_technician`](super::AutotaskSandbox::update_as_technician):
+/// the writable ones the sandbox stores.
+pub(super) const TECHNICIAN_FIELDS: [&str; 7] = [
+    "title",
+    "description",
+    "status",
+    "priority",
+    "companyID",
+    "queueID",
+    "externalID",
+];
+
+/// Validates a technician's edit as the API validates a `PATCH Tickets`, and
+/// more strictly where the API would silently ignore something (unknown
+/// fields, nulls), since that would be a test bug; returns the fields under
+/// their canonical names, or every problem found.
+pub(super) fn technician_update(
+    db: &Db,
+    fields: &[(&str, Value)],
+) -> Result<Map<String, Value>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut body = Map::new();
+    for (name, value) in fields {
+        let Some(field) = TECHNICIAN_FIELDS
+            .iter()
+            .find(|f| f.eq_ignore_ascii_case(name))
+        else {
+            problems.push(format!(
+                "{name} is not a ticket field a technician can change (one of {})",
+                TECHNICIAN_FIELDS.join(", ")
+            ));
+            continue;
+        };
+        if value.is_null() {
+            problems.push(format!(
+                "{field} cannot be set to null (the API would ignore it)"
+            ));
+            continue;
+        }
+        if body.contains_key(*field) {
+            problems.push(format!("{field} is given twice"));
+            continue;
+        }
+        if let Some(picks) = picklist(field) {
+            match as_i64(value) {
+                None => problems.push(format!(
+                    "{field} {value} is not a picklist value (a number is expected)"
+                )),
+                Some(v) => match picks.iter().find(|(pick, ..)| *pick == v) {
+                    None => problems.push(format!(
+                        "{field} {v} is not an active picklist value: the {field} picklist has no value {v}"
+                    )),
+                    Some((_, label, false, _)) => problems.push(format!(
+                        "{field} {v} is not an active picklist value: \"{label}\" is inactive"
+                    )),
+                    Some(_) => {}
+                },
+            }
+        }
+        body.insert((*field).to_owned(), value.clone());
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    // Lengths, types and companies exactly as the API checks them.
+    validate_ticket_fields(db, &body, false)
+}

@@ -1,0 +1,285 @@
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use super::*;
+
+fn config() -> ZendeskSandboxConfig {
+    ZendeskSandboxConfig {
+        agent_email: "bridge@msp.example".to_owned(),
+        api_token: "tok".to_owned(),
+        webhook_secret: "whsec".to_owned(),
+        webhook_url: None,
+        cluster_id_field: 360_001,
+    }
+}
+
+fn api(sandbox: &ZendeskSandbox, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .request(method, format!("{}{path}", sandbox.base_url()))
+        .basic_auth("bridge@msp.example/token", Some("tok"))
+}
+
+#[tokio::test]
+async fn rejects_bad_credentials_in_zendesk_shape() {
+    let sandbox = ZendeskSandbox::start(config()).await.unwrap();
+    let id = sandbox.create_ticket(NewTicket {
+        subject: "s".into(),
+        description: "d".into(),
+        requester_name: "Ann".into(),
+        ..NewTicket::default()
+    });
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/v2/tickets/{id}.json", sandbox.base_url()))
+        .basic_auth("bridge@msp.example/token", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body, json!({"error": "Couldn't authenticate you"}));
+    assert_eq!(sandbox.api_calls(), 0);
+}
+
+#[tokio::test]
+async fn validates_updates_and_creates_in_zendesk_shape() {
+    let sandbox = ZendeskSandbox::start(config()).await.unwrap();
+    let id = sandbox.create_ticket(NewTicket {
+        subject: "s".into(),
+        description: "d".into(),
+        requester_name: "Ann".into(),
+        ..NewTicket::default()
+    });
+    let response = api(
+        &sandbox,
+        reqwest::Method::PUT,
+        &format!("/api/v2/tickets/{id}.json"),
+    )
+    .json(&json!({"ticket": {"priority": "whenever", "subject": "changed"}}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "RecordInvalid");
+    assert_eq!(body["details"]["priority"][0]["error"], "InvalidValue");
+    // Rejected updates change nothing.
+    assert_eq!(sandbox.ticket(id).unwrap().subject, "s");
+
+    let response = api(&sandbox, reqwest::Method::POST, "/api/v2/tickets.json")
+        .json(&json!({"ticket": {"subject": "no body"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+
+    let response = api(&sandbox, reqwest::Method::POST, "/api/v2/tickets.json")
+        .json(
+            &json!({"ticket": {"subject": "Hi", "comment": {"body": "First"},
+            "priority": "high", "custom_fields": [{"id": 360_001, "value": "CL-1"}]}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    let new_id = body["ticket"]["id"].as_u64().unwrap();
+    let ticket = sandbox.ticket(new_id).unwrap();
+    assert_eq!(ticket.description, "First");
+    assert_eq!(ticket.cluster_id.as_deref(), Some("CL-1"));
+    assert_eq!(ticket.priority.as_deref(), Some("high"));
+    assert_eq!(body["audit"]["events"][0]["type"], "Comment");
+
+    let response = api(&sandbox, reqwest::Method::GET, "/api/v2/tickets/999.json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"error": "RecordNotFound", "description": "Not found"})
+    );
+    assert_eq!(sandbox.api_calls(), 4);
+}
+
+#[tokio::test]
+async fn export_reports_deleted_tickets_unless_excluded() {
+    let sandbox = ZendeskSandbox::start(config()).await.unwrap();
+    sandbox.set_export_lag(Duration::ZERO);
+    let new = |s: &str| NewTicket {
+        subject: s.into(),
+        description: "d".into(),
+        requester_name: "Ann".into(),
+        ..NewTicket::default()
+    };
+    let kept = sandbox.create_ticket(new("kept"));
+    let gone = sandbox.create_ticket(new("gone"));
+    sandbox.delete_ticket(gone);
+    let export = |extra: &'static str| {
+        let start = (Utc::now() - chrono::TimeDelta::minutes(5)).timestamp();
+        api(
+            &sandbox,
+            reqwest::Method::GET,
+            &format!("/api/v2/incremental/tickets/cursor.json?start_time={start}{extra}"),
+        )
+        .send()
+    };
+    let all: Value = export("").await.unwrap().json().await.unwrap();
+    let statuses: Vec<(u64, &str)> = all["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["id"].as_u64().unwrap(), t["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, vec![(kept, "new"), (gone, "deleted")]);
+    assert_eq!(all["end_of_stream"], true);
+    assert!(all["after_url"].as_str().unwrap().contains("cursor="));
+    let live: Value = export("&exclude_deleted=true")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(live["tickets"].as_array().unwrap().len(), 1);
+    // The deleted ticket is gone from the rest of the API.
+    let response = api(
+        &sandbox,
+        reqwest::Method::GET,
+        &format!("/api/v2/tickets/{gone}.json"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 404);
+    let response = api(
+        &sandbox,
+        reqwest::Method::GET,
+        "/api/v2/incremental/tickets/cursor.json",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 400, "start_time or cursor is required");
+}
+
+#[tokio::test]
+async fn caps_page_size_and_pages_by_cursor() {
+    let sandbox = ZendeskSandbox::start(config()).await.unwrap();
+    let id = sandbox.create_ticket(NewTicket {
+        subject: "s".into(),
+        description: "d".into(),
+        requester_name: "Ann".into(),
+        ..NewTicket::default()
+    });
+    for n in 0..150 {
+        sandbox.add_comment(id, "Bob", &format!("c{n}"), n % 2 == 0);
+    }
+    let path = format!("/api/v2/tickets/{id}/comments.json");
+    let first: Value = api(&sandbox, reqwest::Method::GET, &path)
+        .query(&[("page[size]", "500")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["comments"].as_array().unwrap().len(), 100);
+    assert_eq!(first["meta"]["has_more"], true);
+    let next = first["links"]["next"].as_str().unwrap();
+    let second: Value = reqwest::Client::new()
+        .get(next)
+        .basic_auth("bridge@msp.example/token", Some("tok"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let comments = second["comments"].as_array().unwrap();
+    assert_eq!(comments.len(), 51);
+    assert_eq!(comments.last().unwrap()["body"], "c149");
+    assert_eq!(second["meta"]["has_more"], false);
+    assert!(second["links"]["next"].is_null());
+}
+
+#[tokio::test]
+async fn requests_are_recorded_with_credentials_redacted() {
+    let sandbox = ZendeskSandbox::start(config()).await.unwrap();
+    let id = sandbox.create_ticket(NewTicket {
+        subject: "s".into(),
+        description: "d".into(),
+        requester_name: "Ann".into(),
+        ..NewTicket::default()
+    });
+    // UI actions are not requests.
+    sandbox.add_comment(id, "Bob", "From the UI", true);
+    assert!(sandbox.requests().is_empty());
+
+    let path = format!("/api/v2/tickets/{id}.json");
+    let response = api(&sandbox, reqwest::Method::PUT, &path)
+        .json(&json!({"ticket": {"comment": {"body": "Internal", "public": false}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = api(
+        &sandbox,
+        reqwest::Method::GET,
+        &format!("/api/v2/tickets/{id}/comments.json?page[size]=2&include=users"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let response = reqwest::Client::new()
+        .get(format!("{}{path}", sandbox.base_url()))
+        .basic_auth("bridge@msp.example/token", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+
+    let all = sandbox.requests();
+    let lines: Vec<(&str, &str, Option<u16>)> = all
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str(), r.status))
+        .collect();
+    let comments = format!("/api/v2/tickets/{id}/comments.json");
+    assert_eq!(
+        lines,
+        vec![
+            ("PUT", path.as_str(), Some(200)),
+            ("GET", comments.as_str(), Some(200)),
+            ("GET", path.as_str(), Some(401)),
+        ]
+    );
+    let put = &sandbox.requests_matching("put", "/api/v2/tickets/")[0];
+    assert_eq!(
+        put.json(),
+        &json!({"ticket": {"comment": {"body": "Internal", "public": false}}})
+    );
+    assert_eq!(put.header("Authorization"), Some("Basic [redacted]"));
+    assert_eq!(put.header("content-type"), Some("application/json"));
+    assert_eq!(all[1].query_param("page[size]").as_deref(), Some("2"));
+    assert_eq!(all[1].query_param("include").as_deref(), Some("users"));
+    assert!(all[1].body.is_none());
+    let dump = format!("{all:?}");
+    assert!(!dump.contains("tok") && !dump.contains("wrong"), "{dump}");
+    // Only authenticated calls count as API calls; every request is recorded.
+    assert_eq!(sandbox.api_calls(), 2);
+
+    sandbox.clear_requests();
+    sandbox.faults().update(|f| {
+        f.rate_limit_burst = 1;
+        f.retry_after_secs = 3;
+    });
+    let limited = api(&sandbox, reqwest::Method::GET, &path)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), 429);
+    let after = sandbox.requests();
+    assert_eq!((after.len(), after[0].status), (1, Some(429)));
+}
