@@ -50,6 +50,7 @@ fn job(t: &TenantWorld, desk_id: u64) -> SyncJob {
         desk_ticket_id: Some(DeskTicketId(desk_id)),
         event_id: format!("concurrency-{desk_id}"),
         received_at_ms: 0,
+        change: bridge::model::ChangeHint::Unknown,
     }
 }
 

@@ -1,9 +1,14 @@
 //! Every bad input the ingest functions can get is answered with the right
-//! status and a plain reason, and nothing is enqueued. The worker is off, so
-//! the queue depth counts exactly what ingest accepted.
+//! status and a plain reason, and nothing is enqueued. Only failed
+//! authentication (401), unknown tenants (404) and unreadable or oversize
+//! bodies (400/413) are refused: an authentic event the bridge cannot use is
+//! answered 200 and written to the tenant's sync log (Autotask deactivates a
+//! webhook after 25 failed events in a row). The worker is off, so the queue
+//! depth counts exactly what ingest accepted.
 
 use crate::support::{autotask_signature, post, webhook_and_callout_tenants, zendesk_event};
-use testkit::world::{World, WorldOptions};
+use bridge::repo::Repo;
+use testkit::world::{TenantWorld, World, WorldOptions};
 
 async fn world() -> World {
     World::start(
@@ -20,6 +25,38 @@ async fn world() -> World {
 async fn enqueued(world: &World) -> u64 {
     let depth = world.queue_depth().await.unwrap();
     depth.visible + depth.in_flight + depth.dead
+}
+
+/// Sync-log entries of the tenant written by ingest step `step`.
+async fn logged(world: &World, t: &TenantWorld, step: &str) -> usize {
+    Repo::new(world.store())
+        .log_entries(&t.id, 100)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.step == step)
+        .count()
+}
+
+/// An authentic event the bridge cannot use: 200, "ignored" with a reason.
+fn assert_ignored(status: u16, text: &str) {
+    assert_eq!(status, 200, "{text}");
+    let answer: serde_json::Value = serde_json::from_str(text).unwrap();
+    assert_eq!(answer["queued"], false, "{text}");
+    assert!(
+        answer["ignored"].as_str().is_some_and(|r| !r.is_empty()),
+        "{text}"
+    );
+}
+
+async fn get(url: &str, authorization: Option<String>) -> (u16, String) {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(authorization) = authorization {
+        request = request.header("authorization", authorization);
+    }
+    let response = request.send().await.expect("bridge reachable");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
 }
 
 #[tokio::test]
@@ -90,27 +127,34 @@ async fn zendesk_webhook_rejections() {
     assert_eq!(status, 401);
     assert!(text.contains("5-minute window"), "{text}");
 
-    // Correctly signed but malformed bodies are 400 with a reason.
-    for bad in [
-        &b"{not json"[..],
-        br#"{"type":"zen:event-type:ticket.created","detail":{}}"#,
-        br#"{"ticket_id":"abc"}"#,
-    ] {
+    let signed = |body: &[u8]| {
         let timestamp = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let signed = vec![
+        vec![
             (
                 "x-zendesk-webhook-signature".to_owned(),
-                sandbox::zendesk::sign(acme_secret, &timestamp, bad),
+                sandbox::zendesk::sign(acme_secret, &timestamp, body),
             ),
             (
                 "x-zendesk-webhook-signature-timestamp".to_owned(),
                 timestamp,
             ),
-        ];
-        let (status, text) = post(&url, &signed, bad.to_vec()).await;
+        ]
+    };
+    // Correctly signed but unreadable bodies are 400 with a reason.
+    for bad in [&b"{not json"[..], b"[1,2]"] {
+        let (status, text) = post(&url, &signed(bad), bad.to_vec()).await;
         assert_eq!(status, 400, "{}: {text}", String::from_utf8_lossy(bad));
         assert!(text.contains("malformed body"), "{text}");
     }
+    // Correctly signed, readable, but unusable: 200, ignored, logged.
+    for odd in [
+        &br#"{"type":"zen:event-type:ticket.created","detail":{}}"#[..],
+        br#"{"ticket_id":"abc"}"#,
+    ] {
+        let (status, text) = post(&url, &signed(odd), odd.to_vec()).await;
+        assert_ignored(status, &text);
+    }
+    assert_eq!(logged(&world, acme, "zendesk_webhook").await, 2);
 
     // Oversize bodies are refused before anything else is read.
     let huge = vec![b' '; 300 * 1024];
@@ -193,14 +237,57 @@ async fn autotask_callout_and_webhook_rejections() {
     )
     .await;
     assert_eq!(status, 404);
-    // Authenticated but malformed.
+    // Authenticated but unreadable: 400.
+    let (status, text) = post(
+        &globex_url,
+        &[
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("authorization".to_owned(), basic(user, password)),
+        ],
+        b"{not json".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400, "{text}");
+    // Authenticated, readable, but without a ticket id: 200, ignored, logged.
     let (status, text) = post(
         &globex_url,
         &form_headers(basic(user, password)),
         b"foo=bar".to_vec(),
     )
     .await;
-    assert_eq!(status, 400, "{text}");
+    assert_ignored(status, &text);
+    assert_eq!(logged(&world, globex, "autotask_callout").await, 1);
+
+    // Callouts by GET (fields in the query string) pass the same check.
+    let get_url = format!("{globex_url}?id=7001&TicketNumber=T20261123.0001");
+    for auth in [
+        Some(basic(user, "wrong")),
+        Some(basic("someone", password)),
+        Some("Bearer x".to_owned()),
+        None,
+    ] {
+        let (status, text) = get(&get_url, auth.clone()).await;
+        assert_eq!(status, 401, "{auth:?}: {text}");
+    }
+    let (status, _) = get(
+        &format!("{base}/t/acme/autotask?id=7001"),
+        Some(basic(user, password)),
+    )
+    .await;
+    assert_eq!(status, 401, "globex's credentials do not open acme's URL");
+    let (status, _) = get(
+        &format!("{base}/t/initech/autotask?id=7001"),
+        Some(basic(user, password)),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, text) = get(
+        &format!("{globex_url}?foo=bar"),
+        Some(basic(user, password)),
+    )
+    .await;
+    assert_ignored(status, &text);
+    assert_eq!(logged(&world, globex, "autotask_callout").await, 2);
 
     // Webhooks: signature with the wrong key, another tenant's key, tampered body.
     let acme_url = format!("{base}/t/acme/autotask");
@@ -237,10 +324,15 @@ async fn autotask_callout_and_webhook_rejections() {
         .0,
         401
     );
-    // Signed but malformed.
-    let bad = br#"{"EntityType":"TicketNote","Fields":{}}"#.to_vec();
+    // Signed but unreadable: 400.
+    let bad = b"{\"EntityType\":".to_vec();
     let (status, text) = post(&acme_url, &hook(autotask_signature(acme_key, &bad)), bad).await;
     assert_eq!(status, 400, "{text}");
+    // Signed, readable, but unusable (a note without its ticket): 200, logged.
+    let odd = br#"{"EntityType":"TicketNote","Fields":{}}"#.to_vec();
+    let (status, text) = post(&acme_url, &hook(autotask_signature(acme_key, &odd)), odd).await;
+    assert_ignored(status, &text);
+    assert_eq!(logged(&world, acme, "autotask_webhook").await, 1);
     // Oversize.
     let huge = vec![b'{'; 300 * 1024];
     assert_eq!(
@@ -256,8 +348,14 @@ async fn autotask_callout_and_webhook_rejections() {
         "no rejected request may enqueue anything"
     );
 
-    // Controls: a good callout and a good webhook are each enqueued.
+    // Controls: a good callout (POST and GET) and a good webhook are each enqueued.
     let (status, text) = post(&globex_url, &form_headers(basic(user, password)), form).await;
+    assert_eq!(status, 202, "{text}");
+    let (status, text) = get(
+        &format!("{globex_url}?id=7002&LastActivityDate=2026-11-23T10%3A00%3A00Z"),
+        Some(basic(user, password)),
+    )
+    .await;
     assert_eq!(status, 202, "{text}");
     let (status, text) = post(
         &acme_url,
@@ -267,5 +365,5 @@ async fn autotask_callout_and_webhook_rejections() {
     .await;
     assert_eq!(status, 202, "{text}");
     // Ingest answers 202 only once the job is queued: no wait needed.
-    assert_eq!(enqueued(&world).await, 2);
+    assert_eq!(enqueued(&world).await, 3);
 }

@@ -12,6 +12,8 @@ mod chaos;
 mod chaos_aws;
 mod chaos_cases;
 mod concurrency_cases;
+mod contract;
+mod ingest_events;
 mod ingest_rejections;
 mod no_secrets_in_logs;
 mod pipeline;

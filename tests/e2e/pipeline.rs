@@ -41,6 +41,11 @@ async fn psa_status_and_priority_reach_zendesk_through_the_reverse_tables_only_f
     cases::psa_status_and_priority_reach_zendesk_through_the_reverse_tables_only_from_the_noc_queue(world).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_costs_at_most_two_autotask_calls_and_an_echo_none() {
+    cases::a_change_costs_at_most_two_autotask_calls_and_an_echo_none(world().await).await;
+}
+
 async fn concurrency_world() -> World {
     World::start(concurrency::spec(), concurrency::options())
         .await

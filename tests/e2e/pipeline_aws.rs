@@ -327,6 +327,7 @@ fn desk_job(t: &TenantWorld, desk_id: u64, event: &str) -> SyncJob {
         desk_ticket_id: Some(DeskTicketId(desk_id)),
         event_id: event.into(),
         received_at_ms: chrono::Utc::now().timestamp_millis(),
+        change: bridge::model::ChangeHint::Unknown,
     }
 }
 
@@ -442,6 +443,7 @@ async fn the_lambda_batch_handler_settles_real_worker_outcomes_on_the_real_queue
         desk_ticket_id: None,
         event_id: "p-1".into(),
         received_at_ms: chrono::Utc::now().timestamp_millis(),
+        change: bridge::model::ChangeHint::Unknown,
     };
     world.queue.send(&stray).await.unwrap();
     let mut stray_batch = lambda_batch(&backend).await;

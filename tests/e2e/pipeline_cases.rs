@@ -562,3 +562,96 @@ pub async fn psa_status_and_priority_reach_zendesk_through_the_reverse_tables_on
     );
     assert_eq!(t.zendesk.ticket(inside).unwrap().status, "solved");
 }
+
+/// Autotask calls made while `change` and everything it set off (echoes
+/// included) ran, on a tenant whose bridge writes fire webhooks.
+async fn autotask_calls_for(world: &World, t: &TenantWorld, change: impl AsyncFnOnce()) -> u64 {
+    settle(world, Duration::from_millis(300)).await;
+    let before = t.autotask.api_calls();
+    change().await;
+    settle(world, Duration::from_millis(500)).await;
+    t.autotask.api_calls() - before
+}
+
+pub async fn a_change_costs_at_most_two_autotask_calls_and_an_echo_none(world: World) {
+    let acme = world.tenant("acme");
+    // The client reads Autotask's field descriptions (ticket picklists and
+    // required fields, note publish values) once per process; a first ticket
+    // and comment pay for that.
+    let warm_up = open(acme, "Warm-up", "normal", Some("CL-100"));
+    let warm_psa = psa_ticket_of(acme, warm_up).await.id;
+    acme.zendesk
+        .add_comment(warm_up, "Casey Customer", "warm-up", true);
+    wait_for(ARRIVAL, || {
+        (!acme.autotask.notes(warm_psa).is_empty()).then_some(())
+    })
+    .await
+    .expect("the warm-up comment became a note");
+    let mut desk_id = 0;
+    let create = autotask_calls_for(&world, acme, async || {
+        desk_id = open(acme, "Counted", "normal", Some("CL-100"));
+        psa_ticket_of(acme, desk_id).await;
+    })
+    .await;
+    let psa_id = psa_tickets_for(acme, desk_id)[0].id;
+    assert!(create <= 3, "a first create cost {create} Autotask calls");
+
+    let comment = autotask_calls_for(&world, acme, async || {
+        acme.zendesk
+            .add_comment(desk_id, "Casey Customer", "counted comment", true);
+        wait_for(ARRIVAL, || {
+            acme.autotask
+                .notes(psa_id)
+                .iter()
+                .any(|n| n.description == "counted comment")
+                .then_some(())
+        })
+        .await
+        .expect("the comment became a note");
+    })
+    .await;
+    assert!(
+        comment <= 2,
+        "a Zendesk comment cost {comment} Autotask calls"
+    );
+
+    let high = pick(acme, "priority", "High");
+    let fields = autotask_calls_for(&world, acme, async || {
+        acme.zendesk.update_ticket(
+            desk_id,
+            TicketChange {
+                subject: None,
+                priority: Some("high".into()),
+                status: Some("open".into()),
+            },
+        );
+        wait_for(ARRIVAL, || {
+            acme.autotask.ticket(psa_id).filter(|p| p.priority == high)
+        })
+        .await
+        .expect("the field change reached Autotask");
+    })
+    .await;
+    assert!(
+        fields <= 2,
+        "a Zendesk field change cost {fields} Autotask calls"
+    );
+
+    // A technician's note: one list (to find what is new) and one name
+    // lookup; the bridge's comment coming back from Zendesk costs nothing.
+    let note = autotask_calls_for(&world, acme, async || {
+        acme.autotask
+            .add_note(psa_id, acme.technician, "Update", "counted note", false);
+        wait_for(ARRIVAL, || {
+            acme.zendesk
+                .comments(desk_id)
+                .iter()
+                .any(|c| c.body.contains("counted note"))
+                .then_some(())
+        })
+        .await
+        .expect("the note became a comment");
+    })
+    .await;
+    assert!(note <= 2, "an Autotask note cost {note} Autotask calls");
+}

@@ -1,6 +1,7 @@
-//! Lambda `autotask-callout`: `POST /t/{tenant}/autotask` behind API Gateway.
-//! Verifies Autotask extension callouts and REST webhooks, enqueues a sync job
-//! and answers at once.
+//! Lambda `autotask-callout`: `POST` and `GET /t/{tenant}/autotask` behind API
+//! Gateway. Verifies Autotask extension callouts (POST form pairs, XML or
+//! JSON, or GET with the fields in the query string) and REST webhooks,
+//! enqueues a sync job and answers at once.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {

@@ -243,7 +243,7 @@ async fn demo_tenant(
                         "{} comment → Autotask note ({})",
                         if public { "public" } else { "internal" },
                         if n.publish == 2 {
-                            "Internal Only"
+                            "Internal Project Team"
                         } else {
                             "All Autotask Users"
                         }

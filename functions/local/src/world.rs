@@ -288,6 +288,7 @@ async fn start_tenant(
             },
         }),
         note_page_size: 50,
+        ..AutotaskSandboxConfig::default()
     })
     .await?;
     zendesk.set_export_lag(options.zendesk_export_lag);
@@ -327,6 +328,7 @@ async fn start_tenant(
             zone_lookup_url: autotask.zone_lookup_url(),
             queue_id,
             default_company_id: default_company,
+            ..AutotaskSettings::new("")
         },
         mappings: spec.mappings.clone(),
         fields,

@@ -332,6 +332,7 @@ mod tests {
             desk_ticket_id: None,
             event_id: event.into(),
             received_at_ms: 0,
+            change: bridge::model::ChangeHint::Unknown,
         };
         SqsMessage {
             message_id: Some(format!("m{n}")),

@@ -238,6 +238,7 @@ mod tests {
             desk_ticket_id: None,
             event_id: event.into(),
             received_at_ms: 0,
+            change: bridge::model::ChangeHint::Unknown,
         }
     }
 

@@ -140,6 +140,7 @@ fn job(ticket: &str, event: &str) -> SyncJob {
         desk_ticket_id: None,
         event_id: event.into(),
         received_at_ms: 1_700_000_000_000,
+        change: bridge::model::ChangeHint::Unknown,
     }
 }
 

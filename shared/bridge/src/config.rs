@@ -157,6 +157,71 @@ pub struct AutotaskSettings {
     /// Company used when the cluster id matches no configuration item.
     #[serde(default)]
     pub default_company_id: Option<i64>,
+    /// Values of the TicketNotes `publish` picklist (labels, or numbers) whose
+    /// notes customers may see: only these become public Zendesk comments,
+    /// and public comments are written with the first. Anything else,
+    /// unknown values included, stays internal.
+    #[serde(default = "default_public_note_publish")]
+    pub public_note_publish: Vec<FieldValue>,
+    /// The `publish` value (label, or number) internal comments are written
+    /// with; looked up in the live picklist.
+    #[serde(default = "default_internal_note_publish")]
+    pub internal_note_publish: FieldValue,
+    /// Values for further ticket fields on create, by Autotask field name:
+    /// what the tenant's Autotask requires beyond the queue (e.g.
+    /// `billingCodeID`, `ticketType`, `source`). A picklist field takes a
+    /// label or a number; others take their value.
+    #[serde(default)]
+    pub ticket_defaults: BTreeMap<String, FieldValue>,
+}
+
+impl AutotaskSettings {
+    /// Settings for a tenant whose zone is found at `zone_lookup_url`, with
+    /// every other setting at its default.
+    pub fn new(zone_lookup_url: impl Into<String>) -> Self {
+        Self {
+            zone_lookup_url: zone_lookup_url.into(),
+            queue_id: None,
+            default_company_id: None,
+            public_note_publish: default_public_note_publish(),
+            internal_note_publish: default_internal_note_publish(),
+            ticket_defaults: BTreeMap::new(),
+        }
+    }
+
+    /// The defaults of `public_note_publish` and `internal_note_publish`.
+    pub fn note_publish_defaults() -> (Vec<FieldValue>, FieldValue) {
+        (
+            default_public_note_publish(),
+            default_internal_note_publish(),
+        )
+    }
+}
+
+fn default_public_note_publish() -> Vec<FieldValue> {
+    vec![FieldValue::Text("All Autotask Users".to_owned())]
+}
+
+fn default_internal_note_publish() -> FieldValue {
+    FieldValue::Text("Internal Project Team".to_owned())
+}
+
+/// A value for a PSA field given in the config: a number, or text (a
+/// picklist label, or a text field's value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FieldValue {
+    Number(i64),
+    Text(String),
+}
+
+impl fmt::Display for FieldValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FieldValue::Number(n) => write!(f, "{n}"),
+            FieldValue::Text(text) => write!(f, "{text:?}"),
+        }
+    }
 }
 
 /// Mapping tables. The forward tables (`priority`, `status`) are keyed by
@@ -379,6 +444,56 @@ mod tests {
         assert!(err.to_string().contains("unknown variant `new`"), "{err}");
         let defaults: Mappings = serde_json::from_value(serde_json::json!({})).unwrap();
         assert_eq!(defaults.status_to_desk["Complete"], DeskStatus::Solved);
+    }
+
+    #[test]
+    fn autotask_note_and_ticket_settings_default_safely_and_take_labels_or_numbers() {
+        let defaults: AutotaskSettings =
+            toml::from_str("zone_lookup_url = \"https://webservices.autotask.net\"").unwrap();
+        assert_eq!(
+            defaults.public_note_publish,
+            vec![FieldValue::Text("All Autotask Users".into())]
+        );
+        assert_eq!(
+            defaults.internal_note_publish,
+            FieldValue::Text("Internal Project Team".into())
+        );
+        assert!(defaults.ticket_defaults.is_empty());
+        assert_eq!(
+            defaults,
+            AutotaskSettings::new("https://webservices.autotask.net")
+        );
+
+        let set: AutotaskSettings = toml::from_str(
+            "zone_lookup_url = \"z\"\npublic_note_publish = [1, \"Internal & Co-Managed\"]\n\
+             internal_note_publish = 2\n[ticket_defaults]\nbillingCodeID = \"Remote Support\"\nsource = 4\n",
+        )
+        .unwrap();
+        assert_eq!(
+            set.public_note_publish,
+            vec![
+                FieldValue::Number(1),
+                FieldValue::Text("Internal & Co-Managed".into())
+            ]
+        );
+        assert_eq!(set.internal_note_publish, FieldValue::Number(2));
+        assert_eq!(set.ticket_defaults["source"], FieldValue::Number(4));
+        assert_eq!(
+            set.ticket_defaults["billingCodeID"].to_string(),
+            "\"Remote Support\""
+        );
+        // The store keeps it as JSON and reads it back unchanged.
+        let json = serde_json::to_value(&set).unwrap();
+        assert_eq!(json["ticket_defaults"]["source"], 4);
+        assert_eq!(
+            serde_json::from_value::<AutotaskSettings>(json).unwrap(),
+            set
+        );
+
+        let err =
+            toml::from_str::<AutotaskSettings>("zone_lookup_url = \"z\"\nticket_default = {}")
+                .unwrap_err();
+        assert!(err.to_string().contains("ticket_default"), "{err}");
     }
 
     #[test]

@@ -27,6 +27,20 @@ pub enum ApiError {
     },
     #[error("{system} rejected the credentials ({status})")]
     Unauthorized { system: &'static str, status: u16 },
+    /// The credentials are fine but their user may not do this (a 403 the
+    /// connector could explain); `message` says in plain words what to change.
+    #[error("{message}")]
+    Forbidden {
+        system: &'static str,
+        message: String,
+    },
+    /// Another request changed the same record at the same moment (409);
+    /// trying again a little later succeeds.
+    #[error("{system} reported a conflicting update of the same record (409): {message}")]
+    Conflict {
+        system: &'static str,
+        message: String,
+    },
     #[error("{system} has no {what}")]
     NotFound { system: &'static str, what: String },
     #[error("{system} rejected the request ({status}): {message}")]
@@ -48,6 +62,7 @@ impl ApiError {
         matches!(
             self,
             ApiError::RateLimited { .. }
+                | ApiError::Conflict { .. }
                 | ApiError::Server { .. }
                 | ApiError::Timeout { .. }
                 | ApiError::Transport { .. }

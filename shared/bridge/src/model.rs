@@ -105,6 +105,24 @@ impl fmt::Display for JobSubject {
     }
 }
 
+/// What the event behind a job said changed, when it said. It lets a run skip
+/// what it need not read: an event about a comment or note the link already
+/// records (the bridge's own copy coming back) costs no API call at all, and
+/// an event about ticket fields does not list comments. Jobs without one (the
+/// sweep's, callouts', messages queued before hints existed) run in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum ChangeHint {
+    #[default]
+    Unknown,
+    /// Only ticket fields changed (a status, a subject, the cross reference).
+    Fields,
+    /// This comment was added to the Zendesk ticket.
+    DeskComment { id: u64 },
+    /// This note was added to the PSA ticket.
+    PsaNote { id: i64 },
+}
+
 /// "Ticket X of tenant T changed on side S". A hint, never the truth: the worker
 /// re-reads both systems, so duplicated, late and reordered jobs are harmless.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,10 +141,12 @@ pub struct SyncJob {
     /// When ingest accepted the event (milliseconds since the epoch); used to
     /// measure end-to-end latency and to order the sync log.
     pub received_at_ms: i64,
+    /// What the event said changed.
+    pub change: ChangeHint,
 }
 
-/// A job as a queue message holds it. The shape has not changed since the
-/// first release, so messages queued before an upgrade still run after it.
+/// A job as a queue message holds it. Fields are only ever added, with
+/// defaults, so messages queued before an upgrade still run after it.
 #[derive(Serialize, Deserialize)]
 struct QueuedJob {
     tenant: TenantId,
@@ -136,6 +156,12 @@ struct QueuedJob {
     desk_ticket_id: Option<u64>,
     event_id: String,
     received_at_ms: i64,
+    #[serde(default, skip_serializing_if = "is_unknown")]
+    change: ChangeHint,
+}
+
+fn is_unknown(change: &ChangeHint) -> bool {
+    *change == ChangeHint::Unknown
 }
 
 impl TryFrom<QueuedJob> for SyncJob {
@@ -162,6 +188,7 @@ impl TryFrom<QueuedJob> for SyncJob {
             desk_ticket_id: queued.desk_ticket_id.map(DeskTicketId),
             event_id: queued.event_id,
             received_at_ms: queued.received_at_ms,
+            change: queued.change,
         })
     }
 }
@@ -175,6 +202,7 @@ impl From<SyncJob> for QueuedJob {
             desk_ticket_id: job.desk_ticket_id.map(|id| id.0),
             event_id: job.event_id,
             received_at_ms: job.received_at_ms,
+            change: job.change,
         }
     }
 }

@@ -176,6 +176,12 @@ pub trait Psa: Send + Sync {
         &self,
         external_id: &str,
     ) -> Result<Option<PsaTicket>, ApiError>;
+    /// Why `ticket` cannot be created as the tenant is configured, in plain
+    /// words naming the setting that fixes it (a field the PSA requires that
+    /// neither the ticket nor the tenant's settings give a value); empty
+    /// when it can. Reads only (cached) field descriptions; the engine asks
+    /// before it claims the create, so a missing setting leaves no claim.
+    async fn new_ticket_problems(&self, ticket: &NewPsaTicket) -> Result<Vec<String>, ApiError>;
     async fn create_ticket(&self, ticket: &NewPsaTicket) -> Result<i64, ApiError>;
     async fn update_ticket(&self, id: i64, patch: &PsaTicketPatch) -> Result<(), ApiError>;
     /// How many characters of a ticket title the PSA keeps; longer titles are

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::config::{TenantConfig, TenantSecrets};
-use crate::error::{QueueError, StoreError, SyncError};
-use crate::model::{DeskTicketId, JobSubject, PsaTicketId, SyncJob, TenantId};
+use crate::error::{ApiError, QueueError, StoreError, SyncError};
+use crate::model::{ChangeHint, DeskTicketId, JobSubject, PsaTicketId, SyncJob, TenantId};
 use crate::ports::{
     Clock, Condition, Connectors, DeskCursor, Psa, Queue, Secrets, ServiceDesk, Store,
 };
@@ -525,6 +525,8 @@ fn sweep_job(
         event_id: format!("sweep:{}:{}", now.timestamp_millis(), subject.id()),
         desk_ticket_id: Some(DeskTicketId(desk_ticket_id)),
         received_at_ms: now.timestamp_millis(),
+        // The sweep knows only that something changed: a full run.
+        change: ChangeHint::Unknown,
     }
 }
 
@@ -567,11 +569,20 @@ fn failure(step: Step, err: impl Into<SyncError>) -> SweepFailure {
     let err = err.into();
     let what = step.what_failed();
     warn!(%step, %err, retryable = err.is_retryable(), "sweep step failed");
-    SweepFailure {
-        step,
-        message: format!(
+    let message = match &err {
+        // Refused to this user (the export is for admins): looking again will
+        // not help until an admin changes the user or the token.
+        SyncError::Api(ApiError::Forbidden { .. }) => format!(
+            "reconciliation sweep {what}: {err}. Until then, changes whose webhook was lost are \
+             not found; the sweep position was kept, so they are found once it is fixed."
+        ),
+        _ => format!(
             "reconciliation sweep {what}: {err}. The sweep position was kept, so the next sweep looks again."
         ),
+    };
+    SweepFailure {
+        step,
+        message,
         retryable: err.is_retryable(),
     }
 }

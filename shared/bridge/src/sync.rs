@@ -15,8 +15,8 @@ use crate::config::TenantConfig;
 use crate::error::SyncError;
 use crate::mapping::resolve_picklist;
 use crate::model::{
-    DeskComment, DeskTicket, DeskTicketId, JobSubject, NewPsaNote, NewPsaTicket, PsaNote,
-    PsaTicketId, Side, SyncJob,
+    ChangeHint, DeskComment, DeskTicket, DeskTicketId, JobSubject, NewPsaNote, NewPsaTicket,
+    PsaNote, PsaTicketId, Side, SyncJob,
 };
 use crate::ports::{Clock, Psa, ServiceDesk, Store};
 use crate::repo::{
@@ -150,7 +150,7 @@ pub async fn sync_job(cx: &SyncContext<'_>, job: &SyncJob) -> Result<SyncReport,
             }
         }
     };
-    sync_pair(cx, desk_ticket_id).await
+    sync_pair_after(cx, desk_ticket_id, job.change).await
 }
 
 /// Brings one ticket pair in line: creates the PSA ticket if needed, pushes
@@ -166,13 +166,22 @@ pub async fn sync_pair(
     cx: &SyncContext<'_>,
     desk_ticket_id: u64,
 ) -> Result<SyncReport, StepFailure> {
+    sync_pair_after(cx, desk_ticket_id, ChangeHint::Unknown).await
+}
+
+/// [`sync_pair`] for a change the event described ([`ChangeHint`]).
+pub async fn sync_pair_after(
+    cx: &SyncContext<'_>,
+    desk_ticket_id: u64,
+    hint: ChangeHint,
+) -> Result<SyncReport, StepFailure> {
     let mut fence = Fence::new(cx);
     let mut report = SyncReport {
         desk_ticket_id: Some(desk_ticket_id),
         ..SyncReport::default()
     };
     let mut held = None;
-    let result = run_pair(cx, &mut fence, &mut held, desk_ticket_id, &mut report).await;
+    let result = run_pair(cx, &mut fence, &mut held, desk_ticket_id, hint, &mut report).await;
     if let (Err(_), Some(link)) = (&result, held.as_mut()) {
         if fence.holds_lease() {
             // Give the pair back now rather than make the retry wait out the
@@ -190,32 +199,45 @@ async fn run_pair(
     fence: &mut Fence<'_, '_>,
     held: &mut Option<TicketLink>,
     desk_ticket_id: u64,
+    hint: ChangeHint,
     report: &mut SyncReport,
 ) -> Result<(), StepFailure> {
     let repo = Repo::new(cx.store);
-    let ticket = cx
-        .desk
-        .get_ticket(desk_ticket_id)
-        .await
-        .at(Step::ReadDeskTicket)?;
     let existing = repo
         .desk_link(&cx.tenant.id, desk_ticket_id)
         .await
         .at(Step::ReadLink)?;
     if let Some(found) = &existing {
+        if let Some(why) = already_recorded(&found.value, hint) {
+            debug!(?hint, "{why}");
+            report.psa_ticket_id = found.value.psa_ticket_id();
+            report.skipped = Some(why.to_owned());
+            return Ok(());
+        }
         fence.check_not_held(&found.value)?;
     }
+    let ticket = cx
+        .desk
+        .get_ticket(desk_ticket_id)
+        .await
+        .at(Step::ReadDeskTicket)?;
     fence.read_at(existing.as_ref().map(|v| v.version));
+    // Every create is claimed in the link before it is made, so without a
+    // link no run can have created an Autotask ticket for this one.
+    let created_before = existing.is_some();
     let link = held.insert(match existing {
         Some(found) => found.value,
         None => TicketLink::unclaimed(desk_ticket_id, cx.clock.now()),
     });
     let is_new = link.psa_ticket_id().is_none();
     if is_new {
-        create_or_adopt(cx, fence, link, &ticket, report).await?;
+        create_or_adopt(cx, fence, link, &ticket, created_before, report).await?;
     }
     let psa_ticket_id = link.psa_ticket_id().expect("linked above");
     report.psa_ticket_id = Some(psa_ticket_id);
+    // Claims left by a run that stopped are resolved from the marked copies,
+    // so they need the comments listed whatever the event said.
+    let fields_only = hint == ChangeHint::Fields && !is_new && link.claims.is_empty();
     if !link.claims.is_empty() {
         info!(claims = ?link.claims, "resolving writes an earlier run claimed but did not record");
         report.claims_resolved = link.claims.len();
@@ -241,7 +263,9 @@ async fn run_pair(
         plan.extend(fields.to_desk.map(Planned::DeskFields));
         problem = fields.problem;
     }
-    plan.extend(plan_comments(cx, &ticket, psa_ticket_id, link, report).await?);
+    if !fields_only {
+        plan.extend(plan_comments(cx, &ticket, psa_ticket_id, link, report).await?);
+    }
 
     let unfinished = execute(cx, fence, link, &ticket, psa_ticket_id, plan, report).await?;
     let link_changed = report.writes > 0
@@ -269,6 +293,17 @@ async fn run_pair(
     }
 }
 
+/// Why the event behind a job needs no run: it is about a comment or note the
+/// link already pairs (most often the bridge's own copy coming back).
+fn already_recorded(link: &TicketLink, hint: ChangeHint) -> Option<&'static str> {
+    let known = match hint {
+        ChangeHint::DeskComment { id } => link.comments.iter().any(|c| c.desk_comment_id == id),
+        ChangeHint::PsaNote { id } => link.comments.iter().any(|c| c.psa_note_id == id),
+        ChangeHint::Unknown | ChangeHint::Fields => false,
+    };
+    known.then_some("the event is about a comment or note already mirrored; nothing to do")
+}
+
 /// Finds the PSA ticket this Zendesk ticket already has (after a crash, or a
 /// lost link) or creates it under a claim, and links it. `link` is either new
 /// or a `Creating` claim whose run is known to have stopped.
@@ -277,14 +312,17 @@ async fn create_or_adopt(
     fence: &mut Fence<'_, '_>,
     link: &mut TicketLink,
     ticket: &DeskTicket,
+    created_before: bool,
     report: &mut SyncReport,
 ) -> Result<(), StepFailure> {
-    // Either side may already carry the cross reference.
+    // Either side may already carry the cross reference: the Zendesk ticket
+    // if a link was lost (a store restored or moved), the Autotask ticket if
+    // a claimed create landed and its run stopped before linking it.
     let mut found = None;
     if let Some(psa_id) = parse_desk_external_ref(ticket.external_id.as_deref()) {
         found = cx.psa.get_ticket(psa_id).await.at(Step::FindPsaTicket)?;
     }
-    if found.is_none() {
+    if found.is_none() && created_before {
         found = cx
             .psa
             .find_ticket_by_external_id(&psa_external_ref(ticket.id))
@@ -336,14 +374,9 @@ async fn create_or_adopt(
             info!(psa_ticket_id = psa_id, "created Autotask ticket");
             report.created_psa_ticket = true;
             report.writes += 1;
-            let number = cx
-                .psa
-                .get_ticket(psa_id)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|t| t.ticket_number);
-            (psa_id, number, seen_psa)
+            // The create answers only the id; the ticket number is filled in
+            // when a later run reads the ticket, rather than spend a call now.
+            (psa_id, None, seen_psa)
         }
     };
 
@@ -405,7 +438,7 @@ async fn new_psa_ticket(
     } else {
         String::new()
     };
-    Ok(NewPsaTicket {
+    let new_ticket = NewPsaTicket {
         title: ticket.subject.clone(),
         description,
         status,
@@ -413,7 +446,21 @@ async fn new_psa_ticket(
         company_id,
         queue_id: cx.tenant.autotask.queue_id,
         external_id: psa_external_ref(ticket.id),
-    })
+    };
+    // A field the PSA requires and the tenant's settings do not fill would
+    // fail the create on every retry: said plainly now, before the claim.
+    let problems = cx
+        .psa
+        .new_ticket_problems(&new_ticket)
+        .await
+        .at(Step::CreatePsaTicket)?;
+    if !problems.is_empty() {
+        return Err(StepFailure {
+            step: Step::CreatePsaTicket,
+            error: SyncError::Config(problems.join("; ")),
+        });
+    }
+    Ok(new_ticket)
 }
 
 /// Writes claimed per store write: a first sync of thousands of comments makes
@@ -587,11 +634,16 @@ async fn plan_comments(
         .list_comments(ticket.id)
         .await
         .at(Step::ReadDeskComments)?;
-    let psa_notes = cx
-        .psa
-        .list_notes(psa_ticket_id)
-        .await
-        .at(Step::ReadPsaNotes)?;
+    // A ticket this run created has no notes yet: one added since will send
+    // its own event, whose run waits for this one's lease.
+    let psa_notes = if report.created_psa_ticket {
+        Vec::new()
+    } else {
+        cx.psa
+            .list_notes(psa_ticket_id)
+            .await
+            .at(Step::ReadPsaNotes)?
+    };
 
     let mut pairs = KnownPairs::from(&*link);
     // Recognise the bridge's own copies first (their link may have been lost

@@ -496,6 +496,7 @@ mod tests {
             desk_ticket_id: Some(DeskTicketId(7)),
             event_id: event.into(),
             received_at_ms: 0,
+            change: crate::model::ChangeHint::Unknown,
         }
     }
 

@@ -92,6 +92,9 @@ impl Psa for Probe {
     ) -> Result<Option<PsaTicket>, ApiError> {
         probed!(self, self.inner.find_ticket_by_external_id(external_id))
     }
+    async fn new_ticket_problems(&self, ticket: &NewPsaTicket) -> Result<Vec<String>, ApiError> {
+        probed!(self, self.inner.new_ticket_problems(ticket))
+    }
     async fn create_ticket(&self, ticket: &NewPsaTicket) -> Result<i64, ApiError> {
         probed!(self, self.inner.create_ticket(ticket))
     }

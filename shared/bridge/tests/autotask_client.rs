@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use bridge::config::Secret;
+use bridge::config::{AutotaskSettings, FieldValue, Secret};
 use bridge::connectors::autotask::{
     parse_callout, parse_webhook, verify_callout_credentials, verify_hook_signature, AutotaskClient,
 };
@@ -30,6 +30,7 @@ fn config() -> AutotaskSandboxConfig {
         callout: None,
         webhook: None,
         note_page_size: 3,
+        ..AutotaskSandboxConfig::default()
     }
 }
 
@@ -296,7 +297,7 @@ async fn notes_page_through_and_keep_their_visibility() {
         .await
         .unwrap();
     // The bodies Autotask received: the database's default note type, and
-    // publish 1 ("All Autotask Users") or 2 ("Internal Only").
+    // publish 1 ("All Autotask Users") or 2 ("Internal Project Team").
     let note_type = sandbox.picklist_value("noteType", "Task Notes").unwrap();
     assert_eq!(
         bodies(&sandbox, "POST", &format!("Tickets/{ticket}/Notes")),
@@ -578,6 +579,9 @@ async fn a_rate_limit_burst_reports_retry_after() {
 #[tokio::test]
 async fn server_errors_are_retryable() {
     let (sandbox, client, company) = setup().await;
+    // The field descriptions a create is checked against, read (and cached)
+    // before the outage, as the engine reads the status picklist first.
+    client.ticket_picklist("status").await.unwrap();
     sandbox.faults().update(|f| f.server_error_rate = 1.0);
     let err = client.get_ticket(1).await.unwrap_err();
     assert!(
@@ -813,4 +817,532 @@ async fn the_excluded_api_user_fires_callouts_but_no_webhooks() {
         (payload["Id"].as_i64(), payload["PersonID"].as_i64()),
         (Some(second), Some(API_RESOURCE))
     );
+}
+
+// ---------------------------------------------------------------------------
+// Issue 10: query paging, note visibility, required fields
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_change_query_over_1100_tickets_posts_the_query_body_to_each_next_page() {
+    let (sandbox, client, company) = setup().await;
+    let tech = sandbox.add_resource("Tess Technician");
+    let before = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    let ids: Vec<i64> = (0..1100)
+        .map(|n| sandbox.add_ticket(tech, company, &format!("Ticket {n}")))
+        .collect();
+    sandbox.clear_requests();
+
+    let changed = client.tickets_changed_since(before).await.unwrap();
+
+    let mut got: Vec<i64> = changed.iter().map(|(id, _)| *id).collect();
+    got.sort_unstable();
+    assert_eq!(got, ids, "all 1,100 tickets, each once");
+    // Three pages of at most 500: the query, then the same body POSTed to
+    // each nextPageUrl (which carries only the paging state); never a GET.
+    let sent = sandbox.api_requests_matching("POST", "Tickets/query");
+    let paths: Vec<&str> = sent.iter().map(|r| r.path.as_str()).collect();
+    let next_path = format!("{API_ROOT}/Tickets/query/next");
+    assert_eq!(
+        paths,
+        vec![
+            format!("{API_ROOT}/Tickets/query").as_str(),
+            next_path.as_str(),
+            next_path.as_str()
+        ]
+    );
+    assert!(sent.iter().all(|r| r.json() == sent[0].json()));
+    assert!(sent.iter().all(|r| r.status == Some(200)));
+    for next in &sent[1..] {
+        let paging: Value = serde_json::from_str(&next.query_param("paging").unwrap()).unwrap();
+        assert_eq!(paging["pageSize"], 500);
+        assert!(
+            next.query_param("search").is_none(),
+            "the filter is not in the URL"
+        );
+    }
+    assert!(sandbox
+        .api_requests_matching("GET", "Tickets/query")
+        .is_empty());
+}
+
+/// The first page of a change query sent by hand, and its next-page URL.
+async fn next_page_url(sandbox: &AutotaskSandbox, client: &AutotaskClient) -> (Value, String) {
+    let query = json!({"MaxRecords": 2, "filter": [{"op": "exist", "field": "id"}]});
+    let first: Value = api_request(
+        reqwest::Method::POST,
+        &format!("{}Tickets/query", client.base_url()),
+    )
+    .json(&query)
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let next = first["pageDetails"]["nextPageUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(next.starts_with(sandbox.base_url()), "{next}");
+    (query, next)
+}
+
+/// A request with the API user's headers.
+fn api_request(method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .request(method, url)
+        .header("UserName", "sync@msp.example")
+        .header("Secret", "api-secret-1")
+        .header("ApiIntegrationCode", "INTEGRATION-CODE-1")
+}
+
+#[tokio::test]
+async fn the_sandbox_answers_next_page_requests_like_autotask() {
+    let (sandbox, client, company) = setup().await;
+    let tech = sandbox.add_resource("Tess Technician");
+    for n in 0..5 {
+        sandbox.add_ticket(tech, company, &format!("Ticket {n}"));
+    }
+    let (query, next) = next_page_url(&sandbox, &client).await;
+    assert!(!next.contains("filter"), "{next}");
+
+    // GET on a POST query's next page: 405.
+    let get = api_request(reqwest::Method::GET, &next)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+    // POST without the body: 500 with an errors array.
+    let bare = api_request(reqwest::Method::POST, &next)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 500);
+    let body: Value = bare.json().await.unwrap();
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("Parameter name: filters"),
+        "{body}"
+    );
+    // POST with the same body: the next two, and a link to the last one.
+    let page: Value = api_request(reqwest::Method::POST, &next)
+        .json(&query)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<i64> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
+    let all: Vec<i64> = {
+        let mut all: Vec<i64> = sandbox.tickets().iter().map(|t| t.id).collect();
+        all.sort_unstable();
+        all
+    };
+    assert_eq!(ids, all[2..4]);
+    assert!(page["pageDetails"]["nextPageUrl"].is_string());
+    assert!(page["pageDetails"]["prevPageUrl"].is_string());
+}
+
+#[tokio::test]
+async fn next_page_links_off_the_zone_are_refused_before_credentials_are_sent() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, OnceLock};
+
+    // Another server (same host, other port): it must never be called.
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let (elsewhere, _other) = sandbox::serve(axum::Router::new().fallback(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { StatusCode::OK }
+    }))
+    .await
+    .unwrap();
+    // A zone whose query answer points its next page there.
+    let zone: Arc<OnceLock<String>> = Arc::default();
+    let zone_url = zone.clone();
+    let app = axum::Router::new()
+        .route(
+            "/atservicesrest/v1.0/zoneInformation",
+            axum::routing::get(move || {
+                let url = format!("{}/ATServicesRest/", zone_url.get().unwrap());
+                async move { axum::Json(json!({ "zoneName": "Zone", "url": url })) }
+            }),
+        )
+        .route(
+            "/ATServicesRest/V1.0/Tickets/query",
+            axum::routing::post(move || {
+                let next = format!("{elsewhere}/ATServicesRest/V1.0/Tickets/query/next?paging=x");
+                async move {
+                    axum::Json(json!({
+                        "items": [{"id": 1, "lastActivityDate": "2026-01-01T00:00:00Z"}],
+                        "pageDetails": {"count": 1, "requestCount": 500, "prevPageUrl": null, "nextPageUrl": next},
+                    }))
+                }
+            }),
+        );
+    let (base, _zone) = sandbox::serve(app).await.unwrap();
+    zone.set(base.clone()).unwrap();
+    let client = AutotaskClient::connect(
+        bridge::connectors::http::client(),
+        &format!("{base}/atservicesrest"),
+        "sync@msp.example",
+        &Secret::new("api-secret-1"),
+        &Secret::new("INTEGRATION-CODE-1"),
+    )
+    .await
+    .unwrap();
+
+    let err = client
+        .tickets_changed_since(chrono::Utc::now())
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, ApiError::Malformed { .. }), "{err:?}");
+    assert!(!err.is_retryable(), "a foreign link does not heal: {err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("outside the tenant's Autotask zone") && message.contains(&base),
+        "{message}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing was sent elsewhere");
+}
+
+#[tokio::test]
+async fn notes_published_internal_and_co_managed_read_as_internal() {
+    let (sandbox, client, company) = setup().await;
+    // The sandbox's publish picklist is the real one: no "Internal Only".
+    assert_eq!(
+        sandbox.picklist_value("publish", "All Autotask Users"),
+        Some(1)
+    );
+    assert_eq!(
+        sandbox.picklist_value("publish", "Internal Project Team"),
+        Some(2)
+    );
+    assert_eq!(
+        sandbox.picklist_value("publish", "Internal & Co-Managed"),
+        Some(4)
+    );
+    assert_eq!(sandbox.picklist_value("publish", "Internal Only"), None);
+    let ticket = client
+        .create_ticket(&new_ticket(&sandbox, company, "zendesk:55"))
+        .await
+        .unwrap();
+    let tech = sandbox.add_resource("Tess Technician");
+    let co_managed =
+        sandbox.add_note_published(ticket, tech, "Co-managed", "For the client's IT", 4);
+    let public = sandbox.add_note(ticket, tech, "Public", "For everyone", false);
+
+    let notes = client.list_notes(ticket).await.unwrap();
+    let visibility = |id: i64| notes.iter().find(|n| n.id == id).unwrap().visibility;
+    assert_eq!(visibility(co_managed), Visibility::Internal);
+    assert_eq!(visibility(public), Visibility::Public);
+}
+
+#[tokio::test]
+async fn a_required_field_without_a_value_fails_before_any_create() {
+    let sandbox = AutotaskSandbox::start(AutotaskSandboxConfig {
+        required_ticket_fields: vec!["billingCodeID".to_owned()],
+        ..config()
+    })
+    .await
+    .unwrap();
+    let company = sandbox.add_company("Contoso");
+    let client = connect(&sandbox, "sync@msp.example", "api-secret-1")
+        .await
+        .unwrap();
+
+    let err = client
+        .create_ticket(&new_ticket(&sandbox, company, "zendesk:77"))
+        .await
+        .unwrap_err();
+
+    let message = err.to_string();
+    assert!(
+        message.contains("billingCodeID")
+            && message.contains("autotask.ticket_defaults.billingCodeID"),
+        "{message}"
+    );
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(
+        received(&sandbox, "POST", "Tickets").is_empty(),
+        "no create was attempted"
+    );
+    assert!(sandbox.tickets().is_empty());
+}
+
+/// A client of `sandbox` with the tenant settings `settings` applied.
+async fn connect_with(sandbox: &AutotaskSandbox, settings: &AutotaskSettings) -> AutotaskClient {
+    connect(sandbox, "sync@msp.example", "api-secret-1")
+        .await
+        .unwrap()
+        .with_settings(settings)
+}
+
+fn label(text: &str) -> FieldValue {
+    FieldValue::Text(text.to_owned())
+}
+
+#[tokio::test]
+async fn a_tenant_setting_decides_which_publish_values_are_public() {
+    let (sandbox, default_client, company) = setup().await;
+    let ticket = default_client
+        .create_ticket(&new_ticket(&sandbox, company, "zendesk:56"))
+        .await
+        .unwrap();
+    let tech = sandbox.add_resource("Tess Technician");
+    let co_managed = sandbox.add_note_published(ticket, tech, "Co-managed", "For their IT", 4);
+    let team = sandbox.add_note_published(ticket, tech, "Team", "Only us", 2);
+    let visibility = |notes: &[bridge::model::PsaNote], id: i64| {
+        notes.iter().find(|n| n.id == id).unwrap().visibility
+    };
+
+    // By default only "All Autotask Users" is public.
+    let notes = default_client.list_notes(ticket).await.unwrap();
+    assert_eq!(visibility(&notes, co_managed), Visibility::Internal);
+    assert_eq!(visibility(&notes, team), Visibility::Internal);
+
+    // A tenant whose co-managed customers see "Internal & Co-Managed" notes,
+    // and whose private comments go to the co-managed team too.
+    let mut settings = AutotaskSettings::new(sandbox.zone_lookup_url());
+    settings.public_note_publish =
+        vec![label("All Autotask Users"), label("Internal & Co-Managed")];
+    settings.internal_note_publish = label("Internal Project Team");
+    let client = connect_with(&sandbox, &settings).await;
+    let notes = client.list_notes(ticket).await.unwrap();
+    assert_eq!(visibility(&notes, co_managed), Visibility::Public);
+    assert_eq!(visibility(&notes, team), Visibility::Internal);
+
+    // Writes take the values from the live picklist, by label.
+    let note = |visibility| NewPsaNote {
+        title: "From Zendesk".to_owned(),
+        description: "Hello".to_owned(),
+        visibility,
+    };
+    settings.internal_note_publish = label("internal & co-managed");
+    settings.public_note_publish = vec![label("All Autotask Users")];
+    let client = connect_with(&sandbox, &settings).await;
+    sandbox.clear_requests();
+    client
+        .add_note(ticket, &note(Visibility::Internal))
+        .await
+        .unwrap();
+    client
+        .add_note(ticket, &note(Visibility::Public))
+        .await
+        .unwrap();
+    let published: Vec<Value> = bodies(&sandbox, "POST", &format!("Tickets/{ticket}/Notes"))
+        .iter()
+        .map(|b| b["publish"].clone())
+        .collect();
+    assert_eq!(published, vec![json!(4), json!(1)]);
+
+    // A label this database does not have is refused before anything is sent.
+    settings.internal_note_publish = label("Internal Only");
+    let client = connect_with(&sandbox, &settings).await;
+    sandbox.clear_requests();
+    let err = client
+        .add_note(ticket, &note(Visibility::Internal))
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable());
+    assert!(
+        err.to_string().contains("autotask.internal_note_publish"),
+        "{err}"
+    );
+    assert!(received(&sandbox, "POST", &format!("Tickets/{ticket}/Notes")).is_empty());
+}
+
+#[tokio::test]
+async fn required_fields_are_filled_from_the_ticket_defaults_setting() {
+    let sandbox = AutotaskSandbox::start(AutotaskSandboxConfig {
+        required_ticket_fields: vec!["billingCodeID".to_owned(), "source".to_owned()],
+        ..config()
+    })
+    .await
+    .unwrap();
+    let company = sandbox.add_company("Contoso");
+    // Both are reported as required, with their picklists.
+    let fields: Value = api_request(
+        reqwest::Method::GET,
+        &format!(
+            "{}{API_ROOT}/Tickets/entityInformation/fields",
+            sandbox.base_url()
+        ),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let required: Vec<&str> = fields["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["isRequired"] == true && f["isReadOnly"] == false)
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        required,
+        vec![
+            "title",
+            "status",
+            "priority",
+            "companyID",
+            "source",
+            "billingCodeID"
+        ]
+    );
+
+    let mut settings = AutotaskSettings::new(sandbox.zone_lookup_url());
+    settings.ticket_defaults = [
+        ("billingCodeID".to_owned(), label("Remote Support")),
+        ("source".to_owned(), FieldValue::Number(4)),
+    ]
+    .into_iter()
+    .collect();
+    sandbox.clear_requests();
+    let client = connect_with(&sandbox, &settings).await;
+    let wanted = new_ticket(&sandbox, company, "zendesk:78");
+    assert!(client
+        .new_ticket_problems(&wanted)
+        .await
+        .unwrap()
+        .is_empty());
+    let id = client.create_ticket(&wanted).await.unwrap();
+
+    let posts = bodies(&sandbox, "POST", "Tickets");
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0]["billingCodeID"], 29682801, "the label, resolved");
+    assert_eq!(posts[0]["source"], 4);
+    let stored = sandbox.ticket(id).unwrap();
+    assert_eq!(
+        (stored.billing_code_id, stored.source),
+        (Some(29682801), Some(4))
+    );
+
+    // The field descriptions are read once per client, not per create.
+    client
+        .create_ticket(&new_ticket(&sandbox, company, "zendesk:80"))
+        .await
+        .unwrap();
+    assert_eq!(
+        received(&sandbox, "GET", "Tickets/entityInformation/fields").len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_required_field_autotask_does_not_list_fails_with_autotask_s_own_words() {
+    // A tenant whose Autotask demands a field its field list does not flag:
+    // the create is sent, refused with a 500, and the error keeps
+    // Autotask's text and is permanent.
+    let sandbox = AutotaskSandbox::start(AutotaskSandboxConfig {
+        unlisted_required_ticket_fields: vec!["billingCodeID".to_owned()],
+        ..config()
+    })
+    .await
+    .unwrap();
+    let company = sandbox.add_company("Contoso");
+    let client = connect(&sandbox, "sync@msp.example", "api-secret-1")
+        .await
+        .unwrap();
+    let wanted = new_ticket(&sandbox, company, "zendesk:79");
+    assert!(client
+        .new_ticket_problems(&wanted)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let err = client.create_ticket(&wanted).await.unwrap_err();
+
+    assert!(
+        matches!(&err, ApiError::Rejected { status: 500, message, .. }
+            if message == "Value does not reference an existing entity for billingCodeID ."),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(received(&sandbox, "POST", "Tickets").len(), 1);
+}
+
+#[tokio::test]
+async fn the_engine_names_a_missing_required_field_and_creates_nothing_until_it_is_set() {
+    use bridge::adapters::embedded::SqliteStore;
+    use bridge::config::{Mappings, TenantConfig, ZendeskSettings};
+    use bridge::error::SyncError;
+    use bridge::model::TenantId;
+    use bridge::ports::SystemClock;
+    use bridge::step::Step;
+    use bridge::sync::{sync_pair, SyncContext};
+    use testkit::fakes::FakeDesk;
+
+    let sandbox = AutotaskSandbox::start(AutotaskSandboxConfig {
+        required_ticket_fields: vec!["billingCodeID".to_owned()],
+        ..config()
+    })
+    .await
+    .unwrap();
+    let company = sandbox.add_company("Contoso");
+    let mut tenant = TenantConfig {
+        id: TenantId::parse("acme").unwrap(),
+        active: true,
+        zendesk: ZendeskSettings {
+            base_url: "http://desk".into(),
+            cluster_id_field: None,
+        },
+        autotask: AutotaskSettings {
+            queue_id: sandbox.picklist_value("queueID", "Level I Support"),
+            default_company_id: Some(company),
+            ..AutotaskSettings::new(sandbox.zone_lookup_url())
+        },
+        mappings: Mappings::default(),
+        fields: Default::default(),
+    };
+    let store = SqliteStore::in_memory().unwrap();
+    let desk = FakeDesk::default();
+    let zendesk_ticket = desk.new_ticket("Printer on fire", "It smokes", Some("high"), None);
+
+    let client = connect_with(&sandbox, &tenant.autotask).await;
+    let cx = SyncContext::new(&tenant, &store, &desk, &client, &SystemClock);
+    let failure = sync_pair(&cx, zendesk_ticket).await.unwrap_err();
+
+    assert_eq!(failure.step, Step::CreatePsaTicket);
+    assert!(!failure.error.is_retryable());
+    let message = failure.error.to_string();
+    assert!(
+        matches!(failure.error, SyncError::Config(_))
+            && message.contains("billingCodeID")
+            && message.contains("autotask.ticket_defaults.billingCodeID")
+            && message.contains("Remote Support (29682801)"),
+        "{message}"
+    );
+    assert!(
+        received(&sandbox, "POST", "Tickets").is_empty(),
+        "no create was attempted"
+    );
+
+    // Once the setting is given, the next run creates the ticket with it.
+    tenant.autotask.ticket_defaults = [("billingCodeID".to_owned(), label("Onsite Support"))]
+        .into_iter()
+        .collect();
+    let client = connect_with(&sandbox, &tenant.autotask).await;
+    let cx = SyncContext::new(&tenant, &store, &desk, &client, &SystemClock);
+    let report = sync_pair(&cx, zendesk_ticket).await.unwrap();
+
+    assert!(report.created_psa_ticket);
+    let posts = bodies(&sandbox, "POST", "Tickets");
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0]["billingCodeID"], 29682802);
+    assert_eq!(posts[0]["externalID"], format!("zendesk:{zendesk_ticket}"));
 }

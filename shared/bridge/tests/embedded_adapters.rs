@@ -47,6 +47,7 @@ fn job(ticket: &str, event: &str) -> SyncJob {
         desk_ticket_id: None,
         event_id: event.to_owned(),
         received_at_ms: 1_700_000_000_000,
+        change: bridge::model::ChangeHint::Unknown,
     }
 }
 

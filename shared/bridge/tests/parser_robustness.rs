@@ -168,7 +168,11 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs the seeds, then `MUTANTS` mutations, through `check`.
 fn exercise(target: &str, check: fn(&[u8]) -> bool) {
-    let seeds = seeds(target);
+    exercise_seeds(target, seeds(target), check);
+}
+
+/// [`exercise`] over seeds made here rather than read from `fuzz/seeds/`.
+fn exercise_seeds(target: &str, seeds: Vec<Vec<u8>>, check: fn(&[u8]) -> bool) {
     let run = |input: &[u8]| {
         catch_unwind(AssertUnwindSafe(|| check(input))).unwrap_or_else(|payload| {
             panic!(
@@ -218,6 +222,91 @@ fn autotask_callout() {
     exercise("autotask_callout", harness::autotask_callout);
 }
 
+/// Callouts sent by GET: the form seeds' bodies as query strings.
+#[test]
+fn autotask_callout_query() {
+    let queries: Vec<Vec<u8>> = seeds("autotask_callout")
+        .into_iter()
+        .filter(|seed| {
+            seed.starts_with(b"application/x-www-form-urlencoded")
+                || seed.starts_with(b"text/plain")
+        })
+        .map(|seed| {
+            let newline = seed.iter().position(|b| *b == b'\n').unwrap();
+            seed[newline + 1..].to_vec()
+        })
+        .collect();
+    assert!(queries.len() >= 3, "{} form seeds", queries.len());
+    exercise_seeds(
+        "autotask_callout_query",
+        queries,
+        harness::autotask_callout_query,
+    );
+}
+
+/// Webhook bodies full of what Autotask's .NET serializer escapes, signed
+/// over the raw body and over the escaped form, and their mutations.
+#[test]
+fn autotask_webhook_signed_over_either_form() {
+    let bodies = [
+        r#"{"Action":"Update","Guid":"g","EntityType":"Ticket","Id":7001,"Fields":{"Title":"Tom & Jerry + \"friends\" <3>"},"EventTime":"2026-11-23T12:00:00Z","SequenceNumber":1,"PersonID":5}"#,
+        r#"{"Action":"Create","EntityType":"TicketNote","Id":30001,"Fields":{"TicketID":"7001","Title":"Réseau coupé à l'accueil","Description":"`ps` + ü 😀"},"SequenceNumber":2}"#,
+        r#"{"Action":"Update","EntityType":"Company","Id":17,"Fields":{"CompanyName":"Smith & Söhne"},"SequenceNumber":3}"#,
+    ];
+    let mut seeds = Vec::new();
+    for body in bodies {
+        for over in [body.as_bytes().to_vec(), dotnet_escaped(body)] {
+            let mut input = format!("sha1={}\n", hook_signature(&over)).into_bytes();
+            input.extend_from_slice(body.as_bytes());
+            assert!(
+                harness::autotask_webhook(&input),
+                "refused: {}",
+                String::from_utf8_lossy(&input)
+            );
+            seeds.push(input);
+        }
+    }
+    exercise_seeds("autotask_webhook_escaped", seeds, harness::autotask_webhook);
+}
+
+/// The .NET-escaped form of `body`, written out by hand for the test bodies.
+fn dotnet_escaped(body: &str) -> Vec<u8> {
+    let mut out = String::new();
+    let mut inside = false;
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                inside = !inside;
+                out.push(c);
+            }
+            '\\' if inside && chars.peek() == Some(&'"') => {
+                chars.next();
+                out.push_str("\\u0022");
+            }
+            '&' | '<' | '>' | '\'' | '`' | '+' if inside => {
+                out.push_str(&format!("\\u{:04X}", c as u32))
+            }
+            c if inside && !c.is_ascii() => {
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    out.push_str(&format!("\\u{unit:04X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.into_bytes()
+}
+
+fn hook_signature(over: &[u8]) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let mut mac =
+        hmac::Hmac::<sha1::Sha1>::new_from_slice(harness::AUTOTASK_HOOK_SECRET.as_bytes()).unwrap();
+    mac.update(over);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
 #[test]
 fn autotask_callout_credentials() {
     exercise(
@@ -257,7 +346,10 @@ fn checks_reject_forgeries() {
     unsigned.extend_from_slice(body);
     assert!(!harness::autotask_webhook(&unsigned));
 
-    assert!(!harness::autotask_callout(b"application/json\n{\"id\":0}"));
+    // A callout naming no usable ticket is answered (and logged), an
+    // unreadable one refused.
+    assert!(harness::autotask_callout(b"application/json\n{\"id\":0}"));
+    assert!(!harness::autotask_callout(b"application/json\n{\"id\":"));
     assert!(harness::autotask_callout(b"application/json\n{\"id\":1}"));
 }
 

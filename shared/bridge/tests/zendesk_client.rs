@@ -9,13 +9,17 @@ use axum::routing::post;
 use axum::Router;
 use bridge::config::Secret;
 use bridge::connectors::zendesk::{
-    parse_webhook, verify_signature, ZendeskClient, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    parse_webhook, verify_signature, PreflightError, ZendeskClient, SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
 };
 use bridge::error::ApiError;
 use bridge::model::{DeskTicketPatch, Visibility};
 use bridge::ports::{DeskCursor, ServiceDesk};
 use chrono::{TimeDelta, Utc};
-use sandbox::zendesk::{NewTicket, RecordedRequest, ZendeskSandbox, ZendeskSandboxConfig};
+use sandbox::zendesk::{
+    NewTicket, RateWindow, RecordedRequest, Role, UpdateLimits, ZendeskSandbox,
+    ZendeskSandboxConfig,
+};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -564,4 +568,127 @@ async fn webhooks_are_signed_and_parse_to_the_ticket() {
     let payload: serde_json::Value = serde_json::from_slice(&commented.body).unwrap();
     assert_eq!(payload["type"], "zen:event-type:ticket.comment_added");
     assert_eq!(payload["event"]["comment"]["is_public"], false);
+}
+
+/// What the export's 403 and the preflight say about a non-admin API user.
+const NOT_ADMIN: &str =
+    "the Zendesk user bridge@acme-msp.example is an agent; the incremental export used by the sweep needs an admin";
+
+#[tokio::test]
+async fn an_export_refused_to_a_non_admin_is_permanent_and_says_why() {
+    let sandbox = sandbox().await;
+    sandbox.set_export_lag(Duration::ZERO);
+    sandbox.set_api_user_role(Role::Agent);
+    ticket(&sandbox, None);
+    let desk = client(&sandbox, TOKEN);
+
+    let err = desk.changed_tickets(&ten_minutes_ago()).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    assert_eq!(err.retry_after(), None);
+    assert!(err.to_string().contains(NOT_ADMIN), "{err}");
+    let exports = sandbox.requests_matching("GET", "/api/v2/incremental/tickets/cursor.json");
+    assert_eq!(exports.len(), 1, "asked once, not retried");
+    assert_eq!(exports[0].status, Some(403));
+}
+
+#[tokio::test]
+async fn comments_over_the_per_ticket_update_limit_are_retryable_with_the_servers_delay() {
+    let sandbox = sandbox().await;
+    sandbox.set_update_limits(UpdateLimits {
+        per_account: None,
+        per_ticket_per_user: Some(RateWindow::new(30, Duration::from_secs(2))),
+    });
+    let id = ticket(&sandbox, None);
+    let desk = client(&sandbox, TOKEN);
+
+    for n in 0..30 {
+        desk.add_comment(id, &format!("note {n}"), Visibility::Internal)
+            .await
+            .unwrap_or_else(|err| panic!("comment {n}: {err}"));
+    }
+    let err = desk
+        .add_comment(id, "note 30", Visibility::Internal)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::RateLimited { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    let wait = err.retry_after().expect("the server's Retry-After");
+    assert!(
+        wait >= Duration::from_secs(1) && wait <= Duration::from_secs(2),
+        "{wait:?}"
+    );
+    // The refused comment was not written; after the delay it is.
+    assert_eq!(sandbox.comments(id).len(), 31);
+    tokio::time::sleep(wait).await;
+    desk.add_comment(id, "note 30", Visibility::Internal)
+        .await
+        .unwrap();
+    let bodies: Vec<String> = sandbox
+        .comments(id)
+        .into_iter()
+        .skip(1)
+        .map(|c| c.body)
+        .collect();
+    let expected: Vec<String> = (0..31).map(|n| format!("note {n}")).collect();
+    assert_eq!(bodies, expected, "each once, in order");
+}
+
+#[tokio::test]
+async fn a_conflicting_update_is_retryable() {
+    let sandbox = sandbox().await;
+    let id = ticket(&sandbox, None);
+    let desk = client(&sandbox, TOKEN);
+    sandbox.conflict_next_updates(2);
+
+    let err = desk
+        .add_comment(id, "On site at 3", Visibility::Public)
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "409 must be retried: {err:?}");
+    let err = desk.set_external_id(id, "autotask:42").await.unwrap_err();
+    assert!(err.is_retryable(), "409 must be retried: {err:?}");
+    assert!(err.to_string().contains("409"), "{err}");
+
+    desk.add_comment(id, "On site at 3", Visibility::Public)
+        .await
+        .unwrap();
+    desk.set_external_id(id, "autotask:42").await.unwrap();
+    assert_eq!(sandbox.comments(id).len(), 2);
+    assert_eq!(
+        sandbox.ticket(id).unwrap().external_id.as_deref(),
+        Some("autotask:42")
+    );
+}
+
+#[tokio::test]
+async fn the_preflight_names_a_user_who_is_not_an_admin() {
+    let sandbox = sandbox().await;
+    let desk = client(&sandbox, TOKEN);
+
+    let user = desk.preflight().await.expect("an admin passes");
+    assert_eq!((user.email.as_str(), user.role.as_str()), (EMAIL, "admin"));
+
+    sandbox.set_api_user_role(Role::Agent);
+    let err = desk.preflight().await.unwrap_err();
+    assert!(
+        matches!(&err, PreflightError::NotAdmin { email, role } if email == EMAIL && role == "agent"),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    assert!(err.to_string().starts_with(NOT_ADMIN), "{err}");
+    let asked = sandbox.requests_matching("GET", "/api/v2/users/me.json");
+    assert_eq!(asked.len(), 2);
+
+    // Wrong credentials are a credentials problem, not a role problem.
+    let err = client(&sandbox, "not-the-token")
+        .preflight()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PreflightError::Api(ApiError::Unauthorized { status: 401, .. })
+        ),
+        "{err:?}"
+    );
 }

@@ -471,6 +471,7 @@ fn job(run: &str, ticket: &str, event: &str) -> SyncJob {
         desk_ticket_id: None,
         event_id: format!("{run}-{event}"),
         received_at_ms: 1_700_000_000_000,
+        change: bridge::model::ChangeHint::Unknown,
     }
 }
 

@@ -385,6 +385,9 @@ impl Psa for FakePsa {
             .find(|t| t.external_id.as_deref() == Some(external_id))
             .cloned())
     }
+    async fn new_ticket_problems(&self, _ticket: &NewPsaTicket) -> Result<Vec<String>, ApiError> {
+        Ok(Vec::new())
+    }
     async fn create_ticket(&self, new: &NewPsaTicket) -> Result<i64, ApiError> {
         let mut s = self.state.lock().unwrap();
         s.writes += 1;

@@ -139,6 +139,9 @@ impl Psa for GatedPsa {
     ) -> Result<Option<PsaTicket>, ApiError> {
         self.inner.find_ticket_by_external_id(external_id).await
     }
+    async fn new_ticket_problems(&self, ticket: &NewPsaTicket) -> Result<Vec<String>, ApiError> {
+        self.inner.new_ticket_problems(ticket).await
+    }
     async fn create_ticket(&self, ticket: &NewPsaTicket) -> Result<i64, ApiError> {
         self.inner.create_ticket(ticket).await
     }

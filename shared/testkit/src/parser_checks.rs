@@ -16,12 +16,18 @@
 //! - `autotask_callout`: `Content-Type` line, body.
 //! - `autotask_callout_credentials`: the whole input is the `Authorization` value.
 //!
-//! Every function returns whether the request would be accepted (authenticated
-//! and parsed), so the seeds can be checked to be accepted.
+//! Every function returns whether the request would be answered 2xx
+//! (authenticated, and readable: an event to sync or an authentic event the
+//! bridge ignores and logs), so the seeds can be checked to be accepted. A
+//! reader may refuse a body only when it is unreadable (not a JSON object, for
+//! the webhooks); everything else authentic is answered, never refused, so a
+//! tenant's webhook is never deactivated over one odd event.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bridge::config::Secret;
+use bridge::connectors::autotask::inbound::{self as autotask_inbound, Inbound as PsaInbound};
+use bridge::connectors::zendesk::inbound::{self as zendesk_inbound, Inbound as DeskInbound};
 use bridge::connectors::{autotask, zendesk};
 use bridge::error::InboundError;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -91,6 +97,60 @@ fn autotask_mac(secret: &str, body: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// The body as Autotask's .NET serializer re-escapes it before signing,
+/// computed here independently of the bridge (fact sheet: inside strings
+/// `& < > ' " ` +` become `\u0026 \u003C \u003E \u0027 \u0022 \u0060 \u002B`
+/// and non-ASCII characters their UTF-16 `\uXXXX`; `\"` becomes `\u0022`,
+/// other escapes stay). `None` when the body is not UTF-8.
+fn dotnet_escaped(body: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut out = Vec::with_capacity(body.len() * 2);
+    let (mut inside, mut after_backslash) = (false, false);
+    for c in text.chars() {
+        let mut buf = [0_u8; 4];
+        if !inside {
+            inside = c == '"';
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        } else if after_backslash {
+            after_backslash = false;
+            if c == '"' {
+                out.pop();
+                out.extend_from_slice(b"\\u0022");
+            } else {
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        } else if c == '\\' {
+            after_backslash = true;
+            out.push(b'\\');
+        } else if c == '"' {
+            inside = false;
+            out.push(b'"');
+        } else if "&<>'`+".contains(c) || !c.is_ascii() {
+            let mut units = [0_u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.extend_from_slice(format!("\\u{unit:04X}").as_bytes());
+            }
+        } else {
+            out.push(c as u8);
+        }
+    }
+    Some(out)
+}
+
+/// An ignored event's account: a reason an admin can read, a fix when one
+/// is given, never overly long (it is built from what the sender put in).
+fn assert_plain_account(reason: &str, fix: Option<&str>) {
+    assert!(!reason.trim().is_empty(), "empty reason");
+    assert!(reason.chars().count() <= 400, "reason too long: {reason:?}");
+    if let Some(fix) = fix {
+        assert!(!fix.trim().is_empty(), "empty fix");
+    }
+}
+
+fn is_json_object(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|v| v.is_object())
+}
+
 fn zendesk_now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(ZENDESK_NOW)
         .expect("valid constant")
@@ -110,23 +170,47 @@ pub fn zendesk_webhook(data: &[u8]) -> bool {
     let now = zendesk_now();
     let secret = Secret::new(ZENDESK_SECRET);
 
+    let read = zendesk_inbound::read_webhook(body, timestamp);
+    match &read {
+        Ok(DeskInbound::Sync(event)) => {
+            assert!(
+                event.ticket_id > 0,
+                "ticket id {} accepted",
+                event.ticket_id
+            );
+            assert!(!event.event_id.is_empty(), "empty event id");
+            assert_eq!(event.event_id.trim(), event.event_id, "untrimmed event id");
+            assert_json_object(body);
+        }
+        Ok(DeskInbound::Ignore(unusable)) => {
+            assert_plain_account(&unusable.reason, unusable.fix.as_deref());
+            assert!(unusable.ticket_id.is_none_or(|id| id > 0), "{unusable:?}");
+            assert_json_object(body);
+        }
+        // Only an unreadable body is refused.
+        Err(err) => {
+            assert!(matches!(err, InboundError::Malformed(_)), "{err:?}");
+            assert!(!is_json_object(body), "refused a JSON object: {err:?}");
+        }
+    }
+    // The strict parser agrees.
     let parsed = zendesk::parse_webhook(body, timestamp);
-    if let Ok(event) = &parsed {
-        assert!(
-            event.ticket_id > 0,
-            "ticket id {} accepted",
-            event.ticket_id
-        );
-        assert!(!event.event_id.is_empty(), "empty event id");
-        assert_eq!(event.event_id.trim(), event.event_id, "untrimmed event id");
-        assert_json_object(body);
+    match (&read, &parsed) {
+        (Ok(DeskInbound::Sync(event)), Ok(parsed)) => assert_eq!(event, parsed),
+        (Ok(DeskInbound::Ignore(unusable)), Err(InboundError::Malformed(reason))) => {
+            assert_eq!(&unusable.reason, reason)
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        other => panic!("read and parse disagree: {other:?}"),
     }
     // The timestamp only feeds a derived event id, never the ticket or the verdict.
-    let untimed = zendesk::parse_webhook(body, None);
-    assert_eq!(
-        parsed.as_ref().map(|e| e.ticket_id),
-        untimed.as_ref().map(|e| e.ticket_id)
-    );
+    let untimed = zendesk_inbound::read_webhook(body, None);
+    let ticket = |r: &Result<DeskInbound, InboundError>| match r {
+        Ok(DeskInbound::Sync(event)) => Ok((true, Some(event.ticket_id))),
+        Ok(DeskInbound::Ignore(unusable)) => Ok((false, unusable.ticket_id)),
+        Err(err) => Err(err.to_string()),
+    };
+    assert_eq!(ticket(&read), ticket(&untimed));
 
     let verified = zendesk::verify_signature(&secret, timestamp, signature, body, now);
     let (Some(sent_signature), Some(sent_at)) = (present(signature), present(timestamp)) else {
@@ -177,66 +261,99 @@ pub fn zendesk_webhook(data: &[u8]) -> bool {
         Err(InboundError::BadSignature)
     );
 
-    verified.is_ok() && parsed.is_ok()
+    verified.is_ok() && read.is_ok()
 }
 
-/// `autotask::verify_hook_signature` and `autotask::parse_webhook`.
+/// `autotask::verify_hook_signature_form` and `autotask::read_webhook`.
 pub fn autotask_webhook(data: &[u8]) -> bool {
     let ([signature], body) = split_headers::<1>(data);
     let secret = Secret::new(AUTOTASK_HOOK_SECRET);
     let expected = autotask_mac(AUTOTASK_HOOK_SECRET, body);
+    let escaped = dotnet_escaped(body);
+    let expected_escaped = escaped
+        .as_deref()
+        .map(|escaped| autotask_mac(AUTOTASK_HOOK_SECRET, escaped));
 
-    let verified = autotask::verify_hook_signature(&secret, signature, body);
+    let verified = autotask_inbound::verify_hook_signature_form(&secret, signature, body);
+    assert_eq!(
+        autotask::verify_hook_signature(&secret, signature, body)
+            .as_ref()
+            .err(),
+        verified.as_ref().err()
+    );
     match signature {
         None => assert_eq!(
             verified,
             Err(InboundError::MissingHeader(autotask::HOOK_SIGNATURE_HEADER))
         ),
         Some(sent) if verified.is_ok() => {
-            // Never accepts a signature it did not compute.
+            // Never accepts a signature it did not compute, and names the
+            // form it matched.
             let sent = sent.trim();
             let encoded = match sent.get(..5) {
                 Some(prefix) if prefix.eq_ignore_ascii_case("sha1=") => &sent[5..],
                 _ => sent,
             };
+            let decoded = STANDARD.decode(encoded.trim()).ok();
+            let want = match verified {
+                Ok(autotask_inbound::HookSignatureForm::RawBody) => Some(expected.clone()),
+                _ => expected_escaped.clone(),
+            };
             assert_eq!(
-                STANDARD.decode(encoded.trim()).ok(),
-                Some(expected.clone()),
-                "accepted a signature that is not the HMAC of the body"
+                decoded, want,
+                "accepted a signature that is not the HMAC of the body in the form named ({verified:?})"
             );
         }
         Some(_) => assert_eq!(verified, Err(InboundError::BadSignature)),
     }
-    // The real signature passes in every documented form, and covers the body.
-    let real = STANDARD.encode(&expected);
-    for form in [
-        format!("sha1={real}"),
-        real.clone(),
-        format!(" SHA1={real} "),
-    ] {
+    // The real signature passes in every documented form, over the raw body
+    // and over its .NET-escaped form, and covers the body.
+    let mut reals = vec![(STANDARD.encode(&expected), "raw_body")];
+    if let Some(mac) = &expected_escaped {
+        let form = if mac == &expected {
+            "raw_body"
+        } else {
+            "net_escaped"
+        };
+        reals.push((STANDARD.encode(mac), form));
+    }
+    for (real, form) in reals {
+        for header in [
+            format!("sha1={real}"),
+            real.clone(),
+            format!(" SHA1={real} "),
+        ] {
+            assert_eq!(
+                autotask_inbound::verify_hook_signature_form(&secret, Some(&header), body)
+                    .map(|f| f.as_str()),
+                Ok(form),
+                "{header}"
+            );
+            assert_eq!(
+                autotask::verify_hook_signature(&secret, Some(&header), &tampered(body)),
+                Err(InboundError::BadSignature)
+            );
+        }
+    }
+    for over in [Some(body.to_vec()), escaped.clone()].into_iter().flatten() {
+        let unkeyed = format!("sha1={}", STANDARD.encode(autotask_mac("", &over)));
         assert_eq!(
-            autotask::verify_hook_signature(&secret, Some(&form), body),
-            Ok(()),
-            "{form}"
-        );
-        assert_eq!(
-            autotask::verify_hook_signature(&secret, Some(&form), &tampered(body)),
+            autotask::verify_hook_signature(&Secret::new(""), Some(&unkeyed), body),
             Err(InboundError::BadSignature)
         );
     }
-    let unkeyed = format!("sha1={}", STANDARD.encode(autotask_mac("", body)));
-    assert_eq!(
-        autotask::verify_hook_signature(&Secret::new(""), Some(&unkeyed), body),
-        Err(InboundError::BadSignature)
-    );
 
-    let parsed = autotask::parse_webhook(body);
-    match &parsed {
-        Ok(event) => {
+    let read = autotask_inbound::read_webhook(body);
+    match &read {
+        Ok(PsaInbound::Sync { event, form }) => {
             assert!(
                 event.ticket_id > 0,
                 "ticket id {} accepted",
                 event.ticket_id
+            );
+            assert!(
+                matches!(*form, "Ticket" | "Tickets" | "TicketNote" | "TicketNotes"),
+                "form {form:?}"
             );
             let (kind, rest) = event
                 .event_id
@@ -255,27 +372,88 @@ pub fn autotask_webhook(data: &[u8]) -> bool {
             );
             assert_json_object(body);
         }
-        Err(err) => assert!(matches!(err, InboundError::Malformed(_)), "{err:?}"),
+        Ok(PsaInbound::Ignore(unusable)) => {
+            assert_plain_account(&unusable.reason, unusable.fix.as_deref());
+            assert!(unusable.ticket_id.is_none_or(|id| id > 0), "{unusable:?}");
+            assert_json_object(body);
+        }
+        // Only an unreadable body is refused.
+        Err(err) => {
+            assert!(matches!(err, InboundError::Malformed(_)), "{err:?}");
+            assert!(!is_json_object(body), "refused a JSON object: {err:?}");
+        }
+    }
+    // The strict parser agrees.
+    match (&read, &autotask::parse_webhook(body)) {
+        (Ok(PsaInbound::Sync { event, .. }), Ok(parsed)) => assert_eq!(event, parsed),
+        (Ok(PsaInbound::Ignore(unusable)), Err(InboundError::Malformed(reason))) => {
+            assert_eq!(&unusable.reason, reason)
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        other => panic!("read and parse disagree: {other:?}"),
     }
 
-    verified.is_ok() && parsed.is_ok()
+    verified.is_ok() && read.is_ok()
 }
 
-/// `autotask::parse_callout` with an arbitrary content type.
+/// `autotask::read_callout` with an arbitrary content type.
 pub fn autotask_callout(data: &[u8]) -> bool {
     let ([content_type], body) = split_headers::<1>(data);
 
-    let parsed = autotask::parse_callout(content_type, body);
-    match &parsed {
-        Ok(event) => {
+    let read = autotask_inbound::read_callout(content_type, body);
+    check_callout(&read, body, &["form", "json", "xml"]);
+    // The strict parser agrees.
+    match (&read, &autotask::parse_callout(content_type, body)) {
+        (Ok(PsaInbound::Sync { event, .. }), Ok(parsed)) => assert_eq!(event, parsed),
+        (Ok(PsaInbound::Ignore(unusable)), Err(InboundError::Malformed(reason))) => {
+            assert_eq!(&unusable.reason, reason)
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        other => panic!("read and parse disagree: {other:?}"),
+    }
+    // Media types are case-insensitive and their parameters do not matter.
+    let upper = content_type.map(str::to_ascii_uppercase);
+    assert_eq!(autotask_inbound::read_callout(upper.as_deref(), body), read);
+    let with_charset = content_type.map(|c| format!("{c}; charset=utf-8"));
+    assert_eq!(
+        autotask_inbound::read_callout(with_charset.as_deref(), body),
+        read
+    );
+
+    read.is_ok()
+}
+
+/// `autotask::read_callout_query`: the whole input is the query string of a
+/// callout sent by GET. Whatever it holds is read as form pairs; the same
+/// pairs posted as a form body name the same ticket.
+pub fn autotask_callout_query(data: &[u8]) -> bool {
+    let Ok(query) = std::str::from_utf8(data) else {
+        // The HTTP layer hands over the raw query as text only.
+        return false;
+    };
+    let read = autotask_inbound::read_callout_query(query);
+    check_callout(&read, data, &["query"]);
+    let posted = autotask_inbound::read_callout(Some("application/x-www-form-urlencoded"), data);
+    let ticket = |r: &Result<PsaInbound, InboundError>| match r {
+        Ok(PsaInbound::Sync { event, .. }) => Some(event.clone()),
+        _ => None,
+    };
+    assert_eq!(ticket(&read), ticket(&posted), "GET and POST disagree");
+    read.is_ok()
+}
+
+fn check_callout(read: &Result<PsaInbound, InboundError>, body: &[u8], forms: &[&str]) {
+    match read {
+        Ok(PsaInbound::Sync { event, form }) => {
             assert!(
                 event.ticket_id > 0,
                 "ticket id {} accepted",
                 event.ticket_id
             );
+            assert!(forms.contains(form), "form {form:?}");
             assert!(
                 !body.iter().all(u8::is_ascii_whitespace),
-                "accepted a blank body"
+                "synced a blank body"
             );
             let marker = event
                 .event_id
@@ -284,18 +462,12 @@ pub fn autotask_callout(data: &[u8]) -> bool {
             assert!(!marker.is_empty(), "empty event marker");
             assert!(marker.chars().count() <= 64, "marker {marker:?}");
         }
+        Ok(PsaInbound::Ignore(unusable)) => {
+            assert_plain_account(&unusable.reason, unusable.fix.as_deref());
+            assert_eq!(unusable.ticket_id, None, "{unusable:?}");
+        }
         Err(err) => assert!(matches!(err, InboundError::Malformed(_)), "{err:?}"),
     }
-    // Media types are case-insensitive and their parameters do not matter.
-    let upper = content_type.map(str::to_ascii_uppercase);
-    assert_eq!(autotask::parse_callout(upper.as_deref(), body), parsed);
-    let with_charset = content_type.map(|c| format!("{c}; charset=utf-8"));
-    assert_eq!(
-        autotask::parse_callout(with_charset.as_deref(), body),
-        parsed
-    );
-
-    parsed.is_ok()
 }
 
 /// `autotask::verify_callout_credentials` with an arbitrary `Authorization` value.

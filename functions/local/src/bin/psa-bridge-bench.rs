@@ -6,19 +6,26 @@
 //! 2. End to end: tickets opened and commented in the sandbox Zendesk at a
 //!    steady rate with 50 ms latency on every API call; the time until each
 //!    change is visible in the sandbox Autotask.
-//! 3. Embedded writes: queue sends and conditional store puts on one SQLite
+//! 3. Cost per change: API calls to each system and store operations per
+//!    ticket created, comment, field change and technician note, with the
+//!    bridge's own writes firing webhooks and callouts (so echoes are paid
+//!    for here too), counted from the sandboxes and a counting store.
+//! 4. Embedded writes: queue sends and conditional store puts on one SQLite
 //!    file from 64 concurrent tasks, and sends from one task alone; group
 //!    commit should let concurrent writers get far more through than one.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
 use bridge::connectors::budget::AutotaskBudget;
+use bridge::error::StoreError;
+use bridge::ports::{Condition, Item, Store};
 use clap::Parser;
 use futures::stream::{self, StreamExt};
 use psa_bridge_local::world::{
-    tenant_secrets, wait_for, Adapters, TenantSpec, World, WorldOptions,
+    tenant_secrets, wait_for, Adapters, TenantSpec, TenantWorld, World, WorldOptions,
 };
 use sandbox::zendesk::NewTicket;
 
@@ -47,6 +54,12 @@ struct Args {
     /// out at cap / API latency per second, whatever the bridge does.
     #[arg(long, default_value_t = 3)]
     autotask_max_concurrent: usize,
+    /// Run only this part: ingest, end-to-end, cost or writes.
+    #[arg(long)]
+    only: Option<String>,
+    /// Changes of each kind per tenant in the cost-per-change run.
+    #[arg(long, default_value_t = 20)]
+    cost_changes: usize,
     /// Writes per concurrent embedded-write run (a tenth of them for the
     /// single writer).
     #[arg(long, default_value_t = 20_000)]
@@ -60,9 +73,25 @@ async fn main() -> anyhow::Result<()> {
         "psa-bridge benchmark on {} cores",
         std::thread::available_parallelism()?.get()
     );
-    ingest(&args).await?;
-    end_to_end(&args).await?;
-    embedded_writes(&args).await?;
+    let runs = |part: &str| args.only.as_deref().is_none_or(|only| only == part);
+    if let Some(only) = &args.only {
+        anyhow::ensure!(
+            ["ingest", "end-to-end", "cost", "writes"].contains(&only.as_str()),
+            "--only takes ingest, end-to-end, cost or writes, not {only:?}"
+        );
+    }
+    if runs("ingest") {
+        ingest(&args).await?;
+    }
+    if runs("end-to-end") {
+        end_to_end(&args).await?;
+    }
+    if runs("cost") {
+        cost_per_change(&args).await?;
+    }
+    if runs("writes") {
+        embedded_writes(&args).await?;
+    }
     Ok(())
 }
 
@@ -269,6 +298,242 @@ async fn end_to_end(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Counts the store operations that pass through it.
+struct CountingStore {
+    inner: Arc<dyn Store>,
+    reads: AtomicU64,
+    writes: AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl Store for CountingStore {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.inner.get(pk, sk).await
+    }
+    async fn put(
+        &self,
+        pk: &str,
+        sk: &str,
+        body: &str,
+        condition: Condition,
+        expires_at: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.put(pk, sk, body, condition, expires_at).await
+    }
+    async fn query(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.inner.query(pk, sk_prefix, newest_first, limit).await
+    }
+    async fn delete(&self, pk: &str, sk: &str) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.delete(pk, sk).await
+    }
+    async fn scan_sort_key(&self, sk: &str) -> Result<Vec<Item>, StoreError> {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.inner.scan_sort_key(sk).await
+    }
+}
+
+/// Totals at one moment, to subtract.
+#[derive(Clone, Copy)]
+struct Counts {
+    autotask: u64,
+    zendesk: u64,
+    reads: u64,
+    writes: u64,
+}
+
+impl Counts {
+    fn of(tenant: &TenantWorld, store: &CountingStore) -> Self {
+        Self {
+            autotask: tenant.autotask.api_calls(),
+            zendesk: tenant.zendesk.api_calls(),
+            reads: store.reads.load(Ordering::Relaxed),
+            writes: store.writes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Waits until the queue has been empty for half a second: every job the
+/// changes caused, echoes included, has run.
+async fn quiet(queue: &EmbeddedQueue) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut empty_since: Option<Instant> = None;
+    while Instant::now() < deadline {
+        let depth = queue.depth()?;
+        if depth.visible == 0 && depth.in_flight == 0 {
+            if empty_since.get_or_insert_with(Instant::now).elapsed() >= Duration::from_millis(500)
+            {
+                return Ok(());
+            }
+        } else {
+            empty_since = None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("the queue never emptied: {:?}", queue.depth()?)
+}
+
+async fn cost_per_change(args: &Args) -> anyhow::Result<()> {
+    use psa_bridge_local::world::AutotaskEvents;
+    use sandbox::zendesk::TicketChange;
+
+    // One tenant per Autotask event form; neither excludes the API user, so
+    // every write of the bridge comes back as an event (the worst case).
+    let specs = vec![
+        TenantSpec::new("hooked"),
+        TenantSpec {
+            events: AutotaskEvents::Callout,
+            ..TenantSpec::new("called")
+        },
+    ];
+    let secrets = tenant_secrets(&specs)?;
+    let queue = Arc::new(EmbeddedQueue::in_memory()?);
+    let store = Arc::new(CountingStore {
+        inner: Arc::new(SqliteStore::in_memory()?),
+        reads: AtomicU64::new(0),
+        writes: AtomicU64::new(0),
+    });
+    let adapters = Adapters {
+        store: store.clone(),
+        queue: queue.clone(),
+        secrets: Arc::new(FileSecrets::from_map(secrets.clone())),
+    };
+    let world = World::start_on(adapters, specs, &secrets, WorldOptions::default()).await?;
+    let n = args.cost_changes;
+    println!("cost per change ({n} of each kind per tenant; the bridge's own writes fire events):");
+    for tenant in &world.tenants {
+        let mut desk_ids = Vec::new();
+        let mut psa_ids = Vec::new();
+        let phase = |kind: &str, before: Counts| {
+            let after = Counts::of(tenant, &store);
+            let per = |a: u64, b: u64| (a - b) as f64 / n as f64;
+            println!(
+                "  {} ({:?}), {kind}: {:.2} Autotask calls, {:.2} Zendesk calls, {:.2} store reads, {:.2} store writes",
+                tenant.id,
+                tenant.events,
+                per(after.autotask, before.autotask),
+                per(after.zendesk, before.zendesk),
+                per(after.reads, before.reads),
+                per(after.writes, before.writes),
+            );
+        };
+
+        let before = Counts::of(tenant, &store);
+        for i in 0..n {
+            desk_ids.push(tenant.zendesk.create_ticket(NewTicket {
+                subject: format!("cost ticket {i}"),
+                description: "load".into(),
+                priority: Some("normal".into()),
+                status: None,
+                cluster_id: Some("CL-100".into()),
+                requester_name: "Bench".into(),
+            }));
+        }
+        for desk_id in &desk_ids {
+            let reference = format!("zendesk:{desk_id}");
+            let ticket = wait_for(Duration::from_secs(60), || {
+                tenant
+                    .autotask
+                    .tickets()
+                    .into_iter()
+                    .find(|t| t.external_id.as_deref() == Some(reference.as_str()))
+            })
+            .await
+            .ok_or_else(|| anyhow::anyhow!("ticket {desk_id} never reached Autotask"))?;
+            psa_ids.push(ticket.id);
+        }
+        quiet(&queue).await?;
+        phase("ticket created", before);
+
+        let before = Counts::of(tenant, &store);
+        for (i, desk_id) in desk_ids.iter().enumerate() {
+            tenant
+                .zendesk
+                .add_comment(*desk_id, "Bench", &format!("cost comment {i}"), true);
+        }
+        for (i, psa_id) in psa_ids.iter().enumerate() {
+            let text = format!("cost comment {i}");
+            wait_for(Duration::from_secs(60), || {
+                tenant
+                    .autotask
+                    .notes(*psa_id)
+                    .iter()
+                    .any(|n| n.description == text)
+                    .then_some(())
+            })
+            .await
+            .ok_or_else(|| anyhow::anyhow!("comment {i} never reached Autotask"))?;
+        }
+        quiet(&queue).await?;
+        phase("Zendesk comment", before);
+
+        let before = Counts::of(tenant, &store);
+        for desk_id in &desk_ids {
+            tenant.zendesk.update_ticket(
+                *desk_id,
+                TicketChange {
+                    subject: None,
+                    priority: Some("high".into()),
+                    status: Some("open".into()),
+                },
+            );
+        }
+        let high = tenant
+            .autotask
+            .picklist_value("priority", "High")
+            .expect("High");
+        for psa_id in &psa_ids {
+            wait_for(Duration::from_secs(60), || {
+                tenant
+                    .autotask
+                    .ticket(*psa_id)
+                    .filter(|t| t.priority == high)
+            })
+            .await
+            .ok_or_else(|| anyhow::anyhow!("field change never reached Autotask"))?;
+        }
+        quiet(&queue).await?;
+        phase("Zendesk field change", before);
+
+        let before = Counts::of(tenant, &store);
+        for (i, psa_id) in psa_ids.iter().enumerate() {
+            tenant.autotask.add_note(
+                *psa_id,
+                tenant.technician,
+                "Update",
+                &format!("cost note {i}"),
+                false,
+            );
+        }
+        for (i, desk_id) in desk_ids.iter().enumerate() {
+            let text = format!("cost note {i}");
+            wait_for(Duration::from_secs(60), || {
+                tenant
+                    .zendesk
+                    .comments(*desk_id)
+                    .iter()
+                    .any(|c| c.body.contains(&text))
+                    .then_some(())
+            })
+            .await
+            .ok_or_else(|| anyhow::anyhow!("note {i} never reached Zendesk"))?;
+        }
+        quiet(&queue).await?;
+        phase("Autotask note", before);
+    }
+    world.bridge.stop().await;
+    Ok(())
+}
+
 /// Runs `op(0..n)` from `tasks` concurrent tasks; returns operations per second.
 async fn rate<F, Fut>(n: usize, tasks: usize, op: F) -> anyhow::Result<f64>
 where
@@ -296,7 +561,7 @@ where
 
 async fn embedded_writes(args: &Args) -> anyhow::Result<()> {
     use bridge::model::{DeskTicketId, JobSubject, SyncJob, TenantId};
-    use bridge::ports::{Condition, Queue, Store};
+    use bridge::ports::Queue;
 
     let dir = std::env::temp_dir().join(format!(
         "psa-bridge-bench-{}-{}",
@@ -314,6 +579,7 @@ async fn embedded_writes(args: &Args) -> anyhow::Result<()> {
         desk_ticket_id: None,
         event_id: event,
         received_at_ms: 0,
+        change: bridge::model::ChangeHint::Unknown,
     };
 
     let (q, j) = (queue.clone(), job.clone());

@@ -30,7 +30,11 @@ fn fingerprint(config: &TenantConfig, secrets: &TenantSecrets) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     config.zendesk.base_url.hash(&mut hasher);
     config.zendesk.cluster_id_field.hash(&mut hasher);
-    config.autotask.zone_lookup_url.hash(&mut hasher);
+    // Every Autotask setting the client applies (zone, note visibility,
+    // ticket defaults): a change takes effect at once.
+    serde_json::to_string(&config.autotask)
+        .unwrap_or_default()
+        .hash(&mut hasher);
     secrets.zendesk_email.hash(&mut hasher);
     secrets.zendesk_api_token.expose().hash(&mut hasher);
     secrets.autotask_username.hash(&mut hasher);
@@ -120,7 +124,8 @@ impl Connectors for HttpConnectors {
                 &secrets.autotask_secret,
                 &secrets.autotask_integration_code,
             ))
-            .await?;
+            .await?
+            .with_settings(&config.autotask);
         let client = self.budgets.wrap(&config.id, Arc::new(client));
         self.psa_clients.lock().unwrap().insert(
             config.id.clone(),

@@ -1,6 +1,12 @@
 //! Ingest: the thin HTTP functions. They authenticate the caller, validate the
 //! body, enqueue a `SyncJob` and answer at once; they never call Zendesk or
-//! Autotask. Bad input gets a 4xx with a plain reason and nothing is enqueued.
+//! Autotask. Only a caller that fails authentication (401), an unknown tenant
+//! (404) and an unreadable or oversize body (400/413) get a 4xx, with a plain
+//! reason, and nothing is enqueued. An authentic event the bridge cannot use
+//! (another entity, a note without its ticket id, a deleted ticket) is
+//! answered 200 `{"queued":false,"ignored":…}` and written to the tenant's
+//! sync log with what to fix: Autotask deactivates a webhook after 25 failed
+//! events in a row, and one odd event must never switch a tenant off.
 
 use std::sync::Arc;
 
@@ -15,7 +21,7 @@ use crate::config::{TenantConfig, TenantSecrets};
 use crate::error::{InboundError, QueueError, SecretsError, StoreError};
 use crate::model::{SyncJob, TenantId};
 use crate::ports::{Clock, Queue, Secrets, Store};
-use crate::repo::Repo;
+use crate::repo::{LogLevel, Repo, SyncLogEntry};
 
 mod autotask;
 mod zendesk;
@@ -41,12 +47,14 @@ pub fn zendesk_router(state: IngestState) -> axum::Router {
         .with_state(state)
 }
 
-/// `POST /t/{tenant}/autotask` (extension callouts and REST webhooks).
+/// `POST /t/{tenant}/autotask` (extension callouts posting form pairs, XML
+/// or JSON, and REST webhooks) and `GET /t/{tenant}/autotask` (extension
+/// callouts sent by GET, their fields in the query string).
 pub fn autotask_router(state: IngestState) -> axum::Router {
     axum::Router::new()
         .route(
             "/t/{tenant}/autotask",
-            axum::routing::post(autotask::receive),
+            axum::routing::post(autotask::receive).get(autotask::receive_query),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -120,6 +128,49 @@ async fn tenant_with_secrets(
         Err(e) => return Err(Rejection::Unavailable(e.to_string())),
     };
     Ok((config, secrets))
+}
+
+/// Answers an authentic event the bridge cannot use: 200 with the reason, and
+/// a line in the tenant's sync log saying what arrived, why nothing is synced
+/// and what to fix (an error, or an info line when nothing needs fixing).
+/// The event is useless whatever happens, so a sync log that cannot be
+/// written does not turn it into a failure the sender would count.
+async fn ignore(
+    state: &IngestState,
+    tenant: &TenantId,
+    step: &'static str,
+    ticket: Option<String>,
+    reason: &str,
+    fix: Option<&str>,
+) -> Response {
+    let (level, message) = match fix {
+        Some(fix) => (LogLevel::Error, format!("{reason}. To fix: {fix}.")),
+        None => (LogLevel::Info, format!("{reason}.")),
+    };
+    match level {
+        LogLevel::Error => {
+            warn!(%tenant, step, ticket = ?ticket, %reason, "ignored an event the bridge cannot use")
+        }
+        LogLevel::Info => {
+            info!(%tenant, step, ticket = ?ticket, %reason, "ignored an event the bridge cannot use")
+        }
+    }
+    let entry = SyncLogEntry {
+        at: state.clock.now(),
+        level,
+        ticket,
+        step: step.to_owned(),
+        message,
+        retryable: false,
+    };
+    if let Err(error) = Repo::new(state.store.as_ref()).log(tenant, &entry).await {
+        warn!(%tenant, step, %error, "could not write the ignored event to the sync log");
+    }
+    (
+        StatusCode::OK,
+        Json(json!({ "queued": false, "ignored": reason })),
+    )
+        .into_response()
 }
 
 async fn enqueue(state: &IngestState, job: SyncJob) -> Result<Response, Rejection> {

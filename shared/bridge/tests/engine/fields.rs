@@ -3,10 +3,11 @@
 
 use bridge::config::{Direction, FromDeskOnly};
 use bridge::error::SyncError;
-use bridge::model::DeskTicketPatch;
+use bridge::model::{ChangeHint, DeskTicketPatch};
 use bridge::ports::Condition;
-use bridge::repo::{Repo, SeenPsaValues};
+use bridge::repo::{ClaimedWrite, Repo, SeenPsaValues};
 use bridge::step::Step;
+use bridge::sync::{sync_pair_after, SyncContext, SyncReport};
 use testkit::fakes::FAKE_TITLE_MAX;
 
 use crate::sync::Fixture;
@@ -237,4 +238,74 @@ async fn description_and_company_rules_that_are_off_are_honoured_at_create() {
         ticket.company_id, 77,
         "the cluster id CL-1 is not looked at"
     );
+}
+
+async fn sync_after(f: &Fixture, desk_id: u64, hint: ChangeHint) -> SyncReport {
+    let cx = SyncContext::new(
+        &f.config,
+        f.store.as_ref(),
+        &f.desk,
+        f.psa.as_ref(),
+        f.clock.as_ref(),
+    );
+    sync_pair_after(&cx, desk_id, hint).await.unwrap()
+}
+
+#[tokio::test]
+async fn an_event_about_a_comment_already_mirrored_needs_no_run() {
+    let f = Fixture::new();
+    let (z, p) = linked(&f, "S").await;
+    let comment = f.desk.comment(z, "Ann", "hello", true);
+    f.sync(z).await.unwrap();
+    let note = f.link(z).await.comments[0].psa_note_id;
+    assert_eq!(f.psa.notes(p).len(), 1);
+
+    // The PSA's event for the bridge's own note, and Zendesk's for the comment.
+    f.desk.edit(z, |t| t.subject = "changed meanwhile".into());
+    for hint in [
+        ChangeHint::PsaNote { id: note },
+        ChangeHint::DeskComment { id: comment },
+    ] {
+        let report = sync_after(&f, z, hint).await;
+        assert!(report.skipped.is_some(), "{hint:?}: {report:?}");
+        assert!(report.fields_updated.is_empty());
+    }
+    assert!(f.psa.patches().is_empty(), "the skipped runs read nothing");
+
+    // An event about a comment the link does not know runs in full.
+    let report = sync_after(&f, z, ChangeHint::DeskComment { id: comment + 1000 }).await;
+    assert!(report.skipped.is_none());
+    assert_eq!(report.fields_updated, ["title"]);
+}
+
+#[tokio::test]
+async fn an_event_about_fields_leaves_comments_alone_unless_claims_are_open() {
+    let f = Fixture::new();
+    let (z, p) = linked(&f, "S").await;
+    f.desk.comment(z, "Ann", "arrives with its own event", true);
+    f.desk.edit(z, |t| t.status = "open".into());
+
+    let report = sync_after(&f, z, ChangeHint::Fields).await;
+    assert_eq!(report.fields_updated, ["status"]);
+    assert!(
+        f.psa.notes(p).is_empty(),
+        "comments are their own events' job"
+    );
+
+    let report = sync_after(&f, z, ChangeHint::Unknown).await;
+    assert_eq!(report.notes_to_psa, 1);
+
+    // A claim left by a stopped run is resolved whatever the event said.
+    let repo = Repo::new(f.store.as_ref());
+    let stored = repo.desk_link(&f.config.id, z).await.unwrap().unwrap();
+    let mut link = stored.value;
+    let comment = f.desk.comment(z, "Ann", "claimed, then the run died", true);
+    link.claims.push(ClaimedWrite::Note {
+        desk_comment_id: comment,
+    });
+    repo.put_desk_link(&f.config.id, &link, Condition::VersionIs(stored.version))
+        .await
+        .unwrap();
+    let report = sync_after(&f, z, ChangeHint::Fields).await;
+    assert_eq!((report.claims_resolved, report.notes_to_psa), (1, 1));
 }

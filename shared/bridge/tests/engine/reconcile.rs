@@ -46,6 +46,7 @@ fn config(id: &str) -> TenantConfig {
             zone_lookup_url: "http://psa".into(),
             queue_id: None,
             default_company_id: Some(1),
+            ..AutotaskSettings::new("")
         },
         mappings: Mappings::default(),
         fields: Default::default(),
@@ -429,6 +430,7 @@ async fn sweep_jobs_are_never_dropped_as_duplicates_of_webhook_or_earlier_sweep_
             desk_ticket_id: Some(DeskTicketId(z)),
             event_id: "d4f5c389-8f4a-4c2e-a1b9-8e4f39c71d52".into(),
             received_at_ms: t0().timestamp_millis(),
+            change: bridge::model::ChangeHint::Unknown,
         })
         .await
         .unwrap();

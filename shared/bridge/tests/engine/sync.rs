@@ -40,6 +40,7 @@ impl Fixture {
                     zone_lookup_url: "http://psa".into(),
                     queue_id: Some(29),
                     default_company_id: None,
+                    ..AutotaskSettings::new("")
                 },
                 mappings: Mappings::default(),
                 fields: Default::default(),
@@ -426,6 +427,7 @@ async fn psa_events_for_unlinked_tickets_are_skipped() {
         desk_ticket_id: None,
         event_id: "e".into(),
         received_at_ms: 0,
+        change: bridge::model::ChangeHint::Unknown,
     };
     let report = sync_job(&cx, &job).await.unwrap();
     assert!(report.skipped.is_some());

@@ -16,12 +16,13 @@ use chrono::Utc;
 use serde_json::{json, Map, Value};
 
 use super::db::{
-    apply_update, as_i64, get_ci, insert_note, note_json, reference_error, ticket_json,
-    validate_ticket_fields, Change, Entity, NOTE_DESCRIPTION_MAX, NOTE_TITLE_MAX,
+    apply_update, as_i64, created, get_ci, insert_note, new_ticket, note_json, reference_error,
+    ticket_json, validate_ticket_fields, Change, Creating, Entity, NOTE_DESCRIPTION_MAX,
+    NOTE_TITLE_MAX,
 };
 use super::picklists::{active_pick, note_fields, ticket_fields, Pick, NOTE_TYPE, PUBLISH};
 use super::query::{query, query_next};
-use super::{Shared, Ticket, API_ROOT};
+use super::{Shared, API_ROOT};
 use crate::faults::apply_faults;
 use crate::recording::record_requests;
 
@@ -35,7 +36,10 @@ pub(super) fn router(shared: Ctx) -> Router {
         .route("/Tickets/{id}/Notes", get(list_notes).post(create_note))
         .route(
             "/Tickets/entityInformation/fields",
-            get(|| async { Json(ticket_fields()) }),
+            get(|State(s): State<Ctx>| async move {
+                let required = s.config().required_ticket_fields.clone();
+                Json(ticket_fields(&required))
+            }),
         )
         .route(
             "/TicketNotes/entityInformation/fields",
@@ -45,13 +49,22 @@ pub(super) fn router(shared: Ctx) -> Router {
         api = api
             .route(
                 &format!("/{}/query", entity.path()),
-                post(move |State(s): State<Ctx>, body: Bytes| async move { query(s, entity, body) }),
+                post(
+                    move |State(s): State<Ctx>, body: Bytes| async move { query(s, entity, body) },
+                ),
             )
             .route(
                 &format!("/{}/query/next", entity.path()),
-                get(move |State(s): State<Ctx>, Query(params): Query<HashMap<String, String>>| async move {
-                    query_next(s, entity, params)
-                }),
+                // The next page of a POST query is fetched by POSTing the
+                // same query body again; Autotask answers a GET with 405.
+                post(
+                    move |State(s): State<Ctx>,
+                          Query(params): Query<HashMap<String, String>>,
+                          body: Bytes| async move {
+                        query_next(s, entity, params, body)
+                    },
+                )
+                .get(|| async { method_not_allowed("GET") }),
             );
     }
     // Outermost first: count every call, then faults, then authentication.
@@ -72,6 +85,17 @@ pub(super) fn router(shared: Ctx) -> Router {
         // Outermost, so every request is recorded, faulted ones included.
         .layer(from_fn_with_state(shared.requests.clone(), record_requests))
         .with_state(shared)
+}
+
+/// ASP.NET Web API's answer to a method a route does not support.
+pub(super) fn method_not_allowed(method: &str) -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({
+            "Message": format!("The requested resource does not support http method '{method}'.")
+        })),
+    )
+        .into_response()
 }
 
 pub(super) fn errors(status: StatusCode, messages: Vec<String>) -> Response {
@@ -151,58 +175,50 @@ pub(super) async fn create_ticket(State(s): State<Ctx>, body: Bytes) -> Response
         Ok(body) => body,
         Err(message) => return errors(StatusCode::BAD_REQUEST, vec![message]),
     };
-    let actor = s.config().api_resource_id;
-    let now = Utc::now();
+    let (actor, required) = {
+        let config = s.config();
+        let required: Vec<String> = config
+            .required_ticket_fields
+            .iter()
+            .chain(&config.unlisted_required_ticket_fields)
+            .cloned()
+            .collect();
+        (config.api_resource_id, required)
+    };
     let change = {
         let mut db = s.db();
-        let fields = match validate_ticket_fields(&db, &body, true) {
+        let fields = match validate_ticket_fields(
+            &db,
+            &body,
+            Creating::Yes {
+                required: &required,
+            },
+        ) {
             Ok(fields) => fields,
             Err(messages) => return errors(StatusCode::INTERNAL_SERVER_ERROR, messages),
         };
-        let id = db.next_ticket;
-        db.next_ticket += 1;
-        let day = now.date_naive();
-        let counter = db.tickets_per_day.entry(day).or_insert(0);
-        *counter += 1;
-        let ticket_number = format!("T{}.{:04}", day.format("%Y%m%d"), counter);
         let int = |name: &str| fields.get(name).and_then(Value::as_i64);
-        let ticket = Ticket {
-            id,
-            ticket_number,
-            title: fields["title"].as_str().unwrap_or_default().to_owned(),
-            description: fields
+        let ticket = new_ticket(&mut db, actor, Utc::now(), |t| {
+            t.title = fields["title"].as_str().unwrap_or_default().to_owned();
+            t.description = fields
                 .get("description")
                 .and_then(Value::as_str)
-                .map(str::to_owned),
-            status: int("status").unwrap_or(1),
-            priority: int("priority").unwrap_or(2),
-            company_id: int("companyID").unwrap_or_default(),
-            queue_id: int("queueID"),
-            external_id: fields
+                .map(str::to_owned);
+            t.status = int("status").unwrap_or(1);
+            t.priority = int("priority").unwrap_or(2);
+            t.company_id = int("companyID").unwrap_or_default();
+            t.queue_id = int("queueID");
+            t.ticket_type = int("ticketType");
+            t.source = int("source");
+            t.billing_code_id = int("billingCodeID");
+            t.assigned_resource_id = int("assignedResourceID");
+            t.assigned_resource_role_id = int("assignedResourceRoleID");
+            t.external_id = fields
                 .get("externalID")
                 .and_then(Value::as_str)
-                .map(str::to_owned),
-            creator_resource_id: actor,
-            create_date: now,
-            last_activity_date: now,
-        };
-        db.tickets.insert(id, ticket.clone());
-        let mut changed = Map::new();
-        for (name, value) in [
-            ("Title", json!(ticket.title)),
-            ("Status", json!(ticket.status.to_string())),
-            ("Priority", json!(ticket.priority.to_string())),
-            ("CompanyID", json!(ticket.company_id.to_string())),
-        ] {
-            changed.insert(name.to_owned(), value);
-        }
-        let sequence = db.sequence("Ticket", id);
-        Change::Ticket {
-            action: "Create",
-            ticket,
-            fields: changed,
-            sequence,
-        }
+                .map(str::to_owned);
+        });
+        created(&mut db, ticket)
     };
     let id = match &change {
         Change::Ticket { ticket, .. } => ticket.id,
@@ -232,7 +248,7 @@ pub(super) async fn update_ticket(State(s): State<Ctx>, body: Bytes) -> Response
                 vec![format!("Ticket {id} does not exist.")],
             );
         }
-        let fields = match validate_ticket_fields(&db, &body, false) {
+        let fields = match validate_ticket_fields(&db, &body, Creating::No) {
             Ok(fields) => fields,
             Err(messages) => return errors(StatusCode::INTERNAL_SERVER_ERROR, messages),
         };

@@ -7,7 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Map, Value};
 
-use super::picklists::{active_pick, picklist, PRIORITY, QUEUE, STATUS, TICKET_TYPE};
+use super::picklists::{
+    active_pick, picklist, ALWAYS_REQUIRED_TICKET_FIELDS, BILLING_CODE, PRIORITY, QUEUE, ROLES,
+    SOURCE, STATUS, TICKET_TYPE,
+};
 use super::{Note, Ticket};
 
 pub(super) const TITLE_MAX: usize = 255;
@@ -98,6 +101,11 @@ pub(super) fn ticket_json(t: &Ticket) -> Value {
         "priority": t.priority,
         "companyID": t.company_id,
         "queueID": t.queue_id,
+        "ticketType": t.ticket_type,
+        "source": t.source,
+        "billingCodeID": t.billing_code_id,
+        "assignedResourceID": t.assigned_resource_id,
+        "assignedResourceRoleID": t.assigned_resource_role_id,
         "externalID": t.external_id,
         "creatorResourceID": t.creator_resource_id,
         "createDate": time(&t.create_date),
@@ -170,6 +178,11 @@ impl Entity {
                 priority: 0,
                 company_id: 0,
                 queue_id: None,
+                ticket_type: None,
+                source: None,
+                billing_code_id: None,
+                assigned_resource_id: None,
+                assigned_resource_role_id: None,
                 external_id: None,
                 creator_resource_id: 0,
                 create_date: DateTime::UNIX_EPOCH,
@@ -220,6 +233,64 @@ pub(super) enum Change {
 // ---------------------------------------------------------------------------
 // Mutations shared by the API and the Rust methods
 // ---------------------------------------------------------------------------
+
+/// A new ticket with the next id and ticket number (status "New", priority
+/// "Medium"), shaped by `init`, stored; returns it.
+pub(super) fn new_ticket(
+    db: &mut Db,
+    creator: i64,
+    now: DateTime<Utc>,
+    init: impl FnOnce(&mut Ticket),
+) -> Ticket {
+    let id = db.next_ticket;
+    db.next_ticket += 1;
+    let day = now.date_naive();
+    let counter = db.tickets_per_day.entry(day).or_insert(0);
+    *counter += 1;
+    let mut ticket = Ticket {
+        id,
+        ticket_number: format!("T{}.{:04}", day.format("%Y%m%d"), counter),
+        title: String::new(),
+        description: None,
+        status: 1,
+        priority: 2,
+        company_id: 0,
+        queue_id: None,
+        ticket_type: None,
+        source: None,
+        billing_code_id: None,
+        assigned_resource_id: None,
+        assigned_resource_role_id: None,
+        external_id: None,
+        creator_resource_id: creator,
+        create_date: now,
+        last_activity_date: now,
+    };
+    init(&mut ticket);
+    ticket.id = id;
+    db.tickets.insert(id, ticket.clone());
+    ticket
+}
+
+/// The event of a ticket's creation.
+pub(super) fn created(db: &mut Db, ticket: Ticket) -> Change {
+    let mut changed = Map::new();
+    for (name, value) in [
+        ("Title", json!(ticket.title)),
+        ("Status", json!(ticket.status.to_string())),
+        ("Priority", json!(ticket.priority.to_string())),
+        ("CompanyID", json!(ticket.company_id.to_string())),
+    ] {
+        changed.insert(name.to_owned(), value);
+    }
+    let sequence = db.sequence("Ticket", ticket.id);
+    Change::Ticket {
+        action: "Create",
+        ticket,
+        fields: changed,
+        sequence,
+    }
+}
 
 #[allow(clippy::too_many_arguments)]
 pub(super) fn insert_note(
@@ -279,6 +350,11 @@ pub(super) fn apply_update(
             "priority" => as_i64(value).is_some_and(|v| set(&mut ticket.priority, v)),
             "companyID" => as_i64(value).is_some_and(|v| set(&mut ticket.company_id, v)),
             "queueID" => set(&mut ticket.queue_id, as_i64(value)),
+            "ticketType" => set(&mut ticket.ticket_type, as_i64(value)),
+            "source" => set(&mut ticket.source, as_i64(value)),
+            "billingCodeID" => set(&mut ticket.billing_code_id, as_i64(value)),
+            "assignedResourceID" => set(&mut ticket.assigned_resource_id, as_i64(value)),
+            "assignedResourceRoleID" => set(&mut ticket.assigned_resource_role_id, as_i64(value)),
             "externalID" => set(&mut ticket.external_id, value.as_str().map(str::to_owned)),
             _ => false,
         };
@@ -287,6 +363,9 @@ pub(super) fn apply_update(
             let name = match field.as_str() {
                 "companyID" => "CompanyID".to_owned(),
                 "queueID" => "QueueID".to_owned(),
+                "billingCodeID" => "BillingCodeID".to_owned(),
+                "assignedResourceID" => "AssignedResourceID".to_owned(),
+                "assignedResourceRoleID" => "AssignedResourceRoleID".to_owned(),
                 "externalID" => "ExternalID".to_owned(),
                 other => {
                     let mut chars = other.chars();
@@ -346,20 +425,51 @@ pub(super) fn reference_error(field: &str) -> String {
     format!("Value does not reference an existing entity for {field} . ")
 }
 
-/// Validates ticket fields of a create (`creating`) or update body and returns
-/// them under their canonical names.
+/// What a ticket create must carry beyond the always-required fields.
+#[derive(Clone, Copy)]
+pub(super) enum Creating<'a> {
+    /// An update: nothing is required.
+    No,
+    /// A create, with the database's extra required fields.
+    Yes { required: &'a [String] },
+}
+
+/// Validates ticket fields of a create or update body and returns them under
+/// their canonical names. A missing required integer field is reported as
+/// Autotask reports it, as a reference to nothing
+/// ("Value does not reference an existing entity for billingCodeID . ").
 pub(super) fn validate_ticket_fields(
     db: &Db,
     body: &Map<String, Value>,
-    creating: bool,
+    creating: Creating<'_>,
 ) -> Result<Map<String, Value>, Vec<String>> {
     let mut errors = Vec::new();
     let mut fields = Map::new();
-    if creating {
-        for required in ["companyID", "title", "status", "priority"] {
-            if get_ci(body, required).is_none() {
-                errors.push(format!("Missing Required Field: {required}"));
+    if let Creating::Yes { required } = creating {
+        for name in ALWAYS_REQUIRED_TICKET_FIELDS {
+            if get_ci(body, name).is_none() {
+                errors.push(format!("Missing Required Field: {name}"));
             }
+        }
+        for name in required {
+            if ALWAYS_REQUIRED_TICKET_FIELDS
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name))
+            {
+                continue;
+            }
+            if get_ci(body, name).is_none() {
+                errors.push(if name.eq_ignore_ascii_case("description") {
+                    format!("Missing Required Field: {name}")
+                } else {
+                    reference_error(name)
+                });
+            }
+        }
+        if get_ci(body, "assignedResourceID").is_some()
+            != get_ci(body, "assignedResourceRoleID").is_some()
+        {
+            errors.push("When assigning a Resource, you must assign both a assignedResourceID and assignedResourceRoleID.".to_owned());
         }
     }
     if let Some(title) = get_ci(body, "title") {
@@ -390,6 +500,8 @@ pub(super) fn validate_ticket_fields(
         ("priority", PRIORITY),
         ("queueID", QUEUE),
         ("ticketType", TICKET_TYPE),
+        ("source", SOURCE),
+        ("billingCodeID", BILLING_CODE),
     ] {
         if let Some(value) = get_ci(body, name) {
             match as_i64(value) {
@@ -398,6 +510,22 @@ pub(super) fn validate_ticket_fields(
                 }
                 _ => errors.push(reference_error(name)),
             }
+        }
+    }
+    if let Some(resource) = get_ci(body, "assignedResourceID") {
+        match as_i64(resource) {
+            Some(r) if db.resources.contains_key(&r) => {
+                fields.insert("assignedResourceID".to_owned(), json!(r));
+            }
+            _ => errors.push(reference_error("assignedResourceID")),
+        }
+    }
+    if let Some(role) = get_ci(body, "assignedResourceRoleID") {
+        match as_i64(role) {
+            Some(r) if ROLES.contains(&r) => {
+                fields.insert("assignedResourceRoleID".to_owned(), json!(r));
+            }
+            _ => errors.push(reference_error("assignedResourceRoleID")),
         }
     }
     if let Some(company) = get_ci(body, "companyID") {
@@ -492,5 +620,5 @@ pub(super) fn technician_update(
         return Err(problems);
     }
     // Lengths, types and companies exactly as the API checks them.
-    validate_ticket_fields(db, &body, false)
+    validate_ticket_fields(db, &body, Creating::No)
 }

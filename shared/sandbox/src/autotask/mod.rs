@@ -8,12 +8,26 @@
 //!   passing through the fault middleware.
 //! - Validation errors answer 500 with `{"errors": [...]}`, as Autotask does.
 //! - Queries take `filter`, `MaxRecords` and `IncludeFields` (only those fields
-//!   are returned, `id` always among them); `nextPageUrl` carries all three.
+//!   are returned, `id` always among them). `nextPageUrl` carries only the
+//!   paging state (`paging={"pageSize","previousIds","nextIds"}`): the next
+//!   page is fetched by POSTing the same query body to it; a GET answers
+//!   405 and a POST without the body 500, as Autotask does.
+//! - Ticket creates need `companyID`, `title`, `status` and `priority`, plus
+//!   the fields the config lists as required (`required_ticket_fields`,
+//!   reported by `Tickets/entityInformation/fields`, and
+//!   `unlisted_required_ticket_fields`, not reported); a create without them
+//!   is refused with a 500 and Autotask's error text.
+//! - The TicketNotes `publish` picklist is a real tenant's: 1 "All Autotask
+//!   Users", 2 "Internal Project Team", 4 "Internal & Co-Managed".
 //! - A ticket's `lastActivityDate` moves on every change and every note.
 //! - Changes, by the API user or by a technician through the Rust methods, fire
-//!   the configured extension callout (form data, HTTP Basic) and REST webhook
-//!   (JSON, `X-Hook-Signature: sha1=<base64 HMAC-SHA1>`), the webhook skipped
-//!   when the acting resource is one of its excluded resources.
+//!   the configured extension callout (HTTP Basic; GET query, POST form or
+//!   POST XML, [`CalloutTransport`]) and REST webhook (JSON, `X-Hook-Signature:
+//!   sha1=<base64 HMAC-SHA1>` over the raw or the .NET-escaped body,
+//!   [`WebhookSigning`]), the webhook skipped when the acting resource is one
+//!   of its excluded resources and delivered by Autotask's rules (in order,
+//!   retried, deactivated after 25 failed events in a row, [`DeliveryRules`],
+//!   [`AutotaskSandbox::webhook_status`]).
 //! - Every request the simulator receives is recorded
 //!   ([`AutotaskSandbox::requests`]).
 //!
@@ -38,9 +52,14 @@ use serde_json::json;
 
 use self::api::router;
 use self::db::{
-    apply_update, insert_note, technician_update, Change, Company, ConfigurationItem, Db,
+    apply_update, insert_note, technician_update, Change, Company, ConfigurationItem, Db, Entity,
 };
-use self::picklists::{picklist, PUBLISH_ALL, PUBLISH_INTERNAL, TECHNICIAN_NOTE_TYPE};
+pub use self::events::{
+    dotnet_escaped_json, CalloutTransport, DeliveryRules, WebhookSigning, WebhookStatus,
+};
+use self::picklists::{
+    active_pick, picklist, PUBLISH, PUBLISH_ALL, PUBLISH_INTERNAL, TECHNICIAN_NOTE_TYPE,
+};
 use crate::faults::Faults;
 pub use crate::recording::{RecordedRequest, RequestLog};
 
@@ -62,6 +81,16 @@ pub struct AutotaskSandboxConfig {
     pub webhook: Option<WebhookTarget>,
     /// Page size of `GET Tickets/{id}/Notes`; small values exercise paging.
     pub note_page_size: usize,
+    /// Ticket fields this database requires on create beyond `companyID`,
+    /// `title`, `status` and `priority`, as real tenants' settings demand
+    /// (`queueID`, `billingCodeID`, `ticketType`, `source`, …): reported as
+    /// `isRequired` by `Tickets/entityInformation/fields`, and a create
+    /// without them is refused with a 500 and Autotask's error text.
+    pub required_ticket_fields: Vec<String>,
+    /// Fields a create must carry that `entityInformation` does not report as
+    /// required (a ticket category or workflow setting can demand a field the
+    /// field list does not flag): refused with the same 500.
+    pub unlisted_required_ticket_fields: Vec<String>,
 }
 
 impl Default for AutotaskSandboxConfig {
@@ -74,6 +103,8 @@ impl Default for AutotaskSandboxConfig {
             callout: None,
             webhook: None,
             note_page_size: 500,
+            required_ticket_fields: Vec::new(),
+            unlisted_required_ticket_fields: Vec::new(),
         }
     }
 }
@@ -106,6 +137,12 @@ pub struct Ticket {
     pub priority: i64,
     pub company_id: i64,
     pub queue_id: Option<i64>,
+    pub ticket_type: Option<i64>,
+    pub source: Option<i64>,
+    /// "Work Type".
+    pub billing_code_id: Option<i64>,
+    pub assigned_resource_id: Option<i64>,
+    pub assigned_resource_role_id: Option<i64>,
     pub external_id: Option<String>,
     pub creator_resource_id: i64,
     pub create_date: DateTime<Utc>,
@@ -119,7 +156,8 @@ pub struct Note {
     pub ticket_id: i64,
     pub title: String,
     pub description: String,
-    /// 1 "All Autotask Users" (customer-visible), 2 "Internal Only".
+    /// The `publish` picklist value: 1 "All Autotask Users", 2 "Internal
+    /// Project Team", 4 "Internal & Co-Managed" (as on real tenants).
     pub publish: i64,
     pub note_type: i64,
     pub creator_resource_id: i64,
@@ -152,6 +190,9 @@ struct Shared {
     /// Identifies the webhook, as Autotask's `Guid` does (not the event).
     webhook_guid: String,
     http: reqwest::Client,
+    /// Event options (signing, callout transport, delivery rules) and the
+    /// webhook's delivery line (`events`).
+    events: Arc<events::Events>,
 }
 
 // ---------------------------------------------------------------------------
@@ -159,7 +200,21 @@ struct Shared {
 // ---------------------------------------------------------------------------
 
 impl AutotaskSandbox {
+    /// Starts the simulator. Panics when the config names a required ticket
+    /// field the simulated Tickets entity does not have (a test bug).
     pub async fn start(config: AutotaskSandboxConfig) -> std::io::Result<Self> {
+        let known = Entity::Tickets.fields();
+        for name in config
+            .required_ticket_fields
+            .iter()
+            .chain(&config.unlisted_required_ticket_fields)
+        {
+            assert!(
+                known.iter().any(|k| k.eq_ignore_ascii_case(name)),
+                "required ticket field {name:?} is not a field of the sandbox's Tickets entity ({})",
+                known.join(", ")
+            );
+        }
         let mut rng = rand::thread_rng();
         let guid = format!(
             "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
@@ -183,6 +238,7 @@ impl AutotaskSandbox {
             api_calls: AtomicU64::new(0),
             webhook_guid: guid,
             http,
+            events: Arc::default(),
         });
         let (url, task) = crate::serve(router(shared.clone())).await?;
         shared
@@ -264,7 +320,34 @@ impl AutotaskSandbox {
         id
     }
 
-    /// A technician adds a note in the Autotask UI; fires the callout and webhook.
+    /// A technician opens a ticket in the Autotask UI (status "New",
+    /// priority "Medium", no queue); fires the callout and webhook like an
+    /// API create. Panics when the company does not exist.
+    pub fn add_ticket(&self, resource_id: i64, company_id: i64, title: &str) -> i64 {
+        let change = {
+            let mut db = self.shared.db();
+            assert!(
+                db.companies.contains_key(&company_id),
+                "add_ticket: no company {company_id} in the sandbox"
+            );
+            let now = Utc::now();
+            let ticket = db::new_ticket(&mut db, resource_id, now, |t| {
+                t.title = title.to_owned();
+                t.company_id = company_id;
+            });
+            db::created(&mut db, ticket)
+        };
+        let id = match &change {
+            Change::Ticket { ticket, .. } => ticket.id,
+            Change::Note { .. } => unreachable!("a ticket create yields a ticket change"),
+        };
+        self.shared.fire(change, resource_id);
+        id
+    }
+
+    /// A technician adds a note in the Autotask UI, published to "All
+    /// Autotask Users" or (`publish_internal`) "Internal Project Team"; fires
+    /// the callout and webhook.
     pub fn add_note(
         &self,
         ticket_id: i64,
@@ -278,6 +361,25 @@ impl AutotaskSandbox {
         } else {
             PUBLISH_ALL
         };
+        self.add_note_published(ticket_id, resource_id, title, description, publish)
+    }
+
+    /// Like [`add_note`](Self::add_note) with any active value of the
+    /// TicketNotes `publish` picklist (e.g. 4 "Internal & Co-Managed", see
+    /// [`picklist_value`](Self::picklist_value)). Panics on a value the
+    /// picklist does not have.
+    pub fn add_note_published(
+        &self,
+        ticket_id: i64,
+        resource_id: i64,
+        title: &str,
+        description: &str,
+        publish: i64,
+    ) -> i64 {
+        assert!(
+            active_pick(PUBLISH, publish),
+            "add_note_published: {publish} is not an active publish value ({PUBLISH:?})"
+        );
         let change = {
             let mut db = self.shared.db();
             insert_note(

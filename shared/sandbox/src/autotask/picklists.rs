@@ -44,12 +44,34 @@ pub(super) const NOTE_TYPE: &[Pick] = &[
     (13, "Workflow Rule Note", true, false),
     (18, "Client Portal Note", true, false),
 ];
+/// TicketNotes `publish` as real tenants have it: there is no 3 and no
+/// "Internal Only" (the UI shows 2 as "Internal Only", the API labels it
+/// "Internal Project Team").
 pub(super) const PUBLISH: &[Pick] = &[
     (1, "All Autotask Users", true, false),
-    (2, "Internal Only", true, false),
+    (2, "Internal Project Team", true, false),
+    (4, "Internal & Co-Managed", true, false),
 ];
+/// Ticket `source` (how the ticket came in).
+pub(super) const SOURCE: &[Pick] = &[
+    (-1, "Client Portal", true, false),
+    (1, "Other", true, false),
+    (2, "Phone", true, true),
+    (4, "Email", true, false),
+    (6, "Web Portal", true, false),
+];
+/// Ticket `billingCodeID` ("Work Type"): ids of allocation codes.
+pub(super) const BILLING_CODE: &[Pick] = &[
+    (29682801, "Remote Support", true, false),
+    (29682802, "Onsite Support", true, false),
+    (29682803, "Travel (retired)", false, false),
+];
+/// Roles a resource can be assigned to a ticket with
+/// (`assignedResourceRoleID` references them; not a picklist).
+pub(super) const ROLES: &[i64] = &[29683461, 29683462];
 
 pub(super) const PUBLISH_ALL: i64 = 1;
+/// "Internal Project Team", the most private value.
 pub(super) const PUBLISH_INTERNAL: i64 = 2;
 pub(super) const TECHNICIAN_NOTE_TYPE: i64 = 1;
 
@@ -96,21 +118,38 @@ pub(super) fn field_json(
     })
 }
 
-pub(super) fn ticket_fields() -> Value {
+/// Ticket fields every database requires on create.
+pub(super) const ALWAYS_REQUIRED_TICKET_FIELDS: [&str; 4] =
+    ["companyID", "title", "status", "priority"];
+
+/// The Tickets field descriptions; `required` names the fields this database
+/// reports as required beyond [`ALWAYS_REQUIRED_TICKET_FIELDS`].
+pub(super) fn ticket_fields(required: &[String]) -> Value {
+    let req = |name: &str| {
+        ALWAYS_REQUIRED_TICKET_FIELDS.contains(&name)
+            || required.iter().any(|r| r.eq_ignore_ascii_case(name))
+    };
+    let field = |name: &str, data_type: &str, read_only: bool, picks: Option<&[Pick]>| {
+        field_json(name, data_type, req(name), read_only, picks)
+    };
     json!({ "fields": [
         field_json("id", "long", true, true, None),
-        field_json("ticketNumber", "string", false, true, None),
-        field_json("title", "string", true, false, None),
-        field_json("description", "string", false, false, None),
-        field_json("status", "integer", true, false, Some(STATUS)),
-        field_json("priority", "integer", true, false, Some(PRIORITY)),
-        field_json("companyID", "integer", true, false, None),
-        field_json("queueID", "integer", false, false, Some(QUEUE)),
-        field_json("ticketType", "integer", false, false, Some(TICKET_TYPE)),
-        field_json("externalID", "string", false, false, None),
-        field_json("creatorResourceID", "integer", false, true, None),
-        field_json("createDate", "datetime", false, true, None),
-        field_json("lastActivityDate", "datetime", false, true, None),
+        field("ticketNumber", "string", true, None),
+        field("title", "string", false, None),
+        field("description", "string", false, None),
+        field("status", "integer", false, Some(STATUS)),
+        field("priority", "integer", false, Some(PRIORITY)),
+        field("companyID", "integer", false, None),
+        field("queueID", "integer", false, Some(QUEUE)),
+        field("ticketType", "integer", false, Some(TICKET_TYPE)),
+        field("source", "integer", false, Some(SOURCE)),
+        field("billingCodeID", "integer", false, Some(BILLING_CODE)),
+        field("assignedResourceID", "integer", false, None),
+        field("assignedResourceRoleID", "integer", false, None),
+        field("externalID", "string", false, None),
+        field("creatorResourceID", "integer", true, None),
+        field("createDate", "datetime", true, None),
+        field("lastActivityDate", "datetime", true, None),
     ]})
 }
 
@@ -139,6 +178,8 @@ pub(super) fn picklist(field: &str) -> Option<&'static [Pick]> {
         "priority" => PRIORITY,
         "queueid" => QUEUE,
         "tickettype" => TICKET_TYPE,
+        "source" => SOURCE,
+        "billingcodeid" => BILLING_CODE,
         "notetype" => NOTE_TYPE,
         "publish" => PUBLISH,
         _ => return None,

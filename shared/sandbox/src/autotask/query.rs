@@ -1,42 +1,106 @@
-//! Entity queries (`POST {entity}/query`, `GET {entity}/query/next`):
+//! Entity queries (`POST {entity}/query`, `POST {entity}/query/next`):
 //! filters, `MaxRecords`, `IncludeFields` and paging.
+//!
+//! Paging follows the real API: `nextPageUrl` carries only
+//! `paging={"pageSize":N,"previousIds":[…],"nextIds":[…]}`, not the filter,
+//! so the next page is fetched by POSTing the same query body to it. A GET
+//! on it answers 405 (see the router), a POST without the body 500.
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use serde_json::{json, Map, Value};
 
-use super::api::{errors, page, parse_object, Ctx};
+use super::api::{errors, parse_object, Ctx};
 use super::db::{as_i64, get_ci, Entity, QUERY_PAGE_MAX};
+
+/// Where a page starts, as carried by a next-page URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Paging {
+    page_size: usize,
+    /// The first id of each page before this one, oldest first.
+    previous_ids: Vec<i64>,
+    /// The first id of this page.
+    start_id: i64,
+}
+
+impl Paging {
+    fn to_json(&self) -> String {
+        json!({
+            "pageSize": self.page_size,
+            "previousIds": self.previous_ids,
+            "nextIds": [self.start_id],
+        })
+        .to_string()
+    }
+
+    fn parse(raw: &str) -> Option<Self> {
+        let value: Value = serde_json::from_str(raw).ok()?;
+        let object = value.as_object()?;
+        let page_size = get_ci(object, "pageSize").and_then(as_i64)?;
+        let ids = |name: &str| -> Option<Vec<i64>> {
+            match get_ci(object, name) {
+                None => Some(Vec::new()),
+                Some(list) => list.as_array()?.iter().map(as_i64).collect(),
+            }
+        };
+        Some(Self {
+            page_size: page_size.clamp(1, QUERY_PAGE_MAX as i64) as usize,
+            previous_ids: ids("previousIds")?,
+            start_id: *ids("nextIds")?.first()?,
+        })
+    }
+}
 
 pub(super) fn query(s: Ctx, entity: Entity, body: Bytes) -> Response {
     let body = match parse_object(&body) {
         Ok(body) => body,
         Err(message) => return errors(StatusCode::BAD_REQUEST, vec![message]),
     };
-    run_query(s, entity, body, 0)
+    run_query(s, entity, body, None)
 }
 
-pub(super) fn query_next(s: Ctx, entity: Entity, params: HashMap<String, String>) -> Response {
-    let search = params.get("search").map(String::as_str).unwrap_or_default();
-    let body = match parse_object(search.as_bytes()) {
-        Ok(body) => body,
-        Err(message) => return errors(StatusCode::BAD_REQUEST, vec![message]),
+/// The message ASP.NET gives when the query body (its `filters`) is missing.
+const NO_FILTERS: &str = "Value cannot be null.\r\nParameter name: filters";
+
+pub(super) fn query_next(
+    s: Ctx,
+    entity: Entity,
+    params: HashMap<String, String>,
+    body: Bytes,
+) -> Response {
+    let Some(paging) = params
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("paging"))
+        .and_then(|(_, v)| Paging::parse(v))
+    else {
+        return errors(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            vec!["The paging parameter is missing or invalid.".to_owned()],
+        );
     };
-    let offset = params
-        .get("offset")
-        .and_then(|o| o.parse().ok())
-        .unwrap_or(0);
-    run_query(s, entity, body, offset)
+    // Without the query body Autotask does not know the filter: it fails
+    // inside, with a 500, rather than answering 400.
+    let body = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(body)) if get_ci(&body, "filter").is_some() => body,
+        _ => {
+            return errors(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                vec![NO_FILTERS.to_owned()],
+            )
+        }
+    };
+    run_query(s, entity, body, Some(paging))
 }
 
 pub(super) fn run_query(
     s: Ctx,
     entity: Entity,
     body: Map<String, Value>,
-    offset: usize,
+    paging: Option<Paging>,
 ) -> Response {
     let Some(filter) = get_ci(&body, "filter").and_then(Value::as_array).cloned() else {
         return errors(
@@ -44,10 +108,13 @@ pub(super) fn run_query(
             vec!["A query must have a filter.".to_owned()],
         );
     };
-    let size = get_ci(&body, "MaxRecords")
-        .and_then(as_i64)
-        .map(|m| m.clamp(1, QUERY_PAGE_MAX as i64) as usize)
-        .unwrap_or(QUERY_PAGE_MAX);
+    let size = match &paging {
+        Some(paging) => paging.page_size,
+        None => get_ci(&body, "MaxRecords")
+            .and_then(as_i64)
+            .map(|m| m.clamp(1, QUERY_PAGE_MAX as i64) as usize)
+            .unwrap_or(QUERY_PAGE_MAX),
+    };
     let known = entity.fields();
     let include: Option<Vec<String>> = match get_ci(&body, "IncludeFields") {
         None => None,
@@ -83,10 +150,16 @@ pub(super) fn run_query(
             )
         }
     };
+    // Rows come in id order; a page starts at the id its link names.
+    let start_id = paging.as_ref().map(|p| p.start_id);
     let rows = s.db().rows(entity);
     let mut matched = Vec::new();
     for row in rows {
         let object = row.as_object().expect("entities serialize as objects");
+        let id = object.get("id").and_then(as_i64).unwrap_or_default();
+        if start_id.is_some_and(|start| id < start) {
+            continue;
+        }
         let mut keep = true;
         for condition in &filter {
             match matches(object, condition, &known, entity) {
@@ -99,36 +172,66 @@ pub(super) fn run_query(
             }
         }
         if keep {
-            matched.push(match &include {
-                Some(fields) => Value::Object(
-                    object
-                        .iter()
-                        .filter(|(k, _)| fields.contains(k))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                ),
-                None => row,
-            });
+            matched.push((
+                id,
+                match &include {
+                    Some(fields) => Value::Object(
+                        object
+                            .iter()
+                            .filter(|(k, _)| fields.contains(k))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    ),
+                    None => row,
+                },
+            ));
         }
     }
-    let mut search = json!({ "filter": filter, "MaxRecords": size });
-    if let Some(fields) = &include {
-        search["IncludeFields"] = json!(fields);
-    }
-    let search = search.to_string();
-    let base = s.base_url().to_owned();
-    let link = move |offset: usize| {
-        let query = serde_urlencoded::to_string([
-            ("search", search.clone()),
-            ("offset", offset.to_string()),
-        ])
-        .expect("strings encode as form data");
+    let next_start = matched.get(size).map(|(id, _)| *id);
+    matched.truncate(size);
+    let previous_ids = paging
+        .as_ref()
+        .map(|p| p.previous_ids.clone())
+        .unwrap_or_default();
+    let link = |paging: Paging| {
+        let query = serde_urlencoded::to_string([("paging", paging.to_json())])
+            .expect("strings encode as form data");
         format!(
-            "{base}/ATServicesRest/V1.0/{}/query/next?{query}",
+            "{}/ATServicesRest/V1.0/{}/query/next?{query}",
+            s.base_url(),
             entity.path()
         )
     };
-    page(matched, offset, size, link)
+    let next = match (next_start, matched.first()) {
+        (Some(start_id), Some((first, _))) => {
+            let mut previous = previous_ids.clone();
+            previous.push(*first);
+            Some(link(Paging {
+                page_size: size,
+                previous_ids: previous,
+                start_id,
+            }))
+        }
+        _ => None,
+    };
+    let prev = previous_ids.split_last().map(|(start_id, before)| {
+        link(Paging {
+            page_size: size,
+            previous_ids: before.to_vec(),
+            start_id: *start_id,
+        })
+    });
+    let items: Vec<Value> = matched.into_iter().map(|(_, row)| row).collect();
+    Json(json!({
+        "items": items,
+        "pageDetails": {
+            "count": items.len(),
+            "requestCount": size,
+            "prevPageUrl": prev,
+            "nextPageUrl": next,
+        }
+    }))
+    .into_response()
 }
 
 pub(super) fn matches(

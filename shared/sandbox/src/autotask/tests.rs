@@ -25,6 +25,11 @@ fn filters_match_like_autotask() {
         priority: 2,
         company_id: 174,
         queue_id: None,
+        ticket_type: None,
+        source: None,
+        billing_code_id: None,
+        assigned_resource_id: None,
+        assigned_resource_role_id: None,
         external_id: Some("zd:42".into()),
         creator_resource_id: 1,
         create_date: DateTime::UNIX_EPOCH,
@@ -69,7 +74,7 @@ fn filters_match_like_autotask() {
 
 #[test]
 fn field_lists_name_every_serialized_field() {
-    let fields = ticket_fields();
+    let fields = ticket_fields(&[]);
     let described: Vec<&str> = fields["fields"]
         .as_array()
         .unwrap()
@@ -392,5 +397,255 @@ async fn requests_are_recorded_with_credentials_redacted() {
     assert_eq!(
         (after.len(), after[0].seq, after[0].status),
         (1, 5, Some(500))
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Strictness: query paging, required fields, the publish picklist
+// ---------------------------------------------------------------------------
+
+fn error_texts(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .expect("an errors array")
+        .iter()
+        .map(|e| e.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn query_pages_are_fetched_by_posting_the_query_to_the_next_page_url() {
+    let sandbox = AutotaskSandbox::start(AutotaskSandboxConfig::default())
+        .await
+        .unwrap();
+    let company = sandbox.add_company("Contoso");
+    let tech = sandbox.add_resource("Tess Technician");
+    let ids: Vec<i64> = (0..7)
+        .map(|n| sandbox.add_ticket(tech, company, &format!("Ticket {n}")))
+        .collect();
+    let query = json!({"MaxRecords": 3, "IncludeFields": ["id"],
+        "filter": [{"op": "gte", "field": "id", "value": ids[0]}]});
+
+    let mut seen = Vec::new();
+    let mut page: Value = api(&sandbox, reqwest::Method::POST, "Tickets/query")
+        .json(&query)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(page["pageDetails"]["prevPageUrl"].is_null());
+    let mut pages = 1;
+    loop {
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["id"].as_i64().unwrap()),
+        );
+        let Some(next) = page["pageDetails"]["nextPageUrl"]
+            .as_str()
+            .map(str::to_owned)
+        else {
+            break;
+        };
+        // Only the paging state is in the link, never the filter.
+        let url = reqwest::Url::parse(&next).unwrap();
+        assert_eq!(url.path(), format!("{API_ROOT}/Tickets/query/next"));
+        let params: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        assert_eq!(params, vec!["paging"]);
+        assert!(!next.contains("filter"));
+
+        let client = reqwest::Client::new();
+        let get = client
+            .get(&next)
+            .header("UserName", USER)
+            .header("Secret", SECRET)
+            .header("ApiIntegrationCode", CODE)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(get.status(), 405);
+        let bare = client
+            .post(&next)
+            .header("UserName", USER)
+            .header("Secret", SECRET)
+            .header("ApiIntegrationCode", CODE)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bare.status(), 500);
+        let texts = error_texts(&bare.json().await.unwrap());
+        assert!(texts[0].contains("Parameter name: filters"), "{texts:?}");
+
+        page = client
+            .post(&next)
+            .header("UserName", USER)
+            .header("Secret", SECRET)
+            .header("ApiIntegrationCode", CODE)
+            .json(&query)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(page["pageDetails"]["prevPageUrl"].is_string());
+        pages += 1;
+    }
+    assert_eq!(seen, ids);
+    assert_eq!(pages, 3);
+    // Every page kept IncludeFields from the body.
+    assert_eq!(page["items"][0].as_object().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_create_without_the_databases_required_fields_is_refused_with_a_500() {
+    let sandbox = AutotaskSandbox::start(AutotaskSandboxConfig {
+        required_ticket_fields: vec!["queueID".to_owned(), "billingCodeID".to_owned()],
+        unlisted_required_ticket_fields: vec!["ticketType".to_owned()],
+        ..AutotaskSandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    let company = sandbox.add_company("Contoso");
+    let fields: Value = api(
+        &sandbox,
+        reqwest::Method::GET,
+        "Tickets/entityInformation/fields",
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let required = |name: &str| {
+        fields["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap()["isRequired"]
+            .as_bool()
+            .unwrap()
+    };
+    assert!(required("queueID") && required("billingCodeID") && required("title"));
+    assert!(
+        !required("ticketType"),
+        "unlisted: required, but not said so"
+    );
+    assert!(!required("source"));
+
+    let create = |extra: Value| {
+        let mut body =
+            json!({"companyID": company, "title": "Printer", "status": 1, "priority": 2});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        api(&sandbox, reqwest::Method::POST, "Tickets")
+            .json(&body)
+            .send()
+    };
+    let refused = create(json!({"assignedResourceID": 29683001}))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 500);
+    assert_eq!(
+        error_texts(&refused.json().await.unwrap()),
+        vec![
+            "Value does not reference an existing entity for queueID . ",
+            "Value does not reference an existing entity for billingCodeID . ",
+            "Value does not reference an existing entity for ticketType . ",
+            "When assigning a Resource, you must assign both a assignedResourceID and assignedResourceRoleID.",
+            "Value does not reference an existing entity for assignedResourceID . ",
+        ]
+    );
+    assert!(sandbox.tickets().is_empty());
+
+    let tech = sandbox.add_resource("Tess Technician");
+    let created = create(
+        json!({"queueID": 29682833, "billingCodeID": 29682802, "ticketType": 2,
+        "source": 4, "assignedResourceID": tech, "assignedResourceRoleID": 29683461}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(created.status(), 200);
+    let ticket = &sandbox.tickets()[0];
+    assert_eq!(
+        (
+            ticket.queue_id,
+            ticket.billing_code_id,
+            ticket.ticket_type,
+            ticket.source,
+            ticket.assigned_resource_id,
+            ticket.assigned_resource_role_id
+        ),
+        (
+            Some(29682833),
+            Some(29682802),
+            Some(2),
+            Some(4),
+            Some(tech),
+            Some(29683461)
+        )
+    );
+}
+
+#[tokio::test]
+async fn the_publish_picklist_is_the_real_one_and_notes_take_any_active_value() {
+    let sandbox = AutotaskSandbox::start(AutotaskSandboxConfig::default())
+        .await
+        .unwrap();
+    let labels: Vec<(Option<i64>, &str)> = [
+        "All Autotask Users",
+        "Internal Project Team",
+        "Internal & Co-Managed",
+        "Internal Only",
+    ]
+    .into_iter()
+    .map(|label| (sandbox.picklist_value("publish", label), label))
+    .collect();
+    assert_eq!(
+        labels,
+        vec![
+            (Some(1), "All Autotask Users"),
+            (Some(2), "Internal Project Team"),
+            (Some(4), "Internal & Co-Managed"),
+            (None, "Internal Only"),
+        ]
+    );
+    let id = api_ticket(&sandbox).await;
+    let note = |publish: i64| {
+        api(&sandbox, reqwest::Method::POST, &format!("Tickets/{id}/Notes"))
+            .json(&json!({"ticketID": id, "title": "t", "description": "d", "noteType": 1, "publish": publish}))
+            .send()
+    };
+    assert_eq!(note(4).await.unwrap().status(), 200);
+    let refused = note(3).await.unwrap();
+    assert_eq!(refused.status(), 500);
+    assert_eq!(
+        error_texts(&refused.json().await.unwrap()),
+        vec!["Value does not reference an existing entity for publish . "]
+    );
+    let tech = sandbox.add_resource("Tess Technician");
+    let co_managed = sandbox.add_note_published(id, tech, "Co-managed", "Body", 4);
+    assert_eq!(
+        sandbox
+            .notes(id)
+            .iter()
+            .find(|n| n.id == co_managed)
+            .unwrap()
+            .publish,
+        4
+    );
+    let message = panic_message(|| {
+        sandbox.add_note_published(id, tech, "x", "y", 3);
+    });
+    assert!(
+        message.contains("3 is not an active publish value"),
+        "{message}"
     );
 }

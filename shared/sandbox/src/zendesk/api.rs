@@ -15,8 +15,8 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use super::export::export_tickets;
-use super::state::{stamp, CreateSpec, Hooks, Inner, NewComment, Role, StoredComment, Update};
-use super::{Shared, MAX_PAGE};
+use super::state::{stamp, CreateSpec, Hooks, Inner, NewComment, StoredComment, Update};
+use super::{Role, Shared, MAX_PAGE};
 use crate::faults::apply_faults;
 use crate::recording::record_requests;
 
@@ -26,8 +26,16 @@ pub(super) enum ApiFailure {
     NotFound,
     BadRequest(String),
     Invalid(Vec<(&'static str, String)>),
+    /// 403: the API user's role may not do this (for example a non-admin
+    /// asking for the incremental export).
+    Forbidden,
+    /// 409: another request updated the same ticket at the same moment.
+    Conflict,
     /// 429 with this `Retry-After` (seconds).
-    RateLimited(u64),
+    RateLimited {
+        retry_after: u64,
+        description: &'static str,
+    },
 }
 
 impl IntoResponse for ApiFailure {
@@ -38,11 +46,25 @@ impl IntoResponse for ApiFailure {
                 Json(json!({"error": "RecordNotFound", "description": "Not found"})),
             )
                 .into_response(),
-            ApiFailure::RateLimited(retry_after) => (
+            ApiFailure::Forbidden => (
+                StatusCode::FORBIDDEN,
+                Json(json!({"error": "Forbidden",
+                    "description": "You do not have access to this page. Please contact the account owner of this help desk for further help."})),
+            )
+                .into_response(),
+            ApiFailure::Conflict => (
+                StatusCode::CONFLICT,
+                Json(json!({"error": "UpdateConflict",
+                    "description": "The ticket was updated by another request at the same time. Please try again."})),
+            )
+                .into_response(),
+            ApiFailure::RateLimited {
+                retry_after,
+                description,
+            } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 [(header::RETRY_AFTER, retry_after.to_string())],
-                Json(json!({"error": "APIRateLimitExceeded",
-                    "description": "Number of allowed incremental export API requests per minute exceeded"})),
+                Json(json!({"error": "APIRateLimitExceeded", "description": description})),
             )
                 .into_response(),
             ApiFailure::BadRequest(description) => (
@@ -83,6 +105,8 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             get(show_ticket).put(update_ticket_api),
         )
         .route("/api/v2/tickets/{id}/comments.json", get(list_comments))
+        .route("/api/v2/users/me.json", get(show_current_user))
+        .route("/api/v2/users/me", get(show_current_user))
         .route(
             "/api/v2/incremental/tickets/cursor.json",
             get(export_tickets),
@@ -146,6 +170,33 @@ pub(super) async fn show_ticket(
         let id = ticket_id_from(&file)?;
         let ticket = inner.tickets.get(&id).ok_or(ApiFailure::NotFound)?;
         let body = json!({"ticket": inner.ticket_json(ticket)});
+        Ok((Json(body).into_response(), None))
+    })
+}
+
+const UPDATE_LIMIT_EXCEEDED: &str =
+    "Number of allowed ticket updates exceeded; Update Ticket allows 30 updates per ticket per user in 10 minutes and a per-account number a minute";
+
+/// `GET /api/v2/users/me.json`: the authenticated user (the bridge's API user).
+pub(super) async fn show_current_user(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Response {
+    with_api(&shared, &headers, |inner| {
+        let id = inner.api_user_id;
+        let user = &inner.users[&id];
+        let body = json!({"user": {
+            "id": id,
+            "url": format!("/api/v2/users/{id}.json"),
+            "name": user.name,
+            "email": user.email,
+            "role": user.role.as_str(),
+            "role_type": null,
+            "active": true,
+            "verified": true,
+            "suspended": false,
+            "authenticity_token": "sandbox-authenticity-token",
+        }});
         Ok((Json(body).into_response(), None))
     })
 }
@@ -235,6 +286,17 @@ pub(super) async fn update_ticket_api(
 ) -> Response {
     with_api(&shared, &headers, |inner| {
         let id = ticket_id_from(&file)?;
+        let actor = inner.api_user_id;
+        inner
+            .take_update_call(id, actor)
+            .map_err(|retry_after| ApiFailure::RateLimited {
+                retry_after,
+                description: UPDATE_LIMIT_EXCEEDED,
+            })?;
+        if inner.conflicts_pending > 0 {
+            inner.conflicts_pending -= 1;
+            return Err(ApiFailure::Conflict);
+        }
         if !inner.tickets.contains_key(&id) {
             return Err(ApiFailure::NotFound);
         }
@@ -244,7 +306,6 @@ pub(super) async fn update_ticket_api(
         if !problems.is_empty() {
             return Err(ApiFailure::Invalid(problems));
         }
-        let actor = inner.api_user_id;
         let (audit, hooks) = inner.apply(id, update, actor, true)?;
         let ticket = &inner.tickets[&id];
         let body = json!({"ticket": inner.ticket_json(ticket), "audit": audit.json});
@@ -409,7 +470,7 @@ pub(super) async fn list_comments(
                 .filter_map(|uid| inner.users.get(uid).map(|u| (uid, u)))
                 .map(|(uid, u)| {
                     json!({"id": uid, "name": u.name, "email": u.email,
-                        "role": if u.role == Role::Agent { "agent" } else { "end-user" }})
+                        "role": u.role.as_str()})
                 })
                 .collect();
             body["users"] = Value::Array(users);

@@ -1,9 +1,9 @@
 //! The cursor-based incremental ticket export
-//! (`GET /api/v2/incremental/tickets/cursor.json`) and its per-minute limit.
+//! (`GET /api/v2/incremental/tickets/cursor.json`): admins only, 10 requests
+//! a minute (see `limits`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
@@ -15,34 +15,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::api::{request_host, with_api, ApiFailure};
-use super::state::Inner;
-use super::{Shared, Ticket, MAX_EXPORT_PAGE};
+use super::{Role, Shared, Ticket, MAX_EXPORT_PAGE};
 
-impl Inner {
-    /// Counts an export request against the per-minute limit; the error is
-    /// the `Retry-After` in seconds.
-    pub(super) fn take_export_call(&mut self) -> Result<(), u64> {
-        let now = Instant::now();
-        let window = Duration::from_secs(60);
-        while self
-            .export_calls
-            .front()
-            .is_some_and(|at| now.duration_since(*at) >= window)
-        {
-            self.export_calls.pop_front();
-        }
-        if self.export_calls.len() >= self.export_rate_limit as usize {
-            let oldest = *self
-                .export_calls
-                .front()
-                .expect("limit reached, so not empty");
-            let wait = window.saturating_sub(now.duration_since(oldest));
-            return Err(wait.as_secs_f64().ceil().max(1.0) as u64);
-        }
-        self.export_calls.push_back(now);
-        Ok(())
-    }
-}
+const EXPORT_LIMIT_EXCEEDED: &str =
+    "Number of allowed incremental export API requests per minute exceeded";
 
 /// Where an export continues: on or after a start time, or after the
 /// (updated_at, id) position a cursor names.
@@ -81,7 +57,16 @@ pub(super) async fn export_tickets(
         let params: HashMap<String, String> =
             serde_urlencoded::from_str(query.as_deref().unwrap_or_default())
                 .map_err(|_| ApiFailure::BadRequest("Invalid query string".to_owned()))?;
-        inner.take_export_call().map_err(ApiFailure::RateLimited)?;
+        // "Allowed For: Admins" (IncrementalTicketExportCursor).
+        if inner.users[&inner.api_user_id].role != Role::Admin {
+            return Err(ApiFailure::Forbidden);
+        }
+        inner
+            .take_export_call()
+            .map_err(|retry_after| ApiFailure::RateLimited {
+                retry_after,
+                description: EXPORT_LIMIT_EXCEEDED,
+            })?;
         let now = Utc::now();
         let lag = chrono::TimeDelta::from_std(inner.export_lag).unwrap_or_default();
         let from = match (params.get("cursor"), params.get("start_time")) {

@@ -8,7 +8,12 @@
 //! `include=users`), the cursor-based incremental ticket export
 //! (`GET /api/v2/incremental/tickets/cursor.json`: `start_time` or `cursor`,
 //! `per_page` ≤ 1000, `exclude_deleted`, the most recent minute left out, 10
-//! requests a minute), and the error bodies `{"error","description"[,"details"]}`.
+//! requests a minute, admins only: a non-admin API user gets 403),
+//! `GET /api/v2/users/me.json` (the API user and its role), the Update
+//! Ticket limits (per account a minute, per ticket per user in 10 minutes:
+//! 429 with `Retry-After`, see [`UpdateLimits`]), 409 on a conflicting update
+//! when a test asks for it, and the error bodies
+//! `{"error","description"[,"details"]}`.
 //!
 //! Every ticket creation, field change and comment, whether made through the
 //! API or through the Rust methods (which stand for agents and end users in
@@ -20,10 +25,11 @@
 //!
 //! Layout: this file holds the public handle and its types; `state` the
 //! account and its mutations; `api` the HTTP routes; `export` the incremental
-//! export; `webhooks` the outgoing event webhooks.
+//! export; `limits` the rate limits; `webhooks` the outgoing event webhooks.
 
 mod api;
 mod export;
+mod limits;
 mod state;
 mod webhooks;
 
@@ -35,7 +41,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use self::api::router;
-use self::state::{CreateSpec, Inner, NewComment, Role, Update};
+pub use self::limits::{RateWindow, UpdateLimits};
+use self::state::{CreateSpec, Inner, NewComment, Update};
 pub use self::webhooks::sign;
 use crate::faults::Faults;
 pub use crate::recording::{RecordedRequest, RequestLog};
@@ -57,6 +64,30 @@ pub struct ZendeskSandboxConfig {
     pub webhook_url: Option<String>,
     /// Id of the ticket custom field holding the "cluster id".
     pub cluster_id_field: u64,
+}
+
+/// A Zendesk user's role (`role` in the Users API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    EndUser,
+    Agent,
+    Admin,
+}
+
+impl Role {
+    /// As Zendesk spells it: `end-user`, `agent`, `admin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::EndUser => "end-user",
+            Role::Agent => "agent",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Agents and admins are staff.
+    pub fn is_staff(self) -> bool {
+        self != Role::EndUser
+    }
 }
 
 /// A ticket opened by an end user in the UI.
@@ -224,6 +255,7 @@ impl ZendeskSandbox {
             let (audit, hooks) = inner
                 .apply(ticket_id, update, author_id, false)
                 .unwrap_or_else(|err| panic!("add_comment on ticket {ticket_id}: {err:?}"));
+            inner.count_ui_update(ticket_id, author_id);
             (audit.comment_id.expect("a comment was added"), hooks)
         };
         self.shared.send(hooks);
@@ -242,10 +274,12 @@ impl ZendeskSandbox {
                 status: change.status,
                 ..Update::default()
             };
-            inner
+            let hooks = inner
                 .apply(ticket_id, update, actor, false)
                 .unwrap_or_else(|err| panic!("update_ticket {ticket_id}: {err:?}"))
-                .1
+                .1;
+            inner.count_ui_update(ticket_id, actor);
+            hooks
         };
         self.shared.send(hooks);
     }
@@ -279,6 +313,32 @@ impl ZendeskSandbox {
     /// Export requests allowed per minute (Zendesk: 10); more answer 429.
     pub fn set_export_rate_limit(&self, per_minute: u32) {
         self.lock().export_rate_limit = per_minute;
+    }
+
+    /// The role of the bridge's API user (the configured `agent_email`):
+    /// [`Role::Admin`] unless set, as the incremental export is allowed for
+    /// admins only. Any other role gets 403 from the export, as in Zendesk.
+    pub fn set_api_user_role(&self, role: Role) {
+        let mut inner = self.lock();
+        let id = inner.api_user_id;
+        if let Some(user) = inner.users.get_mut(&id) {
+            user.role = role;
+        }
+    }
+
+    /// The Update Ticket limits enforced on `PUT /api/v2/tickets/{id}`
+    /// ([`UpdateLimits::SANDBOX_DEFAULT`] unless set; [`UpdateLimits::ZENDESK`]
+    /// for Zendesk's published numbers). Shorter windows let tests run fast,
+    /// e.g. 30 updates per ticket per 2 s. Calls already made keep counting.
+    pub fn set_update_limits(&self, limits: UpdateLimits) {
+        self.lock().update_limits = limits;
+    }
+
+    /// The next `count` ticket updates through the API answer 409 Conflict
+    /// and change nothing, as when another request updated the same ticket at
+    /// the same moment.
+    pub fn conflict_next_updates(&self, count: u32) {
+        self.lock().conflicts_pending = count;
     }
 
     /// Caps the export's page size below Zendesk's 1000, to exercise paging.

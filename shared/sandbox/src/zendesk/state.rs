@@ -3,8 +3,8 @@
 //! and end users in the UI). Each mutation validates before it writes and
 //! returns the webhooks it causes, sent once the state lock is released.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -13,13 +13,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 use super::api::ApiFailure;
-use super::{Comment, Ticket, ZendeskSandboxConfig, MAX_EXPORT_PAGE, PRIORITIES, STATUSES};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Role {
-    Agent,
-    EndUser,
-}
+use super::limits::{Limiter, UpdateLimits};
+use super::{Comment, Role, Ticket, ZendeskSandboxConfig, MAX_EXPORT_PAGE, PRIORITIES, STATUSES};
 
 #[derive(Debug)]
 pub(super) struct User {
@@ -62,7 +57,11 @@ pub(super) struct Inner {
     pub(super) export_lag: Duration,
     pub(super) export_rate_limit: u32,
     pub(super) export_page_cap: usize,
-    pub(super) export_calls: VecDeque<Instant>,
+    pub(super) update_limits: UpdateLimits,
+    pub(super) limiter: Limiter,
+    /// The next this many ticket updates through the API answer 409, as
+    /// when another request updated the same ticket at the same moment.
+    pub(super) conflicts_pending: u32,
 }
 
 pub(super) struct NewComment {
@@ -138,10 +137,14 @@ impl Inner {
             export_lag: Duration::from_secs(60),
             export_rate_limit: 10,
             export_page_cap: MAX_EXPORT_PAGE,
-            export_calls: VecDeque::new(),
+            update_limits: UpdateLimits::default(),
+            limiter: Limiter::default(),
+            conflicts_pending: 0,
         };
+        // The bridge's API user is an admin unless a test says otherwise: the
+        // incremental export needs one.
         inner.api_user_id =
-            inner.add_user(config.agent_email.clone(), config.agent_email, Role::Agent);
+            inner.add_user(config.agent_email.clone(), config.agent_email, Role::Admin);
         inner
     }
 
@@ -417,7 +420,7 @@ impl Inner {
             let author = &self.users[&new.author_id];
             comment_event = Some(json!({"comment": {
                 "id": id, "body": new.body, "is_public": new.public,
-                "author": {"id": new.author_id, "is_staff": author.role == Role::Agent, "name": author.name},
+                "author": {"id": new.author_id, "is_staff": author.role.is_staff(), "name": author.name},
             }}));
             self.comments
                 .entry(ticket_id)

@@ -283,3 +283,194 @@ async fn requests_are_recorded_with_credentials_redacted() {
     let after = sandbox.requests();
     assert_eq!((after.len(), after[0].status), (1, Some(429)));
 }
+
+fn comment_body(n: usize) -> Value {
+    json!({"ticket": {"comment": {"body": format!("note {n}"), "public": false}}})
+}
+
+#[tokio::test]
+async fn the_export_is_for_admins_and_users_me_tells_the_role() {
+    let sandbox = ZendeskSandbox::start(config()).await.unwrap();
+    sandbox.set_export_lag(Duration::ZERO);
+    let export = "/api/v2/incremental/tickets/cursor.json?start_time=0";
+
+    let me: Value = api(&sandbox, reqwest::Method::GET, "/api/v2/users/me.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["email"], "bridge@msp.example");
+    assert_eq!(
+        me["user"]["role"], "admin",
+        "the API user is an admin by default"
+    );
+    let response = api(&sandbox, reqwest::Method::GET, export)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    sandbox.set_api_user_role(Role::Agent);
+    let me: Value = api(&sandbox, reqwest::Method::GET, "/api/v2/users/me")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["role"], "agent");
+    let response = api(&sandbox, reqwest::Method::GET, export)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "Forbidden");
+    assert!(body["description"].as_str().unwrap().contains("access"));
+    // Agents still read and update tickets.
+    let id = sandbox.create_ticket(NewTicket {
+        subject: "s".into(),
+        description: "d".into(),
+        requester_name: "Ann".into(),
+        ..NewTicket::default()
+    });
+    let response = api(
+        &sandbox,
+        reqwest::Method::GET,
+        &format!("/api/v2/tickets/{id}.json"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn ticket_updates_over_the_per_ticket_limit_get_429_with_retry_after() {
+    let sandbox = ZendeskSandbox::start(config()).await.unwrap();
+    let window = Duration::from_millis(1500);
+    sandbox.set_update_limits(UpdateLimits {
+        per_account: None,
+        per_ticket_per_user: Some(RateWindow::new(3, window)),
+    });
+    let open = |subject: &str| {
+        sandbox.create_ticket(NewTicket {
+            subject: subject.into(),
+            description: "d".into(),
+            requester_name: "Ann".into(),
+            ..NewTicket::default()
+        })
+    };
+    let (busy, other) = (open("busy"), open("other"));
+    let put = |id: u64, n: usize| {
+        api(
+            &sandbox,
+            reqwest::Method::PUT,
+            &format!("/api/v2/tickets/{id}.json"),
+        )
+        .json(&comment_body(n))
+        .send()
+    };
+    for n in 0..3 {
+        assert_eq!(put(busy, n).await.unwrap().status(), 200);
+    }
+    // People in the UI are never refused, and the API user's window is its own.
+    sandbox.add_comment(busy, "Alice Agent", "from the UI", true);
+    let refused = put(busy, 3).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "APIRateLimitExceeded");
+    // A refused update changes nothing and does not count.
+    assert_eq!(sandbox.comments(busy).len(), 5);
+    // Another ticket has its own window.
+    assert_eq!(put(other, 0).await.unwrap().status(), 200);
+
+    tokio::time::sleep(window).await;
+    assert_eq!(put(busy, 4).await.unwrap().status(), 200);
+    assert_eq!(sandbox.comments(busy).len(), 6);
+}
+
+#[tokio::test]
+async fn ticket_updates_over_the_account_limit_get_429_and_ui_updates_count() {
+    let sandbox = ZendeskSandbox::start(config()).await.unwrap();
+    sandbox.set_update_limits(UpdateLimits {
+        per_account: Some(RateWindow::new(4, Duration::from_secs(60))),
+        per_ticket_per_user: None,
+    });
+    let ids: Vec<u64> = (0..3)
+        .map(|n| {
+            sandbox.create_ticket(NewTicket {
+                subject: format!("t{n}"),
+                description: "d".into(),
+                requester_name: "Ann".into(),
+                ..NewTicket::default()
+            })
+        })
+        .collect();
+    sandbox.add_comment(ids[0], "Alice Agent", "from the UI", true);
+    let put = |id: u64| {
+        api(
+            &sandbox,
+            reqwest::Method::PUT,
+            &format!("/api/v2/tickets/{id}.json"),
+        )
+        .json(&comment_body(0))
+        .send()
+    };
+    for id in &ids {
+        assert_eq!(put(*id).await.unwrap().status(), 200);
+    }
+    let refused = put(ids[2]).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((55..=60).contains(&retry_after), "{retry_after}");
+
+    sandbox.set_update_limits(UpdateLimits::OFF);
+    assert_eq!(put(ids[2]).await.unwrap().status(), 200);
+    assert_eq!(UpdateLimits::default(), UpdateLimits::SANDBOX_DEFAULT);
+    assert_eq!(
+        UpdateLimits::ZENDESK.per_ticket_per_user,
+        Some(RateWindow::new(30, Duration::from_secs(600)))
+    );
+}
+
+#[tokio::test]
+async fn a_conflicting_update_answers_409_and_changes_nothing() {
+    let sandbox = ZendeskSandbox::start(config()).await.unwrap();
+    let id = sandbox.create_ticket(NewTicket {
+        subject: "s".into(),
+        description: "d".into(),
+        requester_name: "Ann".into(),
+        ..NewTicket::default()
+    });
+    sandbox.conflict_next_updates(1);
+    let path = format!("/api/v2/tickets/{id}.json");
+    let response = api(&sandbox, reqwest::Method::PUT, &path)
+        .json(&comment_body(0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 409);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "UpdateConflict");
+    assert_eq!(sandbox.comments(id).len(), 1);
+    let response = api(&sandbox, reqwest::Method::PUT, &path)
+        .json(&comment_body(0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(sandbox.comments(id).len(), 2);
+}

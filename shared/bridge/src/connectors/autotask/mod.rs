@@ -9,14 +9,23 @@
 //! - Autotask answers many validation failures (bad picklist value, missing
 //!   field, missing role) with HTTP 500, so a 500 whose message is clearly a
 //!   validation error is permanent.
-//! - Queries page by `pageDetails.nextPageUrl` (a GET, same headers).
+//! - Queries page by `pageDetails.nextPageUrl`. The next page of a
+//!   `POST {Entity}/query` is fetched by POSTing the same query body to that
+//!   URL (it carries only the paging state; Autotask answers a GET with 405
+//!   and a bare POST with 500); a child collection's next page (`GET
+//!   Tickets/{id}/Notes`) is a GET. Either way the link must stay on the
+//!   zone's origin, or the credentials would be sent elsewhere.
+//! - Tenant settings the client applies ([`AutotaskClient::with_settings`]):
+//!   which note `publish` values are customer-visible and which one internal
+//!   notes get, and the values of the ticket fields the tenant's Autotask
+//!   requires on create.
 //! - Changes: `POST Tickets/query` on `lastActivityDate gt <since>` (UTC; the date
 //!   moves on any change, note or time entry).
 
 pub mod inbound;
 pub mod wire;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,7 +37,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::config::Secret;
+use crate::config::{AutotaskSettings, FieldValue, Secret};
 use crate::connectors::http::{error_from_response, transport_error};
 use crate::error::ApiError;
 use crate::model::{NewPsaNote, NewPsaTicket, PicklistValue, PsaNote, PsaTicket, PsaTicketPatch};
@@ -39,9 +48,9 @@ pub use inbound::{
     HOOK_SIGNATURE_HEADER,
 };
 use wire::{
-    describe, picklist_of, ChangedTicket, CreateResult, FieldInfo, FieldList, ItemResult,
-    NoteSettings, Page, WireConfigurationItem, WireNote, WireResource, WireTicket, ZoneInfo,
-    PAGE_SIZE,
+    describe, extra_ticket_fields, picklist_of, ChangedTicket, CreateResult, FieldInfo, FieldList,
+    ItemResult, NotePublish, NoteSettings, Page, WireConfigurationItem, WireNote, WireResource,
+    WireTicket, ZoneInfo, PAGE_SIZE,
 };
 
 const SYSTEM: &str = "autotask";
@@ -66,6 +75,18 @@ pub struct AutotaskClient {
     /// Technician names by resource id; they change rarely and every mirrored
     /// note needs one.
     resource_names: Mutex<HashMap<i64, Option<String>>>,
+    /// Note visibility settings of the tenant.
+    note_publish: NotePublish,
+    /// Values of further ticket fields on create, by Autotask field name.
+    ticket_defaults: BTreeMap<String, FieldValue>,
+}
+
+/// How the next page of a query is asked for.
+enum NextPage<'a> {
+    /// A child collection (`GET Tickets/{id}/Notes`): GET the link.
+    Get,
+    /// A `POST {Entity}/query`: POST this same body to the link.
+    Post(&'a Value),
 }
 
 impl fmt::Debug for AutotaskClient {
@@ -152,7 +173,23 @@ impl AutotaskClient {
             headers,
             fields: Mutex::new(HashMap::new()),
             resource_names: Mutex::new(HashMap::new()),
+            note_publish: NotePublish::default(),
+            ticket_defaults: BTreeMap::new(),
         })
+    }
+
+    /// Applies the tenant's settings: note visibility
+    /// (`public_note_publish`, `internal_note_publish`) and the values of
+    /// ticket fields required on create (`ticket_defaults`). Without it the
+    /// defaults apply (only "All Autotask Users" is public, internal notes
+    /// are "Internal Project Team", no further ticket fields).
+    pub fn with_settings(mut self, settings: &AutotaskSettings) -> Self {
+        self.note_publish = NotePublish {
+            public: settings.public_note_publish.clone(),
+            internal: settings.internal_note_publish.clone(),
+        };
+        self.ticket_defaults = settings.ticket_defaults.clone();
+        self
     }
 
     /// The REST base all entity calls go to (`…/ATServicesRest/V1.0/`).
@@ -190,10 +227,9 @@ impl AutotaskClient {
     async fn query_all<T: DeserializeOwned>(
         &self,
         entity: &str,
-        filter: Value,
+        body: Value,
         what: &str,
     ) -> Result<Vec<T>, ApiError> {
-        let body = wire::query(PAGE_SIZE, filter);
         let first: Page<T> = self
             .call(
                 Method::POST,
@@ -202,12 +238,13 @@ impl AutotaskClient {
                 what,
             )
             .await?;
-        self.follow(first, what).await
+        self.follow(first, NextPage::Post(&body), what).await
     }
 
     async fn follow<T: DeserializeOwned>(
         &self,
         mut page: Page<T>,
+        next_page: NextPage<'_>,
         what: &str,
     ) -> Result<Vec<T>, ApiError> {
         let mut items = std::mem::take(&mut page.items);
@@ -219,23 +256,33 @@ impl AutotaskClient {
                     message: format!("{what}: paging did not end after {MAX_PAGES} pages"),
                 });
             }
-            let next = self.same_origin(&next)?;
-            page = self.call(Method::GET, &next, None, what).await?;
+            let next = self.same_origin(&next, what)?;
+            page = match next_page {
+                NextPage::Get => self.call(Method::GET, &next, None, what).await?,
+                NextPage::Post(body) => self.call(Method::POST, &next, Some(body), what).await?,
+            };
             items.append(&mut page.items);
             pages += 1;
         }
         Ok(items)
     }
 
-    fn same_origin(&self, next: &str) -> Result<String, ApiError> {
+    /// `next` if it is on the zone's origin (scheme, host and port of the
+    /// base URL zone discovery named); anything else is refused before a
+    /// request (and the credentials with it) is sent.
+    fn same_origin(&self, next: &str, what: &str) -> Result<String, ApiError> {
         let parsed = url::Url::parse(next).map_err(|e| ApiError::Malformed {
             system: SYSTEM,
-            message: format!("nextPageUrl is not a URL: {e}"),
+            message: format!("{what}: nextPageUrl is not a URL: {e}"),
         })?;
-        if parsed.origin().ascii_serialization() != self.origin {
+        let origin = parsed.origin().ascii_serialization();
+        if origin != self.origin {
             return Err(ApiError::Malformed {
                 system: SYSTEM,
-                message: "nextPageUrl points outside the Autotask zone".to_owned(),
+                message: format!(
+                    "{what}: nextPageUrl points to {origin}, outside the tenant's Autotask zone {}; not followed (the credentials would go there)",
+                    self.origin
+                ),
             });
         }
         Ok(parsed.into())
@@ -272,7 +319,19 @@ impl AutotaskClient {
     async fn note_settings(&self) -> Result<NoteSettings, ApiError> {
         Ok(NoteSettings::from_fields(
             &self.fields("TicketNotes").await?,
+            &self.note_publish,
         ))
+    }
+
+    /// The tenant's further ticket fields for `ticket`, checked against the
+    /// (cached) Tickets field descriptions; the problems in plain words
+    /// otherwise.
+    async fn extra_ticket_fields(
+        &self,
+        ticket: &NewPsaTicket,
+    ) -> Result<Result<serde_json::Map<String, Value>, Vec<String>>, ApiError> {
+        let fields = self.fields("Tickets").await?;
+        Ok(extra_ticket_fields(&fields, ticket, &self.ticket_defaults))
     }
 }
 
@@ -428,12 +487,30 @@ impl Psa for AutotaskClient {
     }
 
     #[tracing::instrument(skip(self, ticket), fields(system = SYSTEM, external_id = %ticket.external_id))]
+    async fn new_ticket_problems(&self, ticket: &NewPsaTicket) -> Result<Vec<String>, ApiError> {
+        Ok(self
+            .extra_ticket_fields(ticket)
+            .await?
+            .err()
+            .unwrap_or_default())
+    }
+
+    #[tracing::instrument(skip(self, ticket), fields(system = SYSTEM, external_id = %ticket.external_id))]
     async fn create_ticket(&self, ticket: &NewPsaTicket) -> Result<i64, ApiError> {
+        // A create Autotask would refuse for a missing setting is not sent.
+        let extra = self
+            .extra_ticket_fields(ticket)
+            .await?
+            .map_err(|problems| ApiError::Rejected {
+                system: SYSTEM,
+                status: 0,
+                message: format!("ticket not sent: {}", problems.join("; ")),
+            })?;
         let created: CreateResult = self
             .call(
                 Method::POST,
                 &self.url("Tickets"),
-                Some(&wire::create_body(ticket)),
+                Some(&wire::create_body(ticket, &extra)),
                 "ticket",
             )
             .await?;
@@ -473,7 +550,7 @@ impl Psa for AutotaskClient {
             )
             .await?;
         let mut notes: Vec<PsaNote> = self
-            .follow(first, "ticket notes")
+            .follow(first, NextPage::Get, "ticket notes")
             .await?
             .into_iter()
             .map(|n| n.into_model(ticket_id, &settings))
@@ -485,7 +562,7 @@ impl Psa for AutotaskClient {
     #[tracing::instrument(skip(self, note), fields(system = SYSTEM, visibility = ?note.visibility))]
     async fn add_note(&self, ticket_id: i64, note: &NewPsaNote) -> Result<i64, ApiError> {
         let settings = self.note_settings().await?;
-        let body = wire::note_body(ticket_id, note, &settings);
+        let body = wire::note_body(ticket_id, note, &settings)?;
         let created: CreateResult = self
             .call(
                 Method::POST,
@@ -502,7 +579,7 @@ impl Psa for AutotaskClient {
         let items: Vec<WireConfigurationItem> = self
             .query_all(
                 "ConfigurationItems",
-                wire::eq_filter("referenceNumber", reference),
+                wire::query(PAGE_SIZE, wire::eq_filter("referenceNumber", reference)),
                 "configuration item query",
             )
             .await?;
@@ -525,12 +602,13 @@ impl Psa for AutotaskClient {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<(i64, DateTime<Utc>)>, ApiError> {
-        let body = wire::changed_since_query(since);
-        let what = "ticket change query";
-        let first: Page<ChangedTicket> = self
-            .call(Method::POST, &self.url("Tickets/query"), Some(&body), what)
+        let changed: Vec<ChangedTicket> = self
+            .query_all(
+                "Tickets",
+                wire::changed_since_query(since),
+                "ticket change query",
+            )
             .await?;
-        let changed = self.follow(first, what).await?;
         tracing::debug!(count = changed.len(), "read autotask ticket changes");
         changed
             .into_iter()

@@ -8,15 +8,25 @@
 //! - Queries are `{"MaxRecords", "filter", "IncludeFields"}`; answers page by
 //!   `pageDetails.nextPageUrl`, up to 500 records per page.
 //! - Dates are RFC 3339, sometimes without an offset (always UTC).
-//! - Note visibility is the `publish` picklist of TicketNotes: "All Autotask
-//!   Users" is the customer-visible state; everything else ("Internal Only",
-//!   "Internal Project Team", "Internal & Co-Managed") is internal.
+//! - Note visibility is the `publish` picklist of TicketNotes (real tenants:
+//!   1 "All Autotask Users", 2 "Internal Project Team", 4 "Internal &
+//!   Co-Managed"; no "Internal Only"). Which values are customer-visible is
+//!   the tenant's setting (`autotask.public_note_publish`, by default only
+//!   "All Autotask Users"); every other or unknown value reads as internal.
+//!   Values are looked up by label in the live picklist, never assumed.
+//! - Which ticket fields a create needs is the tenant's business: the
+//!   required ones are read from `Tickets/entityInformation/fields`
+//!   (`isRequired`) and filled from the tenant's settings
+//!   (`autotask.queue_id`, `autotask.ticket_defaults`).
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Map, Value};
 
 use super::SYSTEM;
+use crate::config::FieldValue;
 use crate::error::ApiError;
 use crate::model::{NewPsaNote, NewPsaTicket, PsaNote, PsaTicket, PsaTicketPatch, Visibility};
 
@@ -30,9 +40,6 @@ pub const NOTE_DESCRIPTION_MAX: usize = 32000;
 
 /// Autotask's maximum page size.
 pub const PAGE_SIZE: u32 = 500;
-
-/// The customer-visible `publish` label of ticket notes.
-const PUBLIC_PUBLISH_LABEL: &str = "All Autotask Users";
 
 /// The first `max` characters of `text` (never splitting a character).
 pub fn truncate(text: &str, max: usize) -> String {
@@ -66,8 +73,9 @@ pub(super) fn lenient_i64(value: &Value) -> Option<i64> {
 // Requests
 // ---------------------------------------------------------------------------
 
-/// The body of `POST Tickets`.
-pub(super) fn create_body(ticket: &NewPsaTicket) -> Value {
+/// The body of `POST Tickets`: the ticket, plus `extra` fields (the
+/// tenant's defaults, resolved by [`extra_ticket_fields`]).
+pub(super) fn create_body(ticket: &NewPsaTicket, extra: &Map<String, Value>) -> Value {
     let mut body = json!({
         "companyID": ticket.company_id,
         "title": truncate(&ticket.title, TICKET_TITLE_MAX),
@@ -79,7 +87,215 @@ pub(super) fn create_body(ticket: &NewPsaTicket) -> Value {
     if let Some(queue) = ticket.queue_id {
         body["queueID"] = json!(queue);
     }
+    for (name, value) in extra {
+        body[name.as_str()] = value.clone();
+    }
     body
+}
+
+/// Ticket fields the bridge fills itself on create, and where each comes
+/// from (for the message when one is misplaced in `ticket_defaults`).
+const BRIDGE_TICKET_FIELDS: &[(&str, &str)] = &[
+    ("id", "Autotask"),
+    ("title", "the Zendesk subject"),
+    (
+        "description",
+        "the Zendesk description (fields.description)",
+    ),
+    ("status", "mappings.initial_status"),
+    ("priority", "the Zendesk priority and mappings.priority"),
+    ("companyID", "the cluster id or autotask.default_company_id"),
+    ("externalID", "the Zendesk ticket id"),
+    ("queueID", "autotask.queue_id"),
+];
+
+/// The fields of a new ticket beyond what the bridge fills itself: the
+/// tenant's `ticket_defaults` resolved against the live field descriptions
+/// (picklist labels to their values), after checking that every field
+/// Autotask requires (`isRequired`, writable) has a value. Every problem is
+/// returned, each in plain words naming the setting that fixes it.
+pub(super) fn extra_ticket_fields(
+    fields: &[FieldInfo],
+    ticket: &NewPsaTicket,
+    defaults: &BTreeMap<String, FieldValue>,
+) -> Result<Map<String, Value>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut extra = Map::new();
+    for (key, value) in defaults {
+        let setting = format!("autotask.ticket_defaults.{key}");
+        if let Some((name, source)) = BRIDGE_TICKET_FIELDS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(key))
+        {
+            problems.push(format!(
+                "{setting}: the bridge sets the ticket field {name} itself (from {source}); remove it"
+            ));
+            continue;
+        }
+        let Some(field) = fields.iter().find(|f| f.name.eq_ignore_ascii_case(key)) else {
+            problems.push(format!("{setting}: Autotask tickets have no field {key:?}"));
+            continue;
+        };
+        if field.is_read_only {
+            problems.push(format!(
+                "{setting}: the ticket field {} is read-only",
+                field.name
+            ));
+            continue;
+        }
+        match field_value(field, value) {
+            Ok(resolved) => {
+                extra.insert(field.name.clone(), resolved);
+            }
+            Err(why) => problems.push(format!("{setting} = {value}: {why}")),
+        }
+    }
+    for field in fields.iter().filter(|f| f.is_required && !f.is_read_only) {
+        let name = field.name.as_str();
+        let has_value = match name.to_ascii_lowercase().as_str() {
+            "title" | "status" | "priority" | "companyid" | "externalid" => true,
+            "description" => !ticket.description.trim().is_empty(),
+            "queueid" => ticket.queue_id.is_some(),
+            _ => extra.contains_key(name),
+        };
+        if has_value {
+            continue;
+        }
+        if !extra.contains_key(name)
+            && !defaults.keys().any(|k| k.eq_ignore_ascii_case(name))
+            && matches!(
+                field.data_type.to_ascii_lowercase().as_str(),
+                "datetime" | "date"
+            )
+        {
+            // A date (a due date, say) cannot be one fixed setting; whether
+            // Autotask fills it itself is unverified, so the create is sent
+            // and a refusal comes back in Autotask's own words.
+            tracing::warn!(
+                field = name,
+                "Autotask lists a required date field the settings cannot fill; creating without it"
+            );
+            continue;
+        }
+        problems.push(match name.to_ascii_lowercase().as_str() {
+            "queueid" => "Autotask requires the ticket field queueID on new tickets and the tenant sets no queue: set autotask.queue_id".to_owned(),
+            "description" => "Autotask requires a description on new tickets and this ticket has none (the Zendesk ticket has no description, or fields.description is off)".to_owned(),
+            _ => format!(
+                "Autotask requires the ticket field {name} on new tickets and the tenant gives it no value: add autotask.ticket_defaults.{name}{}",
+                value_hint(field)
+            ),
+        });
+    }
+    let has = |name: &str| defaults.keys().any(|k| k.eq_ignore_ascii_case(name));
+    if has("assignedResourceID") != has("assignedResourceRoleID") {
+        problems.push("autotask.ticket_defaults: Autotask assigns a resource only together with a role; give both assignedResourceID and assignedResourceRoleID, or neither".to_owned());
+    }
+    if problems.is_empty() {
+        Ok(extra)
+    } else {
+        Err(problems)
+    }
+}
+
+/// `value` as `field` takes it: a picklist label or number resolved to an
+/// active picklist value, a number for an integer field, anything else as given.
+fn field_value(field: &FieldInfo, value: &FieldValue) -> Result<Value, String> {
+    if field.is_pick_list {
+        let values = field.picklist_values.as_deref().unwrap_or_default();
+        return match find_pick(values, value) {
+            Some(pick) if pick.is_active => Ok(json!(pick.numeric())),
+            Some(pick) => Err(format!(
+                "\"{}\" is inactive in the {} picklist{}",
+                pick.label,
+                field.name,
+                active_values(values)
+            )),
+            None => Err(format!(
+                "not a value of the {} picklist{}",
+                field.name,
+                active_values(values)
+            )),
+        };
+    }
+    let integer = matches!(
+        field.data_type.to_ascii_lowercase().as_str(),
+        "integer" | "long" | "short" | "byte"
+    );
+    match value {
+        FieldValue::Number(n) => Ok(json!(n)),
+        FieldValue::Text(text) if integer => text
+            .trim()
+            .parse::<i64>()
+            .map(|n| json!(n))
+            .map_err(|_| format!("the ticket field {} takes a number", field.name)),
+        FieldValue::Text(text) => Ok(json!(text)),
+    }
+}
+
+/// The picklist value a setting names: by number, or by label (any case).
+pub(super) fn find_pick<'a>(
+    values: &'a [WirePicklistValue],
+    wanted: &FieldValue,
+) -> Option<&'a WirePicklistValue> {
+    match wanted {
+        FieldValue::Number(n) => values.iter().find(|v| v.numeric() == Some(*n)),
+        FieldValue::Text(text) => {
+            let text = text.trim();
+            values
+                .iter()
+                .find(|v| v.label.trim().eq_ignore_ascii_case(text))
+                .or_else(|| {
+                    let n: i64 = text.parse().ok()?;
+                    values.iter().find(|v| v.numeric() == Some(n))
+                })
+        }
+    }
+}
+
+/// "Label (n), …" listing a picklist's active values, for messages.
+fn active_list(values: &[WirePicklistValue]) -> Option<String> {
+    const SHOWN: usize = 12;
+    let active: Vec<String> = values
+        .iter()
+        .filter(|v| v.is_active)
+        .filter_map(|v| Some(format!("{} ({})", v.label.trim(), v.numeric()?)))
+        .collect();
+    if active.is_empty() {
+        return None;
+    }
+    let more = if active.len() > SHOWN { ", …" } else { "" };
+    Some(format!(
+        "{}{more}",
+        active[..active.len().min(SHOWN)].join(", ")
+    ))
+}
+
+/// " (one of: Label (n), …)", or nothing for an empty picklist.
+fn active_values(values: &[WirePicklistValue]) -> String {
+    active_list(values)
+        .map(|list| format!(" (one of: {list})"))
+        .unwrap_or_default()
+}
+
+/// What to write after `autotask.ticket_defaults.<field>` in a message.
+fn value_hint(field: &FieldInfo) -> String {
+    if field.is_pick_list {
+        match active_list(field.picklist_values.as_deref().unwrap_or_default()) {
+            Some(list) => format!(" (a picklist label or number, one of: {list})"),
+            None => " (a value of its picklist)".to_owned(),
+        }
+    } else if field.is_reference {
+        format!(
+            " (the id of a {})",
+            if field.reference_entity_type.is_empty() {
+                "referenced record"
+            } else {
+                field.reference_entity_type.as_str()
+            }
+        )
+    } else {
+        String::new()
+    }
 }
 
 /// The body of `PATCH Tickets`. PATCH leaves omitted fields untouched, so only
@@ -102,16 +318,22 @@ pub(super) fn patch_body(id: i64, patch: &PsaTicketPatch) -> Value {
 }
 
 /// The body of `POST Tickets/{id}/Notes`, written the way `settings` say
-/// notes are written in this database.
-pub(super) fn note_body(ticket_id: i64, note: &NewPsaNote, settings: &NoteSettings) -> Value {
+/// notes are written in this database; fails (before anything is sent) when
+/// the tenant's publish setting names no value of the live picklist.
+pub(super) fn note_body(
+    ticket_id: i64,
+    note: &NewPsaNote,
+    settings: &NoteSettings,
+) -> Result<Value, ApiError> {
+    let publish = settings.publish_for(note.visibility)?;
     let description = truncate(&note.description, NOTE_DESCRIPTION_MAX);
-    json!({
+    Ok(json!({
         "ticketID": ticket_id,
         "title": note_title(&note.title, &description),
         "description": description,
         "noteType": settings.note_type,
-        "publish": settings.publish_for(note.visibility),
-    })
+        "publish": publish,
+    }))
 }
 
 /// The title is cut to the field limit first and then loses its surrounding
@@ -354,9 +576,23 @@ pub(super) struct FieldList {
 pub(super) struct FieldInfo {
     name: String,
     #[serde(default)]
+    data_type: String,
+    #[serde(default)]
+    is_required: bool,
+    #[serde(default)]
+    is_read_only: bool,
+    #[serde(default)]
+    is_reference: bool,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    reference_entity_type: String,
+    #[serde(default)]
     is_pick_list: bool,
     #[serde(default)]
     picklist_values: Option<Vec<WirePicklistValue>>,
+}
+
+fn null_as_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 #[derive(Deserialize)]
@@ -413,43 +649,89 @@ fn parse_time(raw: &str) -> Option<DateTime<Utc>> {
         })
 }
 
-/// How notes are written and read in this database, from the TicketNotes picklists.
+/// The tenant's note visibility settings (`autotask.public_note_publish`,
+/// `autotask.internal_note_publish`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct NotePublish {
+    pub(super) public: Vec<FieldValue>,
+    pub(super) internal: FieldValue,
+}
+
+impl Default for NotePublish {
+    fn default() -> Self {
+        let defaults = crate::config::AutotaskSettings::note_publish_defaults();
+        Self {
+            public: defaults.0,
+            internal: defaults.1,
+        }
+    }
+}
+
+/// How notes are written and read in this database: the TicketNotes
+/// picklists as they are, read through the tenant's publish settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct NoteSettings {
     /// `publish` values that customers can see.
     public_values: Vec<i64>,
-    public_value: i64,
-    internal_value: i64,
+    /// What a public note is written with, or why none can be.
+    public_value: Result<i64, String>,
+    /// What an internal note is written with, or why none can be.
+    internal_value: Result<i64, String>,
     note_type: i64,
 }
 
 impl NoteSettings {
-    /// Falls back to Autotask's shipped values (1 "All Autotask Users",
-    /// 2 "Internal Only", note type 1 "Task Summary") when a picklist is absent.
-    pub(super) fn from_fields(fields: &[FieldInfo]) -> Self {
-        let publish = picklist_of(fields, "publish").unwrap_or_default();
-        let public_values: Vec<i64> = publish
+    /// Resolves the tenant's settings against the `publish` picklist by label
+    /// (or number). A public value that resolves to nothing makes nothing
+    /// public; a setting that cannot be written is reported when a note of
+    /// that visibility is written, naming the setting.
+    pub(super) fn from_fields(fields: &[FieldInfo], publish: &NotePublish) -> Self {
+        let picklist = picklist_of(fields, "publish").unwrap_or_default();
+        let listed = active_values(picklist);
+        let mut public_values: Vec<i64> = Vec::new();
+        for wanted in &publish.public {
+            let value = find_pick(picklist, wanted)
+                .and_then(WirePicklistValue::numeric)
+                .or(match wanted {
+                    // A number is the admin's word even if the picklist is silent.
+                    FieldValue::Number(n) => Some(*n),
+                    FieldValue::Text(_) => None,
+                });
+            match value {
+                Some(value) if !public_values.contains(&value) => public_values.push(value),
+                Some(_) => {}
+                None => tracing::warn!(
+                    value = %wanted,
+                    "autotask.public_note_publish names no value of the TicketNotes publish picklist"
+                ),
+            }
+        }
+        let public_value = publish
+            .public
             .iter()
-            .filter(|v| v.label.trim().eq_ignore_ascii_case(PUBLIC_PUBLISH_LABEL))
-            .filter_map(WirePicklistValue::numeric)
-            .collect();
-        let public_values = if public_values.is_empty() {
-            vec![1]
-        } else {
-            public_values
-        };
-        let internal_value = publish
-            .iter()
-            .filter(|v| v.is_active)
-            .find(|v| v.label.trim().eq_ignore_ascii_case("Internal Only"))
-            .or_else(|| {
-                publish.iter().filter(|v| v.is_active).find(|v| {
-                    let label = v.label.to_ascii_lowercase();
-                    label.starts_with("internal") && !label.contains("co-managed")
-                })
-            })
+            .find_map(|wanted| find_pick(picklist, wanted).filter(|v| v.is_active))
             .and_then(WirePicklistValue::numeric)
-            .unwrap_or(2);
+            .ok_or_else(|| {
+                let names: Vec<String> = publish.public.iter().map(ToString::to_string).collect();
+                format!(
+                    "autotask.public_note_publish ({}) names no active value of the TicketNotes publish picklist{listed}",
+                    names.join(", ")
+                )
+            });
+        let internal_value = match find_pick(picklist, &publish.internal)
+            .filter(|v| v.is_active)
+            .and_then(WirePicklistValue::numeric)
+        {
+            Some(value) if public_values.contains(&value) => Err(format!(
+                "autotask.internal_note_publish = {} is a value autotask.public_note_publish makes customer-visible; name an internal one",
+                publish.internal
+            )),
+            Some(value) => Ok(value),
+            None => Err(format!(
+                "autotask.internal_note_publish = {} is not an active value of the TicketNotes publish picklist{listed}",
+                publish.internal
+            )),
+        };
         let note_types = picklist_of(fields, "noteType").unwrap_or_default();
         let note_type = note_types
             .iter()
@@ -462,27 +744,33 @@ impl NoteSettings {
             .and_then(WirePicklistValue::numeric)
             .unwrap_or(1);
         Self {
-            public_value: public_values[0],
             public_values,
+            public_value,
             internal_value,
             note_type,
         }
     }
 
-    /// Unknown publish values read as internal: showing an internal note to a
+    /// Public only when the tenant maps the value public: unknown and
+    /// internal values read as internal, since showing an internal note to a
     /// customer is the failure that must never happen.
-    fn visibility(&self, publish: Option<i64>) -> Visibility {
+    pub(super) fn visibility(&self, publish: Option<i64>) -> Visibility {
         match publish {
             Some(p) if self.public_values.contains(&p) => Visibility::Public,
             _ => Visibility::Internal,
         }
     }
 
-    fn publish_for(&self, visibility: Visibility) -> i64 {
-        match visibility {
-            Visibility::Public => self.public_value,
-            Visibility::Internal => self.internal_value,
-        }
+    fn publish_for(&self, visibility: Visibility) -> Result<i64, ApiError> {
+        let value = match visibility {
+            Visibility::Public => &self.public_value,
+            Visibility::Internal => &self.internal_value,
+        };
+        value.clone().map_err(|message| ApiError::Rejected {
+            system: SYSTEM,
+            status: 0,
+            message: format!("note not sent: {message}"),
+        })
     }
 }
 
@@ -542,15 +830,18 @@ mod tests {
 
     #[test]
     fn create_body_names_the_autotask_fields() {
-        let body = create_body(&NewPsaTicket {
-            title: "Printer".into(),
-            description: "It is on fire".into(),
-            status: 1,
-            priority: 2,
-            company_id: 174,
-            queue_id: None,
-            external_id: "zd:42".into(),
-        });
+        let body = create_body(
+            &NewPsaTicket {
+                title: "Printer".into(),
+                description: "It is on fire".into(),
+                status: 1,
+                priority: 2,
+                company_id: 174,
+                queue_id: None,
+                external_id: "zd:42".into(),
+            },
+            &Map::new(),
+        );
         assert_eq!(
             body,
             json!({"companyID":174,"title":"Printer","description":"It is on fire","status":1,"priority":2,"externalID":"zd:42"})
@@ -561,9 +852,9 @@ mod tests {
         serde_json::from_value(json).unwrap()
     }
 
-    #[test]
-    fn note_settings_follow_the_publish_picklist_and_default_to_internal() {
-        let settings = NoteSettings::from_fields(&fields(json!([
+    /// TicketNotes fields as a real tenant describes them.
+    fn note_fields() -> Vec<FieldInfo> {
+        fields(json!([
             {"name":"publish","isPickList":true,"picklistValues":[
                 {"value":"1","label":"All Autotask Users","isActive":true},
                 {"value":"2","label":"Internal Project Team","isActive":true},
@@ -571,24 +862,249 @@ mod tests {
             {"name":"noteType","isPickList":true,"picklistValues":[
                 {"value":"13","label":"Workflow Rule Note","isActive":true},
                 {"value":"3","label":"Task Notes","isActive":true,"isDefaultValue":true}]}
-        ])));
-        assert_eq!(settings.publish_for(Visibility::Public), 1);
-        assert_eq!(settings.publish_for(Visibility::Internal), 2);
+        ]))
+    }
+
+    fn text(value: &str) -> FieldValue {
+        FieldValue::Text(value.to_owned())
+    }
+
+    #[test]
+    fn note_settings_follow_the_publish_picklist_and_default_to_internal() {
+        let settings = NoteSettings::from_fields(&note_fields(), &NotePublish::default());
+        assert_eq!(settings.publish_for(Visibility::Public).unwrap(), 1);
+        assert_eq!(settings.publish_for(Visibility::Internal).unwrap(), 2);
         assert_eq!(settings.note_type, 3);
         assert_eq!(settings.visibility(Some(1)), Visibility::Public);
+        assert_eq!(settings.visibility(Some(2)), Visibility::Internal);
         assert_eq!(settings.visibility(Some(4)), Visibility::Internal);
         assert_eq!(settings.visibility(Some(77)), Visibility::Internal);
         assert_eq!(settings.visibility(None), Visibility::Internal);
+    }
 
-        let fallback = NoteSettings::from_fields(&[]);
-        assert_eq!(
-            (
-                fallback.public_value,
-                fallback.internal_value,
-                fallback.note_type
-            ),
-            (1, 2, 1)
+    #[test]
+    fn a_tenant_can_make_another_publish_value_public_and_pick_its_internal_one() {
+        let settings = NoteSettings::from_fields(
+            &note_fields(),
+            &NotePublish {
+                public: vec![text("all autotask users"), text("Internal & Co-Managed")],
+                internal: text("Internal Project Team"),
+            },
         );
+        assert_eq!(settings.visibility(Some(4)), Visibility::Public);
+        assert_eq!(settings.visibility(Some(2)), Visibility::Internal);
+        assert_eq!(settings.publish_for(Visibility::Public).unwrap(), 1);
+
+        // Numbers work too, and the value comes from the picklist's label.
+        let renumbered = fields(
+            json!([{"name":"publish","isPickList":true,"picklistValues":[
+            {"value":"7","label":"All Autotask Users","isActive":true},
+            {"value":"9","label":"Internal Project Team","isActive":true}]}]),
+        );
+        let settings = NoteSettings::from_fields(&renumbered, &NotePublish::default());
+        assert_eq!(settings.publish_for(Visibility::Public).unwrap(), 7);
+        assert_eq!(settings.publish_for(Visibility::Internal).unwrap(), 9);
+        assert_eq!(settings.visibility(Some(1)), Visibility::Internal);
+        let settings = NoteSettings::from_fields(
+            &note_fields(),
+            &NotePublish {
+                public: vec![FieldValue::Number(1)],
+                internal: FieldValue::Number(4),
+            },
+        );
+        assert_eq!(settings.publish_for(Visibility::Internal).unwrap(), 4);
+    }
+
+    #[test]
+    fn publish_settings_the_picklist_cannot_honour_fail_naming_the_setting() {
+        // An "Internal Only" that this database does not have.
+        let settings = NoteSettings::from_fields(
+            &note_fields(),
+            &NotePublish {
+                public: NotePublish::default().public,
+                internal: text("Internal Only"),
+            },
+        );
+        let err = settings.publish_for(Visibility::Internal).unwrap_err();
+        assert!(!err.is_retryable());
+        let message = err.to_string();
+        assert!(
+            message.contains("autotask.internal_note_publish")
+                && message.contains("Internal & Co-Managed (4)"),
+            "{message}"
+        );
+        assert_eq!(settings.publish_for(Visibility::Public).unwrap(), 1);
+
+        // An internal value the tenant also calls public would leak.
+        let settings = NoteSettings::from_fields(
+            &note_fields(),
+            &NotePublish {
+                public: vec![text("All Autotask Users"), text("Internal Project Team")],
+                internal: text("Internal Project Team"),
+            },
+        );
+        let message = settings
+            .publish_for(Visibility::Internal)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("customer-visible"), "{message}");
+
+        // Without a publish picklist nothing is public and nothing is written.
+        let bare = NoteSettings::from_fields(&[], &NotePublish::default());
+        assert_eq!(bare.visibility(Some(1)), Visibility::Internal);
+        assert!(bare.publish_for(Visibility::Public).is_err());
+        assert!(bare.publish_for(Visibility::Internal).is_err());
+        assert_eq!(bare.note_type, 1);
+    }
+
+    /// Tickets fields with `required` ones beyond the usual four.
+    fn ticket_fields(required: &[&str]) -> Vec<FieldInfo> {
+        let field = |name: &str, data_type: &str, read_only: bool, picks: Value| {
+            let is_required = ["id", "title", "status", "priority", "companyID"].contains(&name)
+                || required.contains(&name);
+            let is_reference = name.ends_with("ID") && picks.is_null();
+            json!({"name": name, "dataType": data_type, "isRequired": is_required,
+                "isReadOnly": read_only, "isPickList": !picks.is_null(), "picklistValues": picks,
+                "isReference": is_reference, "referenceEntityType": null})
+        };
+        fields(json!([
+            field("id", "long", true, Value::Null),
+            field("title", "string", false, Value::Null),
+            field("description", "string", false, Value::Null),
+            field(
+                "status",
+                "integer",
+                false,
+                json!([{"value":"1","label":"New","isActive":true}])
+            ),
+            field(
+                "priority",
+                "integer",
+                false,
+                json!([{"value":"2","label":"Medium","isActive":true}])
+            ),
+            field("companyID", "integer", false, Value::Null),
+            field(
+                "queueID",
+                "integer",
+                false,
+                json!([{"value":"5","label":"Client Portal","isActive":true}])
+            ),
+            field(
+                "billingCodeID",
+                "integer",
+                false,
+                json!([
+                {"value":"29682801","label":"Remote Support","isActive":true},
+                {"value":"29682803","label":"Travel (retired)","isActive":false}])
+            ),
+            field("assignedResourceID", "integer", false, Value::Null),
+            field("assignedResourceRoleID", "integer", false, Value::Null),
+            field("purchaseOrderNumber", "string", false, Value::Null),
+            field("dueDateTime", "datetime", false, Value::Null),
+            field("ticketNumber", "string", true, Value::Null),
+        ]))
+    }
+
+    fn printer() -> NewPsaTicket {
+        NewPsaTicket {
+            title: "Printer".into(),
+            description: "It is on fire".into(),
+            status: 1,
+            priority: 2,
+            company_id: 174,
+            queue_id: None,
+            external_id: "zendesk:42".into(),
+        }
+    }
+
+    fn defaults(pairs: &[(&str, FieldValue)]) -> BTreeMap<String, FieldValue> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn required_ticket_fields_are_filled_from_the_tenant_settings() {
+        let fields = ticket_fields(&["billingCodeID", "queueID"]);
+        let mut ticket = printer();
+        ticket.queue_id = Some(5);
+        let extra = extra_ticket_fields(
+            &fields,
+            &ticket,
+            &defaults(&[
+                ("billingcodeid", text("remote support")),
+                ("purchaseOrderNumber", FieldValue::Number(4711)),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(extra.clone()),
+            json!({"billingCodeID": 29682801, "purchaseOrderNumber": 4711})
+        );
+        let body = create_body(&ticket, &extra);
+        assert_eq!(body["billingCodeID"], 29682801);
+        assert_eq!(body["queueID"], 5);
+        // No required field beyond the bridge's own: nothing extra.
+        assert!(
+            extra_ticket_fields(&ticket_fields(&[]), &printer(), &BTreeMap::new())
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_required_field_without_a_value_names_the_setting_to_add() {
+        let fields = ticket_fields(&[
+            "billingCodeID",
+            "queueID",
+            "assignedResourceID",
+            "dueDateTime",
+        ]);
+        let problems = extra_ticket_fields(&fields, &printer(), &BTreeMap::new()).unwrap_err();
+        // A required date is left to Autotask: no setting can fill it.
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("queueID") && problems[0].contains("autotask.queue_id"));
+        assert!(
+            problems[1].contains("autotask.ticket_defaults.billingCodeID")
+                && problems[1].contains("Remote Support (29682801)")
+                && !problems[1].contains("Travel"),
+            "{}",
+            problems[1]
+        );
+        assert!(problems[2].contains("autotask.ticket_defaults.assignedResourceID"));
+    }
+
+    #[test]
+    fn ticket_defaults_that_cannot_be_sent_are_refused() {
+        let fields = ticket_fields(&[]);
+        let problems = extra_ticket_fields(
+            &fields,
+            &printer(),
+            &defaults(&[
+                ("status", FieldValue::Number(5)),
+                ("QueueID", FieldValue::Number(5)),
+                ("billingCodeID", text("Travel (retired)")),
+                ("assignedResourceID", text("Tess")),
+                ("ticketNumber", text("T1")),
+                ("colour", text("red")),
+            ]),
+        )
+        .unwrap_err();
+        let all = problems.join("\n");
+        for expected in [
+            "autotask.ticket_defaults.status: the bridge sets the ticket field status itself (from mappings.initial_status)",
+            "autotask.ticket_defaults.QueueID: the bridge sets the ticket field queueID itself (from autotask.queue_id)",
+            "autotask.ticket_defaults.billingCodeID = \"Travel (retired)\": \"Travel (retired)\" is inactive",
+            "autotask.ticket_defaults.assignedResourceID = \"Tess\": the ticket field assignedResourceID takes a number",
+            "autotask.ticket_defaults.ticketNumber: the ticket field ticketNumber is read-only",
+            "autotask.ticket_defaults.colour: Autotask tickets have no field \"colour\"",
+            "give both assignedResourceID and assignedResourceRoleID",
+        ] {
+            assert!(all.contains(expected), "{expected}\nin\n{all}");
+        }
+        assert_eq!(problems.len(), 7, "{all}");
     }
 
     #[test]
@@ -623,7 +1139,7 @@ mod tests {
     }
 
     fn settings() -> NoteSettings {
-        NoteSettings::from_fields(&[])
+        NoteSettings::from_fields(&note_fields(), &NotePublish::default())
     }
 
     #[test]
@@ -636,15 +1152,18 @@ mod tests {
 
     #[test]
     fn ticket_titles_and_descriptions_are_cut_to_autotask_limits() {
-        let body = create_body(&NewPsaTicket {
-            title: "é".repeat(TICKET_TITLE_MAX + 10),
-            description: "ü".repeat(TICKET_DESCRIPTION_MAX + 1),
-            status: 1,
-            priority: 2,
-            company_id: 3,
-            queue_id: Some(4),
-            external_id: "zd:1".into(),
-        });
+        let body = create_body(
+            &NewPsaTicket {
+                title: "é".repeat(TICKET_TITLE_MAX + 10),
+                description: "ü".repeat(TICKET_DESCRIPTION_MAX + 1),
+                status: 1,
+                priority: 2,
+                company_id: 3,
+                queue_id: Some(4),
+                external_id: "zd:1".into(),
+            },
+            &Map::new(),
+        );
         assert_eq!(body["title"], json!("é".repeat(TICKET_TITLE_MAX)));
         assert_eq!(
             body["description"],
@@ -669,7 +1188,7 @@ mod tests {
             description: "ß".repeat(NOTE_DESCRIPTION_MAX + 5),
             visibility: Visibility::Public,
         };
-        let body = note_body(9, &note, &settings());
+        let body = note_body(9, &note, &settings()).unwrap();
         let sent = body["title"].as_str().unwrap();
         assert_eq!(sent.chars().count(), NOTE_TITLE_MAX);
         assert!(sent.starts_with("Zendesk comment #42 by "));
@@ -677,7 +1196,7 @@ mod tests {
         assert_eq!(body["description"], json!("ß".repeat(NOTE_DESCRIPTION_MAX)));
         assert_eq!(body["ticketID"], 9);
         assert_eq!(body["publish"], 1);
-        assert_eq!(body["noteType"], 1);
+        assert_eq!(body["noteType"], 3);
 
         // Short values go out as they are.
         let short = NewPsaNote {
@@ -686,8 +1205,8 @@ mod tests {
             visibility: Visibility::Internal,
         };
         assert_eq!(
-            note_body(9, &short, &settings()),
-            json!({"ticketID":9,"title":"Zendesk comment #1 by Ann","description":"Hello","noteType":1,"publish":2})
+            note_body(9, &short, &settings()).unwrap(),
+            json!({"ticketID":9,"title":"Zendesk comment #1 by Ann","description":"Hello","noteType":3,"publish":2})
         );
     }
 

@@ -501,6 +501,13 @@ impl Psa for BudgetedPsa {
             .await
     }
 
+    async fn new_ticket_problems(&self, ticket: &NewPsaTicket) -> Result<Vec<String>, ApiError> {
+        // Usually served from the field cache, but it may read Autotask.
+        self.limiter
+            .run(self.inner.new_ticket_problems(ticket))
+            .await
+    }
+
     async fn create_ticket(&self, ticket: &NewPsaTicket) -> Result<i64, ApiError> {
         self.limiter.run(self.inner.create_ticket(ticket)).await
     }

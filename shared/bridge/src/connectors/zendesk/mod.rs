@@ -5,11 +5,16 @@
 //! - API token auth: HTTP basic with user `{email}/token` and the token as password.
 //! - Tickets, comments and their cursor pages: see [`wire`]. The next page is
 //!   built from `after_cursor`, never by following a link.
-//! - 429 carries `Retry-After`.
+//! - 429 carries `Retry-After` (the export's 10 a minute; Update Ticket's 100 a
+//!   minute per account and 30 per 10 minutes per ticket per user): retryable
+//!   with that delay, so a burst of notes on one ticket is delayed, not dropped.
+//! - 409 is a conflicting concurrent update of the same ticket: retryable.
 //! - Changes: `GET /api/v2/incremental/tickets/cursor.json?start_time=<unix>` on the
 //!   first call, `?cursor=<after_cursor>` afterwards; at most 10 requests a minute,
 //!   the most recent minute left out, deleted tickets included unless
-//!   `exclude_deleted=true`.
+//!   `exclude_deleted=true`. Admins only: a 403 there is a permanent error that
+//!   names the user and its role (read from `GET /api/v2/users/me.json`, which
+//!   [`ZendeskClient::preflight`] checks up front).
 
 pub mod inbound;
 pub mod wire;
@@ -30,8 +35,8 @@ pub use inbound::{
     parse_webhook, sign, verify_signature, DeskEvent, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
 use wire::{
-    describe_error, CommentPage, ExportPage, TicketEnvelope, UpdateResponse, EXPORT_PAGE_SIZE,
-    PAGE_SIZE,
+    describe_error, not_admin_message, CommentPage, CurrentUser, ExportPage, TicketEnvelope,
+    UpdateResponse, ADMIN_ROLE, EXPORT_PAGE_SIZE, PAGE_SIZE,
 };
 
 /// System name used in errors and logs.
@@ -41,6 +46,40 @@ pub const SYSTEM: &str = "zendesk";
 /// every 5 minutes that reads at most 5 pages (5,000 changed tickets) leaves
 /// room for retries, and whatever is left is read by the next sweep.
 const MAX_EXPORT_PAGES: usize = 5;
+
+/// The bridge's API user, as `GET /api/v2/users/me.json` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZendeskUser {
+    pub id: u64,
+    pub name: String,
+    pub email: String,
+    /// `end-user`, `agent` or `admin`.
+    pub role: String,
+}
+
+/// Why the bridge cannot work with a tenant's Zendesk credentials, in words
+/// an admin can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    /// The user is not an admin, so the sweep's incremental export would be
+    /// refused (403).
+    #[error("{}", not_admin_message(.email, .role))]
+    NotAdmin { email: String, role: String },
+    /// Zendesk answered as to an anonymous visitor: the credentials were not
+    /// recognised.
+    #[error("Zendesk did not recognise the API token of {email}; check the email and the token")]
+    NotRecognised { email: String },
+    /// `users/me` could not be read.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl PreflightError {
+    /// Whether trying again later can help (an outage, not a setting).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PreflightError::Api(err) if err.is_retryable())
+    }
+}
 
 /// Zendesk API client of one tenant. Cheap to clone (the HTTP client is shared).
 #[derive(Debug, Clone)]
@@ -92,9 +131,77 @@ impl ZendeskClient {
         if response.status().is_success() {
             Ok(response)
         } else {
-            let err = error_from_response(SYSTEM, response, what, describe_error).await;
+            let err = match error_from_response(SYSTEM, response, what, describe_error).await {
+                // A concurrent update of the same ticket: the next try wins.
+                ApiError::Rejected {
+                    status: 409,
+                    message,
+                    ..
+                } => ApiError::Conflict {
+                    system: SYSTEM,
+                    message,
+                },
+                other => other,
+            };
             tracing::debug!(%err, retryable = err.is_retryable(), "zendesk call failed");
             Err(err)
+        }
+    }
+
+    /// The API user (`GET /api/v2/users/me.json`).
+    pub async fn current_user(&self) -> Result<Option<ZendeskUser>, ApiError> {
+        let request = self
+            .http
+            .get(format!("{}/api/v2/users/me.json", self.base_url));
+        let me: CurrentUser = read_json(self.send(request, "current user").await?).await?;
+        let user = me.user;
+        Ok(user.id.map(|id| ZendeskUser {
+            id,
+            name: user.name.unwrap_or_default(),
+            email: user.email.unwrap_or_else(|| self.email.clone()),
+            role: user.role.unwrap_or_default(),
+        }))
+    }
+
+    /// Checks before syncing that the credentials work and that their user
+    /// may use everything the bridge needs: tickets, comments and the
+    /// incremental export, which Zendesk allows for admins only.
+    #[tracing::instrument(name = "zendesk.preflight", skip(self))]
+    pub async fn preflight(&self) -> Result<ZendeskUser, PreflightError> {
+        let Some(user) = self.current_user().await? else {
+            return Err(PreflightError::NotRecognised {
+                email: self.email.clone(),
+            });
+        };
+        if user.role != ADMIN_ROLE {
+            return Err(PreflightError::NotAdmin {
+                email: user.email,
+                role: user.role,
+            });
+        }
+        Ok(user)
+    }
+
+    /// Turns the export's 403 into an error an admin can act on: the export
+    /// is for admins, so it names the user and its role.
+    async fn export_refused(&self) -> ApiError {
+        let message = match self.preflight().await {
+            Err(PreflightError::NotAdmin { email, role }) => not_admin_message(&email, &role),
+            Ok(user) => format!(
+                "Zendesk refused the incremental export used by the sweep (403) to {}, \
+                 although that user is an admin; check that the API token has full access",
+                user.email
+            ),
+            Err(err) => format!(
+                "Zendesk refused the incremental export used by the sweep (403) to {}; the \
+                 export needs an admin, and the user's role could not be read ({err})",
+                self.email
+            ),
+        };
+        tracing::warn!(%message, "zendesk export refused");
+        ApiError::Forbidden {
+            system: SYSTEM,
+            message,
         }
     }
 
@@ -230,6 +337,9 @@ impl ServiceDesk for ZendeskClient {
                 Err(err) if changes.pages > 0 && err.is_retryable() => {
                     tracing::warn!(%err, pages = changes.pages, "ticket export cut short");
                     return Ok(changes);
+                }
+                Err(ApiError::Unauthorized { status: 403, .. }) => {
+                    return Err(self.export_refused().await)
                 }
                 Err(err) => return Err(err),
             };

@@ -11,7 +11,10 @@
 //! - Errors: `{"error":"RecordNotFound","description":..}`, `{"error":{"title","message"}}`,
 //!   validation failures add `"details":{field:[{"description"}]}`.
 //! - `GET /api/v2/incremental/tickets/cursor.json` → `{"tickets":[..],"after_cursor",
-//!   "after_url","end_of_stream"}`, up to 1000 tickets a page.
+//!   "after_url","end_of_stream"}`, up to 1000 tickets a page; admins only.
+//! - `GET /api/v2/users/me.json` → `{"user":{"id","name","email","role",..}}`, `role`
+//!   one of `end-user`, `agent`, `admin`; an unrecognised caller may be answered
+//!   as an anonymous user (`"id":null`).
 //!
 //! The bridge cuts nothing it sends to Zendesk: comment bodies come from PSA
 //! notes, which are shorter than Zendesk's own limits.
@@ -242,6 +245,41 @@ pub(super) struct WireUser {
     pub(super) name: Option<String>,
 }
 
+/// `GET /api/v2/users/me.json`.
+#[derive(Deserialize)]
+pub(super) struct CurrentUser {
+    pub(super) user: WireCurrentUser,
+}
+
+#[derive(Deserialize)]
+pub(super) struct WireCurrentUser {
+    #[serde(default)]
+    pub(super) id: Option<u64>,
+    #[serde(default)]
+    pub(super) name: Option<String>,
+    #[serde(default)]
+    pub(super) email: Option<String>,
+    #[serde(default)]
+    pub(super) role: Option<String>,
+}
+
+/// The role Zendesk needs for the incremental export.
+pub(super) const ADMIN_ROLE: &str = "admin";
+
+/// Why the sweep cannot use the export with this user, in an admin's words.
+pub(super) fn not_admin_message(email: &str, role: &str) -> String {
+    let article = if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!(
+        "the Zendesk user {email} is {article} {role}; the incremental export used by the sweep \
+         needs an admin. Make that user an admin in Zendesk, or connect the bridge with an \
+         admin's API token"
+    )
+}
+
 /// One page of the incremental ticket export; only what the sweep needs.
 #[derive(Deserialize)]
 pub(super) struct ExportPage {
@@ -361,6 +399,21 @@ mod tests {
             ticket_update(external_id("autotask:5")),
             json!({"ticket":{"external_id":"autotask:5"}})
         );
+    }
+
+    #[test]
+    fn the_not_admin_message_names_user_and_role() {
+        assert!(not_admin_message("a@b.example", "agent").starts_with(
+            "the Zendesk user a@b.example is an agent; the incremental export used by the sweep needs an admin."
+        ));
+        assert!(not_admin_message("a@b.example", "light-agent")
+            .starts_with("the Zendesk user a@b.example is a light-agent;"));
+        let me: CurrentUser = serde_json::from_str(
+            r#"{"user":{"id":null,"name":"Anonymous user","role":"end-user","authenticity_token":"x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(me.user.id, None);
+        assert_eq!(me.user.role.as_deref(), Some("end-user"));
     }
 
     #[test]
