@@ -2,6 +2,8 @@
 //! `bash infra/test.sh -p bridge-aws`, which starts the emulator and exports
 //! `AWS_ENDPOINT_URL` plus dummy credentials. Every test creates its own
 //! uniquely named table or queues, so tests run in parallel.
+//!
+//! One file for all adapters on purpose: one test binary links faster.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

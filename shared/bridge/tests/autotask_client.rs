@@ -1,6 +1,9 @@
 //! The Autotask client against a running Autotask sandbox, over real HTTP:
 //! zone discovery, tickets, notes and paging, lookups, picklists, error
 //! classification, and the callouts and webhooks the sandbox fires.
+//!
+//! One file for the whole client on purpose: one test binary links faster
+//! than one per area, and the sandbox setup is shared.
 
 use std::time::Duration;
 

@@ -17,6 +17,9 @@
 //!   failed events in a row the webhook is deactivated (nothing more is sent
 //!   until [`AutotaskSandbox::reactivate_webhook`]) and a `Deactivated`
 //!   notice goes to the deactivation URL, if one is set.
+//!
+//! Longer than 800 lines only with its unit tests (the delivery rules and
+//! both signing forms), kept beside the code they check.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;

@@ -10,6 +10,9 @@
 //! `Deactivated` notice), which ingest answers 2xx and writes to the tenant's
 //! sync log, because Autotask deactivates a webhook after 25 failed events in
 //! a row.
+//!
+//! Longer than 800 lines only with its unit tests (every reader's accepted
+//! and ignored shapes), kept beside the code they check.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;

@@ -18,6 +18,9 @@
 //!   required ones are read from `Tickets/entityInformation/fields`
 //!   (`isRequired`) and filled from the tenant's settings
 //!   (`autotask.queue_id`, `autotask.ticket_defaults`).
+//!
+//! Longer than 800 lines only with its unit tests (limits, note publish
+//! values, required fields), kept beside the code they check.
 
 use std::collections::BTreeMap;
 
