@@ -188,8 +188,13 @@ pub async fn comments_flow_both_ways_exactly_once_over_three_round_trips(world: 
                     .find(|c| c.body.contains(&answer))
             })
             .await;
-            let comment =
-                comment.unwrap_or_else(|| panic!("{}: note {round} never became a comment", t.id));
+            let comment = comment.unwrap_or_else(|| {
+                panic!(
+                    "{}: note {round} never became a comment; Autotask's deliveries: {:?}",
+                    t.id,
+                    t.autotask.webhook_status()
+                )
+            });
             assert_eq!(
                 comment.public, public,
                 "an internal note never becomes a public comment"

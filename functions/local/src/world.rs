@@ -19,7 +19,9 @@ use bridge::model::TenantId;
 use bridge::ports::{Condition, Queue, Secrets, Store};
 use bridge::repo::Repo;
 use bridge::wiring::Wiring;
-use sandbox::autotask::{AutotaskSandbox, AutotaskSandboxConfig, CalloutTarget, WebhookTarget};
+use sandbox::autotask::{
+    AutotaskSandbox, AutotaskSandboxConfig, CalloutTarget, DeliveryRules, WebhookTarget,
+};
 use sandbox::zendesk::{ZendeskSandbox, ZendeskSandboxConfig};
 
 use crate::app::LocalBridge;
@@ -291,6 +293,15 @@ async fn start_tenant(
         ..AutotaskSandboxConfig::default()
     })
     .await?;
+    // Autotask waits 30 s before it tries an event again, and every later
+    // event waits behind it. Here a retry comes after half a second, so that
+    // one answer slowed by a loaded test machine does not hold back every
+    // later event for half a minute; Autotask's own spacing is exercised in
+    // the ingest tests (`tests/e2e/ingest_events.rs`).
+    autotask.set_delivery_rules(DeliveryRules {
+        retry_interval: Duration::from_millis(500),
+        ..DeliveryRules::default()
+    });
     zendesk.set_export_lag(options.zendesk_export_lag);
     for sandbox_faults in [zendesk.faults(), autotask.faults()] {
         sandbox_faults.update(|f| f.latency = options.api_latency);
