@@ -14,7 +14,7 @@ use bridge::adapters::embedded::QueueDepth;
 use bridge::model::{DeskTicketId, JobSubject, PsaTicketId, SyncJob};
 use bridge::ports::Condition;
 use bridge::repo::{LogLevel, Repo, SyncLogEntry};
-use bridge_aws::lambda::process_batch;
+use bridge_aws::lambda::run_invocation;
 use sandbox::zendesk::NewTicket;
 use testkit::world::{TenantWorld, World, WorldOptions};
 
@@ -343,11 +343,17 @@ fn body_job(record: &SqsMessage) -> SyncJob {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lambda_batch_handler_settles_real_worker_outcomes_on_the_real_queue() {
     let backend = AwsBackend::default();
+    let defaults = WorldOptions::default();
     let world = world_on(
         &backend,
         WorldOptions {
             worker_concurrency: 0,
-            ..WorldOptions::default()
+            // Only the invocation's end gives kept budget slots back.
+            autotask_budget: bridge::connectors::budget::AutotaskBudget {
+                slot_idle_hold: Duration::from_secs(600),
+                ..defaults.autotask_budget.clone()
+            },
+            ..defaults
         },
     )
     .await;
@@ -389,7 +395,7 @@ async fn the_lambda_batch_handler_settles_real_worker_outcomes_on_the_real_queue
     // Taken before the handler hides the 429's messages, so that the check
     // below cannot be fooled by however long the steps in between take.
     let hidden_from = Instant::now();
-    let response = process_batch(
+    let response = run_invocation(
         &worker,
         world.queue.as_ref(),
         SqsEvent {
@@ -398,6 +404,11 @@ async fn the_lambda_batch_handler_settles_real_worker_outcomes_on_the_real_queue
         far_off,
     )
     .await;
+    let held = held_autotask_slots(&world, acme).await;
+    assert!(
+        held.is_empty(),
+        "the invocation ended with Autotask budget slots still held: {held:?}"
+    );
     let mut failed: Vec<String> = response
         .batch_item_failures
         .iter()
@@ -449,7 +460,7 @@ async fn the_lambda_batch_handler_settles_real_worker_outcomes_on_the_real_queue
     let mut stray_batch = lambda_batch(&backend).await;
     stray_batch.retain(|r| body_job(r).event_id == "p-1");
     assert_eq!(stray_batch.len(), 1);
-    let response = process_batch(
+    let response = run_invocation(
         &worker,
         world.queue.as_ref(),
         SqsEvent {
@@ -476,4 +487,26 @@ async fn the_lambda_batch_handler_settles_real_worker_outcomes_on_the_real_queue
         rerouted.attributes["MessageGroupId"],
         format!("acme:zendesk:{a}")
     );
+}
+
+/// The tenant's Autotask concurrency slots held in DynamoDB right now.
+async fn held_autotask_slots(world: &World, t: &TenantWorld) -> Vec<String> {
+    let now_us = chrono::Utc::now().timestamp_micros();
+    world
+        .store
+        .query(
+            &format!("TENANT#{}", t.id),
+            bridge::repo::AUTOTASK_SLOT_SK_PREFIX,
+            false,
+            100,
+        )
+        .await
+        .expect("table readable")
+        .into_iter()
+        .filter(|item| {
+            let slot: serde_json::Value = serde_json::from_str(&item.body).unwrap();
+            slot["held_until_us"].as_i64().unwrap_or(0) > now_us
+        })
+        .map(|item| item.sk)
+        .collect()
 }

@@ -592,6 +592,8 @@ pub async fn a_change_costs_at_most_two_autotask_calls_and_an_echo_none(world: W
     })
     .await
     .expect("the warm-up comment became a note");
+    let calls_before = acme.autotask.api_calls();
+    let budget_writes_before = autotask_budget_writes(&world, acme).await;
     let mut desk_id = 0;
     let create = autotask_calls_for(&world, acme, async || {
         desk_id = open(acme, "Counted", "normal", Some("CL-100"));
@@ -659,4 +661,27 @@ pub async fn a_change_costs_at_most_two_autotask_calls_and_an_echo_none(world: W
     })
     .await;
     assert!(note <= 2, "an Autotask note cost {note} Autotask calls");
+
+    // The budget's store traffic: the slot the calls ran on is kept between
+    // them, so what the budget wrote (slot take and give-back, token blocks)
+    // is at most one write per Autotask call.
+    world.bridge.wiring.worker().give_back_held().await;
+    let calls = acme.autotask.api_calls() - calls_before;
+    let budget_writes = autotask_budget_writes(&world, acme).await - budget_writes_before;
+    assert!(
+        budget_writes <= calls,
+        "the Autotask budget wrote {budget_writes} store items for {calls} Autotask calls"
+    );
+}
+
+/// Every write to the tenant's Autotask budget items so far: each write
+/// bumps its item's version by one.
+async fn autotask_budget_writes(world: &World, t: &TenantWorld) -> u64 {
+    let pk = format!("TENANT#{}", t.id);
+    let slots = world
+        .store
+        .query(&pk, bridge::repo::AUTOTASK_BUDGET_SK_PREFIX, false, 100)
+        .await
+        .expect("store readable");
+    slots.iter().map(|item| item.version).sum()
 }

@@ -58,7 +58,22 @@ pub async fn handle_sqs_batch(
     event: LambdaEvent<SqsEvent>,
 ) -> SqsBatchResponse {
     let deadline = invocation_write_deadline(event.context.deadline);
-    process_batch(worker, queue, event.payload, deadline).await
+    run_invocation(worker, queue, event.payload, deadline).await
+}
+
+/// One invocation's work: the batch, then giving back what the worker's
+/// connectors kept between calls. The instance may be frozen once this
+/// returns, and budget slots it kept for its next call would block the
+/// tenant's other instances until their lease ran out.
+pub async fn run_invocation(
+    worker: &Worker,
+    queue: &dyn Queue,
+    event: SqsEvent,
+    invocation_write_deadline: DateTime<Utc>,
+) -> SqsBatchResponse {
+    let response = process_batch(worker, queue, event, invocation_write_deadline).await;
+    worker.give_back_held().await;
+    response
 }
 
 /// The last moment of an invocation (`deadline`: Lambda's, in milliseconds

@@ -217,4 +217,9 @@ pub trait Connectors: Send + Sync {
         config: &TenantConfig,
         secrets: &TenantSecrets,
     ) -> Result<Arc<dyn Psa>, SyncError>;
+
+    /// Gives back what the connectors keep between calls in shared storage
+    /// (the PSA budget's concurrency slots), before the process may be
+    /// frozen: the end of a Lambda invocation.
+    async fn give_back_held(&self) {}
 }

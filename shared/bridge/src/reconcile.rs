@@ -224,6 +224,14 @@ impl Sweeper {
     /// `tenant_timeout`. A failing tenant is written to its sync log and does
     /// not stop the others. Fails only when the tenant list cannot be read.
     pub async fn sweep_all(&self) -> Result<Vec<SweepReport>, StoreError> {
+        let reports = self.sweep_every_tenant().await;
+        // A sweep in its own Lambda invocation must not leave slots held
+        // while the instance is frozen.
+        self.connectors.give_back_held().await;
+        reports
+    }
+
+    async fn sweep_every_tenant(&self) -> Result<Vec<SweepReport>, StoreError> {
         let tenants = Repo::new(self.store.as_ref()).tenants().await?;
         // Futures are built first: a stream of closures over borrowed tenants
         // would not be `Send` for callers that spawn the sweep.

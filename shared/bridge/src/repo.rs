@@ -31,6 +31,8 @@ pub fn cursor_sk(system: &str) -> String {
 /// `BUDGET#AUTOTASK#RATE`: the tenant's Autotask token bucket, shared by every
 /// process using the store.
 pub const AUTOTASK_RATE_SK: &str = "BUDGET#AUTOTASK#RATE";
+/// Every item of a tenant's Autotask budget (rate bucket and slots).
+pub const AUTOTASK_BUDGET_SK_PREFIX: &str = "BUDGET#AUTOTASK#";
 /// Prefix of `BUDGET#AUTOTASK#SLOT#<n>`, one of the tenant's Autotask
 /// concurrency slots (n below the cap).
 pub const AUTOTASK_SLOT_SK_PREFIX: &str = "BUDGET#AUTOTASK#SLOT#";

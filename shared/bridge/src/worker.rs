@@ -197,6 +197,12 @@ impl Worker {
         backoff_from(self.backoff_base, receive_count)
     }
 
+    /// Gives back what the connectors keep between calls (shared budget
+    /// slots): the end of a Lambda batch, the end of the local process.
+    pub async fn give_back_held(&self) {
+        self.connectors.give_back_held().await;
+    }
+
     /// When a run starting now must stop starting writes.
     pub fn write_deadline(&self) -> DateTime<Utc> {
         self.clock.now() + chrono::Duration::from_std(self.write_budget).unwrap_or_default()
@@ -468,6 +474,7 @@ impl Worker {
             }
         }
         while running.join_next().await.is_some() {}
+        self.give_back_held().await;
     }
 
     /// Processes one delivery and tells the queue what became of it.

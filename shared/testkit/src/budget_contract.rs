@@ -22,7 +22,10 @@ use crate::fakes::FixedClock;
 pub async fn shared_budget_contract(store: Arc<dyn Store>) {
     processes_together_stay_within_the_rate(store.clone()).await;
     processes_together_stay_within_the_concurrency_cap(store.clone()).await;
-    a_dead_holders_slot_frees_itself_and_a_late_give_back_frees_nothing(store).await;
+    a_dead_holders_slot_frees_itself_and_a_late_give_back_frees_nothing(store.clone()).await;
+    a_process_keeps_an_idle_slot_for_its_next_call_and_gives_it_back(store.clone()).await;
+    a_kept_slot_is_renewed_before_its_lease_runs_low(store.clone()).await;
+    a_kept_slot_goes_back_by_itself_after_the_idle_hold(store).await;
 }
 
 fn fresh_tenant(what: &str) -> TenantId {
@@ -79,8 +82,23 @@ fn only_the_cap(max_concurrent: usize) -> AutotaskBudget {
         acquire_wait: Duration::from_millis(20),
         busy_retry_after: Duration::from_secs(5),
         slot_lease: Duration::from_secs(120),
+        // Every slot back as soon as its call is over, so the checks above
+        // see exactly the calls in flight; the hold has checks of its own.
+        slot_idle_hold: Duration::ZERO,
         ..AutotaskBudget::default()
     }
+}
+
+/// The version of the tenant's first slot item: each store write bumps it.
+async fn slot_writes(store: &Arc<dyn Store>, tenant: &TenantId) -> u64 {
+    store
+        .get(
+            &format!("TENANT#{tenant}"),
+            &bridge::repo::autotask_slot_sk(0),
+        )
+        .await
+        .expect("store readable")
+        .map_or(0, |item| item.version)
 }
 
 async fn processes_together_stay_within_the_rate(store: Arc<dyn Store>) {
@@ -216,4 +234,111 @@ async fn a_dead_holders_slot_frees_itself_and_a_late_give_back_frees_nothing(
         .await
         .expect("given back, free again");
     next.release().await;
+}
+
+async fn a_process_keeps_an_idle_slot_for_its_next_call_and_gives_it_back(store: Arc<dyn Store>) {
+    let tenant = fresh_tenant("hold");
+    let clock = test_clock();
+    // A hold far longer than the check: only an explicit give-back ends it.
+    let budget = AutotaskBudget {
+        slot_idle_hold: Duration::from_secs(3_600),
+        ..only_the_cap(1)
+    };
+    let a = process(&store, &clock, &budget);
+    let b = process(&store, &clock, &budget);
+
+    assert_eq!(calls_admitted(&a, &tenant, 1).await, 1);
+    let after_first = slot_writes(&store, &tenant).await;
+    assert_eq!(after_first, 1, "the first call takes the slot: one write");
+    assert_eq!(
+        calls_admitted(&a, &tenant, 5).await,
+        5,
+        "a's next calls reuse the slot it kept"
+    );
+    assert_eq!(
+        slot_writes(&store, &tenant).await,
+        after_first,
+        "calls on a kept slot write nothing to the store"
+    );
+    assert!(
+        try_admit(&b, &tenant).await.is_err(),
+        "a slot kept by a counts against the cap for b"
+    );
+
+    a.give_back_idle_slots().await;
+    assert_eq!(
+        slot_writes(&store, &tenant).await,
+        after_first + 1,
+        "given back with one write"
+    );
+    assert_eq!(
+        calls_admitted(&b, &tenant, 1).await,
+        1,
+        "a slot given back admits another process's call"
+    );
+    b.give_back_idle_slots().await;
+}
+
+async fn a_kept_slot_is_renewed_before_its_lease_runs_low(store: Arc<dyn Store>) {
+    let tenant = fresh_tenant("renew");
+    let clock = test_clock();
+    let budget = AutotaskBudget {
+        slot_idle_hold: Duration::from_secs(3_600),
+        ..only_the_cap(1)
+    };
+    let a = process(&store, &clock, &budget);
+    let b = process(&store, &clock, &budget);
+
+    assert_eq!(calls_admitted(&a, &tenant, 1).await, 1);
+    // Over half of the 2-minute lease gone: the next call renews it.
+    clock.advance(chrono::Duration::seconds(70));
+    let before = slot_writes(&store, &tenant).await;
+    assert_eq!(calls_admitted(&a, &tenant, 1).await, 1);
+    assert_eq!(
+        slot_writes(&store, &tenant).await,
+        before + 1,
+        "a kept slot with less than half its lease left is renewed"
+    );
+    // Past the first lease's end but within the renewed one.
+    clock.advance(chrono::Duration::seconds(70));
+    assert!(
+        try_admit(&b, &tenant).await.is_err(),
+        "the renewed lease still holds the slot"
+    );
+    // Past the renewed lease: a kept slot of a process that stopped calling
+    // (and never gave it back) frees itself like a dead holder's.
+    clock.advance(chrono::Duration::seconds(60));
+    assert_eq!(calls_admitted(&b, &tenant, 1).await, 1);
+    b.give_back_idle_slots().await;
+    // a's kept slot is lost to b meanwhile; a takes a fresh one, not b's.
+    assert_eq!(calls_admitted(&a, &tenant, 1).await, 1);
+    a.give_back_idle_slots().await;
+}
+
+async fn a_kept_slot_goes_back_by_itself_after_the_idle_hold(store: Arc<dyn Store>) {
+    let tenant = fresh_tenant("idle");
+    let clock = test_clock();
+    let budget = AutotaskBudget {
+        slot_idle_hold: Duration::from_millis(50),
+        ..only_the_cap(1)
+    };
+    let a = process(&store, &clock, &budget);
+    let b = process(&store, &clock, &budget);
+
+    assert_eq!(calls_admitted(&a, &tenant, 1).await, 1);
+    // A bounded poll: the hold ends on tokio's timer, in the background.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match try_admit(&b, &tenant).await {
+            Ok(admission) => {
+                admission.release().await;
+                break;
+            }
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "a slot idle past its hold was never given back"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -303,6 +303,8 @@ struct CountingStore {
     inner: Arc<dyn Store>,
     reads: AtomicU64,
     writes: AtomicU64,
+    /// Writes to the Autotask budget's items (rate bucket, concurrency slots).
+    budget_writes: AtomicU64,
 }
 
 #[async_trait::async_trait]
@@ -320,6 +322,9 @@ impl Store for CountingStore {
         expires_at: Option<i64>,
     ) -> Result<u64, StoreError> {
         self.writes.fetch_add(1, Ordering::Relaxed);
+        if sk.starts_with(bridge::repo::AUTOTASK_BUDGET_SK_PREFIX) {
+            self.budget_writes.fetch_add(1, Ordering::Relaxed);
+        }
         self.inner.put(pk, sk, body, condition, expires_at).await
     }
     async fn query(
@@ -349,6 +354,7 @@ struct Counts {
     zendesk: u64,
     reads: u64,
     writes: u64,
+    budget_writes: u64,
 }
 
 impl Counts {
@@ -358,6 +364,7 @@ impl Counts {
             zendesk: tenant.zendesk.api_calls(),
             reads: store.reads.load(Ordering::Relaxed),
             writes: store.writes.load(Ordering::Relaxed),
+            budget_writes: store.budget_writes.load(Ordering::Relaxed),
         }
     }
 }
@@ -401,6 +408,7 @@ async fn cost_per_change(args: &Args) -> anyhow::Result<()> {
         inner: Arc::new(SqliteStore::in_memory()?),
         reads: AtomicU64::new(0),
         writes: AtomicU64::new(0),
+        budget_writes: AtomicU64::new(0),
     });
     let adapters = Adapters {
         store: store.clone(),
@@ -417,13 +425,14 @@ async fn cost_per_change(args: &Args) -> anyhow::Result<()> {
             let after = Counts::of(tenant, &store);
             let per = |a: u64, b: u64| (a - b) as f64 / n as f64;
             println!(
-                "  {} ({:?}), {kind}: {:.2} Autotask calls, {:.2} Zendesk calls, {:.2} store reads, {:.2} store writes",
+                "  {} ({:?}), {kind}: {:.2} Autotask calls, {:.2} Zendesk calls, {:.2} store reads, {:.2} store writes ({:.2} of them the Autotask budget's)",
                 tenant.id,
                 tenant.events,
                 per(after.autotask, before.autotask),
                 per(after.zendesk, before.zendesk),
                 per(after.reads, before.reads),
                 per(after.writes, before.writes),
+                per(after.budget_writes, before.budget_writes),
             );
         };
 
@@ -530,7 +539,14 @@ async fn cost_per_change(args: &Args) -> anyhow::Result<()> {
         quiet(&queue).await?;
         phase("Autotask note", before);
     }
+    // Stopping gives back the slots kept between calls: their writes count.
     world.bridge.stop().await;
+    let calls: u64 = world.tenants.iter().map(|t| t.autotask.api_calls()).sum();
+    let budget_writes = store.budget_writes.load(Ordering::Relaxed);
+    println!(
+        "  Autotask budget: {budget_writes} store writes for {calls} Autotask calls, {:.2} per call",
+        budget_writes as f64 / calls.max(1) as f64
+    );
     Ok(())
 }
 

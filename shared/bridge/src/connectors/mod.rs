@@ -102,6 +102,10 @@ impl Connectors for HttpConnectors {
         )))
     }
 
+    async fn give_back_held(&self) {
+        self.budgets.give_back_idle_slots().await;
+    }
+
     async fn psa(
         &self,
         config: &TenantConfig,

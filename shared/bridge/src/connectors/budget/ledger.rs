@@ -13,7 +13,9 @@
 //!
 //! Concurrency: one item per slot (`BUDGET#AUTOTASK#SLOT#<n>`, n below the
 //! cap). A call holds a slot for as long as it runs: taken with one versioned
-//! write, given back with another. A slot whose holder died (a killed Lambda
+//! write, given back with another; between calls the process may keep it for
+//! a short idle hold (see `HeldSlots`), so one take and one give-back serve a
+//! burst of calls. A slot whose holder died (a killed Lambda
 //! instance, an aborted task) is free again when its lease runs out, and the
 //! lease is longer than any call can take. Slot items never expire, so their
 //! versions only grow: a late give-back can never free a slot that somebody
@@ -73,6 +75,17 @@ pub enum TokenLease {
 pub struct SlotLease {
     slot: usize,
     version: u64,
+    /// Until when the store says we hold it (Unix microseconds).
+    held_until_us: i64,
+    holder: u64,
+}
+
+impl SlotLease {
+    /// How much of the lease is left at `now`.
+    pub fn remaining(&self, now: DateTime<Utc>) -> Duration {
+        let left = self.held_until_us.saturating_sub(now.timestamp_micros());
+        Duration::from_micros(left.max(0) as u64)
+    }
 }
 
 /// One tenant's budget items in the store.
@@ -203,7 +216,14 @@ impl SharedLedger {
                 .await;
             in_flight.armed = false;
             match written {
-                Ok(version) => return Ok(Some(SlotLease { slot, version })),
+                Ok(version) => {
+                    return Ok(Some(SlotLease {
+                        slot,
+                        version,
+                        held_until_us: held.held_until_us,
+                        holder: held.holder,
+                    }))
+                }
                 // Another process took it between our read and write.
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(err) => return Err(err),
@@ -223,8 +243,44 @@ impl SharedLedger {
             let lease = SlotLease {
                 slot,
                 version: item.version,
+                held_until_us: 0,
+                holder,
             };
             self.release_slot(&lease).await;
+        }
+    }
+
+    /// Extends a slot this process kept between calls to a full lease from
+    /// `now`, with one versioned write. `None`: the lease ran out and somebody
+    /// else took the slot meanwhile.
+    pub async fn renew_slot(
+        &self,
+        lease: SlotLease,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SlotLease>, StoreError> {
+        let held = AutotaskSlot {
+            held_until_us: now
+                .timestamp_micros()
+                .saturating_add(self.slot_lease.as_micros() as i64),
+            holder: lease.holder,
+        };
+        match self
+            .repo()
+            .put_autotask_slot(
+                &self.tenant,
+                lease.slot,
+                &held,
+                Condition::VersionIs(lease.version),
+            )
+            .await
+        {
+            Ok(version) => Ok(Some(SlotLease {
+                version,
+                held_until_us: held.held_until_us,
+                ..lease
+            })),
+            Err(StoreError::Conflict { .. }) => Ok(None),
+            Err(err) => Err(err),
         }
     }
 

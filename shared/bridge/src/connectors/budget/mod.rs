@@ -16,7 +16,8 @@
 //! ([`ledger`]), so that every process of a deployment (any number of worker
 //! Lambda instances plus the sweep) keeps to one budget per tenant together:
 //! tokens are leased from a shared bucket in small blocks and each call holds
-//! one of the tenant's shared concurrency slots. The Lambda functions and the
+//! one of the tenant's shared concurrency slots, which the process keeps for
+//! its next call until it has been idle a moment ([`HeldSlots`]). The Lambda functions and the
 //! local process both share it; the in-memory mode is for unit tests and
 //! tools that talk to Autotask without a store. Autotask's own 429s remain
 //! retryable as a backstop.
@@ -78,6 +79,16 @@ pub struct AutotaskBudget {
     /// than any call takes (the HTTP timeout is 20 s; paged calls make a few
     /// requests). Default 2 minutes.
     pub slot_lease: Duration,
+    /// Shared budget only: how long a process keeps a concurrency slot after
+    /// its last call, so that the next call (the rest of a job, the next
+    /// job of a burst) reuses it instead of taking and giving back one per
+    /// call, two store writes each time. Another process waits for such a
+    /// slot at most this long, so keep it well under `acquire_wait`. A Lambda
+    /// invocation gives its slots back when its batch is done
+    /// ([`AutotaskBudgets::give_back_idle_slots`]), since a frozen instance
+    /// cannot. Zero gives every slot back as soon as its call is over.
+    /// Default 1 second.
+    pub slot_idle_hold: Duration,
 }
 
 impl Default for AutotaskBudget {
@@ -90,6 +101,7 @@ impl Default for AutotaskBudget {
             busy_retry_after: Duration::from_secs(5),
             lease_block: 10,
             slot_lease: Duration::from_secs(120),
+            slot_idle_hold: Duration::from_secs(1),
         }
     }
 }
@@ -149,7 +161,115 @@ enum Tokens {
         ledger: Arc<SharedLedger>,
         leased: Mutex<u32>,
         lease_block: u32,
+        slots: Arc<HeldSlots>,
     },
+}
+
+/// The tenant's shared concurrency slots this process holds between calls.
+/// A slot is taken from the store when no held one is free and given back
+/// after [`AutotaskBudget::slot_idle_hold`] without a call, so a burst of
+/// calls costs two slot writes in all instead of two per call.
+pub struct HeldSlots {
+    ledger: Arc<SharedLedger>,
+    idle: Mutex<Vec<IdleSlot>>,
+    idle_hold: Duration,
+    /// A kept slot with less lease left than this is renewed before use, so
+    /// no call runs on a lease that could run out under it.
+    renew_below: Duration,
+}
+
+struct IdleSlot {
+    lease: SlotLease,
+    since: tokio::time::Instant,
+}
+
+impl HeldSlots {
+    /// A kept slot if one is idle (renewed if its lease runs low), else one
+    /// taken from the store; `None` when none is free before `deadline`.
+    async fn take(
+        self: &Arc<Self>,
+        clock: &dyn Clock,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<SlotLease>, StoreError> {
+        loop {
+            let kept = self.idle.lock().unwrap().pop();
+            let Some(kept) = kept else { break };
+            let now = clock.now();
+            if kept.lease.remaining(now) >= self.renew_below {
+                return Ok(Some(kept.lease));
+            }
+            // Lost (its lease ran out and another process took it): look on.
+            if let Some(renewed) = self.ledger.renew_slot(kept.lease, now).await? {
+                return Ok(Some(renewed));
+            }
+        }
+        self.take_from_store(clock, deadline).await
+    }
+
+    /// A slot from the store, looking again with growing pauses until
+    /// `deadline`: a slot given back a moment ago, or one lost to a
+    /// concurrent taker while another was free, must not cost a call a
+    /// delayed retry. The same short, bounded wait as for the process's own
+    /// permits.
+    async fn take_from_store(
+        self: &Arc<Self>,
+        clock: &dyn Clock,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<SlotLease>, StoreError> {
+        let mut pause = Duration::from_millis(10);
+        loop {
+            if let Some(slot) = self.ledger.take_slot(clock.now()).await? {
+                return Ok(Some(slot));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// Keeps a slot whose call is over for the next call, and arranges for
+    /// it to be given back once it has been idle for the hold.
+    fn keep(self: &Arc<Self>, lease: SlotLease) {
+        self.idle.lock().unwrap().push(IdleSlot {
+            lease,
+            since: tokio::time::Instant::now(),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let slots = self.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(slots.idle_hold).await;
+                slots.give_back_idle(slots.idle_hold).await;
+            });
+        }
+    }
+
+    /// Gives back every kept slot idle for at least `min_idle`.
+    pub async fn give_back_idle(&self, min_idle: Duration) {
+        let due: Vec<IdleSlot> = {
+            let mut idle = self.idle.lock().unwrap();
+            let (due, keep) = std::mem::take(&mut *idle)
+                .into_iter()
+                .partition(|slot| slot.since.elapsed() >= min_idle);
+            *idle = keep;
+            due
+        };
+        for slot in due {
+            self.ledger.release_slot(&slot.lease).await;
+        }
+    }
+
+    /// Ends a call's hold on a slot: kept for the next call, or given back
+    /// at once when there is no hold.
+    async fn end_call(self: &Arc<Self>, lease: SlotLease) {
+        if self.idle_hold.is_zero() {
+            self.ledger.release_slot(&lease).await;
+        } else {
+            self.keep(lease);
+        }
+    }
 }
 
 /// One tenant's budget: a token bucket for the hourly rate plus a semaphore
@@ -175,25 +295,25 @@ pub struct TenantLimiter {
 #[must_use = "give the admission back with Admission::release"]
 pub struct Admission {
     _permit: OwnedSemaphorePermit,
-    slot: Option<(Arc<SharedLedger>, SlotLease)>,
+    slot: Option<(Arc<HeldSlots>, SlotLease)>,
 }
 
 impl Admission {
     /// Gives the admission back once its call is over.
     pub async fn release(mut self) {
-        if let Some((ledger, slot)) = &self.slot {
-            ledger.release_slot(slot).await;
-            // Only now: a release cancelled halfway is redone by `drop`.
-            self.slot = None;
+        if let Some((slots, lease)) = self.slot.take() {
+            // Cancelled halfway, the lease is lost from here on and frees
+            // itself when it runs out (as for a process that dies).
+            slots.end_call(lease).await;
         }
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if let Some((ledger, slot)) = self.slot.take() {
+        if let Some((slots, lease)) = self.slot.take() {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { ledger.release_slot(&slot).await });
+                runtime.spawn(async move { slots.end_call(lease).await });
             }
         }
     }
@@ -219,16 +339,23 @@ impl TenantLimiter {
         clock: Arc<dyn Clock>,
         store: Arc<dyn Store>,
     ) -> Self {
-        let ledger = SharedLedger::new(
+        let ledger = Arc::new(SharedLedger::new(
             store,
             tenant.clone(),
             budget.max_concurrent,
             budget.slot_lease,
-        );
+        ));
+        let slots = Arc::new(HeldSlots {
+            ledger: ledger.clone(),
+            idle: Mutex::new(Vec::new()),
+            idle_hold: budget.slot_idle_hold,
+            renew_below: budget.slot_lease / 2,
+        });
         let tokens = Tokens::Shared {
-            ledger: Arc::new(ledger),
+            ledger,
             leased: Mutex::new(0),
             lease_block: budget.lease_block.max(1),
+            slots,
         };
         Self::with_tokens(tenant, budget, clock, tokens)
     }
@@ -269,8 +396,8 @@ impl TenantLimiter {
         };
         let slot = match &self.tokens {
             Tokens::Local(_) => None,
-            Tokens::Shared { ledger, .. } => match self.take_shared_slot(ledger, deadline).await {
-                Ok(Some(slot)) => Some((ledger.clone(), slot)),
+            Tokens::Shared { slots, .. } => match slots.take(self.clock.as_ref(), deadline).await {
+                Ok(Some(slot)) => Some((slots.clone(), slot)),
                 Ok(None) => return Err(self.busy("all processes")),
                 Err(err) => return Err(self.store_failed(err)),
             },
@@ -288,26 +415,11 @@ impl TenantLimiter {
         }
     }
 
-    /// A shared slot, looking again with growing pauses until `deadline`:
-    /// a slot given back a moment ago, or one lost to a concurrent taker
-    /// while another was free, must not cost a call a delayed retry. The
-    /// same short, bounded wait as for the process's own permits.
-    async fn take_shared_slot(
-        &self,
-        ledger: &Arc<SharedLedger>,
-        deadline: tokio::time::Instant,
-    ) -> Result<Option<SlotLease>, StoreError> {
-        let mut pause = Duration::from_millis(10);
-        loop {
-            if let Some(slot) = ledger.take_slot(self.clock.now()).await? {
-                return Ok(Some(slot));
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(None);
-            }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(Duration::from_millis(250));
+    /// Gives back the shared slots this limiter kept idle for at least
+    /// `min_idle` (none when the budget is not shared).
+    pub async fn give_back_idle_slots(&self, min_idle: Duration) {
+        if let Tokens::Shared { slots, .. } = &self.tokens {
+            slots.give_back_idle(min_idle).await;
         }
     }
 
@@ -365,6 +477,7 @@ impl TenantLimiter {
                 ledger,
                 leased,
                 lease_block,
+                ..
             } => {
                 {
                     let mut leased = leased.lock().unwrap();
@@ -459,6 +572,19 @@ impl AutotaskBudgets {
                 })
             })
             .clone()
+    }
+
+    /// Gives back every shared slot kept between calls, of every tenant: a
+    /// Lambda invocation calls this when its batch is done, because a frozen
+    /// instance cannot give back a slot when its idle hold is over, and
+    /// every other instance of the tenant would wait for its lease to run
+    /// out.
+    pub async fn give_back_idle_slots(&self) {
+        let limiters: Vec<Arc<TenantLimiter>> =
+            self.tenants.lock().unwrap().values().cloned().collect();
+        for limiter in limiters {
+            limiter.give_back_idle_slots(Duration::ZERO).await;
+        }
     }
 
     /// `inner` behind the tenant's budget.
