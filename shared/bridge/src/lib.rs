@@ -10,6 +10,7 @@ pub mod model;
 pub mod ports;
 pub mod reconcile;
 pub mod repo;
+pub mod setup;
 pub mod step;
 pub mod sync;
 pub mod timing;
