@@ -8,6 +8,7 @@
 //! and fail saying so without it. `--skip aws` leaves those out.
 
 mod aws_backend;
+mod browser;
 mod chaos;
 mod chaos_aws;
 mod chaos_cases;

@@ -5,11 +5,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use admin::Accounts;
 use axum::routing::get;
 use bridge::error::StoreError;
 use bridge::ingest::{autotask_router, zendesk_router, IngestState};
 use bridge::reconcile::{SweepReport, Sweeper};
 use bridge::wiring::Wiring;
+
+use crate::console::ConsoleOptions;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
@@ -24,6 +27,8 @@ pub fn router(state: IngestState) -> axum::Router {
 /// A running local bridge.
 pub struct LocalBridge {
     pub base_url: String,
+    /// The console's accounts, when it is served (`/admin`).
+    pub accounts: Option<Accounts>,
     pub wiring: Wiring,
     sweeper: Sweeper,
     shutdown: watch::Sender<bool>,
@@ -49,18 +54,46 @@ impl LocalBridge {
     /// at that interval (a tenant's first sweep looks back that far). Without
     /// it, sweeps run only through `sweep_now`.
     pub async fn start_with_sweep(
-        mut wiring: Wiring,
+        wiring: Wiring,
         listen: SocketAddr,
         worker_concurrency: usize,
         sweep_every: Option<Duration>,
     ) -> std::io::Result<Self> {
+        Self::start_with_console(wiring, listen, worker_concurrency, sweep_every, None).await
+    }
+
+    /// Like `start_with_sweep`, and with `console` serves the admin console
+    /// at `/admin` on the same port.
+    pub async fn start_with_console(
+        mut wiring: Wiring,
+        listen: SocketAddr,
+        worker_concurrency: usize,
+        sweep_every: Option<Duration>,
+        console: Option<ConsoleOptions>,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         let address = listener.local_addr()?;
+        let base_url = format!("http://{address}");
         let (shutdown, stop) = watch::channel(false);
         if let Some(every) = sweep_every {
             wiring.sweep_options.interval = every;
         }
-        let app = router(wiring.ingest_state());
+        let mut app = router(wiring.ingest_state());
+        let mut accounts = None;
+        if let Some(options) = &console {
+            let console_accounts = crate::console::accounts(&wiring, &base_url, options);
+            app = app.nest(
+                "/admin",
+                crate::console::router(
+                    crate::console::accounts(&wiring, &base_url, options),
+                    &wiring,
+                    wiring.sweeper(),
+                    &base_url,
+                    options,
+                ),
+            );
+            accounts = Some(console_accounts);
+        }
         let mut server_stop = stop.clone();
         let server = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -74,9 +107,10 @@ impl LocalBridge {
         let worker = spawn_worker(&wiring, worker_concurrency, stop);
         let sweeper = wiring.sweeper();
         let sweeps = tokio::spawn(run_sweeps(sweeper.clone(), sweep_every, sweep_stop));
-        info!(%address, "psa-bridge listening");
+        info!(%address, console = console.is_some(), "psa-bridge listening");
         Ok(Self {
-            base_url: format!("http://{address}"),
+            base_url,
+            accounts,
             wiring,
             sweeper,
             shutdown,

@@ -55,7 +55,10 @@ struct Arrival {
     millis: u128,
 }
 
-pub async fn run(options: WorldOptions) -> anyhow::Result<()> {
+/// The operator the demo creates for its console.
+const DEMO_OPERATOR: &str = "operator@demo.example";
+
+pub async fn run(options: WorldOptions, serve: bool) -> anyhow::Result<()> {
     println!("psa-bridge demo: starting sandbox Zendesk + Autotask for tenants acme and globex");
     println!(
         "  simulated API latency: {} ms per call",
@@ -117,6 +120,26 @@ pub async fn run(options: WorldOptions) -> anyhow::Result<()> {
                 entry.message
             );
         }
+    }
+    if let Some(accounts) = &world.bridge.accounts {
+        // A fresh random password each run: the demo's console is on
+        // localhost only, but a fixed password would be one to guess.
+        let password = format!("demo-{}", uuid::Uuid::new_v4().simple());
+        accounts.create_operator(DEMO_OPERATOR, &password).await?;
+        println!("\nAdmin console: {}/admin", world.bridge.base_url);
+        println!("  sign in as {DEMO_OPERATOR} with password {password}");
+        if let Some(outbox) = &world.console_outbox {
+            println!("  mails it sends land in {}", outbox.display());
+        }
+        if !serve {
+            println!(
+                "  (it stops with the demo; `demo --serve` keeps it and the sandboxes running)"
+            );
+        }
+    }
+    if serve {
+        println!("\nServing the sandboxes and the console until Ctrl-C.");
+        tokio::signal::ctrl_c().await?;
     }
     world.bridge.stop().await;
     if !problems.is_empty() {

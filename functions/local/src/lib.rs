@@ -5,6 +5,7 @@
 //! that a test can kill it).
 
 pub mod app;
+pub mod console;
 pub mod demo;
 pub mod settings;
 pub mod world;

@@ -10,6 +10,7 @@ use bridge::ports::Condition;
 use bridge::repo::Repo;
 use bridge::wiring::Wiring;
 use clap::{Parser, Subcommand};
+use psa_bridge_local::console::ConsoleOptions;
 use psa_bridge_local::settings::Settings;
 use psa_bridge_local::world::WorldOptions;
 use psa_bridge_local::{demo, LocalBridge};
@@ -32,6 +33,10 @@ enum Command {
         /// Latency added to every sandbox API call, in milliseconds.
         #[arg(long, default_value_t = 50)]
         api_latency_ms: u64,
+        /// Keep serving the sandboxes and the admin console after the demo,
+        /// until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
     },
     /// Run the bridge with a configuration file.
     Run {
@@ -48,6 +53,17 @@ enum Command {
     Replay {
         #[arg(long, short, env = "PSA_BRIDGE_CONFIG", default_value = "bridge.toml")]
         config: PathBuf,
+    },
+    /// Create the first operator of the admin console (`/admin`). The
+    /// password comes from PSA_BRIDGE_OPERATOR_PASSWORD or, if that is not
+    /// set, from the first line of standard input, never from an argument
+    /// (arguments show in the process list and the shell history).
+    CreateOperator {
+        #[arg(long, short, env = "PSA_BRIDGE_CONFIG", default_value = "bridge.toml")]
+        config: PathBuf,
+        /// The operator's e-mail address (their sign-in name).
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -66,15 +82,25 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     match cli.command {
-        Command::Demo { api_latency_ms } => {
-            demo::run(WorldOptions {
-                api_latency: Duration::from_millis(api_latency_ms),
-                ..WorldOptions::default()
-            })
+        Command::Demo {
+            api_latency_ms,
+            serve,
+        } => {
+            let outbox =
+                std::env::temp_dir().join(format!("psa-bridge-demo-outbox-{}", std::process::id()));
+            demo::run(
+                WorldOptions {
+                    api_latency: Duration::from_millis(api_latency_ms),
+                    console: Some(ConsoleOptions::outbox_only(outbox)),
+                    ..WorldOptions::default()
+                },
+                serve,
+            )
             .await
         }
         Command::Run { config } => run(config).await,
         Command::Sweep { config } => sweep(config).await,
+        Command::CreateOperator { config, email } => create_operator(config, &email).await,
         Command::Replay { config } => {
             let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
             let queue = EmbeddedQueue::open(&settings.data_dir.join("queue.sqlite3"))?;
@@ -114,17 +140,50 @@ fn sweep_interval(settings: &Settings) -> Option<Duration> {
 async fn run(config: PathBuf) -> anyhow::Result<()> {
     let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
     let wiring = open(&settings).await?;
-    let bridge = LocalBridge::start_with_sweep(
+    let bridge = LocalBridge::start_with_console(
         wiring,
         settings.listen,
         settings.worker_concurrency,
         sweep_interval(&settings),
+        Some(settings.console_options()),
     )
     .await?;
     println!("psa-bridge listening on {}", bridge.base_url);
+    println!(
+        "admin console: {}/admin (create the first operator with `psa-bridge create-operator --email ...`)",
+        bridge.base_url
+    );
     tokio::signal::ctrl_c().await?;
     println!("stopping");
     bridge.stop().await;
+    Ok(())
+}
+
+async fn create_operator(config: PathBuf, email: &str) -> anyhow::Result<()> {
+    let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
+    let password = match std::env::var("PSA_BRIDGE_OPERATOR_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            eprintln!("password for {email} (one line, at least 12 characters):");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let wiring = open(&settings).await?;
+    let accounts = psa_bridge_local::console::accounts(
+        &wiring,
+        &format!("http://{}", settings.listen),
+        &settings.console_options(),
+    );
+    accounts
+        .create_operator(email, &password)
+        .await
+        .with_context(|| format!("cannot create operator {email}"))?;
+    println!(
+        "operator {email} created; sign in at http://{}/admin",
+        settings.listen
+    );
     Ok(())
 }
 

@@ -36,6 +36,10 @@ pub struct Settings {
     /// Tenants written to the store at start-up.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+    /// Folder of the mails the admin console sends (invitations, temporary
+    /// passwords); default `<data_dir>/outbox`.
+    #[serde(default)]
+    pub console_outbox: Option<PathBuf>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -60,6 +64,15 @@ fn default_autotask_max_concurrent() -> u64 {
 impl Settings {
     /// The per-tenant Autotask budget these settings ask for; checked valid
     /// by [`Settings::load`].
+    /// Where the admin console's mails go.
+    pub fn console_options(&self) -> crate::console::ConsoleOptions {
+        crate::console::ConsoleOptions::outbox_only(
+            self.console_outbox
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("outbox")),
+        )
+    }
+
     pub fn autotask_budget(&self) -> AutotaskBudget {
         AutotaskBudget::with_limits(
             self.autotask_requests_per_hour,
@@ -101,6 +114,9 @@ impl Settings {
         }
         if settings.data_dir.is_relative() {
             settings.data_dir = base.join(&settings.data_dir);
+        }
+        if let Some(outbox) = settings.console_outbox.as_mut().filter(|o| o.is_relative()) {
+            *outbox = base.join(&*outbox);
         }
         Ok(settings)
     }

@@ -55,6 +55,9 @@ pub struct TenantSpec {
     pub queue: String,
     /// Take PSA → desk field changes only from tickets in that queue.
     pub to_desk_only_in_own_queue: bool,
+    /// Written to the store at start. A tenant that is not is one the
+    /// admin console onboards: its sandboxes run, the bridge does not know it.
+    pub onboarded: bool,
 }
 
 impl TenantSpec {
@@ -68,6 +71,7 @@ impl TenantSpec {
             fields: FieldRules::default(),
             queue: "Client Portal".to_owned(),
             to_desk_only_in_own_queue: false,
+            onboarded: true,
         }
     }
 }
@@ -94,6 +98,8 @@ pub struct WorldOptions {
     /// the world's sandboxes leave out this much (none by default, so a
     /// sweep sees a change at once).
     pub zendesk_export_lag: Duration,
+    /// Serve the admin console at `/admin`, its mails in this outbox.
+    pub console: Option<crate::console::ConsoleOptions>,
 }
 
 impl Default for WorldOptions {
@@ -111,6 +117,7 @@ impl Default for WorldOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             sweep_every: None,
             zendesk_export_lag: Duration::ZERO,
+            console: None,
         }
     }
 }
@@ -141,6 +148,8 @@ pub struct Adapters {
 /// The bridge and every tenant's sandboxes.
 pub struct World {
     pub bridge: LocalBridge,
+    /// Where the console's mails land, when it is served.
+    pub console_outbox: Option<std::path::PathBuf>,
     pub store: Arc<dyn Store>,
     pub queue: Arc<dyn Queue>,
     pub tenants: Vec<TenantWorld>,
@@ -154,6 +163,7 @@ fn secrets_for(id: &str) -> TenantSecrets {
     TenantSecrets {
         zendesk_email: format!("bridge@{id}.example"),
         zendesk_api_token: Secret::new(random_secret()),
+        zendesk_oauth_token: Secret::default(),
         zendesk_webhook_secret: Secret::new(random_secret()),
         autotask_username: format!("api@{id}.example"),
         autotask_secret: Secret::new(random_secret()),
@@ -210,11 +220,12 @@ impl World {
         );
         wiring.worker_options.permanent_retry = options.permanent_retry;
         wiring.worker_options.backoff_base = options.backoff_base;
-        let bridge = LocalBridge::start_with_sweep(
+        let bridge = LocalBridge::start_with_console(
             wiring,
             options.listen,
             options.worker_concurrency,
             options.sweep_every,
+            options.console.clone(),
         )
         .await?;
 
@@ -228,13 +239,16 @@ impl World {
                 .clone();
             let tenant =
                 start_tenant(&bridge.base_url, &spec, id, tenant_secrets, &options).await?;
-            Repo::new(store.as_ref())
-                .put_tenant(&tenant.config, Condition::Always)
-                .await?;
+            if spec.onboarded {
+                Repo::new(store.as_ref())
+                    .put_tenant(&tenant.config, Condition::Always)
+                    .await?;
+            }
             tenants.push(tenant);
         }
         Ok(Self {
             bridge,
+            console_outbox: options.console.as_ref().map(|c| c.outbox.clone()),
             store,
             queue,
             tenants,

@@ -137,6 +137,7 @@ pub struct Invitation {
 
 /// The account operations.
 pub struct Accounts {
+    store: Arc<dyn Store>,
     users: Users,
     sessions: Sessions,
     mailer: Arc<dyn Mailer>,
@@ -156,6 +157,7 @@ impl fmt::Debug for Accounts {
 impl Accounts {
     pub fn new(store: Arc<dyn Store>, mailer: Arc<dyn Mailer>, clock: Arc<dyn Clock>) -> Self {
         Self {
+            store: store.clone(),
             users: Users::new(store.clone()),
             sessions: Sessions::new(store),
             mailer,
@@ -177,6 +179,15 @@ impl Accounts {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The store the tenant pages read and write (the same table).
+    pub(crate) fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     /// Creates an operator with a password of their choosing (the CLI's

@@ -47,6 +47,46 @@ pub enum AdminError {
     Mail(#[from] MailError),
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// Someone else changed the same thing meanwhile; reload and retry.
+    #[error("changed by someone else meanwhile; reload the page and try again")]
+    Conflict,
+    /// A port this deployment was built without (setup checks, secrets
+    /// store, the running bridge).
+    #[error("{0} is not available in this deployment")]
+    NotAvailable(&'static str),
+    /// Live checks that did not pass, each with what to fix.
+    #[error("{}", describe_failures(.0))]
+    ChecksFailed(Vec<CheckView>),
+    /// The running bridge or a secrets store refused or failed a request;
+    /// the message is in words and holds no credential.
+    #[error("{message}")]
+    Upstream { message: String, retryable: bool },
+}
+
+/// One check's outcome as pages and the API show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CheckView {
+    pub check: String,
+    pub fix: String,
+    pub retryable: bool,
+}
+
+impl From<bridge::setup::CheckFailure> for CheckView {
+    fn from(f: bridge::setup::CheckFailure) -> Self {
+        Self {
+            check: f.check,
+            fix: f.fix,
+            retryable: f.retryable,
+        }
+    }
+}
+
+fn describe_failures(failures: &[CheckView]) -> String {
+    let parts: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{}: {}", f.check, f.fix))
+        .collect();
+    format!("not every check passed: {}", parts.join("; "))
 }
 
 impl AdminError {
@@ -54,6 +94,8 @@ impl AdminError {
         match self {
             AdminError::Store { retryable, .. } => *retryable,
             AdminError::Mail(e) => e.retryable,
+            AdminError::Upstream { retryable, .. } => *retryable,
+            AdminError::ChecksFailed(failures) => failures.iter().all(|f| f.retryable),
             _ => false,
         }
     }
@@ -69,7 +111,13 @@ impl AdminError {
             AdminError::Invalid(_) | AdminError::WrongCurrentPassword => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            AdminError::UserExists => StatusCode::CONFLICT,
+            AdminError::UserExists | AdminError::Conflict => StatusCode::CONFLICT,
+            AdminError::ChecksFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AdminError::NotAvailable(_) => StatusCode::NOT_IMPLEMENTED,
+            AdminError::Upstream {
+                retryable: true, ..
+            } => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             AdminError::Store { .. } | AdminError::Mail(_) if self.is_retryable() => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -95,6 +143,10 @@ impl AdminError {
             AdminError::Store { .. } => "storage",
             AdminError::Mail(_) => "mail",
             AdminError::Internal(_) => "internal",
+            AdminError::Conflict => "conflict",
+            AdminError::NotAvailable(_) => "not_available",
+            AdminError::ChecksFailed(_) => "checks_failed",
+            AdminError::Upstream { .. } => "upstream",
         }
     }
 
@@ -130,11 +182,14 @@ impl IntoResponse for AdminError {
         if status.is_server_error() {
             tracing::error!(error = %self, "admin request failed");
         }
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "error": self.to_string(),
             "code": self.code(),
             "retryable": self.is_retryable(),
         });
+        if let AdminError::ChecksFailed(failures) = &self {
+            body["failures"] = serde_json::to_value(failures).unwrap_or_default();
+        }
         (status, axum::Json(body)).into_response()
     }
 }

@@ -13,21 +13,33 @@
 //! ```
 
 pub mod accounts;
+pub mod credentials;
 pub mod error;
 pub mod mail;
+pub mod mappings;
+pub mod onboarding;
+pub mod ops;
 pub mod password;
+pub mod psa;
 pub mod sessions;
+pub mod setup_flow;
+pub mod suggest;
+pub mod tenants;
 pub mod users;
 pub mod web;
+pub mod wiring;
 
 pub use accounts::{
     failure_delay, require_tenant, Accounts, CurrentUser, Invitation, NewSession, Pause, Settings,
     SleepPause,
 };
-pub use error::{AdminError, MailError, NotFound};
+pub use error::{AdminError, CheckView, MailError, NotFound};
 pub use mail::{Mail, Mailer, OutboxMailer};
+pub use ops::{DeadLetter, Operations, OpsError};
 pub use password::HashCost;
+pub use psa::Psa;
 pub use users::{Email, Role};
 pub use web::{
     router, router_with, AdminState, WebSettings, CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE,
 };
+pub use wiring::{OnboardingSettings, ZendeskOAuthClient};

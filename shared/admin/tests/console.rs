@@ -1,6 +1,7 @@
 //! The console through its real HTTP layer (see `support` for the harness).
 
 mod support;
+mod tenant_flow;
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};

@@ -1,11 +1,14 @@
 //! psa-bridge on AWS: the ports implemented on DynamoDB (`Store`), SQS FIFO
-//! (`Queue`) and Secrets Manager (`Secrets`), plus the worker's Lambda SQS
-//! batch handling. A function's `main` builds the [`wiring`] once per cold
-//! start and hands what it needs to the shared handlers.
+//! (`Queue`), Secrets Manager (`Secrets`) and SES (the admin console's
+//! `Mailer`), plus the worker's Lambda SQS batch handling. A function's
+//! `main` builds the [`wiring`] (the admin console: [`console`]) once per
+//! cold start and hands what it needs to the shared handlers.
 
+pub mod console;
 pub mod dynamo;
 pub mod lambda;
 pub mod secrets;
+pub mod ses;
 pub mod sqs;
 #[cfg(test)]
 mod template_timing;
@@ -23,6 +26,7 @@ use thiserror::Error;
 
 pub use dynamo::DynamoStore;
 pub use secrets::SecretsManagerSecrets;
+pub use ses::SesMailer;
 pub use sqs::SqsQueue;
 
 /// SDK configuration from the environment (region, credentials, as the AWS

@@ -12,6 +12,7 @@ use bridge::config::TenantSecrets;
 use bridge::error::SecretsError;
 use bridge::model::TenantId;
 use bridge::ports::Secrets;
+use bridge::setup::SecretsWriter;
 
 /// Long enough to spare Secrets Manager a call per job, short enough that a
 /// rotated credential is picked up within minutes.
@@ -133,6 +134,83 @@ impl Secrets for SecretsManagerSecrets {
         self.cache.keep(tenant, Instant::now(), &secrets);
         tracing::debug!("tenant secrets fetched");
         Ok(secrets)
+    }
+}
+
+#[async_trait]
+impl SecretsWriter for SecretsManagerSecrets {
+    /// `PutSecretValue` on the tenant's secret, creating it on the first
+    /// write (`CreateSecret`); the document is the one [`Secrets`] reads.
+    /// This process's cache takes the new value at once.
+    #[tracing::instrument(level = "debug", skip_all, fields(tenant = %tenant))]
+    async fn put_tenant_secrets(
+        &self,
+        tenant: &TenantId,
+        secrets: &TenantSecrets,
+    ) -> Result<(), SecretsError> {
+        let name = self.secret_name(tenant);
+        let document = serde_json::to_string(&secrets.to_document())
+            .map_err(|_| SecretsError::Unavailable("cannot render the secret document".into()))?;
+        let unavailable = |call: &str, detail: String| {
+            SecretsError::Unavailable(format!("Secrets Manager {call} for {name}: {detail}"))
+        };
+        let put = self
+            .client
+            .put_secret_value()
+            .secret_id(&name)
+            .secret_string(&document)
+            .send()
+            .await;
+        match put {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                let created = self
+                    .client
+                    .create_secret()
+                    .name(&name)
+                    .description("psa-bridge tenant credentials")
+                    .secret_string(&document)
+                    .send()
+                    .await;
+                match created {
+                    Ok(_) => tracing::info!("tenant secret created"),
+                    // Another writer created it between the two calls: ours
+                    // is the newer value, so it goes on top.
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|s| s.is_resource_exists_exception()) =>
+                    {
+                        self.client
+                            .put_secret_value()
+                            .secret_id(&name)
+                            .secret_string(&document)
+                            .send()
+                            .await
+                            .map_err(|e| {
+                                unavailable("PutSecretValue", DisplayErrorContext(&e).to_string())
+                            })?;
+                    }
+                    Err(e) => {
+                        return Err(unavailable(
+                            "CreateSecret",
+                            DisplayErrorContext(&e).to_string(),
+                        ))
+                    }
+                }
+            }
+            Err(e) => {
+                return Err(unavailable(
+                    "PutSecretValue",
+                    DisplayErrorContext(&e).to_string(),
+                ))
+            }
+        }
+        self.cache.keep(tenant, Instant::now(), secrets);
+        tracing::info!("tenant secrets written");
+        Ok(())
     }
 }
 

@@ -18,8 +18,14 @@ use bridge::config::{Secret, TenantSecrets};
 use bridge::error::{SecretsError, StoreError};
 use bridge::model::{DeskTicketId, JobSubject, SyncJob, TenantId};
 use bridge::ports::{Condition, Queue, Secrets, Store, MAX_ITEM_BYTES};
+use bridge::setup::SecretsWriter;
 use bridge_aws::{DynamoStore, SecretsManagerSecrets, SqsQueue};
 use testkit::conformance::{self, QueueContractOptions};
+
+// The admin Lambda's console; in a folder so that Cargo makes no second
+// test binary of it.
+#[path = "emulator/admin_console.rs"]
+mod admin_console;
 
 fn endpoint() -> String {
     match std::env::var("AWS_ENDPOINT_URL") {
@@ -744,6 +750,7 @@ fn tenant_secrets(token: &str) -> TenantSecrets {
     TenantSecrets {
         zendesk_email: "agent@acme.example".into(),
         zendesk_api_token: Secret::new(token),
+        zendesk_oauth_token: Secret::default(),
         zendesk_webhook_secret: Secret::new("whsec"),
         autotask_username: "api@acme.example".into(),
         autotask_secret: Secret::new("at-secret"),
@@ -804,6 +811,54 @@ async fn tenant_secrets_round_trip_and_are_cached() {
         fresh.zendesk_api_token.expose(),
         "token-2",
         "a fresh process reads the rotated secret"
+    );
+}
+
+#[tokio::test]
+async fn written_tenant_secrets_are_created_then_replaced_and_read_back() {
+    let client = aws_sdk_secretsmanager::Client::new(&sdk().await);
+    let prefix = unique("psa-test");
+    let tenant = TenantId::parse("acme").unwrap();
+    let writer = SecretsManagerSecrets::new(client.clone(), &prefix);
+
+    let mut first = tenant_secrets("token-1");
+    first.zendesk_oauth_token = Secret::new("oauth-access-1");
+    writer.put_tenant_secrets(&tenant, &first).await.unwrap();
+    assert_eq!(writer.tenant_secrets(&tenant).await.unwrap(), first);
+
+    let second = tenant_secrets("token-2");
+    writer.put_tenant_secrets(&tenant, &second).await.unwrap();
+    assert_eq!(
+        writer.tenant_secrets(&tenant).await.unwrap(),
+        second,
+        "the writer's own cache takes the new value"
+    );
+    let fresh = SecretsManagerSecrets::new(client.clone(), &prefix)
+        .tenant_secrets(&tenant)
+        .await
+        .unwrap();
+    assert_eq!(fresh, second, "another process reads what was written");
+
+    let stored = client
+        .get_secret_value()
+        .secret_id(format!("{prefix}/acme"))
+        .send()
+        .await
+        .unwrap();
+    let document: serde_json::Value =
+        serde_json::from_str(stored.secret_string().unwrap()).unwrap();
+    assert_eq!(document["zendesk_api_token"], "token-2");
+    assert_eq!(document["zendesk_oauth_token"], "", "replaced as a whole");
+    let versions = client
+        .list_secret_version_ids()
+        .secret_id(format!("{prefix}/acme"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        versions.versions().len(),
+        2,
+        "one secret, a new version per write"
     );
 }
 

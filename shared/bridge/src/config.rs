@@ -378,14 +378,19 @@ impl fmt::Display for Secret {
     }
 }
 
-/// One tenant's credentials, as kept in the secrets port. Read-only to the
-/// bridge: it is deserialized from the secrets store, never serialized.
+/// One tenant's credentials, as kept in the secrets port. Deserialized from
+/// the secrets store; only the secrets writers turn it back into a document
+/// ([`TenantSecrets::to_document`]), so no derive can leak it elsewhere.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantSecrets {
     /// Zendesk agent e-mail for API token auth (`{email}/token:{token}`).
     pub zendesk_email: String,
     pub zendesk_api_token: Secret,
+    /// An OAuth access token (authorization code grant). When set, the bridge
+    /// signs in to Zendesk with it (`Bearer`) instead of the API token.
+    #[serde(default)]
+    pub zendesk_oauth_token: Secret,
     /// Signing secret of the Zendesk webhook that calls this tenant's URL.
     pub zendesk_webhook_secret: Secret,
     /// Autotask API user (`UserName` header).
@@ -400,6 +405,59 @@ pub struct TenantSecrets {
     /// Secret key of the tenant's Autotask REST webhook (`X-Hook-Signature`).
     #[serde(default)]
     pub autotask_webhook_secret: Secret,
+}
+
+impl TenantSecrets {
+    /// The document a secrets store keeps: every field by its serde name,
+    /// values in clear. For the secrets writers only; the destructuring
+    /// makes a new field a compile error here rather than a silently
+    /// dropped credential.
+    pub fn to_document(&self) -> BTreeMap<&'static str, String> {
+        let TenantSecrets {
+            zendesk_email,
+            zendesk_api_token,
+            zendesk_oauth_token,
+            zendesk_webhook_secret,
+            autotask_username,
+            autotask_secret,
+            autotask_integration_code,
+            autotask_callout_username,
+            autotask_callout_password,
+            autotask_webhook_secret,
+        } = self;
+        [
+            ("zendesk_email", zendesk_email.clone()),
+            ("zendesk_api_token", zendesk_api_token.expose().to_owned()),
+            (
+                "zendesk_oauth_token",
+                zendesk_oauth_token.expose().to_owned(),
+            ),
+            (
+                "zendesk_webhook_secret",
+                zendesk_webhook_secret.expose().to_owned(),
+            ),
+            ("autotask_username", autotask_username.clone()),
+            ("autotask_secret", autotask_secret.expose().to_owned()),
+            (
+                "autotask_integration_code",
+                autotask_integration_code.expose().to_owned(),
+            ),
+            (
+                "autotask_callout_username",
+                autotask_callout_username.clone(),
+            ),
+            (
+                "autotask_callout_password",
+                autotask_callout_password.expose().to_owned(),
+            ),
+            (
+                "autotask_webhook_secret",
+                autotask_webhook_secret.expose().to_owned(),
+            ),
+        ]
+        .into_iter()
+        .collect()
+    }
 }
 
 #[cfg(test)]
@@ -494,6 +552,28 @@ mod tests {
             toml::from_str::<AutotaskSettings>("zone_lookup_url = \"z\"\nticket_default = {}")
                 .unwrap_err();
         assert!(err.to_string().contains("ticket_default"), "{err}");
+    }
+
+    #[test]
+    fn the_secrets_document_reads_back_as_the_same_secrets() {
+        let secrets: TenantSecrets = serde_json::from_value(serde_json::json!({
+            "zendesk_email": "bridge@acme.example",
+            "zendesk_api_token": "zd-token",
+            "zendesk_webhook_secret": "zd-hook",
+            "autotask_username": "api@acme.example",
+            "autotask_secret": "at-secret",
+            "autotask_integration_code": "AT-CODE",
+        }))
+        .unwrap();
+        assert!(secrets.zendesk_oauth_token.is_empty(), "optional");
+        let mut with_oauth = secrets.clone();
+        with_oauth.zendesk_oauth_token = Secret::new("oauth-access");
+        let document = serde_json::to_value(with_oauth.to_document()).unwrap();
+        assert_eq!(document["zendesk_oauth_token"], "oauth-access");
+        assert_eq!(
+            serde_json::from_value::<TenantSecrets>(document).unwrap(),
+            with_oauth
+        );
     }
 
     #[test]

@@ -172,6 +172,39 @@ async fn receive_limit_dead_letters_and_redrive_replays() {
 }
 
 #[tokio::test]
+async fn dead_letters_are_listed_with_their_jobs_and_replayed_one_at_a_time() {
+    let queue = EmbeddedQueue::in_memory()
+        .unwrap()
+        .with_max_receive_count(1);
+    queue.send(&job("1", "a")).await.unwrap();
+    queue.send(&job("2", "b")).await.unwrap();
+    for delivery in queue.receive(10, NOW).await.unwrap() {
+        queue.retry_later(&delivery.receipt, NOW).await.unwrap();
+    }
+    assert!(queue.receive(10, NOW).await.unwrap().is_empty());
+
+    let dead = queue.dead_letters().unwrap();
+    let listed: Vec<&str> = dead
+        .iter()
+        .map(|d| d.job.as_ref().expect("a readable job").event_id.as_str())
+        .collect();
+    assert_eq!(listed, vec!["a", "b"]);
+    assert!(dead
+        .iter()
+        .all(|d| d.receive_count == 1 && d.dead_at_ms > 0));
+
+    assert!(queue.redrive_dead_letter(dead[1].id).unwrap());
+    assert!(
+        !queue.redrive_dead_letter(dead[1].id).unwrap(),
+        "a replayed dead letter is gone"
+    );
+    let remaining: Vec<i64> = queue.dead_letters().unwrap().iter().map(|d| d.id).collect();
+    assert_eq!(remaining, vec![dead[0].id], "only the chosen one moved");
+    let replayed = queue.receive(10, NOW).await.unwrap();
+    assert_eq!(events(&replayed), vec!["b"]);
+}
+
+#[tokio::test]
 async fn unknown_receipts_are_rejected_and_stale_ones_ignored() {
     let queue = EmbeddedQueue::in_memory().unwrap();
     assert!(matches!(

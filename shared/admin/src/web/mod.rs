@@ -15,7 +15,11 @@
 //! double-submit cookie because it needs no state and no extra cookie.
 
 mod api;
+mod mapping_form;
+pub mod openapi;
 mod pages;
+mod tenant_api;
+mod tenant_pages;
 
 use std::sync::Arc;
 
@@ -30,7 +34,11 @@ use axum::Router;
 
 use crate::accounts::{Accounts, CurrentUser, NewSession};
 use crate::error::AdminError;
+use crate::ops::Operations;
 use crate::sessions::SessionToken;
+use crate::wiring::{OnboardingSettings, TenantPorts};
+use bridge::ports::Secrets;
+use bridge::setup::{SecretsWriter, TenantSetup};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "psab_session";
@@ -61,11 +69,13 @@ impl Default for WebSettings {
     }
 }
 
-/// The router's state: the account operations and the web settings.
+/// The router's state: the account operations, the web settings and the
+/// ports of the tenant pages (each optional, see `wiring`).
 #[derive(Clone, Debug)]
 pub struct AdminState {
     accounts: Arc<Accounts>,
     web: Arc<WebSettings>,
+    ports: Arc<TenantPorts>,
 }
 
 impl AdminState {
@@ -73,7 +83,39 @@ impl AdminState {
         Self {
             accounts: Arc::new(accounts),
             web: Arc::new(WebSettings::default()),
+            ports: Arc::new(TenantPorts::default()),
         }
+    }
+
+    /// Live checks and reads against tenants' Zendesk and PSA.
+    pub fn with_tenant_setup(mut self, setup: Arc<dyn TenantSetup>) -> Self {
+        Arc::make_mut(&mut self.ports).setup = Some(setup);
+        self
+    }
+
+    /// The secrets store: read (to keep fields not being changed) and write.
+    pub fn with_secrets(
+        mut self,
+        reader: Arc<dyn Secrets>,
+        writer: Arc<dyn SecretsWriter>,
+    ) -> Self {
+        Arc::make_mut(&mut self.ports).secrets = Some((reader, writer));
+        self
+    }
+
+    /// The running bridge: sync now, dead letters, replay.
+    pub fn with_operations(mut self, operations: Arc<dyn Operations>) -> Self {
+        Arc::make_mut(&mut self.ports).operations = Some(operations);
+        self
+    }
+
+    pub fn with_onboarding(mut self, settings: OnboardingSettings) -> Self {
+        Arc::make_mut(&mut self.ports).settings = settings;
+        self
+    }
+
+    pub fn ports(&self) -> &TenantPorts {
+        &self.ports
     }
 
     pub fn with_web(mut self, web: WebSettings) -> Self {
@@ -132,6 +174,8 @@ pub fn router(state: AdminState) -> Router {
 pub fn router_with(state: AdminState, extra: Router<AdminState>) -> Router {
     pages::routes()
         .merge(api::routes())
+        .merge(tenant_pages::routes())
+        .merge(tenant_api::routes())
         .merge(extra)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -209,12 +253,32 @@ async fn guard(State(state): State<AdminState>, mut req: Request, next: Next) ->
         }
     }
 
+    // Tenant isolation before any handler or body extractor runs, so that
+    // another tenant's route answers 404 whatever the request carries.
+    // Handlers check again (`tenants::authorize`).
+    if let (Some(user), Some(raw)) = (&user, tenant_segment(&path)) {
+        let allowed = bridge::model::TenantId::parse(raw)
+            .is_some_and(|t| crate::accounts::require_tenant(user, &t).is_ok());
+        if !allowed {
+            return deny(AdminError::NotFound);
+        }
+    }
+
     req.extensions_mut().insert(RequestAuth {
         user,
         api,
         base: Arc::from(state.base()),
     });
     with_security_headers(next.run(req).await)
+}
+
+/// The `{tenant}` of a tenant route (`/tenants/{tenant}...`,
+/// `/api/tenants/{tenant}...`).
+fn tenant_segment(path: &str) -> Option<&str> {
+    let rest = path
+        .strip_prefix("/api/tenants/")
+        .or_else(|| path.strip_prefix("/tenants/"))?;
+    Some(rest.split('/').next().unwrap_or(rest))
 }
 
 /// The token the request carries, from the API header or the form field.

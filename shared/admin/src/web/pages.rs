@@ -29,22 +29,26 @@ pub(super) fn routes() -> Router<AdminState> {
         .route("/password", get(password_form).post(change_password))
         .route("/forgot", get(forgot_form).post(forgot))
         .route("/invite", get(invite_form).post(invite))
+        .route(
+            "/tenants",
+            get(super::tenant_pages::tenants_page).post(super::tenant_pages::create_tenant),
+        )
         .route("/static/admin.css", get(stylesheet))
 }
 
 /// The parts of `base.html` every page fills.
-struct Layout {
-    title: &'static str,
-    base: String,
+pub(super) struct Layout {
+    pub(super) title: &'static str,
+    pub(super) base: String,
     /// The console's home page: the mount point itself (a router nested at
     /// `/admin` serves `/admin`, not `/admin/`).
-    home: String,
-    who: Option<String>,
-    csrf: String,
+    pub(super) home: String,
+    pub(super) who: Option<String>,
+    pub(super) csrf: String,
 }
 
 impl Layout {
-    fn new(title: &'static str, base: &str, user: Option<&CurrentUser>) -> Self {
+    pub(super) fn new(title: &'static str, base: &str, user: Option<&CurrentUser>) -> Self {
         Self {
             title,
             base: base.to_owned(),
@@ -113,7 +117,7 @@ struct ErrorPage<'a> {
     message: &'a str,
 }
 
-fn render(status: StatusCode, page: &impl Template) -> Response {
+pub(super) fn render(status: StatusCode, page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => (status, Html(html)).into_response(),
         Err(e) => {
@@ -134,7 +138,7 @@ pub(super) fn error_page(base: &str, e: &AdminError) -> Response {
 }
 
 /// Redirects within the console; `""` is its home page.
-fn see_other(state: &AdminState, path: &str) -> Response {
+pub(super) fn see_other(state: &AdminState, path: &str) -> Response {
     let target = match (state.base(), path) {
         ("", "") => "/".to_owned(),
         (base, path) => format!("{base}{path}"),

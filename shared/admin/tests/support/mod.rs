@@ -3,6 +3,8 @@
 //! pause that records instead of sleeping; requests go through the real
 //! HTTP layer with `tower::ServiceExt::oneshot`.
 
+pub mod fakes;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -148,6 +150,11 @@ async fn tenant_probe(
 
 impl Harness {
     pub async fn new() -> Self {
+        Self::new_with(|state| state).await
+    }
+
+    /// A harness whose state `wire` gives more ports.
+    pub async fn new_with(wire: impl FnOnce(AdminState) -> AdminState) -> Self {
         logs();
         let store = Arc::new(SqliteStore::in_memory().unwrap());
         let outbox = std::env::temp_dir().join(format!("admin-outbox-{}", uuid::Uuid::new_v4()));
@@ -165,7 +172,7 @@ impl Harness {
         )
         .with_settings(settings)
         .with_pause(pause.clone());
-        let state = AdminState::new(accounts);
+        let state = wire(AdminState::new(accounts));
         let extra = Router::new().route("/api/tenants/{tenant}/probe", get(tenant_probe));
         let app = Router::new().nest("/admin", admin::router_with(state.clone(), extra));
         state
@@ -307,7 +314,7 @@ impl Harness {
 
     pub async fn items(&self) -> Vec<String> {
         let mut all = Vec::new();
-        for sk in ["PROFILE", "SESSION"] {
+        for sk in ["PROFILE", "SESSION", "CONFIG", "ONBOARDING"] {
             for item in self.store.scan_sort_key(sk).await.unwrap() {
                 all.push(format!("{} {} {}", item.pk, item.sk, item.body));
             }

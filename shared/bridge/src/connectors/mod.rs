@@ -4,6 +4,7 @@
 pub mod autotask;
 pub mod budget;
 pub mod http;
+pub mod setup;
 pub mod zendesk;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ fn fingerprint(config: &TenantConfig, secrets: &TenantSecrets) -> u64 {
         .hash(&mut hasher);
     secrets.zendesk_email.hash(&mut hasher);
     secrets.zendesk_api_token.expose().hash(&mut hasher);
+    secrets.zendesk_oauth_token.expose().hash(&mut hasher);
     secrets.autotask_username.hash(&mut hasher);
     secrets.autotask_secret.expose().hash(&mut hasher);
     secrets.autotask_integration_code.expose().hash(&mut hasher);
@@ -93,11 +95,10 @@ impl Connectors for HttpConnectors {
         config: &TenantConfig,
         secrets: &TenantSecrets,
     ) -> Result<Arc<dyn ServiceDesk>, SyncError> {
-        Ok(Arc::new(zendesk::ZendeskClient::new(
+        Ok(Arc::new(zendesk::ZendeskClient::for_tenant(
             self.http.clone(),
             &config.zendesk.base_url,
-            &secrets.zendesk_email,
-            &secrets.zendesk_api_token,
+            secrets,
             config.zendesk.cluster_id_field,
         )))
     }

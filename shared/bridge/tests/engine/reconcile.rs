@@ -57,6 +57,7 @@ fn secrets() -> TenantSecrets {
     TenantSecrets {
         zendesk_email: "bridge@example.com".into(),
         zendesk_api_token: Secret::new("t"),
+        zendesk_oauth_token: Secret::default(),
         zendesk_webhook_secret: Secret::new("w"),
         autotask_username: "api@example.com".into(),
         autotask_secret: Secret::new("s"),

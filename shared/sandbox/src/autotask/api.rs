@@ -107,16 +107,30 @@ pub(super) async fn count_call(State(s): State<Ctx>, request: Request, next: Nex
     next.run(request).await
 }
 
+/// What Autotask says when the user and secret are right but the
+/// integration code is not (its SOAP API's text; the REST API answers 500).
+pub(super) const INVALID_INTEGRATION_CODE: &str = "IntegrationCode is invalid.";
+
 pub(super) async fn require_auth(State(s): State<Ctx>, request: Request, next: Next) -> Response {
-    let authorized = {
+    let (signed_in, code_ok) = {
         let config = s.config();
         let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-        header("UserName").is_some_and(|u| u.eq_ignore_ascii_case(&config.username))
-            && header("Secret") == Some(config.secret.as_str())
-            && header("ApiIntegrationCode") == Some(config.integration_code.as_str())
+        (
+            header("UserName").is_some_and(|u| u.eq_ignore_ascii_case(&config.username))
+                && header("Secret") == Some(config.secret.as_str()),
+            header("ApiIntegrationCode") == Some(config.integration_code.as_str()),
+        )
     };
-    if !authorized {
+    if !signed_in {
         return StatusCode::UNAUTHORIZED.into_response();
+    }
+    // Autotask checks the tracking identifier after the user and secret, and
+    // reports a wrong one as a 500 rather than a 401.
+    if !code_ok {
+        return errors(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            vec![INVALID_INTEGRATION_CODE.to_owned()],
+        );
     }
     next.run(request).await
 }

@@ -22,6 +22,7 @@ pub(super) const QUERY_PAGE_MAX: usize = 500;
 pub(super) struct Company {
     pub(super) id: i64,
     pub(super) name: String,
+    pub(super) active: bool,
 }
 
 pub(super) struct ConfigurationItem {
@@ -138,7 +139,7 @@ pub(super) fn item_json(i: &ConfigurationItem) -> Value {
 }
 
 pub(super) fn company_json(c: &Company) -> Value {
-    json!({ "id": c.id, "companyName": c.name, "isActive": true, "companyType": 1 })
+    json!({ "id": c.id, "companyName": c.name, "isActive": c.active, "companyType": 1 })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +207,7 @@ impl Entity {
             Entity::Companies => company_json(&Company {
                 id: 0,
                 name: String::new(),
+                active: true,
             }),
         };
         sample

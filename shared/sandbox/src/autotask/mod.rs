@@ -4,8 +4,10 @@
 //!
 //! - Zone discovery at `{base}/atservicesrest/v1.0/zoneInformation?user=`.
 //! - Entity routes under `{base}/ATServicesRest/V1.0/`, each checking the
-//!   `UserName`/`Secret`/`ApiIntegrationCode` headers (401 otherwise) and
-//!   passing through the fault middleware.
+//!   `UserName`/`Secret` headers (401 otherwise) and then
+//!   `ApiIntegrationCode` (a wrong one answers 500 `{"errors":["IntegrationCode
+//!   is invalid."]}`, as Autotask does), and passing through the fault
+//!   middleware.
 //! - Validation errors answer 500 with `{"errors": [...]}`, as Autotask does.
 //! - Queries take `filter`, `MaxRecords` and `IncludeFields` (only those fields
 //!   are returned, `id` always among them). `nextPageUrl` carries only the
@@ -273,6 +275,14 @@ impl AutotaskSandbox {
         self.shared.config().webhook = target;
     }
 
+    /// Ticket fields a create must carry that `entityInformation` does not
+    /// report (see the config field): set as a tenant's Autotask admin
+    /// changes a category or workflow setting, and cleared again.
+    pub fn set_unlisted_required_ticket_fields(&self, fields: &[&str]) {
+        self.shared.config().unlisted_required_ticket_fields =
+            fields.iter().map(|f| (*f).to_owned()).collect();
+    }
+
     /// The `Guid` every webhook payload carries.
     pub fn webhook_guid(&self) -> &str {
         &self.shared.webhook_guid
@@ -287,9 +297,20 @@ impl AutotaskSandbox {
             Company {
                 id,
                 name: name.to_owned(),
+                active: true,
             },
         );
         id
+    }
+
+    /// Marks a company active or inactive (`isActive`), as an admin does in
+    /// the UI. Panics if there is no such company.
+    pub fn set_company_active(&self, company_id: i64, active: bool) {
+        let mut db = self.shared.db();
+        db.companies
+            .get_mut(&company_id)
+            .unwrap_or_else(|| panic!("no company {company_id} in the sandbox"))
+            .active = active;
     }
 
     pub fn add_configuration_item(&self, company_id: i64, reference_number: &str) -> i64 {

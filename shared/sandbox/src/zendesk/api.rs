@@ -15,6 +15,7 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use super::export::export_tickets;
+use super::oauth;
 use super::state::{stamp, CreateSpec, Hooks, Inner, NewComment, StoredComment, Update};
 use super::{Role, Shared, MAX_PAGE};
 use crate::faults::apply_faults;
@@ -111,7 +112,16 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
             "/api/v2/incremental/tickets/cursor.json",
             get(export_tickets),
         )
+        .route("/api/v2/organizations.json", get(list_organizations))
+        .route("/api/v2/organizations", get(list_organizations))
+        .route("/oauth/authorizations/new", get(oauth::authorize_page))
+        .route("/oauth/authorizations", post(oauth::decide))
+        .route("/oauth/tokens", post(oauth::token))
         .fallback(|| async { ApiFailure::NotFound })
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            oauth::enforce_scope,
+        ))
         .layer(axum::middleware::from_fn_with_state(faults, apply_faults))
         // Outermost, so faulted requests are recorded too.
         .layer(axum::middleware::from_fn_with_state(
@@ -366,6 +376,91 @@ pub(super) async fn create_ticket_api(
             (StatusCode::CREATED, Json(body)).into_response(),
             Some(hooks),
         ))
+    })
+}
+
+/// A `page[size]` (at most 100) and `page[after]` cursor (the last id seen)
+/// from a cursor-paged list's query.
+fn cursor_params(query: Option<&str>) -> Result<(usize, u64), ApiFailure> {
+    let params: HashMap<String, String> = serde_urlencoded::from_str(query.unwrap_or_default())
+        .map_err(|_| ApiFailure::BadRequest("Invalid query string".to_owned()))?;
+    let size = match params.get("page[size]") {
+        None => MAX_PAGE,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                ApiFailure::BadRequest("page[size] must be a positive integer".to_owned())
+            })?
+            .min(MAX_PAGE),
+    };
+    let after = match params.get("page[after]") {
+        None => 0,
+        Some(cursor) => URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|raw| raw.parse::<u64>().ok())
+            .ok_or_else(|| {
+                ApiFailure::BadRequest("page[after] is not a valid cursor".to_owned())
+            })?,
+    };
+    Ok((size, after))
+}
+
+/// `GET /api/v2/organizations.json`: cursor pages of the account's
+/// organizations (agents may list them).
+pub(super) async fn list_organizations(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let host = request_host(&headers);
+    with_api(&shared, &headers, |inner| {
+        let (size, after) = cursor_params(query.as_deref())?;
+        let rest: Vec<(&u64, &String)> = inner
+            .organizations
+            .range(after.saturating_add(1)..)
+            .collect();
+        let page = &rest[..rest.len().min(size)];
+        let has_more = rest.len() > page.len();
+        let cursor = |id: u64| URL_SAFE_NO_PAD.encode(id.to_string());
+        let after_cursor = page.last().map(|(id, _)| cursor(**id));
+        let before_cursor = page.first().map(|(id, _)| cursor(**id));
+        let organizations: Vec<Value> = page
+            .iter()
+            .map(|(id, name)| {
+                json!({
+                    "id": id,
+                    "url": format!("http://{host}/api/v2/organizations/{id}.json"),
+                    "name": name,
+                    "shared_tickets": false,
+                    "shared_comments": false,
+                    "external_id": null,
+                    "domain_names": [],
+                    "details": "",
+                    "notes": "",
+                    "group_id": null,
+                    "tags": [],
+                    "organization_fields": {},
+                })
+            })
+            .collect();
+        let link = |dir: &str, c: &Option<String>| {
+            c.as_ref().map(|c| {
+                format!("http://{host}/api/v2/organizations.json?page[size]={size}&page[{dir}]={c}")
+            })
+        };
+        let body = json!({
+            "organizations": organizations,
+            "meta": {"has_more": has_more, "after_cursor": after_cursor, "before_cursor": before_cursor},
+            "links": {
+                "next": if has_more { link("after", &after_cursor) } else { None },
+                "prev": link("before", &before_cursor),
+            },
+        });
+        Ok((Json(body).into_response(), None))
     })
 }
 

@@ -9,7 +9,11 @@
 //! (`GET /api/v2/incremental/tickets/cursor.json`: `start_time` or `cursor`,
 //! `per_page` ≤ 1000, `exclude_deleted`, the most recent minute left out, 10
 //! requests a minute, admins only: a non-admin API user gets 403),
-//! `GET /api/v2/users/me.json` (the API user and its role), the Update
+//! `GET /api/v2/users/me.json` (the API user and its role),
+//! `GET /api/v2/organizations.json` (cursor pages of [`ZendeskSandbox::add_organization`]),
+//! the OAuth authorization code grant (`/oauth/authorizations/new`,
+//! `/oauth/tokens`, Bearer tokens; see `oauth` and
+//! [`ZendeskSandbox::register_oauth_client`]), the Update
 //! Ticket limits (per account a minute, per ticket per user in 10 minutes:
 //! 429 with `Retry-After`, see [`UpdateLimits`]), 409 on a conflicting update
 //! when a test asks for it, and the error bodies
@@ -30,6 +34,7 @@
 mod api;
 mod export;
 mod limits;
+mod oauth;
 mod state;
 mod webhooks;
 
@@ -389,6 +394,44 @@ impl ZendeskSandbox {
     /// The request log itself (capacity, dropped count).
     pub fn request_log(&self) -> &RequestLog {
         &self.shared.requests
+    }
+
+    /// Registers an OAuth client (Admin Center > Apps and integrations >
+    /// APIs > OAuth clients): its unique identifier, secret and the one
+    /// redirect URL the authorization page may send users back to.
+    pub fn register_oauth_client(&self, client_id: &str, secret: &str, redirect_uri: &str) {
+        self.lock().oauth.clients.insert(
+            client_id.to_owned(),
+            oauth::OAuthClient {
+                secret: secret.to_owned(),
+                redirect_uri: redirect_uri.to_owned(),
+            },
+        );
+    }
+
+    /// How long an authorization code may wait before its exchange
+    /// (Zendesk: 120 seconds); shorter lets tests see a code expire.
+    pub fn set_oauth_code_lifetime(&self, lifetime: Duration) {
+        self.lock().oauth.code_lifetime = lifetime;
+    }
+
+    /// Access tokens issued so far (and not revoked).
+    pub fn oauth_tokens_issued(&self) -> usize {
+        self.lock().oauth.tokens.len()
+    }
+
+    /// Revokes every access token, as an admin does in Admin Center.
+    pub fn revoke_oauth_tokens(&self) {
+        self.lock().oauth.tokens.clear();
+    }
+
+    /// Adds an organization and returns its id (ids increase).
+    pub fn add_organization(&self, name: &str) -> u64 {
+        let mut inner = self.lock();
+        let id = inner.next_organization_id;
+        inner.next_organization_id += 1;
+        inner.organizations.insert(id, name.to_owned());
+        id
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

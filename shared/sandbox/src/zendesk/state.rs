@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::api::ApiFailure;
 use super::limits::{Limiter, UpdateLimits};
+use super::oauth::OAuthState;
 use super::{Comment, Role, Ticket, ZendeskSandboxConfig, MAX_EXPORT_PAGE, PRIORITIES, STATUSES};
 
 #[derive(Debug)]
@@ -62,6 +63,11 @@ pub(super) struct Inner {
     /// The next this many ticket updates through the API answer 409, as
     /// when another request updated the same ticket at the same moment.
     pub(super) conflicts_pending: u32,
+    /// OAuth clients, pending authorization codes and issued access tokens.
+    pub(super) oauth: OAuthState,
+    /// Organizations by id (name).
+    pub(super) organizations: BTreeMap<u64, String>,
+    pub(super) next_organization_id: u64,
 }
 
 pub(super) struct NewComment {
@@ -140,6 +146,9 @@ impl Inner {
             update_limits: UpdateLimits::default(),
             limiter: Limiter::default(),
             conflicts_pending: 0,
+            oauth: OAuthState::default(),
+            organizations: BTreeMap::new(),
+            next_organization_id: 360_000_000_001,
         };
         // The bridge's API user is an admin unless a test says otherwise: the
         // incremental export needs one.
@@ -181,12 +190,18 @@ impl Inner {
         id
     }
 
+    /// API token basic auth, or an OAuth access token as `Bearer`.
     pub(super) fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(encoded) = headers
+        let Some(value) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
         else {
+            return false;
+        };
+        if let Some(token) = value.strip_prefix("Bearer ") {
+            return self.oauth.token_scope(token.trim()).is_some();
+        }
+        let Some(encoded) = value.strip_prefix("Basic ") else {
             return false;
         };
         let Some(decoded) = BASE64

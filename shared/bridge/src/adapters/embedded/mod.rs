@@ -6,8 +6,8 @@ mod queue;
 mod secrets;
 mod store;
 
-pub use queue::{EmbeddedQueue, QueueDepth, DEFAULT_VISIBILITY};
-pub use secrets::FileSecrets;
+pub use queue::{DeadLetter, EmbeddedQueue, QueueDepth, DEFAULT_VISIBILITY};
+pub use secrets::{FileSecrets, SecretsFile};
 pub use store::SqliteStore;
 
 use std::fmt;

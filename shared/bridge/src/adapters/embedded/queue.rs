@@ -70,6 +70,17 @@ pub struct QueueDepth {
     pub dead: u64,
 }
 
+/// A message the queue gave up on after its receive limit.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub id: i64,
+    /// The job, unless its body could not be read as one.
+    pub job: Option<SyncJob>,
+    pub receive_count: u32,
+    /// When it was dead-lettered (Unix milliseconds).
+    pub dead_at_ms: i64,
+}
+
 /// The queue of the local process. See the module docs for how FIFO groups
 /// are kept. Every change is one small write in a group commit (see `Db`),
 /// so concurrent ingest requests share commits.
@@ -302,6 +313,65 @@ impl EmbeddedQueue {
             .map_err(unavailable("redrive"))?;
         if moved > 0 {
             tracing::info!(moved, "dead letters redriven");
+            self.ready.notify_waiters();
+        }
+        Ok(moved)
+    }
+
+    /// The dead letters, oldest first, for an admin to read and replay one
+    /// by one. A body that is not a job (written by another version) is
+    /// listed with `job: None` rather than hidden.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, QueueError> {
+        let rows: Vec<(i64, String, u32, i64)> =
+            self.db
+                .read(|conn| {
+                    conn.prepare(
+                    "SELECT id, job, receive_count, dead_at FROM queue_dead_letters ORDER BY id",
+                )?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
+                .collect()
+                })
+                .map_err(unavailable("dead letters"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, body, receive_count, dead_at_ms)| DeadLetter {
+                id,
+                job: serde_json::from_str(&body).ok(),
+                receive_count,
+                dead_at_ms,
+            })
+            .collect())
+    }
+
+    /// Moves one dead letter back to the end of its group with a fresh
+    /// receive count; false when there is no such dead letter (already
+    /// replayed).
+    pub fn redrive_dead_letter(&self, id: i64) -> Result<bool, QueueError> {
+        let now = now_ms();
+        let moved = self
+            .db
+            .write_now(|conn| {
+                let dead: Option<(String, String)> = conn
+                    .query_row(
+                        "SELECT grp, job FROM queue_dead_letters WHERE id = ?1",
+                        [id],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })?;
+                let Some((grp, job)) = dead else {
+                    return Ok(false);
+                };
+                append(conn, &grp, &job, now)?;
+                conn.execute("DELETE FROM queue_dead_letters WHERE id = ?1", [id])?;
+                Ok(true)
+            })
+            .map_err(unavailable("redrive"))?;
+        if moved {
+            tracing::info!(dead_letter = id, "dead letter redriven");
             self.ready.notify_waiters();
         }
         Ok(moved)

@@ -49,8 +49,8 @@ pub use inbound::{
 };
 use wire::{
     describe, extra_ticket_fields, picklist_of, ChangedTicket, CreateResult, FieldInfo, FieldList,
-    ItemResult, NotePublish, NoteSettings, Page, WireConfigurationItem, WireNote, WireResource,
-    WireTicket, ZoneInfo, PAGE_SIZE,
+    ItemResult, NotePublish, NoteSettings, Page, WireCompany, WireConfigurationItem, WireNote,
+    WireResource, WireTicket, ZoneInfo, PAGE_SIZE,
 };
 
 const SYSTEM: &str = "autotask";
@@ -314,6 +314,57 @@ impl AutotaskClient {
             .unwrap_or_else(|e| e.into_inner())
             .insert(entity, (Instant::now(), fields.clone()));
         Ok(fields)
+    }
+
+    /// The values of a picklist field of `entity` (`Tickets`, `TicketNotes`),
+    /// inactive ones included and marked, from the cached field descriptions.
+    pub async fn picklist(
+        &self,
+        entity: &'static str,
+        field: &str,
+    ) -> Result<Vec<PicklistValue>, ApiError> {
+        let fields = self.fields(entity).await?;
+        let values = picklist_of(&fields, field).ok_or_else(|| ApiError::NotFound {
+            system: SYSTEM,
+            what: format!("{entity} picklist field {field:?}"),
+        })?;
+        Ok(values
+            .iter()
+            .filter_map(|v| {
+                v.numeric().map(|value| PicklistValue {
+                    value,
+                    label: v.label.clone(),
+                    is_active: v.is_active,
+                })
+            })
+            .collect())
+    }
+
+    /// One authenticated query (a single company id): proves that the user
+    /// name, secret and integration code are accepted together.
+    pub async fn check_access(&self) -> Result<(), ApiError> {
+        let _: Page<Value> = self
+            .call(
+                Method::POST,
+                &self.url("Companies/query"),
+                Some(&wire::probe_query()),
+                "company query",
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Every active company as (id, name), through all query pages.
+    #[tracing::instrument(skip(self), fields(system = SYSTEM))]
+    pub async fn active_companies(&self) -> Result<Vec<(i64, String)>, ApiError> {
+        let companies: Vec<WireCompany> = self
+            .query_all("Companies", wire::active_companies_query(), "company query")
+            .await?;
+        tracing::debug!(count = companies.len(), "read autotask companies");
+        Ok(companies
+            .into_iter()
+            .map(|c| (c.id, c.company_name.unwrap_or_default()))
+            .collect())
     }
 
     async fn note_settings(&self) -> Result<NoteSettings, ApiError> {
@@ -618,21 +669,7 @@ impl Psa for AutotaskClient {
 
     #[tracing::instrument(skip(self), fields(system = SYSTEM))]
     async fn ticket_picklist(&self, field: &str) -> Result<Vec<PicklistValue>, ApiError> {
-        let fields = self.fields("Tickets").await?;
-        let values = picklist_of(&fields, field).ok_or_else(|| ApiError::NotFound {
-            system: SYSTEM,
-            what: format!("ticket picklist field {field:?}"),
-        })?;
-        Ok(values
-            .iter()
-            .filter_map(|v| {
-                v.numeric().map(|value| PicklistValue {
-                    value,
-                    label: v.label.clone(),
-                    is_active: v.is_active,
-                })
-            })
-            .collect())
+        self.picklist("Tickets", field).await
     }
 }
 

@@ -567,6 +567,32 @@ pub(super) struct WireConfigurationItem {
     pub(super) is_active: Option<bool>,
 }
 
+/// A company as the setup pickers read it.
+#[derive(Deserialize)]
+pub(super) struct WireCompany {
+    pub(super) id: i64,
+    #[serde(rename = "companyName", default)]
+    pub(super) company_name: Option<String>,
+}
+
+/// The query of active companies, reading only their ids and names.
+pub(super) fn active_companies_query() -> Value {
+    json!({
+        "MaxRecords": PAGE_SIZE,
+        "IncludeFields": ["id", "companyName"],
+        "filter": [{ "op": "eq", "field": "isActive", "value": true }],
+    })
+}
+
+/// The smallest authenticated query: one company id.
+pub(super) fn probe_query() -> Value {
+    json!({
+        "MaxRecords": 1,
+        "IncludeFields": ["id"],
+        "filter": [{ "op": "gt", "field": "id", "value": 0 }],
+    })
+}
+
 /// The answer of `{entity}/entityInformation/fields`.
 #[derive(Deserialize)]
 pub(super) struct FieldList {

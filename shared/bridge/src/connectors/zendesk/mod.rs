@@ -2,7 +2,10 @@
 //! parsers of Zendesk's webhooks are in [`inbound`].
 //!
 //! Contract (Zendesk Support API v2):
-//! - API token auth: HTTP basic with user `{email}/token` and the token as password.
+//! - API token auth: HTTP basic with user `{email}/token` and the token as password;
+//!   OAuth: `Authorization: Bearer <access token>` (authorization code grant,
+//!   `POST {base}/oauth/tokens`, see [`exchange_oauth_code`]). An access token
+//!   from that grant does not expire unless `expires_in` was asked for.
 //! - Tickets, comments and their cursor pages: see [`wire`]. The next page is
 //!   built from `after_cursor`, never by following a link.
 //! - 429 carries `Retry-After` (the export's 10 a minute; Update Ticket's 100 a
@@ -25,7 +28,7 @@ use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::config::Secret;
+use crate::config::{Secret, TenantSecrets};
 use crate::connectors::http::{error_from_response, transport_error};
 use crate::error::ApiError;
 use crate::model::{DeskComment, DeskTicket, DeskTicketPatch, Visibility};
@@ -35,8 +38,9 @@ pub use inbound::{
     parse_webhook, sign, verify_signature, DeskEvent, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
 use wire::{
-    describe_error, not_admin_message, CommentPage, CurrentUser, ExportPage, TicketEnvelope,
-    UpdateResponse, ADMIN_ROLE, EXPORT_PAGE_SIZE, PAGE_SIZE,
+    describe_error, not_admin_message, CommentPage, CurrentUser, ExportPage, OAuthErrorBody,
+    OAuthToken, OrganizationPage, TicketEnvelope, UpdateResponse, ADMIN_ROLE, EXPORT_PAGE_SIZE,
+    PAGE_SIZE,
 };
 
 /// System name used in errors and logs.
@@ -66,12 +70,20 @@ pub enum PreflightError {
     #[error("{}", not_admin_message(.email, .role))]
     NotAdmin { email: String, role: String },
     /// Zendesk answered as to an anonymous visitor: the credentials were not
-    /// recognised.
-    #[error("Zendesk did not recognise the API token of {email}; check the email and the token")]
+    /// recognised. `email` is empty for an OAuth token.
+    #[error("{}", not_recognised_message(.email))]
     NotRecognised { email: String },
     /// `users/me` could not be read.
     #[error(transparent)]
     Api(#[from] ApiError),
+}
+
+fn not_recognised_message(email: &str) -> String {
+    if email.is_empty() {
+        "Zendesk did not recognise the OAuth access token; connect Zendesk again".to_owned()
+    } else {
+        format!("Zendesk did not recognise the API token of {email}; check the email and the token")
+    }
 }
 
 impl PreflightError {
@@ -81,13 +93,23 @@ impl PreflightError {
     }
 }
 
+/// How requests are signed in; `Secret` keeps both out of debug output.
+#[derive(Debug, Clone)]
+enum Auth {
+    ApiToken { email: String, token: Secret },
+    Bearer(Secret),
+}
+
+/// The scope the bridge asks for in the OAuth grant: it reads and writes
+/// tickets and comments, and registers its webhook and trigger.
+pub const OAUTH_SCOPE: &str = "read write";
+
 /// Zendesk API client of one tenant. Cheap to clone (the HTTP client is shared).
 #[derive(Debug, Clone)]
 pub struct ZendeskClient {
     http: reqwest::Client,
     base_url: String,
-    email: String,
-    api_token: Secret,
+    auth: Auth,
     cluster_id_field: Option<u64>,
 }
 
@@ -101,12 +123,85 @@ impl ZendeskClient {
         api_token: &Secret,
         cluster_id_field: Option<u64>,
     ) -> Self {
+        Self::with_auth(
+            http,
+            base_url,
+            Auth::ApiToken {
+                email: email.to_owned(),
+                token: api_token.clone(),
+            },
+            cluster_id_field,
+        )
+    }
+
+    /// Signs in with an OAuth access token (`Authorization: Bearer`).
+    pub fn with_oauth_token(
+        http: reqwest::Client,
+        base_url: &str,
+        access_token: &Secret,
+        cluster_id_field: Option<u64>,
+    ) -> Self {
+        Self::with_auth(
+            http,
+            base_url,
+            Auth::Bearer(access_token.clone()),
+            cluster_id_field,
+        )
+    }
+
+    /// The tenant's client: its OAuth token when it has one, else its API token.
+    pub fn for_tenant(
+        http: reqwest::Client,
+        base_url: &str,
+        secrets: &TenantSecrets,
+        cluster_id_field: Option<u64>,
+    ) -> Self {
+        if secrets.zendesk_oauth_token.is_empty() {
+            Self::new(
+                http,
+                base_url,
+                &secrets.zendesk_email,
+                &secrets.zendesk_api_token,
+                cluster_id_field,
+            )
+        } else {
+            Self::with_oauth_token(
+                http,
+                base_url,
+                &secrets.zendesk_oauth_token,
+                cluster_id_field,
+            )
+        }
+    }
+
+    fn with_auth(
+        http: reqwest::Client,
+        base_url: &str,
+        auth: Auth,
+        cluster_id_field: Option<u64>,
+    ) -> Self {
         Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
-            email: email.to_owned(),
-            api_token: api_token.clone(),
+            auth,
             cluster_id_field,
+        }
+    }
+
+    /// The configured agent's address; empty with OAuth, where Zendesk says
+    /// who the token belongs to (`users/me`).
+    fn email(&self) -> &str {
+        match &self.auth {
+            Auth::ApiToken { email, .. } => email,
+            Auth::Bearer(_) => "",
+        }
+    }
+
+    /// The user the credentials sign in as, for messages.
+    fn who(&self) -> &str {
+        match &self.auth {
+            Auth::ApiToken { email, .. } => email,
+            Auth::Bearer(_) => "the user who connected Zendesk",
         }
     }
 
@@ -119,11 +214,13 @@ impl ZendeskClient {
         request: reqwest::RequestBuilder,
         what: &str,
     ) -> Result<reqwest::Response, ApiError> {
+        let request = match &self.auth {
+            Auth::ApiToken { email, token } => {
+                request.basic_auth(format!("{email}/token"), Some(token.expose()))
+            }
+            Auth::Bearer(token) => request.bearer_auth(token.expose()),
+        };
         let response = request
-            .basic_auth(
-                format!("{}/token", self.email),
-                Some(self.api_token.expose()),
-            )
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
@@ -158,7 +255,7 @@ impl ZendeskClient {
         Ok(user.id.map(|id| ZendeskUser {
             id,
             name: user.name.unwrap_or_default(),
-            email: user.email.unwrap_or_else(|| self.email.clone()),
+            email: user.email.unwrap_or_else(|| self.email().to_owned()),
             role: user.role.unwrap_or_default(),
         }))
     }
@@ -170,7 +267,7 @@ impl ZendeskClient {
     pub async fn preflight(&self) -> Result<ZendeskUser, PreflightError> {
         let Some(user) = self.current_user().await? else {
             return Err(PreflightError::NotRecognised {
-                email: self.email.clone(),
+                email: self.email().to_owned(),
             });
         };
         if user.role != ADMIN_ROLE {
@@ -195,7 +292,7 @@ impl ZendeskClient {
             Err(err) => format!(
                 "Zendesk refused the incremental export used by the sweep (403) to {}; the \
                  export needs an admin, and the user's role could not be read ({err})",
-                self.email
+                self.who()
             ),
         };
         tracing::warn!(%message, "zendesk export refused");
@@ -203,6 +300,45 @@ impl ZendeskClient {
             system: SYSTEM,
             message,
         }
+    }
+
+    /// Every organization of the account (`GET /api/v2/organizations.json`),
+    /// as (id, name), through its cursor pages.
+    #[tracing::instrument(name = "zendesk.organizations", skip(self))]
+    pub async fn organizations(&self) -> Result<Vec<(u64, String)>, ApiError> {
+        let url = format!("{}/api/v2/organizations.json", self.base_url);
+        let mut organizations = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec![("page[size]", PAGE_SIZE)];
+            if let Some(cursor) = &after {
+                query.push(("page[after]", cursor));
+            }
+            let request = self.http.get(&url).query(&query);
+            let page: OrganizationPage =
+                read_json(self.send(request, "organizations").await?).await?;
+            organizations.extend(
+                page.organizations
+                    .into_iter()
+                    .map(|o| (o.id, o.name.unwrap_or_default())),
+            );
+            if !page.meta.has_more {
+                break;
+            }
+            // Built from `after_cursor`, as for comments: credentials stay on
+            // the configured host.
+            let cursor = page
+                .meta
+                .after_cursor
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| malformed("page has more organizations but no after_cursor"))?;
+            if after.as_deref() == Some(cursor.as_str()) {
+                return Err(malformed("organization cursor did not advance"));
+            }
+            after = Some(cursor);
+        }
+        tracing::debug!(count = organizations.len(), "listed zendesk organizations");
+        Ok(organizations)
     }
 
     /// Updates a ticket with `{"ticket": fields}` and returns the response.
@@ -374,6 +510,109 @@ impl ServiceDesk for ZendeskClient {
         );
         Ok(changes)
     }
+}
+
+/// Why an OAuth authorization code could not be exchanged for a token.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// The code is unknown, expired (Zendesk keeps it 120 s), already used,
+    /// or was issued for another client or redirect URI.
+    #[error("Zendesk refused the authorization code (invalid_grant)")]
+    InvalidGrant,
+    /// The OAuth client's identifier or secret is wrong.
+    #[error("Zendesk did not accept the OAuth client (invalid_client)")]
+    InvalidClient,
+    /// Another OAuth error code, e.g. `invalid_scope`, `unsupported_grant_type`.
+    #[error("Zendesk refused the token request ({0})")]
+    Refused(String),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl OAuthError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, OAuthError::Api(err) if err.is_retryable())
+    }
+}
+
+/// The page Zendesk's users are sent to, to allow the bridge access
+/// (`GET {base}/oauth/authorizations/new`); Zendesk sends them back to
+/// `redirect_uri` with `code` and the unchanged `state`.
+pub fn oauth_authorize_url(
+    base_url: &str,
+    client_id: &str,
+    redirect_uri: &str,
+    state: &str,
+) -> String {
+    let query = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("redirect_uri", redirect_uri),
+        ("client_id", client_id),
+        ("scope", OAUTH_SCOPE),
+        ("state", state),
+    ])
+    .unwrap_or_default();
+    format!(
+        "{}/oauth/authorizations/new?{query}",
+        base_url.trim_end_matches('/')
+    )
+}
+
+/// Exchanges an authorization code for an access token
+/// (`POST {base}/oauth/tokens`, grant type `authorization_code`, JSON body).
+#[tracing::instrument(name = "zendesk.oauth_token", skip_all)]
+pub async fn exchange_oauth_code(
+    http: &reqwest::Client,
+    base_url: &str,
+    client_id: &str,
+    client_secret: &Secret,
+    code: &str,
+    redirect_uri: &str,
+) -> Result<Secret, OAuthError> {
+    let body = serde_json::json!({
+        "grant_type": "authorization_code",
+        "code": code,
+        "client_id": client_id,
+        "client_secret": client_secret.expose(),
+        "redirect_uri": redirect_uri,
+        "scope": OAUTH_SCOPE,
+    });
+    let response = http
+        .post(format!("{}/oauth/tokens", base_url.trim_end_matches('/')))
+        .header(reqwest::header::ACCEPT, "application/json")
+        .json(&body)
+        .send()
+        .await
+        .map_err(|err| transport_error(SYSTEM, err))?;
+    let status = response.status();
+    if status.is_success() {
+        let token: OAuthToken = read_json(response).await?;
+        return token
+            .access_token
+            .filter(|t| !t.is_empty())
+            .map(Secret::new)
+            .ok_or_else(|| malformed("the token response has no access_token").into());
+    }
+    if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+        let bytes = response.bytes().await.unwrap_or_default();
+        let error = serde_json::from_slice::<OAuthErrorBody>(&bytes)
+            .unwrap_or_default()
+            .error
+            .unwrap_or_default();
+        tracing::debug!(status = status.as_u16(), %error, "zendesk oauth token refused");
+        return Err(match error.as_str() {
+            "invalid_grant" => OAuthError::InvalidGrant,
+            "invalid_client" => OAuthError::InvalidClient,
+            "" => OAuthError::Refused(format!("HTTP {}", status.as_u16())),
+            // Only the error code is kept: descriptions are free text.
+            other => OAuthError::Refused(other.chars().take(64).collect()),
+        });
+    }
+    Err(
+        error_from_response(SYSTEM, response, "OAuth token", describe_error)
+            .await
+            .into(),
+    )
 }
 
 fn malformed(message: impl Into<String>) -> ApiError {

@@ -15,6 +15,11 @@
 //! - `GET /api/v2/users/me.json` → `{"user":{"id","name","email","role",..}}`, `role`
 //!   one of `end-user`, `agent`, `admin`; an unrecognised caller may be answered
 //!   as an anonymous user (`"id":null`).
+//! - `GET /api/v2/organizations.json?page[size]=100` → cursor pages
+//!   `{"organizations":[{"id","name",..}],"meta":{"has_more","after_cursor"}}`.
+//! - `POST /oauth/tokens` (JSON body, authorization code grant) →
+//!   `{"access_token","token_type":"bearer","scope"}`; a refused grant is a 4xx
+//!   with `{"error":"invalid_grant"|"invalid_client"|..,"error_description"}`.
 //!
 //! The bridge cuts nothing it sends to Zendesk: comment bodies come from PSA
 //! notes, which are shorter than Zendesk's own limits.
@@ -194,6 +199,36 @@ pub(super) struct CommentPage {
     pub(super) users: Vec<WireUser>,
     #[serde(default)]
     pub(super) meta: PageMeta,
+}
+
+/// A page of `GET /api/v2/organizations.json`.
+#[derive(Deserialize)]
+pub(super) struct OrganizationPage {
+    #[serde(default)]
+    pub(super) organizations: Vec<WireOrganization>,
+    #[serde(default)]
+    pub(super) meta: PageMeta,
+}
+
+#[derive(Deserialize)]
+pub(super) struct WireOrganization {
+    pub(super) id: u64,
+    #[serde(default)]
+    pub(super) name: Option<String>,
+}
+
+/// The answer of `POST /oauth/tokens`.
+#[derive(Deserialize)]
+pub(super) struct OAuthToken {
+    #[serde(default)]
+    pub(super) access_token: Option<String>,
+}
+
+/// An OAuth error body (RFC 6749 section 5.2, as Zendesk sends it).
+#[derive(Deserialize, Default)]
+pub(super) struct OAuthErrorBody {
+    #[serde(default)]
+    pub(super) error: Option<String>,
 }
 
 #[derive(Deserialize, Default)]

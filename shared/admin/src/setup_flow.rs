@@ -1,0 +1,561 @@
+//! Onboarding a tenant: the preparation checklist, connecting Zendesk (API
+//! token or OAuth), verifying Autotask, and activation, which runs every
+//! check again and turns the tenant on only when all pass.
+
+use base64::Engine;
+use bridge::config::Secret;
+use bridge::setup::{AutotaskAccess, CheckFailure, PsaChoices, ZendeskAccess, ZendeskAuth};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::accounts::CurrentUser;
+use crate::credentials::{self, Credentials};
+use crate::error::{AdminError, CheckView};
+use crate::mappings;
+use crate::onboarding::{
+    Ack, AutotaskConnection, CheckRun, PendingOAuth, Tenant, ZendeskConnection, ZendeskMethod,
+};
+use crate::psa::LiveCheck;
+use crate::tenants::check_base_url;
+use crate::web::AdminState;
+
+fn failure(check: &str, fix: &str) -> CheckView {
+    CheckView {
+        check: check.into(),
+        fix: fix.into(),
+        retryable: false,
+    }
+}
+
+/// Settings pages wait for the checklist.
+pub fn require_checklist(tenant: &Tenant) -> Result<(), AdminError> {
+    if tenant.onboarding.value.checklist_done() {
+        Ok(())
+    } else {
+        Err(AdminError::Invalid(
+            "complete the preparation checklist first".into(),
+        ))
+    }
+}
+
+/// A live check's outcome on the checklist.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveResult {
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChecklistRow {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub how: &'static str,
+    pub live: LiveCheck,
+    pub confirmed: bool,
+    /// `None`: not checkable, or no credentials to check with yet.
+    pub result: Option<LiveResult>,
+}
+
+/// The checklist with live results where the credentials allow them.
+pub async fn checklist(
+    state: &AdminState,
+    tenant: &Tenant,
+) -> Result<Vec<ChecklistRow>, AdminError> {
+    let o = &tenant.onboarding.value;
+    let live = live_autotask(state, tenant).await?;
+    Ok(o.psa
+        .checklist()
+        .iter()
+        .map(|item| ChecklistRow {
+            id: item.id,
+            title: item.title,
+            how: item.how,
+            live: item.live,
+            confirmed: o.checklist.contains_key(item.id),
+            result: live.as_ref().and_then(|l| live_result(item.live, l)),
+        })
+        .collect())
+}
+
+/// What Autotask says with the stored credentials: the choices, or why not.
+async fn live_autotask(
+    state: &AdminState,
+    tenant: &Tenant,
+) -> Result<Option<Result<PsaChoices, CheckFailure>>, AdminError> {
+    let Ok(setup) = state.ports().setup() else {
+        return Ok(None);
+    };
+    let Ok(creds) = credentials::load(state, &tenant.id).await else {
+        return Ok(None);
+    };
+    let Some(access) = creds.autotask_access(&tenant.config.value) else {
+        return Ok(None);
+    };
+    Ok(Some(match setup.verify_autotask(&access).await {
+        Ok(_) => setup.autotask_choices(&access).await,
+        Err(e) => Err(e),
+    }))
+}
+
+fn live_result(kind: LiveCheck, live: &Result<PsaChoices, CheckFailure>) -> Option<LiveResult> {
+    let choices = match (kind, live) {
+        (LiveCheck::None, _) => return None,
+        (_, Err(f)) => {
+            return Some(LiveResult {
+                ok: false,
+                detail: f.to_string(),
+            })
+        }
+        (_, Ok(c)) => c,
+    };
+    let count = |v: &[bridge::model::PicklistValue]| v.iter().filter(|x| x.is_active).count();
+    Some(match kind {
+        LiveCheck::ApiUser => LiveResult {
+            ok: true,
+            detail: "the API user signs in".into(),
+        },
+        LiveCheck::Queues => LiveResult {
+            ok: count(&choices.queues) > 0,
+            detail: format!("{} active queues", count(&choices.queues)),
+        },
+        LiveCheck::Statuses => LiveResult {
+            ok: count(&choices.statuses) > 0,
+            detail: format!("{} active statuses", count(&choices.statuses)),
+        },
+        LiveCheck::None => unreachable!("returned above"),
+    })
+}
+
+/// Confirms exactly the listed items; an item whose live check fails cannot
+/// be confirmed.
+pub async fn confirm(
+    state: &AdminState,
+    user: &CurrentUser,
+    tenant: &mut Tenant,
+    items: &[String],
+) -> Result<Vec<ChecklistRow>, AdminError> {
+    let rows = checklist(state, tenant).await?;
+    for id in items {
+        if !rows.iter().any(|r| r.id == id) {
+            return Err(AdminError::Invalid(format!("no checklist item {id:?}")));
+        }
+    }
+    let failing: Vec<CheckView> = rows
+        .iter()
+        .filter(|r| items.contains(&r.id.to_owned()))
+        .filter_map(|r| match &r.result {
+            Some(res) if !res.ok => Some(failure(r.title, &res.detail)),
+            _ => None,
+        })
+        .collect();
+    if !failing.is_empty() {
+        return Err(AdminError::ChecksFailed(failing));
+    }
+    let now = state.accounts().now();
+    let o = &mut tenant.onboarding.value;
+    o.checklist.retain(|id, _| items.contains(id));
+    for id in items {
+        o.checklist.entry(id.clone()).or_insert_with(|| Ack {
+            by: user.email.to_string(),
+            at: now,
+        });
+    }
+    tenant.save_onboarding(state.accounts().store()).await?;
+    checklist(state, tenant).await
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ZendeskTokenRequest {
+    pub base_url: String,
+    pub email: String,
+    /// Empty: keep the stored token.
+    #[serde(default)]
+    pub token: String,
+}
+
+/// What the Zendesk page shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct ZendeskStatus {
+    pub base_url: String,
+    pub connection: Option<ZendeskConnection>,
+    pub email: Option<String>,
+    pub token: String,
+    pub oauth_available: bool,
+}
+
+pub async fn zendesk_status(
+    state: &AdminState,
+    tenant: &Tenant,
+) -> Result<ZendeskStatus, AdminError> {
+    let creds = credentials::load(state, &tenant.id)
+        .await
+        .unwrap_or_default();
+    Ok(ZendeskStatus {
+        base_url: tenant.config.value.zendesk.base_url.clone(),
+        connection: tenant.onboarding.value.zendesk.clone(),
+        email: creds
+            .get(credentials::ZENDESK_EMAIL)
+            .map(|e| e.expose().to_owned()),
+        token: creds.mask(credentials::ZENDESK_API_TOKEN),
+        oauth_available: state.ports().settings().zendesk_oauth.is_some(),
+    })
+}
+
+/// Connects Zendesk with an agent's API token, verified live first.
+pub async fn connect_zendesk_token(
+    state: &AdminState,
+    tenant: &mut Tenant,
+    req: &ZendeskTokenRequest,
+) -> Result<ZendeskStatus, AdminError> {
+    require_checklist(tenant)?;
+    let setup = state.ports().setup()?;
+    let base_url = check_base_url(&req.base_url)?;
+    let email = req.email.trim();
+    if !email.contains('@') {
+        return Err(AdminError::Invalid(
+            "the agent's email address is needed".into(),
+        ));
+    }
+    let current = credentials::load(state, &tenant.id).await?;
+    let token = match req.token.trim() {
+        "" => current
+            .get(credentials::ZENDESK_API_TOKEN)
+            .cloned()
+            .ok_or_else(|| AdminError::Invalid("the API token is needed".into()))?,
+        t => Secret::new(t),
+    };
+    let access = ZendeskAccess {
+        base_url: base_url.clone(),
+        auth: ZendeskAuth::ApiToken {
+            email: email.to_owned(),
+            token: token.clone(),
+        },
+    };
+    let verified = setup
+        .verify_zendesk(&access)
+        .await
+        .map_err(|f| AdminError::ChecksFailed(vec![f.into()]))?;
+    credentials::update(
+        state,
+        &tenant.id,
+        vec![
+            (credentials::ZENDESK_EMAIL, Secret::new(email)),
+            (credentials::ZENDESK_API_TOKEN, token),
+        ],
+    )
+    .await?;
+    connected(state, tenant, base_url, ZendeskMethod::ApiToken, verified).await?;
+    zendesk_status(state, tenant).await
+}
+
+async fn connected(
+    state: &AdminState,
+    tenant: &mut Tenant,
+    base_url: String,
+    method: ZendeskMethod,
+    verified: bridge::setup::ZendeskVerified,
+) -> Result<(), AdminError> {
+    let store = state.accounts().store();
+    if tenant.config.value.zendesk.base_url != base_url {
+        tenant.config.value.zendesk.base_url = base_url;
+        tenant.save_config(store).await?;
+    }
+    tenant.onboarding.value.zendesk = Some(ZendeskConnection {
+        method,
+        agent_email: verified.agent_email,
+        is_admin: verified.is_admin,
+        verified_at: state.accounts().now(),
+    });
+    tenant.save_onboarding(store).await?;
+    tracing::info!(tenant = %tenant.id, method = ?method, "zendesk connected");
+    Ok(())
+}
+
+fn hash_state(state: &str) -> String {
+    let digest = Sha256::digest(state.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Starts the authorization code grant: a fresh `state` (tenant id, a dot,
+/// 32 random bytes) kept hashed with an expiry, and the URL to send the
+/// admin to.
+pub async fn start_oauth(
+    state: &AdminState,
+    tenant: &mut Tenant,
+    base_url: &str,
+) -> Result<String, AdminError> {
+    require_checklist(tenant)?;
+    let settings = state.ports().settings();
+    let client = settings
+        .zendesk_oauth
+        .as_ref()
+        .ok_or(AdminError::NotAvailable("Connect with OAuth"))?;
+    let base_url = check_base_url(base_url)?;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let nonce = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let oauth_state = format!("{}.{nonce}", tenant.id);
+    tenant.onboarding.value.oauth = Some(PendingOAuth {
+        state_hash: hash_state(&oauth_state),
+        expires_at: state.accounts().now() + settings.oauth_state_ttl,
+        base_url: base_url.clone(),
+    });
+    tenant.save_onboarding(state.accounts().store()).await?;
+    let query = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", client.client_id.as_str()),
+        ("redirect_uri", settings.oauth_redirect_uri().as_str()),
+        ("scope", "read write"),
+        ("state", oauth_state.as_str()),
+    ])
+    .map_err(|_| AdminError::Internal("oauth url"))?
+    // Form encoding writes a space as '+'; a literal '+' is "%2B", so this
+    // only turns spaces into the "%20" every OAuth server reads.
+    .replace('+', "%20");
+    Ok(format!("{base_url}/oauth/authorizations/new?{query}"))
+}
+
+/// The tenant a callback's `state` names (before it is checked).
+pub fn tenant_of_state(oauth_state: &str) -> Option<&str> {
+    oauth_state.split_once('.').map(|(tenant, _)| tenant)
+}
+
+/// Completes the grant: the `state` must be the pending one of this tenant
+/// and unexpired (it is used up either way), then the code is exchanged and
+/// the token verified and stored.
+pub async fn finish_oauth(
+    state: &AdminState,
+    tenant: &mut Tenant,
+    code: &str,
+    oauth_state: &str,
+) -> Result<ZendeskStatus, AdminError> {
+    let refused = || {
+        AdminError::Invalid(
+            "this Zendesk authorization does not match the one started here, or it expired; \
+             start \"Connect with OAuth\" again"
+                .into(),
+        )
+    };
+    let pending = tenant.onboarding.value.oauth.clone().ok_or_else(refused)?;
+    let matches: bool = hash_state(oauth_state)
+        .as_bytes()
+        .ct_eq(pending.state_hash.as_bytes())
+        .into();
+    if !matches {
+        tracing::warn!(tenant = %tenant.id, "oauth state mismatch refused");
+        return Err(refused());
+    }
+    tenant.onboarding.value.oauth = None;
+    tenant.save_onboarding(state.accounts().store()).await?;
+    if pending.expires_at < state.accounts().now() || code.is_empty() {
+        return Err(refused());
+    }
+    let setup = state.ports().setup()?;
+    let settings = state.ports().settings();
+    let client = settings
+        .zendesk_oauth
+        .as_ref()
+        .ok_or(AdminError::NotAvailable("Connect with OAuth"))?;
+    let token = setup
+        .zendesk_oauth_token(
+            &pending.base_url,
+            &client.client_id,
+            &client.client_secret,
+            code,
+            &settings.oauth_redirect_uri(),
+        )
+        .await
+        .map_err(|f| AdminError::ChecksFailed(vec![f.into()]))?;
+    let access = ZendeskAccess {
+        base_url: pending.base_url.clone(),
+        auth: ZendeskAuth::OAuth {
+            access_token: token.clone(),
+        },
+    };
+    let verified = setup
+        .verify_zendesk(&access)
+        .await
+        .map_err(|f| AdminError::ChecksFailed(vec![f.into()]))?;
+    credentials::update(
+        state,
+        &tenant.id,
+        vec![(credentials::ZENDESK_OAUTH_TOKEN, token)],
+    )
+    .await?;
+    connected(
+        state,
+        tenant,
+        pending.base_url,
+        ZendeskMethod::OAuth,
+        verified,
+    )
+    .await?;
+    zendesk_status(state, tenant).await
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AutotaskRequest {
+    pub username: String,
+    /// Empty: keep the stored one.
+    #[serde(default)]
+    pub secret: String,
+    #[serde(default)]
+    pub integration_code: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AutotaskStatus {
+    pub username: Option<String>,
+    pub secret: String,
+    pub integration_code: String,
+    pub connection: Option<AutotaskConnection>,
+}
+
+pub async fn autotask_status(
+    state: &AdminState,
+    tenant: &Tenant,
+) -> Result<AutotaskStatus, AdminError> {
+    let creds = credentials::load(state, &tenant.id)
+        .await
+        .unwrap_or_default();
+    Ok(AutotaskStatus {
+        username: creds
+            .get(credentials::AUTOTASK_USERNAME)
+            .map(|u| u.expose().to_owned()),
+        secret: creds.mask(credentials::AUTOTASK_SECRET),
+        integration_code: creds.mask(credentials::AUTOTASK_INTEGRATION_CODE),
+        connection: tenant.onboarding.value.autotask.clone(),
+    })
+}
+
+/// Verifies Autotask credentials live and stores them only if they work.
+pub async fn connect_autotask(
+    state: &AdminState,
+    tenant: &mut Tenant,
+    req: &AutotaskRequest,
+) -> Result<AutotaskStatus, AdminError> {
+    require_checklist(tenant)?;
+    let setup = state.ports().setup()?;
+    let current = credentials::load(state, &tenant.id).await?;
+    let keep = |given: &str, field: &str, what: &str| match given.trim() {
+        "" => current
+            .get(field)
+            .cloned()
+            .ok_or_else(|| AdminError::Invalid(format!("the {what} is needed"))),
+        v => Ok(Secret::new(v)),
+    };
+    let username = req.username.trim();
+    if username.is_empty() {
+        return Err(AdminError::Invalid(
+            "the API user's username is needed".into(),
+        ));
+    }
+    let secret = keep(&req.secret, credentials::AUTOTASK_SECRET, "secret")?;
+    let code = keep(
+        &req.integration_code,
+        credentials::AUTOTASK_INTEGRATION_CODE,
+        "integration code",
+    )?;
+    let access = AutotaskAccess {
+        zone_lookup_url: tenant.config.value.autotask.zone_lookup_url.clone(),
+        username: username.to_owned(),
+        secret: secret.clone(),
+        integration_code: code.clone(),
+    };
+    let verified = setup
+        .verify_autotask(&access)
+        .await
+        .map_err(|f| AdminError::ChecksFailed(vec![f.into()]))?;
+    credentials::update(
+        state,
+        &tenant.id,
+        vec![
+            (credentials::AUTOTASK_USERNAME, Secret::new(username)),
+            (credentials::AUTOTASK_SECRET, secret),
+            (credentials::AUTOTASK_INTEGRATION_CODE, code),
+        ],
+    )
+    .await?;
+    tenant.onboarding.value.autotask = Some(AutotaskConnection {
+        api_base_url: verified.api_base_url,
+        verified_at: state.accounts().now(),
+    });
+    tenant.save_onboarding(state.accounts().store()).await?;
+    tracing::info!(tenant = %tenant.id, "autotask verified");
+    autotask_status(state, tenant).await
+}
+
+/// Every check a live tenant needs, run now.
+pub async fn run_checks(state: &AdminState, tenant: &Tenant) -> Result<Vec<CheckView>, AdminError> {
+    let setup = state.ports().setup()?;
+    let creds: Credentials = credentials::load(state, &tenant.id).await?;
+    let config = &tenant.config.value;
+    let mut failures = Vec::new();
+    if !tenant.onboarding.value.checklist_done() {
+        failures.push(failure(
+            "Preparation checklist",
+            "confirm every item of the checklist",
+        ));
+    }
+    match creds.zendesk_access(config) {
+        None => failures.push(failure("Zendesk connection", "connect Zendesk")),
+        Some(access) => match setup.verify_zendesk(&access).await {
+            Ok(v) if !v.is_admin => failures.push(failure(
+                "Zendesk admin rights",
+                "connect with an agent who is a Zendesk admin (the sweep needs one)",
+            )),
+            Ok(_) => {}
+            Err(f) => failures.push(f.into()),
+        },
+    }
+    match creds.autotask_access(config) {
+        None => failures.push(failure(
+            "Autotask credentials",
+            "enter the API user's credentials",
+        )),
+        Some(access) => match setup.verify_autotask(&access).await {
+            Err(f) => failures.push(f.into()),
+            Ok(_) => match setup.autotask_choices(&access).await {
+                Err(f) => failures.push(f.into()),
+                Ok(choices) => failures.extend(mappings::problems(config, &choices)),
+            },
+        },
+    }
+    if creds.get(credentials::ZENDESK_WEBHOOK_SECRET).is_none() {
+        failures.push(failure(
+            "Zendesk webhook signing secret",
+            "paste the webhook's signing secret under Webhooks",
+        ));
+    }
+    if creds.get(credentials::AUTOTASK_WEBHOOK_SECRET).is_none()
+        && creds.get(credentials::AUTOTASK_CALLOUT_PASSWORD).is_none()
+    {
+        failures.push(failure(
+            "Autotask webhook or callout secret",
+            "create one under Webhooks and enter it in Autotask",
+        ));
+    }
+    Ok(failures)
+}
+
+/// Runs every check; turns the tenant active only when all pass.
+pub async fn activate(state: &AdminState, tenant: &mut Tenant) -> Result<(), AdminError> {
+    let failures = run_checks(state, tenant).await?;
+    let store = state.accounts().store();
+    tenant.onboarding.value.last_checks = Some(CheckRun {
+        at: state.accounts().now(),
+        failures: failures.clone(),
+    });
+    tenant.save_onboarding(store).await?;
+    if !failures.is_empty() {
+        return Err(AdminError::ChecksFailed(failures));
+    }
+    if !tenant.config.value.active {
+        tenant.config.value.active = true;
+        tenant.save_config(store).await?;
+    }
+    tracing::info!(tenant = %tenant.id, "tenant activated");
+    Ok(())
+}

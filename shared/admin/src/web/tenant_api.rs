@@ -1,0 +1,284 @@
+//! The tenant routes of the JSON API, over the same functions as the pages
+//! (`tenants`, `setup_flow`, `mappings`). Every route with `{tenant}` goes
+//! through `tenants::open` / `authorize` first: another tenant is 404.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AdminState;
+use crate::accounts::CurrentUser;
+use crate::error::AdminError;
+use crate::mappings::{self, MappingsUpdate};
+use crate::setup_flow::{self, AutotaskRequest, ZendeskTokenRequest};
+use crate::tenants::{self, HookKind, LogFilter, NewTenant};
+
+type ApiResult = Result<Response, AdminError>;
+
+pub(super) fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/tenants", get(list).post(create))
+        .route("/api/tenants/{tenant}", get(dashboard))
+        .route(
+            "/api/tenants/{tenant}/checklist",
+            get(checklist).post(confirm),
+        )
+        .route(
+            "/api/tenants/{tenant}/zendesk",
+            get(zendesk).post(zendesk_token),
+        )
+        .route("/api/tenants/{tenant}/zendesk/oauth", post(oauth_start))
+        .route(
+            "/api/tenants/{tenant}/zendesk/oauth/finish",
+            post(oauth_finish),
+        )
+        .route(
+            "/api/tenants/{tenant}/autotask",
+            get(autotask).post(autotask_save),
+        )
+        .route(
+            "/api/tenants/{tenant}/mappings",
+            get(mappings_get).post(mappings_save),
+        )
+        .route("/api/tenants/{tenant}/activate", post(activate))
+        .route("/api/tenants/{tenant}/log", get(log))
+        .route("/api/tenants/{tenant}/sync", post(sync_now))
+        .route("/api/tenants/{tenant}/dead-letters", get(dead_letters))
+        .route(
+            "/api/tenants/{tenant}/dead-letters/{id}/replay",
+            post(replay),
+        )
+        .route("/api/tenants/{tenant}/webhooks", get(webhooks))
+        .route("/api/tenants/{tenant}/webhooks/rotate", post(rotate))
+}
+
+fn ok<T: serde::Serialize>(value: T) -> ApiResult {
+    Ok(Json(value).into_response())
+}
+
+async fn openapi(_user: CurrentUser) -> Json<serde_json::Value> {
+    Json(super::openapi::document())
+}
+
+async fn list(State(state): State<AdminState>, user: CurrentUser) -> ApiResult {
+    ok(tenants::list(&state, &user).await?)
+}
+
+async fn create(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Json(req): Json<NewTenant>,
+) -> ApiResult {
+    let created = tenants::create(&state, &user, &req).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn dashboard(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> ApiResult {
+    let tenant = tenants::open(&state, &user, &t).await?;
+    ok(tenants::dashboard(&state, &tenant).await?)
+}
+
+async fn checklist(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> ApiResult {
+    let tenant = tenants::open(&state, &user, &t).await?;
+    ok(setup_flow::checklist(&state, &tenant).await?)
+}
+
+#[derive(Deserialize)]
+struct ConfirmRequest {
+    confirmed: Vec<String>,
+}
+
+async fn confirm(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+    Json(req): Json<ConfirmRequest>,
+) -> ApiResult {
+    let mut tenant = tenants::open(&state, &user, &t).await?;
+    ok(setup_flow::confirm(&state, &user, &mut tenant, &req.confirmed).await?)
+}
+
+async fn zendesk(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> ApiResult {
+    let tenant = tenants::open(&state, &user, &t).await?;
+    ok(setup_flow::zendesk_status(&state, &tenant).await?)
+}
+
+async fn zendesk_token(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+    Json(req): Json<ZendeskTokenRequest>,
+) -> ApiResult {
+    let mut tenant = tenants::open(&state, &user, &t).await?;
+    ok(setup_flow::connect_zendesk_token(&state, &mut tenant, &req).await?)
+}
+
+#[derive(Deserialize)]
+struct OAuthStart {
+    base_url: String,
+}
+
+async fn oauth_start(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+    Json(req): Json<OAuthStart>,
+) -> ApiResult {
+    let mut tenant = tenants::open(&state, &user, &t).await?;
+    let url = setup_flow::start_oauth(&state, &mut tenant, &req.base_url).await?;
+    ok(json!({ "authorize_url": url }))
+}
+
+#[derive(Deserialize)]
+pub(super) struct OAuthFinish {
+    pub code: String,
+    pub state: String,
+}
+
+async fn oauth_finish(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+    Json(req): Json<OAuthFinish>,
+) -> ApiResult {
+    let mut tenant = tenants::open(&state, &user, &t).await?;
+    ok(setup_flow::finish_oauth(&state, &mut tenant, &req.code, &req.state).await?)
+}
+
+async fn autotask(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> ApiResult {
+    let tenant = tenants::open(&state, &user, &t).await?;
+    ok(setup_flow::autotask_status(&state, &tenant).await?)
+}
+
+async fn autotask_save(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+    Json(req): Json<AutotaskRequest>,
+) -> ApiResult {
+    let mut tenant = tenants::open(&state, &user, &t).await?;
+    ok(setup_flow::connect_autotask(&state, &mut tenant, &req).await?)
+}
+
+async fn mappings_get(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> ApiResult {
+    let tenant = tenants::open(&state, &user, &t).await?;
+    let live = mappings::live(&state, &tenant).await?;
+    ok(mappings::view(&tenant, &live))
+}
+
+async fn mappings_save(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+    Json(req): Json<MappingsUpdate>,
+) -> ApiResult {
+    let mut tenant = tenants::open(&state, &user, &t).await?;
+    let live = mappings::live(&state, &tenant).await?;
+    ok(mappings::save(&state, &mut tenant, &live, &req).await?)
+}
+
+async fn activate(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> ApiResult {
+    let mut tenant = tenants::open(&state, &user, &t).await?;
+    setup_flow::activate(&state, &mut tenant).await?;
+    ok(json!({ "active": true }))
+}
+
+async fn log(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+    Query(filter): Query<LogFilter>,
+) -> ApiResult {
+    let tenant = tenants::open(&state, &user, &t).await?;
+    ok(tenants::log(&state, &tenant.id, &filter).await?)
+}
+
+async fn sync_now(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> ApiResult {
+    let tenant = tenants::open(&state, &user, &t).await?;
+    let summary = tenants::sync_now(&state, &tenant).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "summary": summary }))).into_response())
+}
+
+async fn dead_letters(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> ApiResult {
+    let tenant = tenants::open(&state, &user, &t).await?;
+    ok(tenants::dead_letters(&state, &tenant.id).await?)
+}
+
+async fn replay(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path((t, id)): Path<(String, String)>,
+) -> ApiResult {
+    let tenant = tenants::open(&state, &user, &t).await?;
+    tenants::replay(&state, &tenant.id, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "replayed": id }))).into_response())
+}
+
+async fn webhooks(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> ApiResult {
+    let tenant = tenants::open(&state, &user, &t).await?;
+    let rows: Vec<_> = tenants::hook_status(&state, &tenant.id)
+        .await?
+        .into_iter()
+        .map(|(kind, url, secret)| json!({ "kind": kind, "url": url, "secret": secret }))
+        .collect();
+    ok(rows)
+}
+
+#[derive(Deserialize)]
+struct RotateRequest {
+    kind: HookKind,
+    /// Zendesk's new signing secret (only for `zendesk_webhook`).
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+async fn rotate(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+    Json(req): Json<RotateRequest>,
+) -> ApiResult {
+    let tenant = tenants::open(&state, &user, &t).await?;
+    ok(tenants::rotate(&state, &tenant.id, req.kind, req.secret.as_deref()).await?)
+}

@@ -1,0 +1,305 @@
+//! The admin Lambda's console against the emulator: the router
+//! `bridge_aws::console::admin_app` builds (the one `functions/admin` serves)
+//! on a DynamoDB table, with mail through SES.
+
+use admin::{Mail, Mailer, CSRF_HEADER, SESSION_COOKIE};
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use bridge::ports::Store;
+use bridge_aws::console::{admin_accounts, admin_app, AdminSettings};
+use bridge_aws::SesMailer;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use super::{new_store, sdk, unique};
+
+const HOST: &str = "console.example.test";
+const OPERATOR_PASSWORD: &str = "operator's long first password";
+
+/// A sender address SES (the emulator) accepts: a verified identity.
+async fn verified_sender() -> String {
+    let from = format!("{}@example.test", unique("console"));
+    aws_sdk_sesv2::Client::new(&sdk().await)
+        .create_email_identity()
+        .email_identity(&from)
+        .send()
+        .await
+        .expect("create the SES identity");
+    from
+}
+
+async fn call(
+    app: &Router,
+    method: Method,
+    path: &str,
+    cookie: Option<&str>,
+    csrf: Option<&str>,
+    json: Option<serde_json::Value>,
+) -> (StatusCode, Response<()>, serde_json::Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, HOST);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, format!("{SESSION_COOKIE}={cookie}"));
+    }
+    if let Some(csrf) = csrf {
+        request = request.header(CSRF_HEADER, csrf);
+    }
+    let body = match json {
+        Some(json) => {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+            Body::from(json.to_string())
+        }
+        None => Body::empty(),
+    };
+    let response = app
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (parts.status, Response::from_parts(parts, ()), json)
+}
+
+fn session_cookie(response: &Response<()>) -> String {
+    let set_cookie = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{SESSION_COOKIE}=")))
+        .expect("a session cookie");
+    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/admin"] {
+        assert!(set_cookie.contains(attribute), "{attribute}: {set_cookie}");
+    }
+    set_cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned()
+}
+
+#[tokio::test]
+async fn ses_mailer_sends_from_a_verified_identity_and_refuses_others_without_the_body() {
+    let sdk = sdk().await;
+    let client = aws_sdk_sesv2::Client::new(&sdk);
+    let mail = || Mail {
+        to: "admin@acme.example".into(),
+        subject: "Your psa-bridge admin account".into(),
+        body: "temporary password: s3cret-TEMP-pw".into(),
+    };
+
+    let verified = SesMailer::new(client.clone(), verified_sender().await);
+    verified
+        .send(mail())
+        .await
+        .expect("sent from a verified identity");
+
+    let unverified = SesMailer::new(client, format!("{}@example.test", unique("nobody")));
+    let err = unverified.send(mail()).await.unwrap_err();
+    assert!(
+        !err.retryable,
+        "an unverified sender is no passing failure: {err}"
+    );
+    assert!(err.message.contains("MessageRejected"), "{err}");
+    assert!(!err.message.contains("s3cret"), "the body leaked: {err}");
+}
+
+#[tokio::test]
+async fn the_admin_lambda_router_works_on_dynamodb_and_ses() {
+    let sdk = sdk().await;
+    let store = new_store().await;
+    let settings = AdminSettings {
+        table_name: store.table().to_owned(),
+        mail_from: Some(verified_sender().await),
+        // As the template deploys by default: the URL comes from the Host.
+        console_url: None,
+        secrets_prefix: Some(unique("psa-bridge-console")),
+    };
+    // What `create-operator` does, then what the Lambda serves.
+    admin_accounts(&sdk, &settings, "https://unused/admin")
+        .create_operator("ops@example.test", OPERATOR_PASSWORD)
+        .await
+        .expect("create the first operator");
+    let app = admin_app(&sdk, &settings);
+
+    let (status, _, _) = call(&app, Method::GET, "/admin/api/me", None, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, _, body) = call(
+        &app,
+        Method::POST,
+        "/admin/api/login",
+        None,
+        None,
+        Some(serde_json::json!({"email": "ops@example.test", "password": "wrong password here"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+
+    let login = serde_json::json!({"email": "ops@example.test", "password": OPERATOR_PASSWORD});
+    let (status, response, body) = call(
+        &app,
+        Method::POST,
+        "/admin/api/login",
+        None,
+        None,
+        Some(login),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cookie = session_cookie(&response);
+    let csrf = body["csrf_token"]
+        .as_str()
+        .expect("a CSRF token")
+        .to_owned();
+
+    let (status, _, me) = call(
+        &app,
+        Method::GET,
+        "/admin/api/me",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["email"], "ops@example.test");
+    assert_eq!(me["role"], "operator");
+    assert_eq!(me["csrf_token"], csrf.as_str());
+
+    let invitation = || serde_json::json!({"email": "admin@acme.example", "tenant": "acme"});
+    let (status, _, body) = call(
+        &app,
+        Method::POST,
+        "/admin/api/invitations",
+        Some(&cookie),
+        Some("not-the-token"),
+        Some(invitation()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "csrf");
+    let (status, _, body) = call(
+        &app,
+        Method::POST,
+        "/admin/api/invitations",
+        Some(&cookie),
+        None,
+        Some(invitation()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "no token: {body}");
+    let profile = |email: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .get(&format!("USER#{email}"), "PROFILE")
+                .await
+                .unwrap()
+        }
+    };
+    assert!(
+        profile("admin@acme.example").await.is_none(),
+        "refused invitations write nothing"
+    );
+
+    // The mail goes out through SES on the emulator.
+    let (status, _, body) = call(
+        &app,
+        Method::POST,
+        "/admin/api/invitations",
+        Some(&cookie),
+        Some(&csrf),
+        Some(invitation()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["tenant"], "acme");
+    let item = profile("admin@acme.example")
+        .await
+        .expect("the admin's profile item");
+    assert!(!item.body.contains("temporary password"), "{}", item.body);
+
+    // Tenants live in the same table: created inactive by the operator,
+    // read back through the tenant routes.
+    let (status, _, body) = call(
+        &app,
+        Method::POST,
+        "/admin/api/tenants",
+        Some(&cookie),
+        Some(&csrf),
+        Some(serde_json::json!({"id": "acme", "name": "Acme", "psa": "autotask"})),
+    )
+    .await;
+    assert!(status.is_success(), "{status}: {body}");
+    let (status, _, body) = call(
+        &app,
+        Method::GET,
+        "/admin/api/tenants/acme",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tenant"]["active"], false, "{body}");
+
+    // A mail SES refuses withdraws the invitation and says so, not retryable.
+    let refusing = AdminSettings {
+        mail_from: Some(format!("{}@example.test", unique("unverified"))),
+        ..settings.clone()
+    };
+    let refusing_app = admin_app(&sdk, &refusing);
+    let invitation = serde_json::json!({"email": "second@acme.example", "tenant": "acme"});
+    let (status, _, body) = call(
+        &refusing_app,
+        Method::POST,
+        "/admin/api/invitations",
+        Some(&cookie),
+        Some(&csrf),
+        Some(invitation),
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert_eq!(body["code"], "mail");
+    assert_eq!(body["retryable"], false);
+    assert!(profile("second@acme.example").await.is_none(), "withdrawn");
+
+    let (status, _, _) = call(
+        &app,
+        Method::POST,
+        "/admin/api/logout",
+        Some(&cookie),
+        Some(&csrf),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = call(
+        &app,
+        Method::GET,
+        "/admin/api/me",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the session ended at logout"
+    );
+
+    // Routes outside the console are not served by its Lambda.
+    let (status, _, _) = call(&app, Method::GET, "/t/acme/zendesk", None, None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
