@@ -411,6 +411,12 @@ pub async fn save(
         }
         companies.insert(org.to_string(), *company);
     }
+    // What the sync reads: tickets of an organization go to its company when
+    // their cluster id matches no configuration item.
+    config.autotask.companies_by_organization = companies
+        .iter()
+        .filter_map(|(org, company)| Some((org.parse().ok()?, *company)))
+        .collect();
     let store = state.accounts().store();
     tenant.config.value = config;
     tenant.save_config(store).await?;

@@ -80,9 +80,9 @@ pub struct Onboarding {
     pub oauth: Option<PendingOAuth>,
     #[serde(default)]
     pub last_checks: Option<CheckRun>,
-    /// Zendesk organization id → PSA company id. The engine resolves
-    /// companies from configuration items today; these wait for it to read
-    /// them (see the crate's report on `TenantConfig`).
+    /// Zendesk organization id → PSA company id, as the admin confirmed
+    /// them; copied into the tenant's config
+    /// (`autotask.companies_by_organization`), which the sync reads.
     #[serde(default)]
     pub companies: BTreeMap<String, i64>,
     #[serde(default)]

@@ -157,6 +157,12 @@ pub struct AutotaskSettings {
     /// Company used when the cluster id matches no configuration item.
     #[serde(default)]
     pub default_company_id: Option<i64>,
+    /// Zendesk organization id → Autotask company id (the admin console's
+    /// company associations): a ticket whose cluster id matches no
+    /// configuration item goes to its organization's company before the
+    /// default company.
+    #[serde(default)]
+    pub companies_by_organization: BTreeMap<u64, i64>,
     /// Values of the TicketNotes `publish` picklist (labels, or numbers) whose
     /// notes customers may see: only these become public Zendesk comments,
     /// and public comments are written with the first. Anything else,
@@ -183,6 +189,7 @@ impl AutotaskSettings {
             zone_lookup_url: zone_lookup_url.into(),
             queue_id: None,
             default_company_id: None,
+            companies_by_organization: BTreeMap::new(),
             public_note_publish: default_public_note_publish(),
             internal_note_publish: default_internal_note_publish(),
             ticket_defaults: BTreeMap::new(),

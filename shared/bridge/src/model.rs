@@ -235,6 +235,9 @@ pub struct DeskTicket {
     pub external_id: Option<String>,
     /// Value of the tenant's "cluster id" custom field, when set.
     pub cluster_id: Option<String>,
+    /// The requester's Zendesk organization, when the ticket has one.
+    #[serde(default)]
+    pub organization_id: Option<u64>,
     pub updated_at: Option<DateTime<Utc>>,
 }
 

@@ -432,7 +432,7 @@ async fn new_psa_ticket(
         .to_psa()
         .then_some(ticket.cluster_id.as_deref())
         .flatten();
-    let company_id = resolve_company(cx, cluster_id).await?;
+    let company_id = resolve_company(cx, cluster_id, ticket.organization_id).await?;
     let description = if rules.description.to_psa() {
         ticket.description.clone()
     } else {

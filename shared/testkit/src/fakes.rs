@@ -64,6 +64,7 @@ impl FakeDesk {
                 status: "new".into(),
                 external_id: None,
                 cluster_id: cluster.map(Into::into),
+                organization_id: None,
                 updated_at: None,
             },
         );

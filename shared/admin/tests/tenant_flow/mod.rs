@@ -260,6 +260,17 @@ async fn onboard(w: &World, tenant: &str) -> (String, String) {
     )
     .await;
     assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    let config = bridge::repo::Repo::new(h.store.as_ref())
+        .tenant(&bridge::model::TenantId::parse(tenant).unwrap())
+        .await
+        .unwrap()
+        .expect("the tenant's config")
+        .value;
+    assert_eq!(
+        config.autotask.companies_by_organization.get(&501),
+        Some(&900),
+        "the confirmed association is what the sync reads"
+    );
     // A value Autotask does not have is refused.
     let resp = call(
         h,

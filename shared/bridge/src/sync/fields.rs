@@ -315,7 +315,8 @@ impl Planner<'_, '_> {
     async fn company(&mut self) -> Result<(), StepFailure> {
         let cluster = &self.ticket.cluster_id;
         if self.cx.tenant.fields.company.to_psa() && *cluster != self.link.seen.cluster_id {
-            let company = resolve_company(self.cx, cluster.as_deref()).await?;
+            let company =
+                resolve_company(self.cx, cluster.as_deref(), self.ticket.organization_id).await?;
             self.psa_patch.patch.company_id = Some(company);
             self.psa_patch.changed.push("company");
             self.psa_patch
@@ -395,12 +396,21 @@ async fn status_for_desk(cx: &SyncContext<'_>, value: i64) -> Result<&'static st
 }
 
 /// The company of the configuration item whose reference number is the
-/// cluster id; the tenant's default company when none matches.
+/// cluster id; else the company associated with the ticket's Zendesk
+/// organization; else the tenant's default company.
 pub(super) async fn resolve_company(
     cx: &SyncContext<'_>,
     cluster_id: Option<&str>,
+    organization_id: Option<u64>,
 ) -> Result<i64, StepFailure> {
-    let default = cx.tenant.autotask.default_company_id;
+    let associated = organization_id.and_then(|org| {
+        cx.tenant
+            .autotask
+            .companies_by_organization
+            .get(&org)
+            .copied()
+    });
+    let default = associated.or(cx.tenant.autotask.default_company_id);
     let cluster_id = cluster_id.map(str::trim).filter(|c| !c.is_empty());
     match cluster_id {
         Some(cluster) => match cx

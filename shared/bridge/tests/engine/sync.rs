@@ -386,6 +386,46 @@ async fn unknown_cluster_is_a_permanent_error_unless_a_default_company_is_set() 
 }
 
 #[tokio::test]
+async fn an_unmatched_cluster_goes_to_the_organizations_company_before_the_default() {
+    let mut f = Fixture::new();
+    f.config.autotask.default_company_id = Some(77);
+    f.config.autotask.companies_by_organization.insert(501, 900);
+    let with_org = f.desk.new_ticket("S", "D", None, Some("CL-404"));
+    f.desk.edit(with_org, |t| t.organization_id = Some(501));
+    let other_org = f.desk.new_ticket("S", "D", None, None);
+    f.desk.edit(other_org, |t| t.organization_id = Some(502));
+    let matched = f.desk.new_ticket("S", "D", None, Some("CL-1"));
+    f.desk.edit(matched, |t| t.organization_id = Some(501));
+
+    for z in [with_org, other_org, matched] {
+        f.sync(z).await.unwrap();
+    }
+    let company_of = |z: u64| {
+        let reference = format!("zendesk:{z}");
+        f.psa
+            .tickets()
+            .into_iter()
+            .find(|t| t.external_id.as_deref() == Some(reference.as_str()))
+            .map(|t| t.company_id)
+    };
+    assert_eq!(
+        company_of(with_org),
+        Some(900),
+        "the organization's company"
+    );
+    assert_eq!(
+        company_of(other_org),
+        Some(77),
+        "no association: the default"
+    );
+    let cluster_company = company_of(matched).unwrap();
+    assert!(
+        cluster_company != 900 && cluster_company != 77,
+        "a matching configuration item wins over the association"
+    );
+}
+
+#[tokio::test]
 async fn a_missing_mapping_is_reported_but_comments_still_flow() {
     let mut f = Fixture::new();
     let z = f.desk.new_ticket("S", "D", None, Some("CL-1"));

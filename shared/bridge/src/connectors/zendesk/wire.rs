@@ -141,6 +141,8 @@ struct WireTicket {
     #[serde(default)]
     custom_fields: Vec<WireCustomField>,
     #[serde(default)]
+    organization_id: Option<u64>,
+    #[serde(default)]
     updated_at: Option<DateTime<Utc>>,
 }
 
@@ -173,6 +175,7 @@ impl WireTicket {
             status: self.status.unwrap_or_default(),
             external_id: self.external_id.filter(|e| !e.is_empty()),
             cluster_id,
+            organization_id: self.organization_id,
             updated_at: self.updated_at,
         }
     }
@@ -404,10 +407,12 @@ mod tests {
     fn ticket_json_maps_to_the_model() {
         let raw = r#"{"ticket":{"id":35436,"subject":"Printer on fire","description":"It burns",
             "priority":null,"status":"open","external_id":"","updated_at":"2026-11-23T18:40:12Z",
+            "organization_id":509974,
             "custom_fields":[{"id":27642,"value":745},{"id":27648,"value":" CL-9 "},{"id":1,"value":null}]}}"#;
         let ticket: TicketEnvelope = serde_json::from_str(raw).unwrap();
         let model = ticket.into_model(Some(27642));
         assert_eq!(model.cluster_id.as_deref(), Some("745"));
+        assert_eq!(model.organization_id, Some(509974));
         assert_eq!(model.priority, None);
         assert_eq!(model.external_id, None);
         assert_eq!(model.updated_at, Some(at(TS)));
