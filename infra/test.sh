@@ -12,6 +12,18 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 EMULATOR="$ROOT/infra/emulator.sh"
 
+# The admin console's browser test drives Debian's Chromium through its
+# WebDriver. Installed here when missing and this user may install packages;
+# otherwise that one test fails saying how to install them.
+if ! command -v chromedriver >/dev/null 2>&1 && [[ -z "${CHROMEDRIVER:-}" ]]; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "test.sh: installing chromium and chromium-driver for the browser test" >&2
+        apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+    else
+        echo "test.sh: chromedriver not found; the browser test needs: apt-get install chromium chromium-driver" >&2
+    fi
+fi
+
 if "$EMULATOR" status >/dev/null 2>&1; then
     echo "test.sh: reusing the running emulator" >&2
 else
