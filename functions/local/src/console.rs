@@ -118,18 +118,21 @@ impl LocalOperations {
         })
     }
 
-    /// The newest error the sync log holds for `ticket`: why its job failed.
-    async fn reason_for(&self, tenant: &TenantId, ticket: &str) -> String {
-        let entries = Repo::new(self.store.as_ref())
+    /// The tenant's recent sync log, read once per listing of dead letters.
+    async fn recent_log(&self, tenant: &TenantId) -> Vec<bridge::repo::SyncLogEntry> {
+        Repo::new(self.store.as_ref())
             .log_entries(tenant, 500)
             .await
-            .unwrap_or_default();
-        entries
-            .iter()
-            .find(|e| e.level == LogLevel::Error && e.ticket.as_deref() == Some(ticket))
-            .map(|e| format!("{}: {}", e.step, e.message))
-            .unwrap_or_else(|| "failed until the receive limit; see the sync log".to_owned())
+            .unwrap_or_default()
     }
+}
+
+/// The newest error `log` holds for `ticket`: why its job failed.
+fn reason_for(log: &[bridge::repo::SyncLogEntry], ticket: &str) -> String {
+    log.iter()
+        .find(|e| e.level == LogLevel::Error && e.ticket.as_deref() == Some(ticket))
+        .map(|e| format!("{}: {}", e.step, e.message))
+        .unwrap_or_else(|| "failed until the receive limit; see the sync log".to_owned())
 }
 
 #[async_trait]
@@ -146,6 +149,7 @@ impl Operations for LocalOperations {
 
     async fn dead_letters(&self, tenant: &TenantId) -> Result<Vec<DeadLetter>, OpsError> {
         let dead = self.queue()?.dead_letters().map_err(|e| failed(e, true))?;
+        let log = self.recent_log(tenant).await;
         let mut listed = Vec::new();
         for letter in dead.into_iter().rev() {
             let Some(job) = letter.job.filter(|job| &job.tenant == tenant) else {
@@ -155,7 +159,7 @@ impl Operations for LocalOperations {
             let ticket = job.subject.to_string();
             listed.push(DeadLetter {
                 id: letter.id.to_string(),
-                reason: self.reason_for(tenant, &ticket).await,
+                reason: reason_for(&log, &ticket),
                 ticket,
                 at: chrono::DateTime::from_timestamp_millis(letter.dead_at_ms).unwrap_or_default(),
             });
