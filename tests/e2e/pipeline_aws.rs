@@ -204,7 +204,7 @@ async fn a_transient_failure_is_retried_through_the_queue_until_the_ticket_arriv
     let created = log_of(&world, acme, z)
         .await
         .into_iter()
-        .filter(|e| e.step == "create_autotask_ticket" && e.level == LogLevel::Info)
+        .filter(|e| e.step == "create_psa_ticket" && e.level == LogLevel::Info)
         .count();
     assert_eq!(created, 1, "created once");
     assert_eq!(depth(&world).await.dead, 0, "nothing dead-lettered");

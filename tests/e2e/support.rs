@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use sandbox::autotask::Ticket as PsaTicket;
+
+use crate::psa_view::PsaView;
 use testkit::world::{AutotaskEvents, TenantSpec, TenantWorld, World};
 
 /// Generous: these tests wait for real HTTP round trips on a loaded 2-core box.
@@ -118,39 +120,40 @@ pub async fn post(url: &str, headers: &[(String, String)], body: Vec<u8>) -> (u1
     (status, response.text().await.unwrap_or_default())
 }
 
-/// Checks that every Zendesk ticket has exactly one Autotask ticket, every
+/// Checks that every Zendesk ticket has exactly one PSA ticket, every
 /// comment exactly one note and every technician note exactly one comment,
 /// with nothing else on either side (no echoes); returns (tickets, notes,
-/// comments) for the record.
+/// comments) for the record. Autotask and ConnectWise tenants alike.
 pub fn assert_mirrored_exactly_once(t: &TenantWorld, desk_ids: &[u64]) -> (usize, usize, usize) {
-    let psa_tickets = t.autotask.tickets();
+    let psa = PsaView::of(t);
+    let psa_tickets = psa.tickets();
     assert_eq!(
         psa_tickets.len(),
         desk_ids.len(),
-        "{}: one Autotask ticket per Zendesk ticket",
-        t.id
+        "{}: one {} ticket per Zendesk ticket",
+        t.id,
+        psa.label()
     );
     let (mut notes_total, mut comments_total) = (0, 0);
     for &z in desk_ids {
-        let matching = psa_tickets_for(t, z);
+        let matching = psa.tickets_for(z);
         assert_eq!(
             matching.len(),
             1,
-            "{}: Zendesk #{z} reached Autotask once",
+            "{}: Zendesk #{z} reached the PSA once",
             t.id
         );
-        let psa = &matching[0];
-        let notes = t.autotask.notes(psa.id);
+        let notes = psa.notes(matching[0].id);
         let comments = t.zendesk.comments(z);
 
-        // Zendesk → Autotask: every comment but the description, once, with
-        // its visibility.
+        // Zendesk → PSA: every comment but the description, once, with its
+        // visibility.
         let originals: Vec<_> = comments.iter().skip(1).filter(|c| !c.via_api).collect();
         for c in &originals {
             let marker = format!("Zendesk comment #{} ", c.id);
             let copies: Vec<_> = notes
                 .iter()
-                .filter(|n| n.title.starts_with(&marker))
+                .filter(|n| n.marked.starts_with(&marker))
                 .collect();
             assert_eq!(
                 copies.len(),
@@ -159,15 +162,12 @@ pub fn assert_mirrored_exactly_once(t: &TenantWorld, desk_ids: &[u64]) -> (usize
                 t.id,
                 c.id
             );
-            assert_eq!(copies[0].publish == 1, c.public, "visibility kept");
+            assert_eq!(copies[0].public, c.public, "visibility kept");
         }
-        // Autotask → Zendesk: every technician note, once.
-        let technician_notes: Vec<_> = notes
-            .iter()
-            .filter(|n| n.creator_resource_id == t.technician)
-            .collect();
+        // PSA → Zendesk: every technician note, once.
+        let technician_notes: Vec<_> = notes.iter().filter(|n| n.by_technician).collect();
         for n in &technician_notes {
-            let marker = format!("(Autotask note #{})", n.id);
+            let marker = format!("({} note #{})", psa.label(), n.id);
             let copies = comments.iter().filter(|c| c.body.contains(&marker)).count();
             assert_eq!(
                 copies, 1,
@@ -179,7 +179,7 @@ pub fn assert_mirrored_exactly_once(t: &TenantWorld, desk_ids: &[u64]) -> (usize
         assert_eq!(
             notes.len(),
             originals.len() + technician_notes.len(),
-            "{}: no extra notes",
+            "{}: no extra notes: {notes:?}",
             t.id
         );
         assert_eq!(

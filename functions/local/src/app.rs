@@ -3,12 +3,14 @@
 //! emulator tests).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use admin::Accounts;
 use axum::routing::get;
+use bridge::connectors::connectwise::inbound::SigningKeys;
 use bridge::error::StoreError;
-use bridge::ingest::{autotask_router, zendesk_router, IngestState};
+use bridge::ingest::{autotask_router, connectwise_router, zendesk_router, IngestState};
 use bridge::reconcile::{SweepReport, Sweeper};
 use bridge::wiring::Wiring;
 
@@ -19,8 +21,10 @@ use tracing::info;
 
 /// Every HTTP function of psa-bridge on one router.
 pub fn router(state: IngestState) -> axum::Router {
+    let signing_keys = Arc::new(SigningKeys::new(bridge::connectors::http::client()));
     zendesk_router(state.clone())
-        .merge(autotask_router(state))
+        .merge(autotask_router(state.clone()))
+        .merge(connectwise_router(state, signing_keys))
         .route("/healthz", get(|| async { "ok" }))
 }
 

@@ -49,6 +49,14 @@ pub fn demo_tenants() -> Vec<TenantSpec> {
     vec![acme, globex]
 }
 
+/// The demo's ConnectWise tenant: northwind, with a default company.
+pub fn connectwise_demo_tenant() -> TenantSpec {
+    TenantSpec {
+        default_company: true,
+        ..TenantSpec::connectwise("northwind")
+    }
+}
+
 struct Arrival {
     tenant: String,
     what: String,
@@ -59,34 +67,53 @@ struct Arrival {
 const DEMO_OPERATOR: &str = "operator@demo.example";
 
 pub async fn run(options: WorldOptions, serve: bool) -> anyhow::Result<()> {
-    println!("psa-bridge demo: starting sandbox Zendesk + Autotask for tenants acme and globex");
+    println!(
+        "psa-bridge demo: starting sandbox Zendesk + Autotask for tenants acme and globex, \
+         Zendesk + ConnectWise for northwind"
+    );
     println!(
         "  simulated API latency: {} ms per call",
         options.api_latency.as_millis()
     );
-    let world = World::start(demo_tenants(), options).await?;
+    let mut specs = demo_tenants();
+    specs.push(connectwise_demo_tenant());
+    let world = World::start(specs, options).await?;
     println!("  bridge listening on {}", world.bridge.base_url);
     for t in &world.tenants {
-        println!(
-            "  {}: Zendesk {}  Autotask {}  (events: POST {}/t/{}/{{zendesk,autotask}})",
-            t.id,
-            t.zendesk.base_url(),
-            t.autotask.base_url(),
-            world.bridge.base_url,
-            t.id
-        );
+        match &t.connectwise {
+            Some(cw) => println!(
+                "  {}: Zendesk {}  ConnectWise {}  (events: POST {}/t/{}/{{zendesk,connectwise}})",
+                t.id,
+                t.zendesk.base_url(),
+                cw.sandbox.site_url(),
+                world.bridge.base_url,
+                t.id
+            ),
+            None => println!(
+                "  {}: Zendesk {}  Autotask {}  (events: POST {}/t/{}/{{zendesk,autotask}})",
+                t.id,
+                t.zendesk.base_url(),
+                t.autotask.base_url(),
+                world.bridge.base_url,
+                t.id
+            ),
+        }
     }
     println!();
 
     let mut arrivals = Vec::new();
     let mut problems = Vec::new();
     for tenant in &world.tenants {
-        demo_tenant(tenant, &mut arrivals, &mut problems).await?;
+        if tenant.connectwise.is_some() {
+            demo_connectwise_tenant(tenant, &mut arrivals, &mut problems).await;
+        } else {
+            demo_tenant(tenant, &mut arrivals, &mut problems).await?;
+        }
     }
 
     println!("\nLatency, change in one system → visible in the other (includes webhook, queue, worker, API calls):");
     for a in &arrivals {
-        println!("  {:7} {:55} {:>6} ms", a.tenant, a.what, a.millis);
+        println!("  {:9} {:55} {:>6} ms", a.tenant, a.what, a.millis);
     }
     let mut millis: Vec<u128> = arrivals.iter().map(|a| a.millis).collect();
     millis.sort_unstable();
@@ -317,6 +344,112 @@ async fn demo_tenant(
         ));
     }
     Ok(())
+}
+
+/// The demo on a ConnectWise tenant: a ticket with its fields, a comment each
+/// way, and the board status a technician sets coming back to Zendesk.
+async fn demo_connectwise_tenant(
+    tenant: &TenantWorld,
+    arrivals: &mut Vec<Arrival>,
+    problems: &mut Vec<String>,
+) {
+    let zd = &tenant.zendesk;
+    let cw = tenant.connectwise.as_ref().expect("a ConnectWise tenant");
+    let id = tenant.id.to_string();
+    println!("[{id}] opening a Zendesk ticket (PSA: ConnectWise)");
+    let started = Instant::now();
+    let desk_id = zd.create_ticket(NewTicket {
+        subject: "Printer on floor 2 offline".into(),
+        description: "Nobody on floor 2 can print since this morning.".into(),
+        priority: Some("high".into()),
+        status: None,
+        cluster_id: Some("CL-100".into()),
+        requester_name: "Casey Customer".into(),
+    });
+    let reference = format!("zendesk:{desk_id}");
+    let created = wait_for(ARRIVAL_TIMEOUT, || {
+        cw.sandbox
+            .tickets()
+            .into_iter()
+            .find(|t| t.external_xref.as_deref() == Some(reference.as_str()))
+    })
+    .await;
+    let Some(ticket) = created else {
+        problems.push(format!(
+            "{id}: Zendesk #{desk_id} never reached ConnectWise"
+        ));
+        return;
+    };
+    arrivals.push(Arrival {
+        tenant: id.clone(),
+        what: format!("Zendesk #{desk_id} created → ConnectWise #{}", ticket.id),
+        millis: started.elapsed().as_millis(),
+    });
+    println!(
+        "  Zendesk #{desk_id} → ConnectWise #{} \"{}\" on board {} status {} priority {}",
+        ticket.id, ticket.summary, ticket.board_id, ticket.status_id, ticket.priority_id
+    );
+
+    let started = Instant::now();
+    let body = "Customer: the copier on floor 2 is affected too.";
+    zd.add_comment(desk_id, "Casey Customer", body, true);
+    let note = wait_for(ARRIVAL_TIMEOUT, || {
+        cw.sandbox
+            .notes(ticket.id)
+            .into_iter()
+            .find(|n| n.text.contains(body))
+    })
+    .await;
+    match note {
+        Some(_) => arrivals.push(Arrival {
+            tenant: id.clone(),
+            what: "public comment → ConnectWise Discussion note".into(),
+            millis: started.elapsed().as_millis(),
+        }),
+        None => problems.push(format!("{id}: the comment never reached ConnectWise")),
+    }
+
+    let started = Instant::now();
+    let text = "Replaced the print server's certificate; printing works.";
+    cw.sandbox.add_note_as(
+        cw.technician,
+        ticket.id,
+        text,
+        sandbox::connectwise::NoteKind::Discussion,
+    );
+    let comment = wait_for(ARRIVAL_TIMEOUT, || {
+        zd.comments(desk_id)
+            .into_iter()
+            .find(|c| c.body.contains(text))
+    })
+    .await;
+    match comment {
+        Some(c) => {
+            arrivals.push(Arrival {
+                tenant: id.clone(),
+                what: "ConnectWise note → Zendesk comment".into(),
+                millis: started.elapsed().as_millis(),
+            });
+            println!(
+                "  ConnectWise note → Zendesk comment #{}: {:?}",
+                c.id,
+                c.body.replace('\n', " / ")
+            );
+        }
+        None => problems.push(format!("{id}: the ConnectWise note never reached Zendesk")),
+    }
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let notes = cw.sandbox.notes(ticket.id).len();
+    let comments = zd.comments(desk_id).len();
+    println!(
+        "  [{id}] Zendesk #{desk_id}: {comments} comments (description, 1 comment, 1 from ConnectWise); ConnectWise ticket: {notes} notes (description, 1 from Zendesk, 1 technician)"
+    );
+    if notes != 3 || comments != 3 {
+        problems.push(format!(
+            "{id}: expected 3 notes and 3 comments, found {notes} and {comments}"
+        ));
+    }
 }
 
 /// The picklist label of a value, for printing.

@@ -125,11 +125,12 @@ async fn open(settings: &Settings) -> anyhow::Result<Wiring> {
         repo.put_tenant(tenant, Condition::Always).await?;
         tracing::info!(tenant = %tenant.id, "tenant loaded");
     }
-    Ok(Wiring::new(
+    Ok(Wiring::with_budgets(
         store,
         queue,
         secrets,
         settings.autotask_budget(),
+        settings.connectwise_budget(),
     ))
 }
 

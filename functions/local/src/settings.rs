@@ -33,6 +33,13 @@ pub struct Settings {
     /// Autotask calls in flight at once per tenant.
     #[serde(default = "default_autotask_max_concurrent")]
     pub autotask_max_concurrent: u64,
+    /// Each ConnectWise tenant's request budget per hour (ConnectWise
+    /// publishes none; the default is half of the reported 1,000 a minute).
+    #[serde(default = "default_connectwise_requests_per_hour")]
+    pub connectwise_requests_per_hour: u64,
+    /// ConnectWise calls in flight at once per tenant.
+    #[serde(default = "default_connectwise_max_concurrent")]
+    pub connectwise_max_concurrent: u64,
     /// Tenants written to the store at start-up.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -61,6 +68,15 @@ fn default_autotask_max_concurrent() -> u64 {
     AutotaskBudget::default().max_concurrent as u64
 }
 
+fn default_connectwise_requests_per_hour() -> u64 {
+    bridge::connectors::connectwise_default_budget()
+        .requests_per_hour
+        .into()
+}
+fn default_connectwise_max_concurrent() -> u64 {
+    bridge::connectors::connectwise_default_budget().max_concurrent as u64
+}
+
 impl Settings {
     /// The per-tenant Autotask budget these settings ask for; checked valid
     /// by [`Settings::load`].
@@ -80,6 +96,15 @@ impl Settings {
         )
         .expect("checked when loaded")
     }
+
+    /// The per-tenant ConnectWise budget; checked valid by [`Settings::load`].
+    pub fn connectwise_budget(&self) -> AutotaskBudget {
+        AutotaskBudget::with_limits(
+            self.connectwise_requests_per_hour,
+            self.connectwise_max_concurrent,
+        )
+        .expect("checked when loaded")
+    }
 }
 
 impl Settings {
@@ -90,23 +115,30 @@ impl Settings {
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         // The same check as the Lambda environment's: zero is refused, not
         // quietly turned into one.
-        if let Err(limit) = AutotaskBudget::with_limits(
-            settings.autotask_requests_per_hour,
-            settings.autotask_max_concurrent,
-        ) {
-            let (key, value) = match limit {
-                BudgetLimit::RequestsPerHour => (
-                    "autotask_requests_per_hour",
-                    settings.autotask_requests_per_hour,
-                ),
-                BudgetLimit::MaxConcurrent => {
-                    ("autotask_max_concurrent", settings.autotask_max_concurrent)
-                }
-            };
-            return Err(format!(
-                "{}: {key} is {value}: it must be a whole number above 0",
-                path.display()
-            ));
+        for (rate_key, rate, concurrency_key, concurrency) in [
+            (
+                "autotask_requests_per_hour",
+                settings.autotask_requests_per_hour,
+                "autotask_max_concurrent",
+                settings.autotask_max_concurrent,
+            ),
+            (
+                "connectwise_requests_per_hour",
+                settings.connectwise_requests_per_hour,
+                "connectwise_max_concurrent",
+                settings.connectwise_max_concurrent,
+            ),
+        ] {
+            if let Err(limit) = AutotaskBudget::with_limits(rate, concurrency) {
+                let (key, value) = match limit {
+                    BudgetLimit::RequestsPerHour => (rate_key, rate),
+                    BudgetLimit::MaxConcurrent => (concurrency_key, concurrency),
+                };
+                return Err(format!(
+                    "{}: {key} is {value}: it must be a whole number above 0",
+                    path.display()
+                ));
+            }
         }
         let base = path.parent().unwrap_or(Path::new("."));
         if settings.secrets_file.is_relative() {

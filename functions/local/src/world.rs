@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
 use bridge::config::{
-    AutotaskSettings, FieldRules, Mappings, Secret, TenantConfig, TenantSecrets, ZendeskSettings,
+    AutotaskSettings, ConnectWiseSettings, FieldRules, Mappings, Secret, TenantConfig,
+    TenantSecrets, ZendeskSettings,
 };
 use bridge::connectors::budget::AutotaskBudget;
+use bridge::connectors::connectwise::ConnectWiseClient;
 use bridge::model::TenantId;
 use bridge::ports::{Condition, Queue, Secrets, Store};
 use bridge::repo::Repo;
@@ -22,6 +24,7 @@ use bridge::wiring::Wiring;
 use sandbox::autotask::{
     AutotaskSandbox, AutotaskSandboxConfig, CalloutTarget, DeliveryRules, WebhookTarget,
 };
+use sandbox::connectwise::{ConnectWiseSandbox, ConnectWiseSandboxConfig};
 use sandbox::zendesk::{ZendeskSandbox, ZendeskSandboxConfig};
 
 use crate::app::LocalBridge;
@@ -58,6 +61,9 @@ pub struct TenantSpec {
     /// Written to the store at start. A tenant that is not is one the
     /// admin console onboards: its sandboxes run, the bridge does not know it.
     pub onboarded: bool,
+    /// The tenant's PSA is a sandbox ConnectWise (its Autotask sandbox then
+    /// runs idle; `events`, `exclude_api_user` and `queue` do not apply).
+    pub connectwise: bool,
 }
 
 impl TenantSpec {
@@ -72,8 +78,53 @@ impl TenantSpec {
             queue: "Client Portal".to_owned(),
             to_desk_only_in_own_queue: false,
             onboarded: true,
+            connectwise: false,
         }
     }
+
+    /// A tenant on ConnectWise, with priority tables for ConnectWise's
+    /// default priorities (its board statuses carry the default status
+    /// tables' names).
+    pub fn connectwise(id: &str) -> Self {
+        let mappings = Mappings {
+            priority: CONNECTWISE_PRIORITIES
+                .iter()
+                .map(|(desk, cw)| ((*desk).to_owned(), (*cw).to_owned()))
+                .collect(),
+            priority_to_desk: CONNECTWISE_PRIORITIES
+                .iter()
+                .map(|(desk, cw)| {
+                    let desk =
+                        serde_json::from_value(serde_json::json!(desk)).expect("a desk priority");
+                    ((*cw).to_owned(), desk)
+                })
+                .collect(),
+            ..Mappings::default()
+        };
+        Self {
+            mappings,
+            connectwise: true,
+            ..Self::new(id)
+        }
+    }
+}
+
+/// Zendesk priority → ConnectWise's default priority names.
+pub const CONNECTWISE_PRIORITIES: [(&str, &str); 4] = [
+    ("urgent", "Priority 1 - Emergency Response"),
+    ("high", "Priority 2 - Quick Response"),
+    ("normal", "Priority 3 - Normal Response"),
+    ("low", "Priority 4 - Scheduled Maintenance"),
+];
+
+/// A tenant's sandbox ConnectWise and what the world put in it.
+pub struct ConnectWiseWorld {
+    pub sandbox: ConnectWiseSandbox,
+    /// The board new tickets go to, and a second one with its own status ids.
+    pub board: i64,
+    pub other_board: i64,
+    /// A technician (member) who works tickets in the ConnectWise UI.
+    pub technician: i64,
 }
 
 /// Options of the whole world.
@@ -91,6 +142,8 @@ pub struct WorldOptions {
     /// quota, so the default keeps production's concurrency cap but lifts the
     /// hourly rate out of the way of tests and benchmarks.
     pub autotask_budget: AutotaskBudget,
+    /// Each ConnectWise tenant's budget, likewise lifted.
+    pub connectwise_budget: AutotaskBudget,
     /// Run the reconciliation sweep on a timer; `None` (the default): only
     /// when `LocalBridge::sweep_now` is called, so tests decide when it runs.
     pub sweep_every: Option<Duration>,
@@ -114,6 +167,11 @@ impl Default for WorldOptions {
                 burst: 100_000,
                 ..AutotaskBudget::default()
             },
+            connectwise_budget: AutotaskBudget {
+                requests_per_hour: 10_000_000,
+                burst: 100_000,
+                ..bridge::connectors::connectwise_default_budget()
+            },
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             sweep_every: None,
             zendesk_export_lag: Duration::ZERO,
@@ -136,6 +194,8 @@ pub struct TenantWorld {
     /// Cluster ids with a configuration item, and their company.
     pub clusters: Vec<(String, i64)>,
     pub default_company: Option<i64>,
+    /// The tenant's ConnectWise, when its PSA is ConnectWise.
+    pub connectwise: Option<ConnectWiseWorld>,
 }
 
 /// The adapters a world's bridge runs on.
@@ -171,6 +231,9 @@ fn secrets_for(id: &str) -> TenantSecrets {
         autotask_callout_username: format!("callout-{id}"),
         autotask_callout_password: Secret::new(random_secret()),
         autotask_webhook_secret: Secret::new(random_secret()),
+        connectwise_public_key: format!("pub-{}", random_secret()),
+        connectwise_private_key: Secret::new(random_secret()),
+        connectwise_client_id: uuid::Uuid::new_v4().to_string(),
     }
 }
 
@@ -212,11 +275,12 @@ impl World {
             queue,
             secrets: secrets_port,
         } = adapters;
-        let mut wiring = Wiring::new(
+        let mut wiring = Wiring::with_budgets(
             store.clone(),
             queue.clone(),
             secrets_port,
             options.autotask_budget.clone(),
+            options.connectwise_budget.clone(),
         );
         wiring.worker_options.permanent_retry = options.permanent_retry;
         wiring.worker_options.backoff_base = options.backoff_base;
@@ -355,10 +419,11 @@ async fn start_tenant(
             default_company_id: default_company,
             ..AutotaskSettings::new("")
         },
+        connectwise: None,
         mappings: spec.mappings.clone(),
         fields,
     };
-    Ok(TenantWorld {
+    let mut tenant = TenantWorld {
         id,
         events: spec.events,
         config,
@@ -368,7 +433,74 @@ async fn start_tenant(
         technician,
         clusters,
         default_company,
+        connectwise: None,
+    };
+    if spec.connectwise {
+        add_connectwise(bridge_url, spec, &mut tenant, options).await?;
+    }
+    Ok(tenant)
+}
+
+/// Gives a tenant a sandbox ConnectWise as its PSA: boards, companies with
+/// configurations named by the cluster ids, a technician, and the bridge's
+/// callback registered the way onboarding registers it.
+async fn add_connectwise(
+    bridge_url: &str,
+    spec: &TenantSpec,
+    tenant: &mut TenantWorld,
+    options: &WorldOptions,
+) -> anyhow::Result<()> {
+    let id = tenant.id.clone();
+    let sandbox = ConnectWiseSandbox::start(ConnectWiseSandboxConfig {
+        company_id: id.to_string(),
+        public_key: tenant.secrets.connectwise_public_key.clone(),
+        private_key: tenant.secrets.connectwise_private_key.expose().to_owned(),
+        ..ConnectWiseSandboxConfig::default()
     })
+    .await?;
+    sandbox.faults().update(|f| f.latency = options.api_latency);
+    let board = sandbox.add_board("Service Desk");
+    let other_board = sandbox.add_board("NOC");
+    let mut clusters = Vec::new();
+    for (name, cluster) in [("Contoso", "CL-100"), ("Fabrikam", "CL-200")] {
+        let company = sandbox.add_company(&format!("{name}{id}").replace('-', ""), name);
+        sandbox.add_configuration(company, cluster, None, None);
+        clusters.push((cluster.to_owned(), company));
+    }
+    let default_company = spec
+        .default_company
+        .then(|| sandbox.add_company(&format!("Unassigned{id}").replace('-', ""), "Unassigned"));
+    let technician = sandbox.add_member("tess", "Tess", "Technician");
+    let mut settings = ConnectWiseSettings::new(sandbox.site_url(), id.as_str());
+    settings.board_id = Some(board);
+    settings.default_company_id = default_company;
+    if spec.to_desk_only_in_own_queue {
+        tenant.config.fields.to_desk_only_in_queue = Some(board);
+    }
+    let client = ConnectWiseClient::connect(
+        bridge::connectors::http::client(),
+        &settings,
+        &tenant.secrets,
+    )
+    .await
+    .context("connecting to the sandbox ConnectWise")?;
+    client
+        .ensure_callbacks(
+            &format!("{bridge_url}/t/{id}/connectwise"),
+            &format!("psa-bridge {id}"),
+        )
+        .await
+        .context("registering the ConnectWise callback")?;
+    tenant.config.connectwise = Some(settings);
+    tenant.clusters = clusters;
+    tenant.default_company = default_company;
+    tenant.connectwise = Some(ConnectWiseWorld {
+        sandbox,
+        board,
+        other_board,
+        technician,
+    });
+    Ok(())
 }
 
 /// Polls `check` until it returns `Some` or `timeout` passes.

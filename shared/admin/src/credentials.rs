@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use bridge::config::{Secret, TenantConfig, TenantSecrets};
 use bridge::error::SecretsError;
 use bridge::model::TenantId;
-use bridge::setup::{AutotaskAccess, ZendeskAccess, ZendeskAuth};
+use bridge::setup::{AutotaskAccess, ConnectWiseAccess, ZendeskAccess, ZendeskAuth};
 
 use crate::error::AdminError;
 use crate::web::AdminState;
@@ -25,6 +25,9 @@ pub const AUTOTASK_INTEGRATION_CODE: &str = "autotask_integration_code";
 pub const AUTOTASK_CALLOUT_USERNAME: &str = "autotask_callout_username";
 pub const AUTOTASK_CALLOUT_PASSWORD: &str = "autotask_callout_password";
 pub const AUTOTASK_WEBHOOK_SECRET: &str = "autotask_webhook_secret";
+pub const CONNECTWISE_PUBLIC_KEY: &str = "connectwise_public_key";
+pub const CONNECTWISE_PRIVATE_KEY: &str = "connectwise_private_key";
+pub const CONNECTWISE_CLIENT_ID: &str = "connectwise_client_id";
 
 /// Fields `TenantSecrets` requires (no serde default).
 const REQUIRED: [&str; 6] = [
@@ -62,6 +65,15 @@ impl Credentials {
         );
         c.set(AUTOTASK_WEBHOOK_SECRET, s.autotask_webhook_secret.clone());
         c.set(ZENDESK_OAUTH_TOKEN, s.zendesk_oauth_token.clone());
+        c.set(
+            CONNECTWISE_PUBLIC_KEY,
+            Secret::new(s.connectwise_public_key.clone()),
+        );
+        c.set(CONNECTWISE_PRIVATE_KEY, s.connectwise_private_key.clone());
+        c.set(
+            CONNECTWISE_CLIENT_ID,
+            Secret::new(s.connectwise_client_id.clone()),
+        );
         c
     }
 
@@ -116,6 +128,22 @@ impl Credentials {
             username: self.get(AUTOTASK_USERNAME)?.expose().to_owned(),
             secret: self.get(AUTOTASK_SECRET)?.clone(),
             integration_code: self.get(AUTOTASK_INTEGRATION_CODE)?.clone(),
+        })
+    }
+
+    /// ConnectWise sign-in from these credentials and the tenant's
+    /// ConnectWise settings, if both are there.
+    pub fn connectwise_access(&self, config: &TenantConfig) -> Option<ConnectWiseAccess> {
+        let cw = config.connectwise.as_ref()?;
+        if cw.site.trim().is_empty() || cw.company_id.trim().is_empty() {
+            return None;
+        }
+        Some(ConnectWiseAccess {
+            site: cw.site.clone(),
+            company_id: cw.company_id.clone(),
+            public_key: self.get(CONNECTWISE_PUBLIC_KEY)?.expose().to_owned(),
+            private_key: self.get(CONNECTWISE_PRIVATE_KEY)?.clone(),
+            client_id: self.get(CONNECTWISE_CLIENT_ID)?.expose().to_owned(),
         })
     }
 
@@ -238,6 +266,9 @@ mod tests {
             AUTOTASK_CALLOUT_USERNAME,
             AUTOTASK_CALLOUT_PASSWORD,
             AUTOTASK_WEBHOOK_SECRET,
+            CONNECTWISE_PUBLIC_KEY,
+            CONNECTWISE_PRIVATE_KEY,
+            CONNECTWISE_CLIENT_ID,
         ] {
             c.set(field, Secret::new(format!("v-{field}")));
         }

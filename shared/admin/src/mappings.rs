@@ -1,7 +1,14 @@
-//! The mapping screens from live values: queue, status and priority tables
-//! both ways, public note visibilities, company associations and the
-//! default company. Every row carries the stored value (flagged when the
-//! PSA no longer has it, never dropped) and a suggestion by name.
+//! The mapping screens from live values: queue (Autotask) or service board
+//! (ConnectWise), status and priority tables both ways, public note
+//! visibilities (Autotask), company associations and the default company.
+//! Every row carries the stored value (flagged when the PSA no longer has
+//! it, never dropped) and a suggestion by name.
+//!
+//! ConnectWise's statuses belong to a board, so its status tables are read
+//! and validated against one board's statuses: the board being shown, which
+//! is the one a save makes the board for new tickets. The forward table
+//! edited for a board is the board's own (`connectwise.status_by_board`)
+//! when it has one, else the shared `mappings.status`, as the sync reads it.
 
 use std::collections::BTreeMap;
 
@@ -13,8 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::credentials;
 use crate::error::{AdminError, CheckView};
 use crate::onboarding::Tenant;
+use crate::psa::Psa;
 use crate::setup_flow::require_checklist;
-use crate::suggest::{suggest, suggest_name};
+use crate::suggest::{suggest, suggest_desk_value, suggest_name};
 use crate::web::AdminState;
 
 /// Zendesk's ticket statuses, as the forward table is keyed.
@@ -71,9 +79,15 @@ pub struct Named {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MappingsView {
+    pub psa: Psa,
+    /// Autotask's queues, or ConnectWise's service boards.
     pub queues: Vec<PicklistValue>,
+    /// The stored queue or board for new tickets.
     pub queue_id: Option<i64>,
     pub queue_missing: bool,
+    /// ConnectWise: the board whose statuses the status rows offer (saving
+    /// makes it the board for new tickets).
+    pub board_shown: Option<i64>,
     pub statuses: Vec<PicklistValue>,
     pub priorities: Vec<PicklistValue>,
     pub status: Vec<ForwardRow>,
@@ -137,7 +151,7 @@ fn reverse(
             psa_label: v.label.clone(),
             current: table.get(&v.label).cloned(),
             missing: false,
-            suggestion: suggest_name(&v.label, desk).map(|i| desk[i]),
+            suggestion: suggest_desk_value(&v.label, desk).map(|i| desk[i]),
         })
         .collect();
     for (label, value) in table {
@@ -169,18 +183,62 @@ pub struct Live {
     pub choices: PsaChoices,
     pub companies: Vec<NamedId>,
     pub organizations: Result<Vec<NamedId>, String>,
+    /// ConnectWise: the board `choices.statuses` belong to (none when the
+    /// PSA has no active board).
+    pub board: Option<i64>,
 }
 
+/// The live values with the stored board (ConnectWise).
 pub async fn live(state: &AdminState, tenant: &Tenant) -> Result<Live, AdminError> {
+    live_for(state, tenant, None).await
+}
+
+/// The live values; for ConnectWise with the statuses of `board` (an
+/// active board), else of the stored board, else of the first active one.
+pub async fn live_for(
+    state: &AdminState,
+    tenant: &Tenant,
+    board: Option<i64>,
+) -> Result<Live, AdminError> {
     let setup = state.ports().setup()?;
     let creds = credentials::load(state, &tenant.id).await?;
     let config = &tenant.config.value;
-    let access = creds.autotask_access(config).ok_or_else(|| {
-        AdminError::Invalid("enter and verify the Autotask credentials first".into())
-    })?;
     let failed = |f: bridge::setup::CheckFailure| AdminError::ChecksFailed(vec![f.into()]);
-    let choices = setup.autotask_choices(&access).await.map_err(failed)?;
-    let companies = setup.autotask_companies(&access).await.map_err(failed)?;
+    let (choices, companies, board) = match tenant.onboarding.value.psa {
+        Psa::Autotask => {
+            let access = creds.autotask_access(config).ok_or_else(|| {
+                AdminError::Invalid("enter and verify the Autotask credentials first".into())
+            })?;
+            let choices = setup.autotask_choices(&access).await.map_err(failed)?;
+            let companies = setup.autotask_companies(&access).await.map_err(failed)?;
+            (choices, companies, None)
+        }
+        Psa::ConnectWise => {
+            let access = creds.connectwise_access(config).ok_or_else(|| {
+                AdminError::Invalid("enter and verify the ConnectWise API keys first".into())
+            })?;
+            let boards = setup.connectwise_boards(&access).await.map_err(failed)?;
+            let active = |id: i64| boards.iter().any(|b| b.id == id);
+            if let Some(wanted) = board.filter(|b| !active(*b)) {
+                return Err(AdminError::Invalid(format!(
+                    "service board {wanted} is not an active board in ConnectWise"
+                )));
+            }
+            let stored = config.connectwise.as_ref().and_then(|cw| cw.board_id);
+            let shown = board
+                .or(stored.filter(|b| active(*b)))
+                .or(boards.first().map(|b| b.id));
+            let choices = match shown {
+                Some(b) => setup
+                    .connectwise_board_choices(&access, b)
+                    .await
+                    .map_err(failed)?,
+                None => PsaChoices::default(),
+            };
+            let companies = setup.connectwise_companies(&access).await.map_err(failed)?;
+            (choices, companies, shown)
+        }
+    };
     let organizations = match creds.zendesk_access(config) {
         None => Err("connect Zendesk to associate organizations".to_owned()),
         Some(z) => setup
@@ -192,14 +250,56 @@ pub async fn live(state: &AdminState, tenant: &Tenant) -> Result<Live, AdminErro
         choices,
         companies,
         organizations,
+        board,
     })
+}
+
+/// What the view and a save read and write per PSA: the queue or board,
+/// the default company and the associations the sync reads.
+struct PsaSide {
+    queue_id: Option<i64>,
+    default_company_id: Option<i64>,
+}
+
+fn psa_side(config: &TenantConfig) -> PsaSide {
+    match &config.connectwise {
+        Some(cw) => PsaSide {
+            queue_id: cw.board_id,
+            default_company_id: cw.default_company_id,
+        },
+        None => PsaSide {
+            queue_id: config.autotask.queue_id,
+            default_company_id: config.autotask.default_company_id,
+        },
+    }
+}
+
+/// The forward status table that applies on `board` (ConnectWise), as the
+/// sync reads it; Autotask's one table otherwise.
+fn status_table(config: &TenantConfig, board: Option<i64>) -> &BTreeMap<String, String> {
+    config.status_table(board)
+}
+
+/// The status names the sync needs on a ConnectWise board: its forward
+/// table's values and the status new tickets are created with.
+pub fn status_names_for_board(config: &TenantConfig, board: i64) -> Vec<String> {
+    let mut names: Vec<String> = status_table(config, Some(board))
+        .values()
+        .cloned()
+        .collect();
+    names.push(config.mappings.initial_status.clone());
+    names
 }
 
 pub fn view(tenant: &Tenant, live: &Live) -> MappingsView {
     let config = &tenant.config.value;
+    let psa = tenant.onboarding.value.psa;
     let c = &live.choices;
     let m = &config.mappings;
     let at = &config.autotask;
+    let side = psa_side(config);
+    // ConnectWise marks notes with flags; it has no visibilities to choose.
+    let has_notes = psa == Psa::Autotask;
     let public: Vec<Option<i64>> = at
         .public_note_publish
         .iter()
@@ -210,10 +310,10 @@ pub fn view(tenant: &Tenant, live: &Live) -> MappingsView {
         .public_note_publish
         .iter()
         .zip(&public)
-        .filter(|(_, found)| found.is_none())
+        .filter(|(_, found)| found.is_none() && has_notes)
         .map(|(fv, _)| fv.to_string())
         .collect();
-    if internal.is_none() {
+    if internal.is_none() && has_notes {
         notes_missing.push(at.internal_note_publish.to_string());
     }
     let company_ids: Vec<i64> = live.companies.iter().map(|c| c.id).collect();
@@ -239,14 +339,20 @@ pub fn view(tenant: &Tenant, live: &Live) -> MappingsView {
         Err(why) => (Vec::new(), Some(why.clone())),
     };
     MappingsView {
+        psa,
         queues: active(&c.queues).cloned().collect(),
-        queue_id: at.queue_id,
-        queue_missing: at
+        queue_id: side.queue_id,
+        queue_missing: side
             .queue_id
             .is_some_and(|q| !active(&c.queues).any(|v| v.value == q)),
+        board_shown: live.board,
         statuses: active(&c.statuses).cloned().collect(),
         priorities: active(&c.priorities).cloned().collect(),
-        status: forward(&DESK_STATUSES, &m.status, &c.statuses),
+        status: forward(
+            &DESK_STATUSES,
+            status_table(config, live.board),
+            &c.statuses,
+        ),
         priority: forward(&DESK_PRIORITIES, &m.priority, &c.priorities),
         status_to_desk: reverse(
             &as_strings(&m.status_to_desk),
@@ -276,8 +382,8 @@ pub fn view(tenant: &Tenant, live: &Live) -> MappingsView {
             })
             .collect(),
         associations,
-        default_company_id: at.default_company_id,
-        default_company_missing: at
+        default_company_id: side.default_company_id,
+        default_company_missing: side
             .default_company_id
             .is_some_and(|id| !company_ids.contains(&id)),
         organizations_unavailable,
@@ -311,12 +417,20 @@ pub struct MappingsUpdate {
     pub companies: BTreeMap<i64, i64>,
 }
 
-fn label_of(values: &[PicklistValue], value: i64, what: &str) -> Result<String, AdminError> {
+fn label_of(
+    psa: Psa,
+    values: &[PicklistValue],
+    value: i64,
+    what: &str,
+) -> Result<String, AdminError> {
     active(values)
         .find(|v| v.value == value)
         .map(|v| v.label.clone())
         .ok_or_else(|| {
-            AdminError::Invalid(format!("{what} {value} is not an active value in Autotask"))
+            AdminError::Invalid(format!(
+                "{what} {value} is not an active value in {}",
+                psa.short_name()
+            ))
         })
 }
 
@@ -328,7 +442,9 @@ fn desk<T: for<'de> Deserialize<'de>>(raw: &str, what: &str) -> Result<T, AdminE
     })
 }
 
-/// Validates a save against the live values and stores it.
+/// Validates a save against the live values and stores it. For
+/// ConnectWise, `live` must hold the statuses of the board being saved
+/// (`req.queue_id`, else the stored board): see [`live_for`].
 pub async fn save(
     state: &AdminState,
     tenant: &mut Tenant,
@@ -336,34 +452,66 @@ pub async fn save(
     req: &MappingsUpdate,
 ) -> Result<MappingsView, AdminError> {
     require_checklist(tenant)?;
+    let psa = tenant.onboarding.value.psa;
     let c = &live.choices;
     let mut config = tenant.config.value.clone();
+    let label_of =
+        |values: &[PicklistValue], value: i64, what: &str| label_of(psa, values, value, what);
+    if psa == Psa::ConnectWise {
+        let notes_given = req.internal_note_publish.is_some()
+            || req
+                .public_note_publish
+                .as_ref()
+                .is_some_and(|p| !p.is_empty());
+        if notes_given {
+            return Err(AdminError::Invalid(
+                "ConnectWise has no note visibilities: a Discussion note is public, every \
+                 other note internal"
+                    .into(),
+            ));
+        }
+        let board = req.queue_id.or(psa_side(&config).queue_id);
+        let touches_statuses = !req.status.is_empty() || !req.status_to_desk.is_empty();
+        if board != live.board && (req.queue_id.is_some() || touches_statuses) {
+            // A caller bug, not the admin's: the statuses were read for another board.
+            return Err(AdminError::Invalid(
+                "the statuses were read for another service board; reload and try again".into(),
+            ));
+        }
+    }
     if let Some(q) = req.queue_id {
         label_of(&c.queues, q, "queue")?;
-        config.autotask.queue_id = Some(q);
-    }
-    for (table, values, keys, target) in [
-        (
-            &req.status,
-            &c.statuses,
-            &DESK_STATUSES[..],
-            &mut config.mappings.status,
-        ),
-        (
-            &req.priority,
-            &c.priorities,
-            &DESK_PRIORITIES[..],
-            &mut config.mappings.priority,
-        ),
-    ] {
-        for (zendesk, value) in table {
-            if !keys.contains(&zendesk.as_str()) {
-                return Err(AdminError::Invalid(format!(
-                    "{zendesk:?} is not a Zendesk value"
-                )));
-            }
-            target.insert(zendesk.clone(), label_of(values, *value, "value")?);
+        match config.connectwise.as_mut() {
+            Some(cw) => cw.board_id = Some(q),
+            None => config.autotask.queue_id = Some(q),
         }
+    }
+    // The forward status table the sync reads for this board.
+    let status_target = match (config.connectwise.as_mut(), live.board) {
+        (Some(cw), Some(board)) if cw.status_by_board.contains_key(&board) => cw
+            .status_by_board
+            .get_mut(&board)
+            .expect("checked just above"),
+        _ => &mut config.mappings.status,
+    };
+    for (zendesk, value) in &req.status {
+        if !DESK_STATUSES.contains(&zendesk.as_str()) {
+            return Err(AdminError::Invalid(format!(
+                "{zendesk:?} is not a Zendesk value"
+            )));
+        }
+        status_target.insert(zendesk.clone(), label_of(&c.statuses, *value, "status")?);
+    }
+    for (zendesk, value) in &req.priority {
+        if !DESK_PRIORITIES.contains(&zendesk.as_str()) {
+            return Err(AdminError::Invalid(format!(
+                "{zendesk:?} is not a Zendesk value"
+            )));
+        }
+        config.mappings.priority.insert(
+            zendesk.clone(),
+            label_of(&c.priorities, *value, "priority")?,
+        );
     }
     for (value, zendesk) in &req.status_to_desk {
         let status: DeskStatus = desk(zendesk, "status")?;
@@ -379,24 +527,30 @@ pub async fn save(
             .priority_to_desk
             .insert(label_of(&c.priorities, *value, "priority")?, priority);
     }
-    if let Some(public) = &req.public_note_publish {
-        config.autotask.public_note_publish = public
-            .iter()
-            .map(|v| label_of(&c.note_publish, *v, "note visibility").map(FieldValue::Text))
-            .collect::<Result<_, _>>()?;
-    }
-    if let Some(internal) = req.internal_note_publish {
-        config.autotask.internal_note_publish =
-            FieldValue::Text(label_of(&c.note_publish, internal, "note visibility")?);
+    if psa == Psa::Autotask {
+        if let Some(public) = &req.public_note_publish {
+            config.autotask.public_note_publish = public
+                .iter()
+                .map(|v| label_of(&c.note_publish, *v, "note visibility").map(FieldValue::Text))
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(internal) = req.internal_note_publish {
+            config.autotask.internal_note_publish =
+                FieldValue::Text(label_of(&c.note_publish, internal, "note visibility")?);
+        }
     }
     let company_known = |id: i64| live.companies.iter().any(|c| c.id == id);
     if let Some(id) = req.default_company_id {
         if !company_known(id) {
             return Err(AdminError::Invalid(format!(
-                "company {id} is not in Autotask"
+                "company {id} is not in {}",
+                psa.short_name()
             )));
         }
-        config.autotask.default_company_id = Some(id);
+        match config.connectwise.as_mut() {
+            Some(cw) => cw.default_company_id = Some(id),
+            None => config.autotask.default_company_id = Some(id),
+        }
     }
     let mut companies = tenant.onboarding.value.companies.clone();
     for (org, company) in &req.companies {
@@ -413,10 +567,14 @@ pub async fn save(
     }
     // What the sync reads: tickets of an organization go to its company when
     // their cluster id matches no configuration item.
-    config.autotask.companies_by_organization = companies
+    let by_organization: BTreeMap<u64, i64> = companies
         .iter()
         .filter_map(|(org, company)| Some((org.parse().ok()?, *company)))
         .collect();
+    match config.connectwise.as_mut() {
+        Some(cw) => cw.companies_by_organization = by_organization,
+        None => config.autotask.companies_by_organization = by_organization,
+    }
     let store = state.accounts().store();
     tenant.config.value = config;
     tenant.save_config(store).await?;
@@ -435,8 +593,12 @@ fn problem(check: String, fix: &str) -> CheckView {
     }
 }
 
-/// What keeps the mappings from working with the PSA's values today.
+/// What keeps the mappings from working with the PSA's values today. For
+/// ConnectWise, `c` holds the statuses of the board for new tickets.
 pub fn problems(config: &TenantConfig, c: &PsaChoices) -> Vec<CheckView> {
+    if config.connectwise.is_some() {
+        return problems_connectwise(config, c);
+    }
     let mut out = Vec::new();
     let m = &config.mappings;
     match config.autotask.queue_id {
@@ -497,6 +659,53 @@ pub fn problems(config: &TenantConfig, c: &PsaChoices) -> Vec<CheckView> {
             out.push(problem(
                 format!("Note visibility {fv}"),
                 "no longer exists in Autotask; choose again under Mappings",
+            ));
+        }
+    }
+    out
+}
+
+/// ConnectWise's: whether the board's status names exist is the board
+/// check's (`connectwise_board_checks`), which knows the board; this checks
+/// what is left: every Zendesk value mapped, and the priorities, which are
+/// global.
+fn problems_connectwise(config: &TenantConfig, c: &PsaChoices) -> Vec<CheckView> {
+    let mut out = Vec::new();
+    let m = &config.mappings;
+    let board = psa_side(config).queue_id;
+    if board.is_none() {
+        out.push(problem(
+            "Service board".into(),
+            "pick the ConnectWise service board under Mappings",
+        ));
+    }
+    let statuses = status_table(config, board);
+    for key in DESK_STATUSES {
+        if !statuses.contains_key(key) {
+            out.push(problem(
+                format!("Zendesk status \"{key}\""),
+                "map it to a status of the service board under Mappings",
+            ));
+        }
+    }
+    for key in DESK_PRIORITIES {
+        match m.priority.get(key) {
+            None => out.push(problem(
+                format!("Zendesk priority \"{key}\""),
+                "map it to a ConnectWise priority under Mappings",
+            )),
+            Some(label) if by_label(&c.priorities, label).is_none() => out.push(problem(
+                format!("Zendesk priority \"{key}\" → \"{label}\""),
+                "that ConnectWise priority no longer exists; map another",
+            )),
+            Some(_) => {}
+        }
+    }
+    for label in m.priority_to_desk.keys() {
+        if by_label(&c.priorities, label).is_none() {
+            out.push(problem(
+                format!("ConnectWise priority \"{label}\""),
+                "no longer exists; remap it under Mappings",
             ));
         }
     }

@@ -1,5 +1,6 @@
 //! The console's own per-tenant item, `TENANT#t / ONBOARDING`: checklist
-//! acknowledgements, how Zendesk and Autotask were connected, a pending
+//! acknowledgements, how Zendesk and the PSA were connected, the ConnectWise
+//! callback registration, a pending
 //! OAuth `state` (hashed), the last checks' results and the company
 //! associations. Kept apart from `CONFIG` so that the engine's config stays
 //! the engine's, and so that the console never rewrites the engine's item
@@ -50,6 +51,25 @@ pub struct AutotaskConnection {
     pub verified_at: DateTime<Utc>,
 }
 
+/// The last working ConnectWise sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectWiseConnection {
+    pub api_base_url: String,
+    pub codebase: String,
+    #[serde(default)]
+    pub version: String,
+    pub verified_at: DateTime<Utc>,
+}
+
+/// The last registration of the bridge's ConnectWise callback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackRegistration {
+    pub url: String,
+    /// What ConnectWise was asked to change, in words.
+    pub summary: String,
+    pub at: DateTime<Utc>,
+}
+
 /// An OAuth authorization under way: the SHA-256 of its `state`, so that a
 /// leaked item cannot complete someone's authorization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +97,10 @@ pub struct Onboarding {
     #[serde(default)]
     pub autotask: Option<AutotaskConnection>,
     #[serde(default)]
+    pub connectwise: Option<ConnectWiseConnection>,
+    #[serde(default)]
+    pub callback: Option<CallbackRegistration>,
+    #[serde(default)]
     pub oauth: Option<PendingOAuth>,
     #[serde(default)]
     pub last_checks: Option<CheckRun>,
@@ -97,10 +121,20 @@ impl Onboarding {
             checklist: BTreeMap::new(),
             zendesk: None,
             autotask: None,
+            connectwise: None,
+            callback: None,
             oauth: None,
             last_checks: None,
             companies: BTreeMap::new(),
             mappings_saved_at: None,
+        }
+    }
+
+    /// Whether the PSA's credentials were verified.
+    pub fn psa_connected(&self) -> bool {
+        match self.psa {
+            Psa::Autotask => self.autotask.is_some(),
+            Psa::ConnectWise => self.connectwise.is_some(),
         }
     }
 
@@ -175,7 +209,7 @@ impl Tenant {
         let onboarding = match read(store, id).await? {
             Some(o) => o,
             None => Versioned {
-                value: Onboarding::new(id.to_string(), Psa::Autotask),
+                value: Onboarding::new(id.to_string(), Psa::of_config(&config.value)),
                 version: 0,
             },
         };

@@ -1,10 +1,14 @@
 //! Onboarding a tenant: the preparation checklist, connecting Zendesk (API
-//! token or OAuth), verifying Autotask, and activation, which runs every
-//! check again and turns the tenant on only when all pass.
+//! token or OAuth), verifying the PSA (Autotask, or ConnectWise and its
+//! callback), and activation, which runs every check again and turns the
+//! tenant on only when all pass.
 
 use base64::Engine;
 use bridge::config::Secret;
-use bridge::setup::{AutotaskAccess, CheckFailure, PsaChoices, ZendeskAccess, ZendeskAuth};
+use bridge::setup::{
+    AutotaskAccess, CheckFailure, ConnectWiseAccess, ConnectWiseVerified, NamedId, PsaChoices,
+    ZendeskAccess, ZendeskAuth,
+};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -15,10 +19,11 @@ use crate::credentials::{self, Credentials};
 use crate::error::{AdminError, CheckView};
 use crate::mappings;
 use crate::onboarding::{
-    Ack, AutotaskConnection, CheckRun, PendingOAuth, Tenant, ZendeskConnection, ZendeskMethod,
+    Ack, AutotaskConnection, CallbackRegistration, CheckRun, ConnectWiseConnection, PendingOAuth,
+    Tenant, ZendeskConnection, ZendeskMethod,
 };
-use crate::psa::LiveCheck;
-use crate::tenants::check_base_url;
+use crate::psa::{connectwise, LiveCheck, Psa};
+use crate::tenants::{self, check_base_url};
 use crate::web::AdminState;
 
 fn failure(check: &str, fix: &str) -> CheckView {
@@ -26,6 +31,20 @@ fn failure(check: &str, fix: &str) -> CheckView {
         check: check.into(),
         fix: fix.into(),
         retryable: false,
+    }
+}
+
+/// A PSA's pages serve only tenants on that PSA.
+pub fn require_psa(tenant: &Tenant, psa: Psa) -> Result<(), AdminError> {
+    let own = tenant.onboarding.value.psa;
+    if own == psa {
+        Ok(())
+    } else {
+        Err(AdminError::Invalid(format!(
+            "this tenant's PSA is {}, not {}",
+            own.display_name(),
+            psa.display_name()
+        )))
     }
 }
 
@@ -64,19 +83,156 @@ pub async fn checklist(
     tenant: &Tenant,
 ) -> Result<Vec<ChecklistRow>, AdminError> {
     let o = &tenant.onboarding.value;
-    let live = live_autotask(state, tenant).await?;
+    let results: Vec<Option<LiveResult>> = match o.psa {
+        Psa::Autotask => {
+            let live = live_autotask(state, tenant).await?;
+            o.psa
+                .checklist()
+                .iter()
+                .map(|item| live.as_ref().and_then(|l| live_result(item.live, l)))
+                .collect()
+        }
+        Psa::ConnectWise => {
+            let live = live_connectwise(state, tenant).await?;
+            o.psa
+                .checklist()
+                .iter()
+                .map(|item| {
+                    live.as_ref()
+                        .and_then(|l| live_result_connectwise(item.live, l))
+                })
+                .collect()
+        }
+    };
     Ok(o.psa
         .checklist()
         .iter()
-        .map(|item| ChecklistRow {
+        .zip(results)
+        .map(|(item, result)| ChecklistRow {
             id: item.id,
             title: item.title,
             how: item.how,
             live: item.live,
             confirmed: o.checklist.contains_key(item.id),
-            result: live.as_ref().and_then(|l| live_result(item.live, l)),
+            result,
         })
         .collect())
+}
+
+/// What ConnectWise says with the stored keys.
+struct ConnectWiseLive {
+    verified: ConnectWiseVerified,
+    boards: Result<Vec<NamedId>, CheckFailure>,
+    companies: Result<usize, CheckFailure>,
+    /// The board for new tickets and what keeps it from working.
+    board: Option<(i64, Vec<CheckFailure>)>,
+}
+
+async fn live_connectwise(
+    state: &AdminState,
+    tenant: &Tenant,
+) -> Result<Option<Result<ConnectWiseLive, CheckFailure>>, AdminError> {
+    let Ok(setup) = state.ports().setup() else {
+        return Ok(None);
+    };
+    let Ok(creds) = credentials::load(state, &tenant.id).await else {
+        return Ok(None);
+    };
+    let config = &tenant.config.value;
+    let Some(access) = creds.connectwise_access(config) else {
+        return Ok(None);
+    };
+    let verified = match setup.verify_connectwise(&access).await {
+        Ok(v) => v,
+        Err(f) => return Ok(Some(Err(f))),
+    };
+    let boards = setup.connectwise_boards(&access).await;
+    let companies = setup.connectwise_companies(&access).await.map(|c| c.len());
+    let board = match config.connectwise.as_ref().and_then(|cw| cw.board_id) {
+        Some(board) => {
+            let names = mappings::status_names_for_board(config, board);
+            Some((
+                board,
+                setup.connectwise_board_checks(&access, board, &names).await,
+            ))
+        }
+        None => None,
+    };
+    Ok(Some(Ok(ConnectWiseLive {
+        verified,
+        boards,
+        companies,
+        board,
+    })))
+}
+
+fn live_result_connectwise(
+    kind: LiveCheck,
+    live: &Result<ConnectWiseLive, CheckFailure>,
+) -> Option<LiveResult> {
+    let not_ok = |f: &CheckFailure| LiveResult {
+        ok: false,
+        detail: f.to_string(),
+    };
+    let live = match (kind, live) {
+        (LiveCheck::None | LiveCheck::Queues | LiveCheck::Statuses, _) => return None,
+        (_, Err(f)) => return Some(not_ok(f)),
+        (_, Ok(live)) => live,
+    };
+    Some(match kind {
+        LiveCheck::ApiUser => LiveResult {
+            ok: true,
+            detail: match live.verified.version.as_str() {
+                "" => "the API member signs in".to_owned(),
+                version => format!("the API member signs in (ConnectWise {version})"),
+            },
+        },
+        LiveCheck::Permissions => match (&live.boards, &live.companies) {
+            (Err(f), _) | (_, Err(f)) => not_ok(f),
+            (Ok(boards), Ok(companies)) => LiveResult {
+                ok: true,
+                detail: format!(
+                    "reads {} active service boards and {companies} companies",
+                    boards.len()
+                ),
+            },
+        },
+        LiveCheck::Board => match (&live.board, &live.boards) {
+            (Some((_, failures)), _) if !failures.is_empty() => LiveResult {
+                ok: false,
+                detail: failures
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            },
+            (Some((board, _)), boards) => {
+                let name = boards
+                    .as_ref()
+                    .ok()
+                    .and_then(|b| b.iter().find(|b| b.id == *board))
+                    .map(|b| format!("\"{}\"", b.name))
+                    .unwrap_or_else(|| board.to_string());
+                LiveResult {
+                    ok: true,
+                    detail: format!(
+                        "board {name} is active, has a default team and the mapped statuses"
+                    ),
+                }
+            }
+            (None, Ok(boards)) => LiveResult {
+                ok: !boards.is_empty(),
+                detail: format!(
+                    "{} active service boards; pick one under Mappings",
+                    boards.len()
+                ),
+            },
+            (None, Err(f)) => not_ok(f),
+        },
+        LiveCheck::None | LiveCheck::Queues | LiveCheck::Statuses => {
+            unreachable!("returned above")
+        }
+    })
 }
 
 /// What Autotask says with the stored credentials: the choices, or why not.
@@ -124,6 +280,8 @@ fn live_result(kind: LiveCheck, live: &Result<PsaChoices, CheckFailure>) -> Opti
             ok: count(&choices.statuses) > 0,
             detail: format!("{} active statuses", count(&choices.statuses)),
         },
+        // ConnectWise's; Autotask's checklist does not use them.
+        LiveCheck::Permissions | LiveCheck::Board => return None,
         LiveCheck::None => unreachable!("returned above"),
     })
 }
@@ -417,6 +575,7 @@ pub async fn autotask_status(
     state: &AdminState,
     tenant: &Tenant,
 ) -> Result<AutotaskStatus, AdminError> {
+    require_psa(tenant, Psa::Autotask)?;
     let creds = credentials::load(state, &tenant.id)
         .await
         .unwrap_or_default();
@@ -436,6 +595,7 @@ pub async fn connect_autotask(
     tenant: &mut Tenant,
     req: &AutotaskRequest,
 ) -> Result<AutotaskStatus, AdminError> {
+    require_psa(tenant, Psa::Autotask)?;
     require_checklist(tenant)?;
     let setup = state.ports().setup()?;
     let current = credentials::load(state, &tenant.id).await?;
@@ -487,6 +647,231 @@ pub async fn connect_autotask(
     autotask_status(state, tenant).await
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ConnectWiseRequest {
+    /// A cloud region (`na`, `eu`, `au`, `aus`, `za`), or `onprem` (or
+    /// empty) for the address in `site`.
+    #[serde(default)]
+    pub region: String,
+    /// The address of an on-premise ConnectWise (`https://cw.example.com`);
+    /// ignored with a cloud region.
+    #[serde(default)]
+    pub site: String,
+    pub company_id: String,
+    /// Empty: keep the stored one (for each of the three).
+    #[serde(default)]
+    pub public_key: String,
+    #[serde(default)]
+    pub private_key: String,
+    #[serde(default)]
+    pub client_id: String,
+}
+
+/// What the ConnectWise page shows: the site and company, the keys and
+/// clientId only as masks.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectWiseStatus {
+    pub site: String,
+    /// The cloud region of the site, or `onprem`.
+    pub region: &'static str,
+    pub company_id: String,
+    pub public_key: String,
+    pub private_key: String,
+    pub client_id: String,
+    pub connection: Option<ConnectWiseConnection>,
+    /// Where ConnectWise calls the bridge for this tenant.
+    pub callback_url: String,
+    pub callback: Option<CallbackRegistration>,
+}
+
+pub async fn connectwise_status(
+    state: &AdminState,
+    tenant: &Tenant,
+) -> Result<ConnectWiseStatus, AdminError> {
+    require_psa(tenant, Psa::ConnectWise)?;
+    let creds = credentials::load(state, &tenant.id)
+        .await
+        .unwrap_or_default();
+    let cw = tenant
+        .config
+        .value
+        .connectwise
+        .clone()
+        .unwrap_or_else(|| bridge::config::ConnectWiseSettings::new("", ""));
+    Ok(ConnectWiseStatus {
+        region: connectwise::region_of(&cw.site),
+        site: cw.site,
+        company_id: cw.company_id,
+        public_key: creds.mask(credentials::CONNECTWISE_PUBLIC_KEY),
+        private_key: creds.mask(credentials::CONNECTWISE_PRIVATE_KEY),
+        client_id: creds.mask(credentials::CONNECTWISE_CLIENT_ID),
+        connection: tenant.onboarding.value.connectwise.clone(),
+        callback_url: tenants::connectwise_callback_url(state, &tenant.id),
+        callback: tenant.onboarding.value.callback.clone(),
+    })
+}
+
+/// The site a request names: a cloud region's, or an https address (http
+/// only on loopback, where the sandbox runs), as its origin.
+fn connectwise_site(req: &ConnectWiseRequest) -> Result<String, AdminError> {
+    let region = req.region.trim();
+    if let Some(site) = connectwise::cloud_site(region) {
+        return Ok(site);
+    }
+    if !(region.is_empty() || region == connectwise::ON_PREMISE) {
+        return Err(AdminError::Invalid(format!(
+            "{region:?} is not a ConnectWise cloud region (na, eu, au, aus, za)"
+        )));
+    }
+    let raw = req.site.trim();
+    if raw.is_empty() {
+        return Err(AdminError::Invalid(
+            "pick the cloud region, or enter your ConnectWise server's address".into(),
+        ));
+    }
+    let bad = || {
+        AdminError::Invalid(
+            "the ConnectWise address is the https:// address you sign in at, like \
+             https://cw.example.com"
+                .into(),
+        )
+    };
+    let (scheme, rest) = raw.split_once("://").ok_or_else(bad)?;
+    let host_port = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
+    let host_ok = !host.is_empty()
+        && host_port
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+    let loopback = matches!(host, "127.0.0.1" | "localhost");
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" if host_ok => Ok(format!("https://{}", host_port.to_ascii_lowercase())),
+        "http" if host_ok && loopback => Ok(format!("http://{host_port}")),
+        _ => Err(bad()),
+    }
+}
+
+/// Verifies ConnectWise keys live and stores them only if they work: the
+/// keys and clientId in the secrets store, the site and company id in the
+/// tenant's config.
+pub async fn connect_connectwise(
+    state: &AdminState,
+    tenant: &mut Tenant,
+    req: &ConnectWiseRequest,
+) -> Result<ConnectWiseStatus, AdminError> {
+    require_psa(tenant, Psa::ConnectWise)?;
+    require_checklist(tenant)?;
+    let setup = state.ports().setup()?;
+    let site = connectwise_site(req)?;
+    let company_id = req.company_id.trim();
+    if company_id.is_empty()
+        || company_id.chars().count() > 64
+        || company_id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(AdminError::Invalid(
+            "the company id is the one you sign in to ConnectWise with (no spaces)".into(),
+        ));
+    }
+    let current = credentials::load(state, &tenant.id).await?;
+    let keep = |given: &str, field: &str, what: &str| match given.trim() {
+        "" => current
+            .get(field)
+            .cloned()
+            .ok_or_else(|| AdminError::Invalid(format!("the {what} is needed"))),
+        v => Ok(Secret::new(v)),
+    };
+    let public_key = keep(
+        &req.public_key,
+        credentials::CONNECTWISE_PUBLIC_KEY,
+        "API member's public key",
+    )?;
+    let private_key = keep(
+        &req.private_key,
+        credentials::CONNECTWISE_PRIVATE_KEY,
+        "API member's private key",
+    )?;
+    let client_id = keep(
+        &req.client_id,
+        credentials::CONNECTWISE_CLIENT_ID,
+        "integration's clientId",
+    )?;
+    let access = ConnectWiseAccess {
+        site: site.clone(),
+        company_id: company_id.to_owned(),
+        public_key: public_key.expose().to_owned(),
+        private_key: private_key.clone(),
+        client_id: client_id.expose().to_owned(),
+    };
+    let verified = setup
+        .verify_connectwise(&access)
+        .await
+        .map_err(|f| AdminError::ChecksFailed(vec![f.into()]))?;
+    credentials::update(
+        state,
+        &tenant.id,
+        vec![
+            (credentials::CONNECTWISE_PUBLIC_KEY, public_key),
+            (credentials::CONNECTWISE_PRIVATE_KEY, private_key),
+            (credentials::CONNECTWISE_CLIENT_ID, client_id),
+        ],
+    )
+    .await?;
+    let store = state.accounts().store();
+    let cw = tenant
+        .config
+        .value
+        .connectwise
+        .get_or_insert_with(|| bridge::config::ConnectWiseSettings::new("", ""));
+    if cw.site != site || cw.company_id != company_id {
+        cw.site = site;
+        cw.company_id = company_id.to_owned();
+        tenant.save_config(store).await?;
+    }
+    tenant.onboarding.value.connectwise = Some(ConnectWiseConnection {
+        api_base_url: verified.api_base_url,
+        codebase: verified.codebase,
+        version: verified.version,
+        verified_at: state.accounts().now(),
+    });
+    tenant.save_onboarding(store).await?;
+    tracing::info!(tenant = %tenant.id, "connectwise verified");
+    connectwise_status(state, tenant).await
+}
+
+/// Makes sure ConnectWise calls the bridge on ticket changes: exactly one
+/// owner-level ticket callback to the tenant's URL (repeating is harmless).
+pub async fn register_callback(
+    state: &AdminState,
+    tenant: &mut Tenant,
+) -> Result<CallbackRegistration, AdminError> {
+    require_psa(tenant, Psa::ConnectWise)?;
+    let setup = state.ports().setup()?;
+    let creds = credentials::load(state, &tenant.id).await?;
+    let access = creds
+        .connectwise_access(&tenant.config.value)
+        .ok_or_else(|| AdminError::Invalid("verify the ConnectWise API keys first".into()))?;
+    let url = tenants::connectwise_callback_url(state, &tenant.id);
+    let summary = setup
+        .register_connectwise_callback(
+            &access,
+            &url,
+            &connectwise::callback_description(tenant.id.as_str()),
+        )
+        .await
+        .map_err(|f| AdminError::ChecksFailed(vec![f.into()]))?;
+    let registration = CallbackRegistration {
+        url,
+        summary,
+        at: state.accounts().now(),
+    };
+    tenant.onboarding.value.callback = Some(registration.clone());
+    tenant.save_onboarding(state.accounts().store()).await?;
+    tracing::info!(tenant = %tenant.id, "connectwise callback ensured");
+    Ok(registration)
+}
+
 /// Every check a live tenant needs, run now.
 pub async fn run_checks(state: &AdminState, tenant: &Tenant) -> Result<Vec<CheckView>, AdminError> {
     let setup = state.ports().setup()?;
@@ -510,16 +895,47 @@ pub async fn run_checks(state: &AdminState, tenant: &Tenant) -> Result<Vec<Check
             Err(f) => failures.push(f.into()),
         },
     }
-    match creds.autotask_access(config) {
-        None => failures.push(failure(
-            "Autotask credentials",
-            "enter the API user's credentials",
-        )),
-        Some(access) => match setup.verify_autotask(&access).await {
-            Err(f) => failures.push(f.into()),
-            Ok(_) => match setup.autotask_choices(&access).await {
+    match tenant.onboarding.value.psa {
+        Psa::Autotask => match creds.autotask_access(config) {
+            None => failures.push(failure(
+                "Autotask credentials",
+                "enter the API user's credentials",
+            )),
+            Some(access) => match setup.verify_autotask(&access).await {
                 Err(f) => failures.push(f.into()),
-                Ok(choices) => failures.extend(mappings::problems(config, &choices)),
+                Ok(_) => match setup.autotask_choices(&access).await {
+                    Err(f) => failures.push(f.into()),
+                    Ok(choices) => failures.extend(mappings::problems(config, &choices)),
+                },
+            },
+        },
+        Psa::ConnectWise => match creds.connectwise_access(config) {
+            None => failures.push(failure(
+                "ConnectWise credentials",
+                "enter the site, company id, API keys and clientId on the ConnectWise page",
+            )),
+            Some(access) => match setup.verify_connectwise(&access).await {
+                Err(f) => failures.push(f.into()),
+                Ok(_) => match config.connectwise.as_ref().and_then(|cw| cw.board_id) {
+                    None => failures.push(failure(
+                        "Service board",
+                        "pick the ConnectWise service board under Mappings",
+                    )),
+                    Some(board) => {
+                        let names = mappings::status_names_for_board(config, board);
+                        failures.extend(
+                            setup
+                                .connectwise_board_checks(&access, board, &names)
+                                .await
+                                .into_iter()
+                                .map(CheckView::from),
+                        );
+                        match setup.connectwise_board_choices(&access, board).await {
+                            Err(f) => failures.push(f.into()),
+                            Ok(choices) => failures.extend(mappings::problems(config, &choices)),
+                        }
+                    }
+                },
             },
         },
     }
@@ -529,7 +945,8 @@ pub async fn run_checks(state: &AdminState, tenant: &Tenant) -> Result<Vec<Check
             "paste the webhook's signing secret under Webhooks",
         ));
     }
-    if creds.get(credentials::AUTOTASK_WEBHOOK_SECRET).is_none()
+    if tenant.onboarding.value.psa == Psa::Autotask
+        && creds.get(credentials::AUTOTASK_WEBHOOK_SECRET).is_none()
         && creds.get(credentials::AUTOTASK_CALLOUT_PASSWORD).is_none()
     {
         failures.push(failure(
@@ -540,9 +957,18 @@ pub async fn run_checks(state: &AdminState, tenant: &Tenant) -> Result<Vec<Check
     Ok(failures)
 }
 
-/// Runs every check; turns the tenant active only when all pass.
+/// Runs every check; turns the tenant active only when all pass. A
+/// ConnectWise tenant's callback is ensured last, once everything else
+/// passed, so that ConnectWise never calls a tenant that cannot sync.
 pub async fn activate(state: &AdminState, tenant: &mut Tenant) -> Result<(), AdminError> {
-    let failures = run_checks(state, tenant).await?;
+    let mut failures = run_checks(state, tenant).await?;
+    if failures.is_empty() && tenant.onboarding.value.psa == Psa::ConnectWise {
+        match register_callback(state, tenant).await {
+            Ok(_) => {}
+            Err(AdminError::ChecksFailed(f)) => failures.extend(f),
+            Err(e) => return Err(e),
+        }
+    }
     let store = state.accounts().store();
     tenant.onboarding.value.last_checks = Some(CheckRun {
         at: state.accounts().now(),

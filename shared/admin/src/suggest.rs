@@ -18,7 +18,7 @@ pub fn normalize(name: &str) -> String {
 /// names. Kept short on purpose: each pair is one a person would agree with
 /// without looking at the tenant's setup.
 const SYNONYMS: &[&[&str]] = &[
-    &["urgent", "critical"],
+    &["urgent", "critical", "emergency"],
     &["normal", "medium"],
     &["solved", "complete", "completed", "resolved"],
     &["pending", "waitingcustomer", "waitingoncustomer"],
@@ -33,8 +33,24 @@ fn same_meaning(a: &str, b: &str) -> bool {
             .any(|group| group.contains(&a) && group.contains(&b))
 }
 
+/// The words of a name, normalized: "Priority 3 - Normal Response" has
+/// "priority", "3", "normal" and "response".
+fn words(name: &str) -> impl Iterator<Item = String> + '_ {
+    name.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(normalize)
+}
+
+/// Whether one word of a longer name means `wanted`: ConnectWise's default
+/// priorities carry their meaning in a word ("Priority 1 - Emergency
+/// Response"), so whole-name matching alone would suggest none of them.
+fn word_means(name: &str, wanted: &str) -> bool {
+    words(name).any(|w| same_meaning(&w, wanted))
+}
+
 /// The best match for `name` among `candidates`: an exact normalized name
-/// first, then a synonym; inactive values are never suggested.
+/// first, then a synonym, then a word of the candidate's name that is the
+/// name or a synonym; inactive values are never suggested.
 pub fn suggest(name: &str, candidates: &[PicklistValue]) -> Option<i64> {
     let wanted = normalize(name);
     if wanted.is_empty() {
@@ -44,7 +60,19 @@ pub fn suggest(name: &str, candidates: &[PicklistValue]) -> Option<i64> {
     active()
         .find(|c| normalize(&c.label) == wanted)
         .or_else(|| active().find(|c| same_meaning(&normalize(&c.label), &wanted)))
+        .or_else(|| active().find(|c| word_means(&c.label, &wanted)))
         .map(|c| c.value)
+}
+
+/// The best match for a PSA value's name among the desk's plain value
+/// names (the reverse tables): by name, by synonym, then by a word of the
+/// PSA name. Not for company names, where one shared word ("Acme") is no
+/// reason to pair two companies.
+pub fn suggest_desk_value(psa_name: &str, desk: &[&str]) -> Option<usize> {
+    suggest_name(psa_name, desk).or_else(|| {
+        desk.iter()
+            .position(|d| word_means(psa_name, &normalize(d)))
+    })
 }
 
 /// The best match for `name` among plain names (Zendesk statuses and
@@ -110,6 +138,33 @@ mod tests {
         // "new" in Zendesk is not "open": no guess across meanings.
         assert_eq!(suggest("closed", &statuses), None);
         assert_eq!(suggest("", &statuses), None);
+    }
+
+    #[test]
+    fn a_word_of_a_longer_name_is_the_last_resort() {
+        let priorities = values(&[
+            ("Priority 1 - Emergency Response", true),
+            ("Priority 2 - Quick Response", true),
+            ("Priority 3 - Normal Response", true),
+            ("Priority 4 - Scheduled Maintenance", true),
+            ("Do Not Respond", true),
+        ]);
+        assert_eq!(suggest("urgent", &priorities), Some(1));
+        assert_eq!(suggest("normal", &priorities), Some(3));
+        assert_eq!(suggest("high", &priorities), None);
+        assert_eq!(suggest("low", &priorities), None);
+        // A whole-name match still wins over a word.
+        let statuses = values(&[("Closed - Resolved", true), ("Closed", true)]);
+        assert_eq!(suggest("closed", &statuses), Some(2));
+        let desk = ["urgent", "high", "normal", "low"];
+        assert_eq!(
+            suggest_desk_value("Priority 1 - Emergency Response", &desk),
+            Some(0)
+        );
+        assert_eq!(
+            suggest_desk_value("Priority 2 - Quick Response", &desk),
+            None
+        );
     }
 
     #[test]

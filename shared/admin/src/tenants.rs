@@ -4,7 +4,9 @@
 //! both apply the same rules; every function that takes a tenant id from a
 //! request starts with `authorize`.
 
-use bridge::config::{AutotaskSettings, Mappings, TenantConfig, ZendeskSettings};
+use bridge::config::{
+    AutotaskSettings, ConnectWiseSettings, Mappings, TenantConfig, ZendeskSettings,
+};
 use bridge::model::TenantId;
 use bridge::ports::Condition;
 use bridge::repo::{LogLevel, Repo, SyncLogEntry};
@@ -40,7 +42,7 @@ pub async fn open(state: &AdminState, user: &CurrentUser, raw: &str) -> Result<T
 pub struct NewTenant {
     pub id: String,
     pub name: String,
-    /// `autotask` (the default) or `connectwise` (not yet available).
+    /// `autotask` (the default) or `connectwise`.
     #[serde(default)]
     pub psa: Option<String>,
     /// The tenant's Zendesk, `https://<subdomain>.zendesk.com`; may be set
@@ -91,6 +93,8 @@ pub async fn create(
             cluster_id_field: None,
         },
         autotask,
+        // The site and company id come with the keys, on the ConnectWise page.
+        connectwise: (psa == Psa::ConnectWise).then(|| ConnectWiseSettings::new("", "")),
         mappings: Mappings {
             priority: Default::default(),
             status: Default::default(),
@@ -180,7 +184,7 @@ pub async fn list(
         let item = onboarding::read(store, &config.id)
             .await?
             .map(|v| v.value)
-            .unwrap_or_else(|| Onboarding::new(config.id.to_string(), Psa::Autotask));
+            .unwrap_or_else(|| Onboarding::new(config.id.to_string(), Psa::of_config(&config)));
         out.push(TenantSummary::of(&config, &item));
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -265,6 +269,8 @@ pub struct Dashboard {
     pub checklist_done: bool,
     pub zendesk_connected: bool,
     pub autotask_connected: bool,
+    /// The tenant's PSA (Autotask or ConnectWise) credentials are verified.
+    pub psa_connected: bool,
     pub mappings_saved: bool,
 }
 
@@ -290,8 +296,11 @@ pub async fn dashboard(state: &AdminState, tenant: &Tenant) -> Result<Dashboard,
         if o.zendesk.is_none() {
             why.push("Zendesk is not connected".to_owned());
         }
-        if o.autotask.is_none() {
-            why.push("Autotask credentials are not verified".to_owned());
+        if !o.psa_connected() {
+            why.push(match o.psa {
+                Psa::Autotask => "Autotask credentials are not verified".to_owned(),
+                Psa::ConnectWise => "the ConnectWise API keys are not verified".to_owned(),
+            });
         }
         if o.mappings_saved_at.is_none() {
             why.push("the mappings are not saved".to_owned());
@@ -325,6 +334,7 @@ pub async fn dashboard(state: &AdminState, tenant: &Tenant) -> Result<Dashboard,
         checklist_done: o.checklist_done(),
         zendesk_connected: o.zendesk.is_some(),
         autotask_connected: o.autotask.is_some(),
+        psa_connected: o.psa_connected(),
         mappings_saved: o.mappings_saved_at.is_some(),
     })
 }
@@ -414,13 +424,42 @@ pub fn hook_url(state: &AdminState, tenant: &TenantId, kind: HookKind) -> String
     )
 }
 
+/// The inbound secrets a tenant's PSA uses: ConnectWise signs its
+/// callbacks with a key it serves itself, so only Zendesk's is kept.
+fn hook_kinds(psa: Psa) -> &'static [HookKind] {
+    match psa {
+        Psa::Autotask => &[
+            HookKind::ZendeskWebhook,
+            HookKind::AutotaskWebhook,
+            HookKind::AutotaskCallout,
+        ],
+        Psa::ConnectWise => &[HookKind::ZendeskWebhook],
+    }
+}
+
+/// Where ConnectWise calls the bridge for a tenant.
+pub fn connectwise_callback_url(state: &AdminState, tenant: &TenantId) -> String {
+    format!(
+        "{}/t/{tenant}/connectwise",
+        state.ports().settings().ingest_url.trim_end_matches('/')
+    )
+}
+
 pub async fn rotate(
     state: &AdminState,
-    tenant: &TenantId,
+    tenant: &Tenant,
     kind: HookKind,
     pasted: Option<&str>,
 ) -> Result<Rotated, AdminError> {
     use bridge::config::Secret;
+    let psa = tenant.onboarding.value.psa;
+    if !hook_kinds(psa).contains(&kind) {
+        return Err(AdminError::Invalid(format!(
+            "a tenant on {} has no such secret",
+            psa.display_name()
+        )));
+    }
+    let tenant = &tenant.id;
     let url = hook_url(state, tenant, kind);
     let (changes, shown, username, steps) = match kind {
         HookKind::AutotaskWebhook => {
@@ -497,29 +536,23 @@ pub async fn rotate(
     })
 }
 
-/// What the webhooks page shows of each inbound secret.
+/// What the webhooks page shows of each inbound secret the tenant's PSA uses.
 pub async fn hook_status(
     state: &AdminState,
-    tenant: &TenantId,
+    tenant: &Tenant,
 ) -> Result<Vec<(HookKind, String, String)>, AdminError> {
-    let creds = credentials::load(state, tenant).await?;
-    Ok([
-        (
-            HookKind::ZendeskWebhook,
-            credentials::ZENDESK_WEBHOOK_SECRET,
-        ),
-        (
-            HookKind::AutotaskWebhook,
-            credentials::AUTOTASK_WEBHOOK_SECRET,
-        ),
-        (
-            HookKind::AutotaskCallout,
-            credentials::AUTOTASK_CALLOUT_PASSWORD,
-        ),
-    ]
-    .into_iter()
-    .map(|(kind, field)| (kind, hook_url(state, tenant, kind), creds.mask(field)))
-    .collect())
+    let creds = credentials::load(state, &tenant.id).await?;
+    Ok(hook_kinds(tenant.onboarding.value.psa)
+        .iter()
+        .map(|kind| {
+            let field = match kind {
+                HookKind::ZendeskWebhook => credentials::ZENDESK_WEBHOOK_SECRET,
+                HookKind::AutotaskWebhook => credentials::AUTOTASK_WEBHOOK_SECRET,
+                HookKind::AutotaskCallout => credentials::AUTOTASK_CALLOUT_PASSWORD,
+            };
+            (*kind, hook_url(state, &tenant.id, *kind), creds.mask(field))
+        })
+        .collect())
 }
 
 /// Failures as the API and pages list them.

@@ -51,7 +51,7 @@ impl Default for OnboardingSettings {
         Self {
             console_url: "http://127.0.0.1:8080/admin".into(),
             ingest_url: "http://127.0.0.1:8080".into(),
-            autotask_zone_lookup_url: "https://webservices.autotask.net".into(),
+            autotask_zone_lookup_url: bridge::config::AUTOTASK_ZONE_LOOKUP_URL.into(),
             zendesk_oauth: None,
             oauth_state_ttl: chrono::Duration::minutes(10),
         }

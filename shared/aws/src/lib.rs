@@ -19,6 +19,7 @@ use std::time::Duration;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use bridge::connectors::budget::{AutotaskBudget, BudgetLimit};
+use bridge::connectors::connectwise_default_budget;
 use bridge::ingest::IngestState;
 use bridge::ports::SystemClock;
 use bridge::wiring::Wiring;
@@ -106,6 +107,9 @@ pub struct AwsSettings {
     /// through the table: `AUTOTASK_REQUESTS_PER_HOUR` and
     /// `AUTOTASK_MAX_CONCURRENT` (optional; defaults 9,000 and 3).
     pub autotask_budget: AutotaskBudget,
+    /// Each ConnectWise tenant's budget: `CONNECTWISE_REQUESTS_PER_HOUR` and
+    /// `CONNECTWISE_MAX_CONCURRENT` (optional; defaults 30,000 and 5).
+    pub connectwise_budget: AutotaskBudget,
 }
 
 /// Reads `TABLE_NAME`, `QUEUE_URL`, `SECRETS_PREFIX` and the optional
@@ -133,24 +137,34 @@ fn config_from(var: impl Fn(&str) -> Option<String>) -> Result<AwsSettings, Conf
             expected: "a whole number above 0",
         }),
     };
-    let defaults = AutotaskBudget::default();
-    let requests_per_hour = number(
-        "AUTOTASK_REQUESTS_PER_HOUR",
-        u64::from(defaults.requests_per_hour),
-    )?;
-    let max_concurrent = number("AUTOTASK_MAX_CONCURRENT", defaults.max_concurrent as u64)?;
-    let autotask_budget =
+    let budget = |rate_name: &'static str,
+                  concurrency_name: &'static str,
+                  defaults: AutotaskBudget|
+     -> Result<AutotaskBudget, ConfigError> {
+        let requests_per_hour = number(rate_name, u64::from(defaults.requests_per_hour))?;
+        let max_concurrent = number(concurrency_name, defaults.max_concurrent as u64)?;
         AutotaskBudget::with_limits(requests_per_hour, max_concurrent).map_err(|limit| {
             let (name, value) = match limit {
-                BudgetLimit::RequestsPerHour => ("AUTOTASK_REQUESTS_PER_HOUR", requests_per_hour),
-                BudgetLimit::MaxConcurrent => ("AUTOTASK_MAX_CONCURRENT", max_concurrent),
+                BudgetLimit::RequestsPerHour => (rate_name, requests_per_hour),
+                BudgetLimit::MaxConcurrent => (concurrency_name, max_concurrent),
             };
             ConfigError::Invalid {
                 name,
                 value: value.to_string(),
                 expected: "a whole number above 0",
             }
-        })?;
+        })
+    };
+    let autotask_budget = budget(
+        "AUTOTASK_REQUESTS_PER_HOUR",
+        "AUTOTASK_MAX_CONCURRENT",
+        AutotaskBudget::default(),
+    )?;
+    let connectwise_budget = budget(
+        "CONNECTWISE_REQUESTS_PER_HOUR",
+        "CONNECTWISE_MAX_CONCURRENT",
+        connectwise_default_budget(),
+    )?;
     Ok(AwsSettings {
         table_name: required("TABLE_NAME", "the DynamoDB table name")?,
         queue_url: required("QUEUE_URL", "the URL of the SQS FIFO job queue")?,
@@ -159,6 +173,7 @@ fn config_from(var: impl Fn(&str) -> Option<String>) -> Result<AwsSettings, Conf
             "the Secrets Manager name prefix of tenant secrets",
         )?,
         autotask_budget,
+        connectwise_budget,
     })
 }
 
@@ -186,7 +201,13 @@ fn adapters(
 /// shared by every invocation.
 pub fn wiring(sdk: &SdkConfig, settings: &AwsSettings) -> Wiring {
     let (store, queue, secrets) = adapters(sdk, settings);
-    Wiring::new(store, queue, secrets, settings.autotask_budget.clone())
+    Wiring::with_budgets(
+        store,
+        queue,
+        secrets,
+        settings.autotask_budget.clone(),
+        settings.connectwise_budget.clone(),
+    )
 }
 
 /// [`wiring`] from the environment, SDK config as [`aws_config`] builds it.

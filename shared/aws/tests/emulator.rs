@@ -758,6 +758,9 @@ fn tenant_secrets(token: &str) -> TenantSecrets {
         autotask_callout_username: "callout".into(),
         autotask_callout_password: Secret::new("callout-pw"),
         autotask_webhook_secret: Secret::new("hook"),
+        connectwise_public_key: String::new(),
+        connectwise_private_key: Secret::default(),
+        connectwise_client_id: String::new(),
     }
 }
 

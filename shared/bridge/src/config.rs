@@ -7,7 +7,7 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::model::TenantId;
+use crate::model::{PsaSystem, TenantId};
 
 /// Which way a field flows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +205,58 @@ impl AutotaskSettings {
     }
 }
 
+/// Autotask's global zone lookup service: where a tenant without a setting
+/// of its own is looked up.
+pub const AUTOTASK_ZONE_LOOKUP_URL: &str = "https://webservices.autotask.net/atservicesrest";
+
+impl Default for AutotaskSettings {
+    fn default() -> Self {
+        Self::new(AUTOTASK_ZONE_LOOKUP_URL)
+    }
+}
+
+/// ConnectWise PSA side of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectWiseSettings {
+    /// Where the tenant's ConnectWise lives: a cloud site
+    /// (`https://na.myconnectwise.net`, `eu`, `au`, `aus`, `za`, staging),
+    /// whose API host is the `api-` one, or an on-premise origin
+    /// (`https://cw.example.com`), or a sandbox on loopback. The API base is
+    /// found from it with the company id (`/login/companyinfo/{company}`).
+    pub site: String,
+    /// The company id the MSP signs in with (the `{company}+` of the keys).
+    pub company_id: String,
+    /// Service board new tickets are created on (the PSA's "queue").
+    #[serde(default)]
+    pub board_id: Option<i64>,
+    /// Company used when the cluster id matches no configuration.
+    #[serde(default)]
+    pub default_company_id: Option<i64>,
+    /// Zendesk organization id → ConnectWise company id.
+    #[serde(default)]
+    pub companies_by_organization: BTreeMap<u64, i64>,
+    /// Status tables of particular boards, overriding `mappings.status`
+    /// (Zendesk status → ConnectWise status name) on that board. Status
+    /// names resolve against the ticket's own board either way, because the
+    /// same name has a different id on every board.
+    #[serde(default)]
+    pub status_by_board: BTreeMap<i64, BTreeMap<String, String>>,
+}
+
+impl ConnectWiseSettings {
+    pub fn new(site: impl Into<String>, company_id: impl Into<String>) -> Self {
+        Self {
+            site: site.into(),
+            company_id: company_id.into(),
+            board_id: None,
+            default_company_id: None,
+            companies_by_organization: BTreeMap::new(),
+            status_by_board: BTreeMap::new(),
+        }
+    }
+}
+
 fn default_public_note_publish() -> Vec<FieldValue> {
     vec![FieldValue::Text("All Autotask Users".to_owned())]
 }
@@ -327,11 +379,65 @@ pub struct TenantConfig {
     #[serde(default = "yes")]
     pub active: bool,
     pub zendesk: ZendeskSettings,
+    /// The Autotask side; ignored when `connectwise` is set.
+    #[serde(default)]
     pub autotask: AutotaskSettings,
+    /// Set for a tenant whose PSA is ConnectWise rather than Autotask.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectwise: Option<ConnectWiseSettings>,
     #[serde(default)]
     pub mappings: Mappings,
     #[serde(default)]
     pub fields: FieldRules,
+}
+
+impl TenantConfig {
+    /// Which PSA the tenant runs.
+    pub fn psa_system(&self) -> PsaSystem {
+        if self.connectwise.is_some() {
+            PsaSystem::ConnectWise
+        } else {
+            PsaSystem::Autotask
+        }
+    }
+
+    /// Queue (Autotask) or service board (ConnectWise) new tickets go to.
+    pub fn psa_queue_id(&self) -> Option<i64> {
+        match &self.connectwise {
+            Some(cw) => cw.board_id,
+            None => self.autotask.queue_id,
+        }
+    }
+
+    /// Company for tickets whose cluster id matches nothing.
+    pub fn default_company_id(&self) -> Option<i64> {
+        match &self.connectwise {
+            Some(cw) => cw.default_company_id,
+            None => self.autotask.default_company_id,
+        }
+    }
+
+    /// The PSA company associated with a Zendesk organization.
+    pub fn company_for_organization(&self, organization: u64) -> Option<i64> {
+        match &self.connectwise {
+            Some(cw) => cw.companies_by_organization.get(&organization).copied(),
+            None => self
+                .autotask
+                .companies_by_organization
+                .get(&organization)
+                .copied(),
+        }
+    }
+
+    /// The forward status table (Zendesk status → PSA status) that applies
+    /// to a ticket in `queue_id`.
+    pub fn status_table(&self, queue_id: Option<i64>) -> &BTreeMap<String, String> {
+        self.connectwise
+            .as_ref()
+            .zip(queue_id)
+            .and_then(|(cw, board)| cw.status_by_board.get(&board))
+            .unwrap_or(&self.mappings.status)
+    }
 }
 
 fn yes() -> bool {
@@ -401,8 +507,11 @@ pub struct TenantSecrets {
     /// Signing secret of the Zendesk webhook that calls this tenant's URL.
     pub zendesk_webhook_secret: Secret,
     /// Autotask API user (`UserName` header).
+    #[serde(default)]
     pub autotask_username: String,
+    #[serde(default)]
     pub autotask_secret: Secret,
+    #[serde(default)]
     pub autotask_integration_code: Secret,
     /// Basic-auth credentials the tenant's Autotask extension callout sends.
     #[serde(default)]
@@ -412,6 +521,16 @@ pub struct TenantSecrets {
     /// Secret key of the tenant's Autotask REST webhook (`X-Hook-Signature`).
     #[serde(default)]
     pub autotask_webhook_secret: Secret,
+    /// Public key of the ConnectWise API member (the `+public` half of the
+    /// Basic user name; not secret on its own).
+    #[serde(default)]
+    pub connectwise_public_key: String,
+    /// Private key of the ConnectWise API member (the Basic password).
+    #[serde(default)]
+    pub connectwise_private_key: Secret,
+    /// The integration's ConnectWise `clientId` (sent on every call).
+    #[serde(default)]
+    pub connectwise_client_id: String,
 }
 
 impl TenantSecrets {
@@ -431,6 +550,9 @@ impl TenantSecrets {
             autotask_callout_username,
             autotask_callout_password,
             autotask_webhook_secret,
+            connectwise_public_key,
+            connectwise_private_key,
+            connectwise_client_id,
         } = self;
         [
             ("zendesk_email", zendesk_email.clone()),
@@ -461,6 +583,12 @@ impl TenantSecrets {
                 "autotask_webhook_secret",
                 autotask_webhook_secret.expose().to_owned(),
             ),
+            ("connectwise_public_key", connectwise_public_key.clone()),
+            (
+                "connectwise_private_key",
+                connectwise_private_key.expose().to_owned(),
+            ),
+            ("connectwise_client_id", connectwise_client_id.clone()),
         ]
         .into_iter()
         .collect()

@@ -52,6 +52,38 @@ impl fmt::Display for Side {
     }
 }
 
+/// Which PSA a tenant runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PsaSystem {
+    Autotask,
+    ConnectWise,
+}
+
+impl PsaSystem {
+    /// Lower-case name, as in cross references and sync-log ticket names.
+    pub fn name(self) -> &'static str {
+        match self {
+            PsaSystem::Autotask => "autotask",
+            PsaSystem::ConnectWise => "connectwise",
+        }
+    }
+
+    /// The product's name, for people.
+    pub fn label(self) -> &'static str {
+        match self {
+            PsaSystem::Autotask => "Autotask",
+            PsaSystem::ConnectWise => "ConnectWise",
+        }
+    }
+}
+
+impl fmt::Display for PsaSystem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A Zendesk ticket's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]

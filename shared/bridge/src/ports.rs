@@ -167,7 +167,9 @@ pub struct DeskChanges {
     pub pages: usize,
 }
 
-/// The PSA (Autotask) as the engine sees it.
+/// The PSA (Autotask or ConnectWise) as the engine sees it. A "queue" is an
+/// Autotask queue or a ConnectWise service board; a "resource" is the
+/// technician who wrote a note (a ConnectWise member).
 #[async_trait]
 pub trait Psa: Send + Sync {
     async fn get_ticket(&self, id: i64) -> Result<Option<PsaTicket>, ApiError>;
@@ -196,6 +198,14 @@ pub trait Psa: Send + Sync {
     async fn company_for_reference(&self, reference: &str) -> Result<Option<i64>, ApiError>;
     /// Active and inactive values of a ticket picklist field (`status`, `priority`).
     async fn ticket_picklist(&self, field: &str) -> Result<Vec<PicklistValue>, ApiError>;
+    /// The statuses a ticket in `queue_id` may take (the tenant's default
+    /// queue when `None`). Autotask has one status list for every queue;
+    /// ConnectWise statuses belong to a board, and the same name has a
+    /// different id on each.
+    async fn ticket_statuses(&self, queue_id: Option<i64>) -> Result<Vec<PicklistValue>, ApiError> {
+        let _ = queue_id;
+        self.ticket_picklist("status").await
+    }
     /// Tickets whose `lastActivityDate` (any change, note or time entry) is
     /// after `since`, with that date, following paging to the end.
     async fn tickets_changed_since(

@@ -137,13 +137,13 @@ impl fmt::Display for SweepReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: queued {} Zendesk and {} Autotask ticket(s)",
+            "{}: queued {} Zendesk and {} PSA ticket(s)",
             self.tenant, self.desk_jobs, self.psa_jobs
         )?;
         if self.psa_unlinked > 0 {
             write!(
                 f,
-                ", skipped {} unlinked Autotask ticket(s)",
+                ", skipped {} unlinked PSA ticket(s)",
                 self.psa_unlinked
             )?;
         }
@@ -256,7 +256,7 @@ impl Sweeper {
                 let failure = SweepFailure {
                     step: Step::Sweep,
                     message: format!(
-                        "the sweep did not finish within {} s (a slow Zendesk or Autotask); \
+                        "the sweep did not finish within {} s (a slow Zendesk or PSA); \
                          the next sweep goes on from the last saved position",
                         limit.as_secs()
                     ),

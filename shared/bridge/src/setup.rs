@@ -41,6 +41,23 @@ pub struct AutotaskAccess {
     pub integration_code: Secret,
 }
 
+/// A ConnectWise PSA API member's keys, the integration's clientId, and
+/// where the tenant's ConnectWise lives.
+#[derive(Clone)]
+pub struct ConnectWiseAccess {
+    /// A cloud site (`https://na.myconnectwise.net`, ...), an on-premise
+    /// origin, or a sandbox on loopback.
+    pub site: String,
+    /// The company id the MSP signs in with.
+    pub company_id: String,
+    /// Public half of the API member's key pair (not secret on its own, but
+    /// kept with the private key).
+    pub public_key: String,
+    pub private_key: Secret,
+    /// The integration's clientId (developer.connectwise.com/ClientID).
+    pub client_id: String,
+}
+
 /// One check that did not pass.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{check}: {fix}")]
@@ -71,6 +88,17 @@ pub struct AutotaskVerified {
     pub api_base_url: String,
 }
 
+/// A ConnectWise sign-in that worked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectWiseVerified {
+    /// `{api origin}/{codebase}apis/3.0/`, as companyinfo named it.
+    pub api_base_url: String,
+    /// The codebase (`v2025_1/`).
+    pub codebase: String,
+    /// ConnectWise's version (`system/info`), empty when it did not say.
+    pub version: String,
+}
+
 /// Something with an id and a name, as a picker shows it (Zendesk
 /// organizations, Autotask companies).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +126,8 @@ pub struct RegisteredHook {
     pub signing_secret: Secret,
 }
 
-/// Live checks and reads against a tenant's Zendesk and Autotask.
+/// Live checks and reads against a tenant's Zendesk and PSA (Autotask or
+/// ConnectWise).
 #[async_trait]
 pub trait TenantSetup: Send + Sync {
     /// Signs in and says who we are and whether we are an admin.
@@ -135,6 +164,57 @@ pub trait TenantSetup: Send + Sync {
         &self,
         access: &AutotaskAccess,
     ) -> Result<Vec<NamedId>, CheckFailure>;
+
+    /// Finds the company at the site (companyinfo) and makes one call with
+    /// the keys and clientId; an unknown company, refused keys, a security
+    /// role without rights and a missing clientId each fail with their own
+    /// check.
+    async fn verify_connectwise(
+        &self,
+        access: &ConnectWiseAccess,
+    ) -> Result<ConnectWiseVerified, CheckFailure>;
+
+    /// The active service boards.
+    async fn connectwise_boards(
+        &self,
+        access: &ConnectWiseAccess,
+    ) -> Result<Vec<NamedId>, CheckFailure>;
+
+    /// The values the mapping screens choose from for one board: its
+    /// statuses (statuses belong to a board in ConnectWise), the global
+    /// priorities, and the boards as `queues`. `note_publish` stays empty
+    /// (ConnectWise marks notes with flags, not a picklist).
+    async fn connectwise_board_choices(
+        &self,
+        access: &ConnectWiseAccess,
+        board_id: i64,
+    ) -> Result<PsaChoices, CheckFailure>;
+
+    /// What keeps tickets from working on a board, each with what to fix
+    /// (empty: none): the board is active, has a default team and active
+    /// statuses, and has every status in `status_names` (the names the
+    /// mapping tables use for it). A failure to ask is one of them.
+    async fn connectwise_board_checks(
+        &self,
+        access: &ConnectWiseAccess,
+        board_id: i64,
+        status_names: &[String],
+    ) -> Vec<CheckFailure>;
+
+    async fn connectwise_companies(
+        &self,
+        access: &ConnectWiseAccess,
+    ) -> Result<Vec<NamedId>, CheckFailure>;
+
+    /// Makes sure exactly one ticket callback with `description` points at
+    /// `url` (adding it, removing duplicates); safe to repeat. Answers what
+    /// was done, in words.
+    async fn register_connectwise_callback(
+        &self,
+        access: &ConnectWiseAccess,
+        url: &str,
+        description: &str,
+    ) -> Result<String, CheckFailure>;
 }
 
 /// Where the console puts credentials: the secrets store (Secrets Manager in

@@ -143,7 +143,7 @@ pub async fn sync_job(cx: &SyncContext<'_>, job: &SyncJob) -> Result<SyncReport,
                 None => {
                     return Ok(SyncReport {
                         psa_ticket_id: Some(psa_id),
-                        skipped: Some("Autotask ticket is not linked to a Zendesk ticket".into()),
+                        skipped: Some("PSA ticket is not linked to a Zendesk ticket".into()),
                         ..SyncReport::default()
                     })
                 }
@@ -247,7 +247,7 @@ async fn run_pair(
     let mut plan = Vec::new();
     // Checked on every run, not only at create: a failed write right after
     // the link was saved would otherwise never be repaired.
-    let reference = desk_external_ref(psa_ticket_id);
+    let reference = desk_external_ref(cx.tenant.psa_system(), psa_ticket_id);
     if ticket.external_id.as_deref() != Some(reference.as_str()) {
         plan.push(Planned::ExternalRef(reference));
     }
@@ -319,7 +319,9 @@ async fn create_or_adopt(
     // if a link was lost (a store restored or moved), the Autotask ticket if
     // a claimed create landed and its run stopped before linking it.
     let mut found = None;
-    if let Some(psa_id) = parse_desk_external_ref(ticket.external_id.as_deref()) {
+    if let Some(psa_id) =
+        parse_desk_external_ref(cx.tenant.psa_system(), ticket.external_id.as_deref())
+    {
         found = cx.psa.get_ticket(psa_id).await.at(Step::FindPsaTicket)?;
     }
     if found.is_none() && created_before {
@@ -334,7 +336,7 @@ async fn create_or_adopt(
         Some(psa_ticket) => {
             info!(
                 psa_ticket_id = psa_ticket.id,
-                "adopting the Autotask ticket that already references this Zendesk ticket"
+                "adopting the PSA ticket that already references this Zendesk ticket"
             );
             report.adopted_psa_ticket = true;
             let seen_psa = SeenPsaValues {
@@ -346,7 +348,7 @@ async fn create_or_adopt(
         }
         None => {
             if link.claims.contains(&ClaimedWrite::Ticket) {
-                info!("a run that claimed this create stopped and no Autotask ticket carries the reference; creating it");
+                info!("a run that claimed this create stopped and no PSA ticket carries the reference; creating it");
             }
             // Everything that can fail permanently is resolved before the claim,
             // so a missing mapping never leaves a claim behind.
@@ -371,7 +373,7 @@ async fn create_or_adopt(
                 .create_ticket(&new_ticket)
                 .await
                 .at(Step::CreatePsaTicket)?;
-            info!(psa_ticket_id = psa_id, "created Autotask ticket");
+            info!(psa_ticket_id = psa_id, "created PSA ticket");
             report.created_psa_ticket = true;
             report.writes += 1;
             // The create answers only the id; the ticket number is filled in
@@ -416,9 +418,10 @@ async fn new_psa_ticket(
     ticket: &DeskTicket,
 ) -> Result<NewPsaTicket, StepFailure> {
     let mappings = &cx.tenant.mappings;
+    let queue_id = cx.tenant.psa_queue_id();
     let statuses = cx
         .psa
-        .ticket_picklist("status")
+        .ticket_statuses(queue_id)
         .await
         .at(Step::ReadPsaPicklists)?;
     let status =
@@ -444,7 +447,7 @@ async fn new_psa_ticket(
         status,
         priority,
         company_id,
-        queue_id: cx.tenant.autotask.queue_id,
+        queue_id,
         external_id: psa_external_ref(ticket.id),
     };
     // A field the PSA requires and the tenant's settings do not fill would
@@ -601,7 +604,11 @@ async fn perform(
             }
             let comment_id = cx
                 .desk
-                .add_comment(ticket.id, &comment_body_for(&note), note.visibility)
+                .add_comment(
+                    ticket.id,
+                    &comment_body_for(cx.tenant.psa_system(), &note),
+                    note.visibility,
+                )
                 .await
                 .at(Step::MirrorNoteToDesk)?;
             link.comments.push(CommentLink {

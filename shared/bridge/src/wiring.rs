@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::connectors::budget::AutotaskBudget;
-use crate::connectors::HttpConnectors;
+use crate::connectors::{connectwise_default_budget, HttpConnectors};
 use crate::ingest::IngestState;
 use crate::ports::{Clock, Connectors, Queue, Secrets, Store, SystemClock};
 use crate::reconcile::{SweepOptions, Sweeper};
@@ -53,15 +53,34 @@ pub struct Wiring {
 impl Wiring {
     /// The production wiring of a backend: the HTTP connectors with each
     /// tenant's Autotask budget kept in `store` (shared by every instance),
-    /// the wall clock, default retry and sweep settings.
+    /// ConnectWise tenants on the default ConnectWise budget, the wall clock,
+    /// default retry and sweep settings.
     pub fn new(
         store: Arc<dyn Store>,
         queue: Arc<dyn Queue>,
         secrets: Arc<dyn Secrets>,
         autotask_budget: AutotaskBudget,
     ) -> Self {
-        let connectors =
-            HttpConnectors::default().with_shared_autotask_budget(autotask_budget, store.clone());
+        Self::with_budgets(
+            store,
+            queue,
+            secrets,
+            autotask_budget,
+            connectwise_default_budget(),
+        )
+    }
+
+    /// [`Wiring::new`] with each PSA's per-tenant budget given.
+    pub fn with_budgets(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        secrets: Arc<dyn Secrets>,
+        autotask_budget: AutotaskBudget,
+        connectwise_budget: AutotaskBudget,
+    ) -> Self {
+        let connectors = HttpConnectors::default()
+            .with_shared_autotask_budget(autotask_budget, store.clone())
+            .with_shared_connectwise_budget(connectwise_budget, store.clone());
         Self {
             store,
             queue,

@@ -11,7 +11,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 use chrono::{DateTime, Utc};
 
 use crate::error::SyncError;
-use crate::model::{DeskTicketId, JobSubject, SyncJob};
+use crate::model::{DeskTicketId, JobSubject, PsaSystem, SyncJob};
 use crate::ports::{Clock, Connectors, Delivery, Queue, Secrets, Store};
 use crate::repo::{LogLevel, Repo, SyncLogEntry};
 use crate::step::Step;
@@ -357,7 +357,7 @@ impl Worker {
                         LogLevel::Info,
                         Step::CreatePsaTicket,
                         &format!(
-                            "created Autotask ticket {} for Zendesk ticket {}",
+                            "created PSA ticket {} for Zendesk ticket {}",
                             report.psa_ticket_id.unwrap_or_default(),
                             report.desk_ticket_id.unwrap_or_default()
                         ),
@@ -408,18 +408,27 @@ impl Worker {
         message: &str,
         retryable: bool,
     ) {
+        let repo = Repo::new(self.store.as_ref());
+        // A PSA ticket is named after the tenant's PSA (`connectwise:5001`).
+        let ticket = match job.subject {
+            JobSubject::Psa(id) => {
+                let system = match repo.tenant(&job.tenant).await {
+                    Ok(Some(config)) => config.value.psa_system(),
+                    _ => PsaSystem::Autotask,
+                };
+                format!("{system}:{id}")
+            }
+            desk => desk.to_string(),
+        };
         let entry = SyncLogEntry {
             at: self.clock.now(),
             level,
-            ticket: Some(job.subject.to_string()),
+            ticket: Some(ticket),
             step: step.name().to_owned(),
             message: message.to_owned(),
             retryable,
         };
-        if let Err(err) = Repo::new(self.store.as_ref())
-            .log(&job.tenant, &entry)
-            .await
-        {
+        if let Err(err) = repo.log(&job.tenant, &entry).await {
             // The message is still retried; only the log line is lost.
             error!(%err, "could not write the sync log");
         }

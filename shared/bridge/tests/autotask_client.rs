@@ -1309,6 +1309,7 @@ async fn the_engine_names_a_missing_required_field_and_creates_nothing_until_it_
             default_company_id: Some(company),
             ..AutotaskSettings::new(sandbox.zone_lookup_url())
         },
+        connectwise: None,
         mappings: Mappings::default(),
         fields: Default::default(),
     };

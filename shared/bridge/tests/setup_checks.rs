@@ -598,6 +598,9 @@ fn tenant_secrets(oauth_token: &str) -> TenantSecrets {
         autotask_callout_username: "callout".to_owned(),
         autotask_callout_password: Secret::new("callout-pw-5e5e"),
         autotask_webhook_secret: Secret::new("at-hook-6f6f"),
+        connectwise_public_key: String::new(),
+        connectwise_private_key: Secret::default(),
+        connectwise_client_id: String::new(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! their public contracts, with real auth checks and fault injection.
 
 pub mod autotask;
+pub mod connectwise;
 pub mod faults;
 pub mod recording;
 pub mod zendesk;

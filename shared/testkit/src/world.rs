@@ -22,7 +22,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use psa_bridge_local::world::{
-    wait_for, AutotaskEvents, TenantSpec, TenantWorld, WorldOptions, CLUSTER_FIELD,
+    wait_for, AutotaskEvents, ConnectWiseWorld, TenantSpec, TenantWorld, WorldOptions,
+    CLUSTER_FIELD,
 };
 
 /// Where a world keeps its state: the embedded adapters, or the AWS ones

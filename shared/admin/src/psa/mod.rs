@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum Psa {
     Autotask,
+    // As `as_str` and the API's `psa` field spell it.
+    #[serde(rename = "connectwise")]
     ConnectWise,
 }
 
@@ -40,6 +42,22 @@ impl Psa {
         }
     }
 
+    /// The name in navigation and table headings.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Psa::Autotask => "Autotask",
+            Psa::ConnectWise => "ConnectWise",
+        }
+    }
+
+    /// The PSA a tenant's engine config says it runs.
+    pub fn of_config(config: &bridge::config::TenantConfig) -> Self {
+        match config.psa_system() {
+            bridge::model::PsaSystem::Autotask => Psa::Autotask,
+            bridge::model::PsaSystem::ConnectWise => Psa::ConnectWise,
+        }
+    }
+
     /// Whether tenants can be created with it yet.
     pub fn available(self) -> bool {
         match self {
@@ -62,12 +80,19 @@ impl Psa {
 pub enum LiveCheck {
     /// Only the admin can tell (a setting inside the PSA the API cannot read).
     None,
-    /// The API user signs in with its integration code.
+    /// The API user (Autotask) or API member (ConnectWise) signs in.
     ApiUser,
     /// The PSA lists at least one active queue.
     Queues,
     /// The PSA lists the statuses the mapping needs.
     Statuses,
+    /// The API member's security role can read what the sync needs
+    /// (ConnectWise: service boards and companies).
+    Permissions,
+    /// The service board for new tickets is active, with a default team
+    /// and the statuses the mapping needs (ConnectWise); before a board is
+    /// chosen, that there is an active board to choose.
+    Board,
 }
 
 /// One preparation step, done in the PSA before the bridge is connected.

@@ -1,10 +1,15 @@
 //! The mappings page's form: the select rows built from a `MappingsView`
-//! (what is stored, what Autotask has now, suggestions) and the posted
+//! (what is stored, what the PSA has now, suggestions) and the posted
 //! fields read back into a `MappingsUpdate`. The handlers are in
 //! `tenant_pages`.
+//!
+//! ConnectWise's board is not a row of the form: it is picked in a form of
+//! its own (`GET ?board=`) that shows the page again with that board's
+//! statuses, and the shown board travels with the save as `queue_id`.
 
 use crate::error::AdminError;
 use crate::mappings::{self, MappingsUpdate, MappingsView};
+use crate::psa::Psa;
 
 pub(super) struct Opt {
     pub(super) value: String,
@@ -21,7 +26,7 @@ pub(super) struct SelectRow {
 }
 
 pub(super) struct Section {
-    pub(super) title: &'static str,
+    pub(super) title: String,
     pub(super) rows: Vec<SelectRow>,
 }
 
@@ -49,7 +54,31 @@ fn options(
     out
 }
 
+/// ConnectWise's board picker: the active boards, the shown one selected.
+pub(super) fn board_options(v: &MappingsView) -> Vec<Opt> {
+    if v.psa != Psa::ConnectWise {
+        return Vec::new();
+    }
+    v.queues
+        .iter()
+        .map(|b| Opt {
+            value: b.value.to_string(),
+            label: b.label.clone(),
+            selected: v.board_shown == Some(b.value),
+        })
+        .collect()
+}
+
 pub(super) fn sections(v: &MappingsView) -> Vec<Section> {
+    let psa = v.psa.short_name();
+    let connectwise = v.psa == Psa::ConnectWise;
+    // A ConnectWise status missing from the shown board may well be one of
+    // another board: say so rather than that it is gone.
+    let gone = if connectwise {
+        "is not an active status of this board".to_owned()
+    } else {
+        format!("no longer exists in {psa}")
+    };
     let picks = |values: &[bridge::model::PicklistValue]| -> Vec<(String, String)> {
         values
             .iter()
@@ -62,7 +91,7 @@ pub(super) fn sections(v: &MappingsView) -> Vec<Section> {
             .collect()
     };
     let note = |current: &Option<String>, missing: bool, suggested: bool| match (current, missing) {
-        (Some(c), true) => format!("stored \"{c}\" no longer exists in Autotask"),
+        (Some(c), true) => format!("stored \"{c}\" {gone}"),
         (Some(c), false) => format!("stored: {c}"),
         (None, _) if suggested => "suggested by name: confirm".into(),
         (None, _) => "not mapped".into(),
@@ -104,10 +133,7 @@ pub(super) fn sections(v: &MappingsView) -> Vec<Section> {
             .chain(rows.iter().filter(|r| r.missing).map(|r| SelectRow {
                 name: String::new(),
                 label: r.psa_label.clone(),
-                note: format!(
-                    "stored for \"{}\", which no longer exists in Autotask",
-                    r.psa_label
-                ),
+                note: format!("stored for \"{}\", which {gone}", r.psa_label),
                 missing: true,
                 options: Vec::new(),
             }))
@@ -118,21 +144,34 @@ pub(super) fn sections(v: &MappingsView) -> Vec<Section> {
         .iter()
         .map(|c| (c.id.to_string(), c.name.clone()))
         .collect();
-    let mut general = vec![SelectRow {
-        name: "queue_id".into(),
-        label: "Queue for new tickets".into(),
-        note: if v.queue_missing {
-            "the stored queue no longer exists".into()
-        } else {
-            String::new()
-        },
-        missing: v.queue_missing,
-        options: options(
-            &picks(&v.queues),
-            v.queue_id.map(|q| q.to_string()).as_deref(),
-            None,
-        ),
-    }];
+    let mut general = Vec::new();
+    if !connectwise {
+        general.push(SelectRow {
+            name: "queue_id".into(),
+            label: "Queue for new tickets".into(),
+            note: if v.queue_missing {
+                "the stored queue no longer exists".into()
+            } else {
+                String::new()
+            },
+            missing: v.queue_missing,
+            options: options(
+                &picks(&v.queues),
+                v.queue_id.map(|q| q.to_string()).as_deref(),
+                None,
+            ),
+        });
+    } else if v.queue_missing {
+        general.push(SelectRow {
+            name: String::new(),
+            label: "Service board for new tickets".into(),
+            note: "the stored board is no longer an active board in ConnectWise; pick another \
+                   above and save"
+                .into(),
+            missing: true,
+            options: Vec::new(),
+        });
+    }
     general.push(SelectRow {
         name: "default_company_id".into(),
         label: "Default company".into(),
@@ -148,25 +187,27 @@ pub(super) fn sections(v: &MappingsView) -> Vec<Section> {
             None,
         ),
     });
-    let internal = v
-        .notes
-        .iter()
-        .find(|n| n.internal)
-        .map(|n| n.value.to_string());
-    general.push(SelectRow {
-        name: "internal_note_publish".into(),
-        label: "Visibility of internal notes written to Autotask".into(),
-        note: String::new(),
-        missing: false,
-        options: options(
-            &v.notes
-                .iter()
-                .map(|n| (n.value.to_string(), n.label.clone()))
-                .collect::<Vec<_>>(),
-            internal.as_deref(),
-            None,
-        ),
-    });
+    if !connectwise {
+        let internal = v
+            .notes
+            .iter()
+            .find(|n| n.internal)
+            .map(|n| n.value.to_string());
+        general.push(SelectRow {
+            name: "internal_note_publish".into(),
+            label: "Visibility of internal notes written to Autotask".into(),
+            note: String::new(),
+            missing: false,
+            options: options(
+                &v.notes
+                    .iter()
+                    .map(|n| (n.value.to_string(), n.label.clone()))
+                    .collect::<Vec<_>>(),
+                internal.as_deref(),
+                None,
+            ),
+        });
+    }
     let associations = v
         .associations
         .iter()
@@ -190,15 +231,19 @@ pub(super) fn sections(v: &MappingsView) -> Vec<Section> {
         .collect();
     vec![
         Section {
-            title: "Queue and company",
+            title: if connectwise {
+                "Company".into()
+            } else {
+                "Queue and company".into()
+            },
             rows: general,
         },
         Section {
-            title: "Status: Zendesk → Autotask",
+            title: format!("Status: Zendesk → {psa}"),
             rows: forward(&v.status, "status", &v.statuses),
         },
         Section {
-            title: "Status: Autotask → Zendesk",
+            title: format!("Status: {psa} → Zendesk"),
             rows: reverse(
                 &v.status_to_desk,
                 "status_to_desk",
@@ -206,11 +251,11 @@ pub(super) fn sections(v: &MappingsView) -> Vec<Section> {
             ),
         },
         Section {
-            title: "Priority: Zendesk → Autotask",
+            title: format!("Priority: Zendesk → {psa}"),
             rows: forward(&v.priority, "priority", &v.priorities),
         },
         Section {
-            title: "Priority: Autotask → Zendesk",
+            title: format!("Priority: {psa} → Zendesk"),
             rows: reverse(
                 &v.priority_to_desk,
                 "priority_to_desk",
@@ -218,7 +263,7 @@ pub(super) fn sections(v: &MappingsView) -> Vec<Section> {
             ),
         },
         Section {
-            title: "Zendesk organization → Autotask company",
+            title: format!("Zendesk organization → {psa} company"),
             rows: associations,
         },
     ]

@@ -103,8 +103,26 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
     ),
     (
         "get",
+        "/api/tenants/{tenant}/connectwise",
+        "ConnectWise connection and callback (keys masked)",
+        None,
+    ),
+    (
+        "post",
+        "/api/tenants/{tenant}/connectwise",
+        "Verify and store ConnectWise keys, site and company",
+        Some("ConnectWiseCredentials"),
+    ),
+    (
+        "post",
+        "/api/tenants/{tenant}/connectwise/callback",
+        "Register the ConnectWise ticket callback (idempotent)",
+        None,
+    ),
+    (
+        "get",
         "/api/tenants/{tenant}/mappings",
-        "Mapping rows from live values, with suggestions",
+        "Mapping rows from live values, with suggestions (ConnectWise: ?board= picks the board whose statuses are offered)",
         None,
     ),
     (
@@ -185,6 +203,10 @@ fn schemas() -> Value {
         "OAuthStart": object(&[("base_url", "string")], &["base_url"]),
         "OAuthFinish": object(&[("code", "string"), ("state", "string")], &["code", "state"]),
         "AutotaskCredentials": object(&[("username", "string"), ("secret", "string"), ("integration_code", "string")], &["username"]),
+        "ConnectWiseCredentials": object(&[
+            ("region", "string"), ("site", "string"), ("company_id", "string"),
+            ("public_key", "string"), ("private_key", "string"), ("client_id", "string"),
+        ], &["company_id"]),
         "MappingsUpdate": object(&[
             ("queue_id", "integer"), ("status", "map"), ("priority", "map"),
             ("status_to_desk", "map"), ("priority_to_desk", "map"),
@@ -212,6 +234,10 @@ pub fn document() -> Value {
             .filter(|p| path.contains(&format!("{{{p}}}")))
             .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
+        let mut params = params;
+        if *method == "get" && path.ends_with("/mappings") {
+            params.push(json!({"name": "board", "in": "query", "required": false, "schema": {"type": "integer"}, "description": "ConnectWise service board whose statuses the rows offer (default: the stored board)"}));
+        }
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }

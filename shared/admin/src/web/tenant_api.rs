@@ -14,7 +14,8 @@ use super::AdminState;
 use crate::accounts::CurrentUser;
 use crate::error::AdminError;
 use crate::mappings::{self, MappingsUpdate};
-use crate::setup_flow::{self, AutotaskRequest, ZendeskTokenRequest};
+use crate::psa::Psa;
+use crate::setup_flow::{self, AutotaskRequest, ConnectWiseRequest, ZendeskTokenRequest};
 use crate::tenants::{self, HookKind, LogFilter, NewTenant};
 
 type ApiResult = Result<Response, AdminError>;
@@ -40,6 +41,14 @@ pub(super) fn routes() -> Router<AdminState> {
         .route(
             "/api/tenants/{tenant}/autotask",
             get(autotask).post(autotask_save),
+        )
+        .route(
+            "/api/tenants/{tenant}/connectwise",
+            get(connectwise).post(connectwise_save),
+        )
+        .route(
+            "/api/tenants/{tenant}/connectwise/callback",
+            post(connectwise_callback),
         )
         .route(
             "/api/tenants/{tenant}/mappings",
@@ -181,13 +190,49 @@ async fn autotask_save(
     ok(setup_flow::connect_autotask(&state, &mut tenant, &req).await?)
 }
 
-async fn mappings_get(
+async fn connectwise(
     State(state): State<AdminState>,
     user: CurrentUser,
     Path(t): Path<String>,
 ) -> ApiResult {
     let tenant = tenants::open(&state, &user, &t).await?;
-    let live = mappings::live(&state, &tenant).await?;
+    ok(setup_flow::connectwise_status(&state, &tenant).await?)
+}
+
+async fn connectwise_save(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+    Json(req): Json<ConnectWiseRequest>,
+) -> ApiResult {
+    let mut tenant = tenants::open(&state, &user, &t).await?;
+    ok(setup_flow::connect_connectwise(&state, &mut tenant, &req).await?)
+}
+
+async fn connectwise_callback(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> ApiResult {
+    let mut tenant = tenants::open(&state, &user, &t).await?;
+    ok(setup_flow::register_callback(&state, &mut tenant).await?)
+}
+
+#[derive(Deserialize)]
+struct MappingsQuery {
+    /// ConnectWise: the service board whose statuses the rows offer.
+    #[serde(default)]
+    board: Option<i64>,
+}
+
+async fn mappings_get(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+    Query(q): Query<MappingsQuery>,
+) -> ApiResult {
+    let tenant = tenants::open(&state, &user, &t).await?;
+    let live = mappings::live_for(&state, &tenant, q.board).await?;
     ok(mappings::view(&tenant, &live))
 }
 
@@ -198,7 +243,12 @@ async fn mappings_save(
     Json(req): Json<MappingsUpdate>,
 ) -> ApiResult {
     let mut tenant = tenants::open(&state, &user, &t).await?;
-    let live = mappings::live(&state, &tenant).await?;
+    // ConnectWise: statuses are validated against the board being saved.
+    let board = match tenant.onboarding.value.psa {
+        Psa::ConnectWise => req.queue_id,
+        Psa::Autotask => None,
+    };
+    let live = mappings::live_for(&state, &tenant, board).await?;
     ok(mappings::save(&state, &mut tenant, &live, &req).await?)
 }
 
@@ -257,11 +307,26 @@ async fn webhooks(
     Path(t): Path<String>,
 ) -> ApiResult {
     let tenant = tenants::open(&state, &user, &t).await?;
-    let rows: Vec<_> = tenants::hook_status(&state, &tenant.id)
+    let mut rows: Vec<_> = tenants::hook_status(&state, &tenant)
         .await?
         .into_iter()
         .map(|(kind, url, secret)| json!({ "kind": kind, "url": url, "secret": secret }))
         .collect();
+    if tenant.onboarding.value.psa == Psa::ConnectWise {
+        // ConnectWise signs with a key it serves itself: nothing to mask.
+        let url = tenants::connectwise_callback_url(&state, &tenant.id);
+        let registered = tenant
+            .onboarding
+            .value
+            .callback
+            .as_ref()
+            .filter(|r| r.url == url);
+        rows.push(json!({
+            "kind": "connectwise_callback",
+            "url": url,
+            "registered": registered,
+        }));
+    }
     ok(rows)
 }
 
@@ -280,5 +345,5 @@ async fn rotate(
     Json(req): Json<RotateRequest>,
 ) -> ApiResult {
     let tenant = tenants::open(&state, &user, &t).await?;
-    ok(tenants::rotate(&state, &tenant.id, req.kind, req.secret.as_deref()).await?)
+    ok(tenants::rotate(&state, &tenant, req.kind, req.secret.as_deref()).await?)
 }

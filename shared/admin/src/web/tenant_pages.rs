@@ -1,5 +1,6 @@
 //! The tenant pages: list and creation (operators), dashboard, checklist,
-//! Zendesk, Autotask, mappings, sync log, dead letters, webhooks. Each
+//! Zendesk, Autotask or ConnectWise, mappings, sync log, dead letters,
+//! webhooks. Each
 //! handler calls the same functions as the JSON API; a POST that fails on
 //! the admin's input shows the page again with what to fix.
 
@@ -11,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Form, Router};
 use serde::Deserialize;
 
-use super::mapping_form::{parse_mappings_form, sections, Section};
+use super::mapping_form::{board_options, parse_mappings_form, sections, Opt, Section};
 use super::pages::{error_page, render, see_other, Layout};
 use super::AdminState;
 use crate::accounts::CurrentUser;
@@ -21,7 +22,8 @@ use crate::onboarding::Tenant;
 use crate::ops::DeadLetter;
 use crate::psa::Psa;
 use crate::setup_flow::{
-    self, AutotaskRequest, AutotaskStatus, ChecklistRow, ZendeskStatus, ZendeskTokenRequest,
+    self, AutotaskRequest, AutotaskStatus, ChecklistRow, ConnectWiseRequest, ConnectWiseStatus,
+    ZendeskStatus, ZendeskTokenRequest,
 };
 use crate::tenants::{self, Dashboard, HookKind, LogFilter, NewTenant, Rotated, TenantSummary};
 
@@ -43,6 +45,14 @@ pub(super) fn routes() -> Router<AdminState> {
             get(autotask).post(autotask_save),
         )
         .route(
+            "/tenants/{tenant}/connectwise",
+            get(connectwise).post(connectwise_save),
+        )
+        .route(
+            "/tenants/{tenant}/connectwise/callback",
+            post(connectwise_callback),
+        )
+        .route(
             "/tenants/{tenant}/mappings",
             get(mappings_page).post(mappings_save),
         )
@@ -57,6 +67,8 @@ pub(super) fn routes() -> Router<AdminState> {
 struct Top {
     layout: Layout,
     tenant_id: String,
+    /// The tenant's PSA: which PSA page the navigation links to.
+    psa: Psa,
     notice: Option<String>,
     error: Option<String>,
     failures: Vec<CheckView>,
@@ -66,9 +78,18 @@ fn top(state: &AdminState, user: &CurrentUser, title: &'static str, tenant: &str
     Top {
         layout: Layout::new(title, state.base(), Some(user)),
         tenant_id: tenant.to_owned(),
+        psa: Psa::Autotask,
         notice: None,
         error: None,
         failures: Vec::new(),
+    }
+}
+
+impl Top {
+    /// The top of a page about `tenant` (its PSA decides the navigation).
+    fn of(mut self, tenant: &Tenant) -> Self {
+        self.psa = tenant.onboarding.value.psa;
+        self
     }
 }
 
@@ -92,6 +113,7 @@ macro_rules! page {
         struct $name {
             layout: Layout,
             tenant_id: String,
+            psa: Psa,
             notice: Option<String>,
             error: Option<String>,
             failures: Vec<CheckView>,
@@ -102,6 +124,7 @@ macro_rules! page {
                 Self {
                     layout: top.layout,
                     tenant_id: top.tenant_id,
+                    psa: top.psa,
                     notice: top.notice,
                     error: top.error,
                     failures: top.failures,
@@ -116,15 +139,29 @@ page!(DashboardPage, "tenant.html", { d: Dashboard });
 page!(ChecklistPage, "checklist.html", { rows: Vec<ChecklistRow> });
 page!(ZendeskPage, "zendesk.html", { status: ZendeskStatus });
 page!(AutotaskPage, "autotask.html", { status: AutotaskStatus });
+page!(ConnectWisePage, "connectwise.html", { status: ConnectWiseStatus, regions: Vec<Opt> });
 page!(MappingsPage, "mappings.html", {
     sections: Vec<Section>,
     notes: Vec<mappings::NoteRow>,
     notes_missing: Vec<String>,
     organizations_unavailable: Option<String>,
+    board: BoardPicker,
 });
+
+/// ConnectWise's board picker on the mappings page.
+struct BoardPicker {
+    options: Vec<Opt>,
+    /// The board whose statuses the rows offer (saved with the form).
+    shown: Option<i64>,
+    note: String,
+}
 page!(LogPage, "log.html", { entries: Vec<LogRow>, level: String, ticket: String, since: String, until: String });
 page!(DeadLettersPage, "dead_letters.html", { letters: Vec<DeadLetter> });
-page!(WebhooksPage, "webhooks.html", { hooks: Vec<HookRow>, rotated: Option<Rotated> });
+page!(WebhooksPage, "webhooks.html", {
+    hooks: Vec<HookRow>,
+    rotated: Option<Rotated>,
+    callback: Option<CallbackRow>,
+});
 
 #[derive(Template)]
 #[template(path = "tenants.html")]
@@ -204,7 +241,7 @@ async fn show_dashboard(
     let tenant = tenants::open(state, user, t).await?;
     let d = tenants::dashboard(state, &tenant).await?;
     let status = status_of(&top);
-    Ok(render(status, &DashboardPage::with(top, d)))
+    Ok(render(status, &DashboardPage::with(top.of(&tenant), d)))
 }
 
 async fn dashboard(
@@ -262,7 +299,10 @@ async fn checklist(
         let rows = setup_flow::checklist(&state, &tenant).await?;
         Ok(render(
             StatusCode::OK,
-            &ChecklistPage::with(top(&state, &user, "Preparation checklist", &t), rows),
+            &ChecklistPage::with(
+                top(&state, &user, "Preparation checklist", &t).of(&tenant),
+                rows,
+            ),
         ))
     };
     finish(&state, r.await)
@@ -281,7 +321,7 @@ async fn confirm(
             .filter(|(k, _)| k == "confirmed")
             .map(|(_, v)| v)
             .collect();
-        let mut top = top(&state, &user, "Preparation checklist", &t);
+        let mut top = top(&state, &user, "Preparation checklist", &t).of(&tenant);
         match setup_flow::confirm(&state, &user, &mut tenant, &items).await {
             Ok(_) => top.notice = Some("Saved.".into()),
             Err(e) => (top.error, top.failures) = inline(e)?,
@@ -302,7 +342,7 @@ async fn show_zendesk(
 ) -> Result<Response, AdminError> {
     let status = setup_flow::zendesk_status(state, tenant).await?;
     let code = status_of(&top);
-    Ok(render(code, &ZendeskPage::with(top, status)))
+    Ok(render(code, &ZendeskPage::with(top.of(tenant), status)))
 }
 
 async fn zendesk(
@@ -421,7 +461,7 @@ async fn show_autotask(
 ) -> Result<Response, AdminError> {
     let status = setup_flow::autotask_status(state, tenant).await?;
     let code = status_of(&top);
-    Ok(render(code, &AutotaskPage::with(top, status)))
+    Ok(render(code, &AutotaskPage::with(top.of(tenant), status)))
 }
 
 async fn autotask(
@@ -444,7 +484,7 @@ async fn autotask_save(
 ) -> Response {
     let r = async {
         let mut tenant = tenants::open(&state, &user, &t).await?;
-        let mut top = top(&state, &user, "Autotask", &t);
+        let mut top = top(&state, &user, "Autotask", &t).of(&tenant);
         let typed_username = match setup_flow::connect_autotask(&state, &mut tenant, &form).await {
             Ok(_) => {
                 top.notice = Some("Autotask credentials verified and saved.".into());
@@ -467,11 +507,132 @@ async fn autotask_save(
     finish(&state, r.await)
 }
 
+// ---- ConnectWise ----------------------------------------------------------
+
+fn region_options(status: &ConnectWiseStatus) -> Vec<Opt> {
+    // A tenant without a site yet starts on the most common region.
+    let chosen = match status.region {
+        "" => "na",
+        region => region,
+    };
+    crate::psa::connectwise::REGIONS
+        .iter()
+        .map(|(region, label)| (*region, *label))
+        .chain([(
+            crate::psa::connectwise::ON_PREMISE,
+            "On premises: the address below",
+        )])
+        .map(|(region, label)| Opt {
+            value: region.to_owned(),
+            label: label.to_owned(),
+            selected: region == chosen,
+        })
+        .collect()
+}
+
+fn connectwise_page(top: Top, status: ConnectWiseStatus) -> Response {
+    let code = status_of(&top);
+    let regions = region_options(&status);
+    render(code, &ConnectWisePage::with(top, status, regions))
+}
+
+async fn connectwise(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> Response {
+    let r = async {
+        let tenant = tenants::open(&state, &user, &t).await?;
+        let status = setup_flow::connectwise_status(&state, &tenant).await?;
+        Ok(connectwise_page(
+            top(&state, &user, "ConnectWise", &t).of(&tenant),
+            status,
+        ))
+    };
+    finish(&state, r.await)
+}
+
+async fn connectwise_save(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+    Form(form): Form<ConnectWiseRequest>,
+) -> Response {
+    let r = async {
+        let mut tenant = tenants::open(&state, &user, &t).await?;
+        let mut top = top(&state, &user, "ConnectWise", &t).of(&tenant);
+        let failed = match setup_flow::connect_connectwise(&state, &mut tenant, &form).await {
+            Ok(_) => {
+                top.notice = Some("ConnectWise keys verified and saved.".into());
+                false
+            }
+            Err(e) => {
+                (top.error, top.failures) = inline(e)?;
+                true
+            }
+        };
+        let mut status = setup_flow::connectwise_status(&state, &tenant).await?;
+        if failed {
+            // Nothing was saved; keep where and who the admin typed (never
+            // a key) so that a second try needs only the fix.
+            status.company_id = form.company_id.trim().to_owned();
+            status.region = match crate::psa::connectwise::cloud_site(form.region.trim()) {
+                Some(_) => crate::psa::connectwise::REGIONS
+                    .iter()
+                    .map(|(r, _)| *r)
+                    .find(|r| *r == form.region.trim())
+                    .unwrap_or(""),
+                None => crate::psa::connectwise::ON_PREMISE,
+            };
+            if status.region == crate::psa::connectwise::ON_PREMISE {
+                status.site = form.site.trim().to_owned();
+            }
+        }
+        Ok(connectwise_page(top, status))
+    };
+    finish(&state, r.await)
+}
+
+async fn connectwise_callback(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> Response {
+    let r = async {
+        let mut tenant = tenants::open(&state, &user, &t).await?;
+        let mut top = top(&state, &user, "ConnectWise", &t).of(&tenant);
+        match setup_flow::register_callback(&state, &mut tenant).await {
+            Ok(registration) => top.notice = Some(registration.summary),
+            Err(e) => (top.error, top.failures) = inline(e)?,
+        }
+        let status = setup_flow::connectwise_status(&state, &tenant).await?;
+        Ok(connectwise_page(top, status))
+    };
+    finish(&state, r.await)
+}
+
 // ---- mappings -------------------------------------------------------------
 
-fn mappings_view_page(top: Top, v: MappingsView) -> Response {
+fn mappings_view_page(mut top: Top, v: MappingsView) -> Response {
+    top.psa = v.psa;
     let status = status_of(&top);
     let sections = sections(&v);
+    let options = board_options(&v);
+    let note = match (v.psa, v.board_shown) {
+        (Psa::Autotask, _) => String::new(),
+        (Psa::ConnectWise, None) => {
+            "ConnectWise lists no active service board; add one in ConnectWise first.".into()
+        }
+        (Psa::ConnectWise, Some(shown)) if v.queue_id == Some(shown) => {
+            "The status tables below offer this board's statuses; tickets from Zendesk go to it."
+                .into()
+        }
+        (Psa::ConnectWise, Some(_)) => {
+            "The status tables below offer this board's statuses; saving makes it the board \
+             tickets from Zendesk go to."
+                .into()
+        }
+    };
     render(
         status,
         &MappingsPage::with(
@@ -480,18 +641,41 @@ fn mappings_view_page(top: Top, v: MappingsView) -> Response {
             v.notes,
             v.notes_missing,
             v.organizations_unavailable,
+            BoardPicker {
+                options,
+                shown: v.board_shown,
+                note,
+            },
         ),
     )
+}
+
+#[derive(Deserialize)]
+struct BoardQuery {
+    /// The ConnectWise board whose statuses to show.
+    #[serde(default)]
+    board: Option<String>,
+}
+
+fn board_of(q: &BoardQuery) -> Result<Option<i64>, AdminError> {
+    match q.board.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(raw) => raw
+            .parse()
+            .map(Some)
+            .map_err(|_| AdminError::Invalid(format!("{raw:?} is not a service board id"))),
+    }
 }
 
 async fn mappings_page(
     State(state): State<AdminState>,
     user: CurrentUser,
     Path(t): Path<String>,
+    Query(q): Query<BoardQuery>,
 ) -> Response {
     let r = async {
         let tenant = tenants::open(&state, &user, &t).await?;
-        let live = mappings::live(&state, &tenant).await?;
+        let live = mappings::live_for(&state, &tenant, board_of(&q)?).await?;
         Ok(mappings_view_page(
             top(&state, &user, "Mappings", &t),
             mappings::view(&tenant, &live),
@@ -508,9 +692,15 @@ async fn mappings_save(
 ) -> Response {
     let r = async {
         let mut tenant = tenants::open(&state, &user, &t).await?;
-        let live = mappings::live(&state, &tenant).await?;
         let mut top = top(&state, &user, "Mappings", &t);
-        let saved = match parse_mappings_form(&fields) {
+        let update = parse_mappings_form(&fields);
+        // ConnectWise: the statuses to validate against are the posted board's.
+        let board = match (&update, tenant.onboarding.value.psa) {
+            (Ok(u), Psa::ConnectWise) => u.queue_id,
+            _ => None,
+        };
+        let live = mappings::live_for(&state, &tenant, board).await?;
+        let saved = match update {
             Ok(update) => mappings::save(&state, &mut tenant, &live, &update).await,
             Err(e) => Err(e),
         };
@@ -562,7 +752,7 @@ async fn log(
 ) -> Response {
     let r = async {
         let tenant = tenants::open(&state, &user, &t).await?;
-        let mut top = top(&state, &user, "Sync log", &t);
+        let mut top = top(&state, &user, "Sync log", &t).of(&tenant);
         let time = |raw: &str, top: &mut Top| match raw.trim() {
             "" => None,
             raw => match chrono::DateTime::parse_from_rfc3339(raw) {
@@ -613,7 +803,10 @@ async fn show_dead_letters(
         }
     };
     let status = status_of(&top);
-    Ok(render(status, &DeadLettersPage::with(top, letters)))
+    Ok(render(
+        status,
+        &DeadLettersPage::with(top.of(tenant), letters),
+    ))
 }
 
 async fn dead_letters(
@@ -645,6 +838,12 @@ async fn replay(
     finish(&state, r.await)
 }
 
+/// The ConnectWise callback on the webhooks page.
+struct CallbackRow {
+    url: String,
+    state: String,
+}
+
 struct HookRow {
     kind: &'static str,
     title: &'static str,
@@ -659,7 +858,7 @@ async fn show_webhooks(
     mut top: Top,
     rotated: Option<Rotated>,
 ) -> Result<Response, AdminError> {
-    let hooks = match tenants::hook_status(state, &tenant.id).await {
+    let hooks = match tenants::hook_status(state, tenant).await {
         Ok(rows) => rows
             .into_iter()
             .map(|(kind, url, secret)| HookRow {
@@ -683,8 +882,22 @@ async fn show_webhooks(
             Vec::new()
         }
     };
+    let callback = (tenant.onboarding.value.psa == Psa::ConnectWise).then(|| {
+        let url = tenants::connectwise_callback_url(state, &tenant.id);
+        let state = match &tenant.onboarding.value.callback {
+            Some(r) if r.url == url => {
+                format!("{} ({})", r.summary, r.at.format("%Y-%m-%d %H:%M UTC"))
+            }
+            Some(_) => "registered for another address; register again".to_owned(),
+            None => "not registered yet".to_owned(),
+        };
+        CallbackRow { url, state }
+    });
     let status = status_of(&top);
-    Ok(render(status, &WebhooksPage::with(top, hooks, rotated)))
+    Ok(render(
+        status,
+        &WebhooksPage::with(top.of(tenant), hooks, rotated, callback),
+    ))
 }
 
 async fn webhooks(
@@ -718,7 +931,7 @@ async fn rotate(
         let kind = HookKind::parse(&form.kind)
             .ok_or_else(|| AdminError::Invalid("unknown webhook".into()));
         let rotated = match kind {
-            Ok(kind) => tenants::rotate(&state, &tenant.id, kind, form.secret.as_deref()).await,
+            Ok(kind) => tenants::rotate(&state, &tenant, kind, form.secret.as_deref()).await,
             Err(e) => Err(e),
         };
         let rotated = match rotated {

@@ -1,6 +1,6 @@
-//! Fakes of the tenant ports: a Zendesk/Autotask that accept one set of
-//! credentials, a secrets store in memory, and a running bridge that
-//! records what it was asked.
+//! Fakes of the tenant ports: a Zendesk/Autotask/ConnectWise that accept
+//! one set of credentials, a secrets store in memory, and a running bridge
+//! that records what it was asked.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -8,12 +8,13 @@ use std::sync::Mutex;
 use admin::{DeadLetter, Operations, OpsError};
 use async_trait::async_trait;
 use bridge::config::{Secret, TenantSecrets};
+use bridge::connectors::setup::checks;
 use bridge::error::SecretsError;
 use bridge::model::{PicklistValue, TenantId};
 use bridge::ports::Secrets;
 use bridge::setup::{
-    AutotaskAccess, AutotaskVerified, CheckFailure, NamedId, PsaChoices, SecretsWriter,
-    TenantSetup, ZendeskAccess, ZendeskAuth, ZendeskVerified,
+    AutotaskAccess, AutotaskVerified, CheckFailure, ConnectWiseAccess, ConnectWiseVerified,
+    NamedId, PsaChoices, SecretsWriter, TenantSetup, ZendeskAccess, ZendeskAuth, ZendeskVerified,
 };
 
 pub const ZD_TOKEN: &str = "zd-token-good-4821";
@@ -21,6 +22,20 @@ pub const AT_SECRET: &str = "at-secret-good-7391";
 pub const AT_CODE: &str = "at-code-good-5550";
 pub const OAUTH_TOKEN: &str = "oauth-access-token-6612";
 pub const OAUTH_CLIENT_SECRET: &str = "oauth-client-secret-3307";
+pub const CW_SITE: &str = "https://cw.msp.example";
+pub const CW_COMPANY: &str = "acmemsp";
+pub const CW_PUBLIC: &str = "cw-public-key-good-2468";
+pub const CW_PRIVATE: &str = "cw-private-key-good-8842";
+pub const CW_CLIENT_ID: &str = "cw-client-id-0a1b-77c3";
+/// A public key whose member's security role lacks Service Desk rights.
+pub const CW_PUBLIC_NO_RIGHTS: &str = "cw-public-key-no-rights-1357";
+/// A site where ConnectWise does not answer (try later).
+pub const CW_SITE_DOWN: &str = "https://down.msp.example";
+/// Boards: the service desk (default team), the NOC (no default team, its
+/// own statuses), and an inactive one.
+pub const CW_BOARD_DESK: i64 = 11;
+pub const CW_BOARD_NOC: i64 = 12;
+pub const CW_BOARD_OLD: i64 = 13;
 
 fn pick(values: &[(i64, &str)]) -> Vec<PicklistValue> {
     values
@@ -41,9 +56,99 @@ fn fail(check: &str, fix: &str) -> CheckFailure {
     }
 }
 
+/// A ConnectWise whose board statuses a test may change.
+pub struct FakeConnectWise {
+    /// `(board, status id, name, active)`.
+    pub statuses: Vec<(i64, i64, String, bool)>,
+    /// Registered callbacks: `(url, description)`.
+    pub callbacks: Vec<(String, String)>,
+}
+
+impl Default for FakeConnectWise {
+    fn default() -> Self {
+        let mut statuses = Vec::new();
+        for (id, name) in [
+            (101, "New"),
+            (102, "In Progress"),
+            (103, "Waiting Customer"),
+            (104, "Waiting Vendor"),
+            (105, "Complete"),
+            (106, "Closed"),
+        ] {
+            statuses.push((CW_BOARD_DESK, id, name.to_owned(), true));
+        }
+        statuses.push((CW_BOARD_DESK, 107, "Old Status".to_owned(), false));
+        for (id, name) in [
+            (201, "New"),
+            (202, "Investigating"),
+            (203, "Escalated"),
+            (204, "Resolved"),
+        ] {
+            statuses.push((CW_BOARD_NOC, id, name.to_owned(), true));
+        }
+        Self {
+            statuses,
+            callbacks: Vec::new(),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct FakeSetup {
     pub oauth_calls: Mutex<Vec<(String, String, String)>>,
+    pub connectwise: Mutex<FakeConnectWise>,
+}
+
+impl FakeSetup {
+    /// ConnectWise's checks in the order the HTTP setup makes them.
+    fn connectwise_access(&self, access: &ConnectWiseAccess) -> Result<(), CheckFailure> {
+        if access.site == CW_SITE_DOWN {
+            return Err(CheckFailure {
+                retryable: true,
+                ..fail(
+                    checks::CONNECTWISE_SITE,
+                    "ConnectWise did not answer just now; try again in a minute",
+                )
+            });
+        }
+        if access.site != CW_SITE || access.company_id != CW_COMPANY {
+            return Err(fail(
+                checks::CONNECTWISE_COMPANY,
+                "ConnectWise knows no such company at this site; enter the company id as on \
+                 the sign-in page",
+            ));
+        }
+        if access.client_id.is_empty() {
+            return Err(fail(
+                checks::CONNECTWISE_CLIENT_ID,
+                "enter the integration's clientId",
+            ));
+        }
+        if access.public_key == CW_PUBLIC_NO_RIGHTS {
+            return Err(fail(
+                checks::CONNECTWISE_PERMISSIONS,
+                "the API member's security role lacks Service Desk rights (403)",
+            ));
+        }
+        if access.public_key != CW_PUBLIC
+            || access.private_key.expose() != CW_PRIVATE
+            || access.client_id != CW_CLIENT_ID
+        {
+            return Err(fail(
+                checks::CONNECTWISE_KEYS,
+                "ConnectWise refused the API member's public/private key pair (401)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn boards() -> Vec<(i64, &'static str, bool)> {
+        vec![
+            (CW_BOARD_DESK, "Service Desk", true),
+            (CW_BOARD_NOC, "NOC", true),
+            (CW_BOARD_OLD, "Old Board", false),
+        ]
+    }
 }
 
 #[async_trait]
@@ -152,6 +257,139 @@ impl TenantSetup for FakeSetup {
             },
         ])
     }
+    async fn verify_connectwise(
+        &self,
+        access: &ConnectWiseAccess,
+    ) -> Result<ConnectWiseVerified, CheckFailure> {
+        self.connectwise_access(access)?;
+        Ok(ConnectWiseVerified {
+            api_base_url: format!("{CW_SITE}/v2025_1/apis/3.0/"),
+            codebase: "v2025_1/".into(),
+            version: "v2025.1".into(),
+        })
+    }
+
+    async fn connectwise_boards(
+        &self,
+        access: &ConnectWiseAccess,
+    ) -> Result<Vec<NamedId>, CheckFailure> {
+        self.connectwise_access(access)?;
+        Ok(Self::boards()
+            .into_iter()
+            .filter(|(_, _, active)| *active)
+            .map(|(id, name, _)| NamedId {
+                id,
+                name: name.into(),
+            })
+            .collect())
+    }
+
+    async fn connectwise_board_choices(
+        &self,
+        access: &ConnectWiseAccess,
+        board_id: i64,
+    ) -> Result<PsaChoices, CheckFailure> {
+        self.connectwise_access(access)?;
+        if !Self::boards().iter().any(|(id, _, _)| *id == board_id) {
+            return Err(fail(checks::CONNECTWISE_BOARD, "no such board"));
+        }
+        let cw = self.connectwise.lock().unwrap();
+        Ok(PsaChoices {
+            queues: Self::boards()
+                .into_iter()
+                .map(|(id, name, active)| PicklistValue {
+                    value: id,
+                    label: name.into(),
+                    is_active: active,
+                })
+                .collect(),
+            statuses: cw
+                .statuses
+                .iter()
+                .filter(|(board, ..)| *board == board_id)
+                .map(|(_, id, name, active)| PicklistValue {
+                    value: *id,
+                    label: name.clone(),
+                    is_active: *active,
+                })
+                .collect(),
+            priorities: pick(&[
+                (1, "Priority 1 - Emergency Response"),
+                (2, "Priority 2 - Quick Response"),
+                (3, "Priority 3 - Normal Response"),
+                (4, "Priority 4 - Scheduled Maintenance"),
+            ]),
+            note_publish: Vec::new(),
+        })
+    }
+
+    async fn connectwise_board_checks(
+        &self,
+        access: &ConnectWiseAccess,
+        board_id: i64,
+        status_names: &[String],
+    ) -> Vec<CheckFailure> {
+        if let Err(f) = self.connectwise_access(access) {
+            return vec![f];
+        }
+        let mut failures = Vec::new();
+        if board_id == CW_BOARD_NOC {
+            failures.push(fail(
+                checks::CONNECTWISE_BOARD_TEAM,
+                "the board \"NOC\" has no default team; mark one as default",
+            ));
+        }
+        let cw = self.connectwise.lock().unwrap();
+        let missing: Vec<&String> = status_names
+            .iter()
+            .filter(|name| {
+                !cw.statuses
+                    .iter()
+                    .any(|(b, _, n, active)| *b == board_id && *active && n == *name)
+            })
+            .collect();
+        if !missing.is_empty() {
+            failures.push(fail(
+                checks::CONNECTWISE_BOARD_STATUSES,
+                &format!("the board has no active status named {missing:?}"),
+            ));
+        }
+        failures
+    }
+
+    async fn connectwise_companies(
+        &self,
+        access: &ConnectWiseAccess,
+    ) -> Result<Vec<NamedId>, CheckFailure> {
+        self.connectwise_access(access)?;
+        Ok(vec![
+            NamedId {
+                id: 700,
+                name: "Acme Corp".into(),
+            },
+            NamedId {
+                id: 701,
+                name: "Globex".into(),
+            },
+        ])
+    }
+
+    async fn register_connectwise_callback(
+        &self,
+        access: &ConnectWiseAccess,
+        url: &str,
+        description: &str,
+    ) -> Result<String, CheckFailure> {
+        self.connectwise_access(access)?;
+        let mut cw = self.connectwise.lock().unwrap();
+        let entry = (url.to_owned(), description.to_owned());
+        if cw.callbacks.contains(&entry) {
+            Ok("ConnectWise the ticket callback was already registered.".into())
+        } else {
+            cw.callbacks.push(entry);
+            Ok("ConnectWise registered the ticket callback.".into())
+        }
+    }
 }
 
 /// The secrets store: what the console wrote, by tenant, as field values.
@@ -175,6 +413,9 @@ impl FakeSecrets {
                     s.autotask_integration_code.expose(),
                     s.autotask_callout_password.expose(),
                     s.autotask_webhook_secret.expose(),
+                    s.connectwise_public_key.as_str(),
+                    s.connectwise_private_key.expose(),
+                    s.connectwise_client_id.as_str(),
                 ]
                 .map(str::to_owned)
             })

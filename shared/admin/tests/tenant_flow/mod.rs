@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::support::fakes::*;
 use crate::support::{logs, Harness, Resp, OPERATOR, OPERATOR_PASSWORD};
 
+mod connectwise;
 mod security;
 
 struct World {
@@ -60,13 +61,18 @@ async fn call(
 
 /// Operator creates `tenant` and invites its admin; the admin sets a password.
 async fn tenant_with_admin(h: &Harness, tenant: &str) -> (String, String) {
+    tenant_with_admin_on(h, tenant, "autotask").await
+}
+
+/// The same for a tenant on `psa` (`autotask`, `connectwise`).
+async fn tenant_with_admin_on(h: &Harness, tenant: &str, psa: &str) -> (String, String) {
     let op = h.api_login(OPERATOR, OPERATOR_PASSWORD).await;
     let resp = call(
         h,
         &op,
         Method::POST,
         "/admin/api/tenants",
-        Some(json!({"id": tenant, "name": format!("{tenant} Ltd"), "psa": "autotask"})),
+        Some(json!({"id": tenant, "name": format!("{tenant} Ltd"), "psa": psa})),
     )
     .await;
     assert_eq!(resp.status, StatusCode::CREATED, "{}", resp.body);
@@ -377,7 +383,7 @@ async fn an_msp_onboards_from_tenant_creation_to_activation_and_operates() {
         (
             bridge::repo::LogLevel::Info,
             Some("zendesk:7"),
-            "create_autotask_ticket",
+            "create_psa_ticket",
             "created T1",
         ),
         (

@@ -11,6 +11,12 @@
 //!   is invalid."). A 403 is the API user's security level.
 //! - Zendesk answers bad credentials with 401 (or as to an anonymous user),
 //!   a token endpoint refusal with `invalid_grant` / `invalid_client`.
+//! - ConnectWise answers an unknown company at a site with JSON `null` from
+//!   the unauthenticated companyinfo (so the site and company are told apart
+//!   from the keys before any key is sent), refused keys with 401 (on cloud
+//!   reportedly also 404), and a security role without a right with 403.
+//!   Its clientId is only checked for presence here: the public contract
+//!   says nothing of how a wrong one is refused.
 //!
 //! No [`CheckFailure`], log line or error built here carries a credential:
 //! fixed texts are used, and any text that came from outside is scrubbed of
@@ -18,14 +24,16 @@
 
 use async_trait::async_trait;
 
-use crate::config::Secret;
+use crate::config::{ConnectWiseSettings, Secret, TenantSecrets};
 use crate::connectors::autotask::AutotaskClient;
+use crate::connectors::connectwise::ConnectWiseClient;
 use crate::connectors::http;
 use crate::connectors::zendesk::{self, OAuthError, PreflightError, ZendeskClient};
 use crate::error::ApiError;
+use crate::model::PicklistValue;
 use crate::setup::{
-    AutotaskAccess, AutotaskVerified, CheckFailure, NamedId, PsaChoices, TenantSetup,
-    ZendeskAccess, ZendeskAuth, ZendeskVerified,
+    AutotaskAccess, AutotaskVerified, CheckFailure, ConnectWiseAccess, ConnectWiseVerified,
+    NamedId, PsaChoices, TenantSetup, ZendeskAccess, ZendeskAuth, ZendeskVerified,
 };
 
 /// The check names the console shows; the same words in every failure.
@@ -45,6 +53,18 @@ pub mod checks {
     pub const AUTOTASK_PERMISSIONS: &str = "Autotask API user permissions";
     pub const AUTOTASK_PICKLISTS: &str = "Autotask picklists";
     pub const AUTOTASK_COMPANIES: &str = "Autotask companies";
+    pub const CONNECTWISE_SITE: &str = "ConnectWise site";
+    pub const CONNECTWISE_COMPANY: &str = "ConnectWise company id";
+    pub const CONNECTWISE_KEYS: &str = "ConnectWise API keys";
+    pub const CONNECTWISE_CLIENT_ID: &str = "ConnectWise clientId";
+    pub const CONNECTWISE_PERMISSIONS: &str = "ConnectWise security role";
+    pub const CONNECTWISE_ACCESS: &str = "ConnectWise API access";
+    pub const CONNECTWISE_BOARD: &str = "ConnectWise service board";
+    pub const CONNECTWISE_BOARD_TEAM: &str = "ConnectWise board team";
+    pub const CONNECTWISE_BOARD_STATUSES: &str = "ConnectWise board statuses";
+    pub const CONNECTWISE_PRIORITIES: &str = "ConnectWise priorities";
+    pub const CONNECTWISE_COMPANIES: &str = "ConnectWise companies";
+    pub const CONNECTWISE_CALLBACK: &str = "ConnectWise callback";
 }
 
 /// The live onboarding checks, over one shared HTTP client.
@@ -177,6 +197,96 @@ impl HttpSetup {
             )),
         }
     }
+}
+
+impl HttpSetup {
+    /// A client after the codebase lookup, or the check that failed on the
+    /// way: a field left empty, the site, or the company at that site.
+    async fn connectwise_client(
+        &self,
+        access: &ConnectWiseAccess,
+    ) -> Result<ConnectWiseClient, CheckFailure> {
+        check_url(
+            &access.site,
+            checks::CONNECTWISE_SITE,
+            "the ConnectWise site",
+        )?;
+        let company = access.company_id.trim();
+        for (value, check, what) in [
+            (
+                company,
+                checks::CONNECTWISE_COMPANY,
+                "the company id you sign in to ConnectWise with",
+            ),
+            (
+                access.public_key.trim(),
+                checks::CONNECTWISE_KEYS,
+                "the API member's public key",
+            ),
+            (
+                access.private_key.expose().trim(),
+                checks::CONNECTWISE_KEYS,
+                "the API member's private key",
+            ),
+            (
+                access.client_id.trim(),
+                checks::CONNECTWISE_CLIENT_ID,
+                "the integration's clientId (ConnectWise requires it on every API call; \
+                 get one at developer.connectwise.com/ClientID)",
+            ),
+        ] {
+            if value.is_empty() {
+                return Err(fail(check, format!("Enter {what}.")));
+            }
+            if reqwest::header::HeaderValue::from_str(value).is_err() {
+                return Err(fail(
+                    check,
+                    format!(
+                        "{} contains characters that cannot be sent to ConnectWise (a line \
+                         break or a non-ASCII character); paste it again.",
+                        capitalize(what)
+                    ),
+                ));
+            }
+        }
+        let settings = ConnectWiseSettings::new(access.site.trim(), company);
+        let secrets = connectwise_secrets(access)?;
+        match ConnectWiseClient::connect(self.http.clone(), &settings, &secrets).await {
+            Ok(client) => Ok(client),
+            // companyinfo answered, with JSON null: no such company there.
+            Err(ApiError::Rejected { status: 200, .. }) => Err(fail(
+                checks::CONNECTWISE_COMPANY,
+                format!(
+                    "ConnectWise knows no company \"{company}\" at {}. Enter the company id \
+                     exactly as on ConnectWise's sign-in page, and check that the site (cloud \
+                     region, or your own server's address) is the one you sign in at.",
+                    host_of(&access.site)
+                ),
+            )),
+            Err(err) => Err(connectwise_site_failure(&err, access)),
+        }
+    }
+}
+
+/// `TenantSecrets` with only the ConnectWise fields, as the client takes
+/// them (built through its deserializer, so fields added later with a
+/// default keep working).
+fn connectwise_secrets(access: &ConnectWiseAccess) -> Result<TenantSecrets, CheckFailure> {
+    serde_json::from_value(serde_json::json!({
+        "zendesk_email": "",
+        "zendesk_api_token": "",
+        "zendesk_webhook_secret": "",
+        "connectwise_public_key": access.public_key.trim(),
+        "connectwise_private_key": access.private_key.expose().trim(),
+        "connectwise_client_id": access.client_id.trim(),
+    }))
+    .map_err(|_| {
+        // serde names the field, never the value; but no value is needed.
+        fail(
+            checks::CONNECTWISE_ACCESS,
+            "This build of the bridge cannot hold ConnectWise credentials; ask the operator.",
+        )
+    })
 }
 
 #[async_trait]
@@ -355,6 +465,304 @@ impl TenantSetup for HttpSetup {
         }
         .await;
         log_outcome("autotask companies", &outcome);
+        outcome
+    }
+    #[tracing::instrument(name = "setup.verify_connectwise", skip_all, fields(host = %host_of(&access.site)))]
+    async fn verify_connectwise(
+        &self,
+        access: &ConnectWiseAccess,
+    ) -> Result<ConnectWiseVerified, CheckFailure> {
+        let outcome = async {
+            let client = self.connectwise_client(access).await?;
+            let info = client.system_info().await.map_err(|err| {
+                connectwise_call_failure(&err, access, checks::CONNECTWISE_ACCESS)
+            })?;
+            // The sync reads and writes tickets on boards: a role that can
+            // sign in but not read boards fails here, not on the first ticket.
+            client.boards().await.map_err(|err| {
+                connectwise_call_failure(&err, access, checks::CONNECTWISE_ACCESS)
+            })?;
+            let version = info
+                .get("version")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            Ok(ConnectWiseVerified {
+                api_base_url: client.base_url(),
+                codebase: client.codebase(),
+                version,
+            })
+        }
+        .await;
+        log_outcome("connectwise sign-in", &outcome);
+        outcome
+    }
+
+    #[tracing::instrument(name = "setup.connectwise_boards", skip_all, fields(host = %host_of(&access.site)))]
+    async fn connectwise_boards(
+        &self,
+        access: &ConnectWiseAccess,
+    ) -> Result<Vec<NamedId>, CheckFailure> {
+        let outcome = async {
+            let client = self.connectwise_client(access).await?;
+            let boards = client
+                .boards()
+                .await
+                .map_err(|err| connectwise_call_failure(&err, access, checks::CONNECTWISE_BOARD))?;
+            Ok(boards
+                .into_iter()
+                .filter(|b| !b.inactive)
+                .map(|b| NamedId {
+                    id: b.id,
+                    name: b.name,
+                })
+                .collect())
+        }
+        .await;
+        log_outcome("connectwise boards", &outcome);
+        outcome
+    }
+
+    #[tracing::instrument(name = "setup.connectwise_board_choices", skip_all, fields(host = %host_of(&access.site), board = board_id))]
+    async fn connectwise_board_choices(
+        &self,
+        access: &ConnectWiseAccess,
+        board_id: i64,
+    ) -> Result<PsaChoices, CheckFailure> {
+        let outcome = async {
+            let client = self.connectwise_client(access).await?;
+            let failed = |check: &'static str| {
+                move |err: ApiError| connectwise_call_failure(&err, access, check)
+            };
+            let boards = client
+                .boards()
+                .await
+                .map_err(failed(checks::CONNECTWISE_BOARD))?;
+            let statuses = client
+                .board_statuses(board_id)
+                .await
+                .map_err(|err| match err {
+                    ApiError::NotFound { .. } => board_gone(board_id),
+                    err => {
+                        connectwise_call_failure(&err, access, checks::CONNECTWISE_BOARD_STATUSES)
+                    }
+                })?;
+            let priorities = client
+                .priorities()
+                .await
+                .map_err(failed(checks::CONNECTWISE_PRIORITIES))?;
+            Ok(PsaChoices {
+                queues: boards
+                    .into_iter()
+                    .map(|b| PicklistValue {
+                        value: b.id,
+                        label: b.name,
+                        is_active: !b.inactive,
+                    })
+                    .collect(),
+                statuses: statuses
+                    .into_iter()
+                    .map(|s| PicklistValue {
+                        value: s.id,
+                        label: s.name,
+                        is_active: !s.inactive,
+                    })
+                    .collect(),
+                priorities,
+                note_publish: Vec::new(),
+            })
+        }
+        .await;
+        log_outcome("connectwise board values", &outcome);
+        outcome
+    }
+
+    #[tracing::instrument(name = "setup.connectwise_board_checks", skip_all, fields(host = %host_of(&access.site), board = board_id))]
+    async fn connectwise_board_checks(
+        &self,
+        access: &ConnectWiseAccess,
+        board_id: i64,
+        status_names: &[String],
+    ) -> Vec<CheckFailure> {
+        let failures = async {
+            let client = match self.connectwise_client(access).await {
+                Ok(client) => client,
+                Err(failure) => return vec![failure],
+            };
+            let board = match client.boards().await {
+                Ok(boards) => boards.into_iter().find(|b| b.id == board_id),
+                Err(err) => {
+                    return vec![connectwise_call_failure(
+                        &err,
+                        access,
+                        checks::CONNECTWISE_BOARD,
+                    )]
+                }
+            };
+            let Some(board) = board else {
+                return vec![board_gone(board_id)];
+            };
+            let mut failures = Vec::new();
+            if board.inactive {
+                failures.push(fail(
+                    checks::CONNECTWISE_BOARD,
+                    format!(
+                        "The service board \"{}\" is inactive in ConnectWise. Make it active \
+                         (Service Desk > Service Board), or pick another board under Mappings.",
+                        board.name
+                    ),
+                ));
+            }
+            match client.board_teams(board_id).await {
+                Ok(teams) if teams.iter().any(|t| t.default) => {}
+                Ok(teams) => failures.push(fail(
+                    checks::CONNECTWISE_BOARD_TEAM,
+                    format!(
+                        "The service board \"{}\" has {}. In ConnectWise, open Service Desk > \
+                         Service Board > {} > Teams and mark a team as the default: tickets \
+                         from Zendesk are assigned to it.",
+                        board.name,
+                        if teams.is_empty() {
+                            "no team"
+                        } else {
+                            "no default team"
+                        },
+                        board.name
+                    ),
+                )),
+                Err(err) => failures.push(connectwise_call_failure(
+                    &err,
+                    access,
+                    checks::CONNECTWISE_BOARD_TEAM,
+                )),
+            }
+            match client.board_statuses(board_id).await {
+                Ok(statuses) => {
+                    let active: Vec<&str> = statuses
+                        .iter()
+                        .filter(|s| !s.inactive)
+                        .map(|s| s.name.as_str())
+                        .collect();
+                    if active.is_empty() {
+                        failures.push(fail(
+                            checks::CONNECTWISE_BOARD_STATUSES,
+                            format!(
+                                "The service board \"{}\" has no active status. Add its statuses \
+                                 in ConnectWise (Service Desk > Service Board > {} > Statuses).",
+                                board.name, board.name
+                            ),
+                        ));
+                    }
+                    let mut missing: Vec<&str> = status_names
+                        .iter()
+                        .map(|n| n.trim())
+                        .filter(|n| !n.is_empty())
+                        .filter(|n| !active.iter().any(|a| same_name(a, n)))
+                        .collect();
+                    missing.sort_unstable();
+                    missing.dedup();
+                    if !missing.is_empty() {
+                        failures.push(fail(
+                            checks::CONNECTWISE_BOARD_STATUSES,
+                            format!(
+                                "The service board \"{}\" has no active status named {}, which \
+                                 the status mapping uses. Add {} to the board in ConnectWise \
+                                 (Service Desk > Service Board > {} > Statuses), or map to \
+                                 another status under Mappings.",
+                                board.name,
+                                quoted_list(&missing),
+                                if missing.len() == 1 { "it" } else { "them" },
+                                board.name
+                            ),
+                        ));
+                    }
+                }
+                Err(err) => failures.push(connectwise_call_failure(
+                    &err,
+                    access,
+                    checks::CONNECTWISE_BOARD_STATUSES,
+                )),
+            }
+            failures
+        }
+        .await;
+        if failures.is_empty() {
+            tracing::info!(what = "connectwise board", "setup check passed");
+        }
+        for failure in &failures {
+            tracing::info!(
+                what = "connectwise board",
+                check = %failure.check,
+                retryable = failure.retryable,
+                "setup check failed"
+            );
+        }
+        failures
+    }
+
+    #[tracing::instrument(name = "setup.connectwise_companies", skip_all, fields(host = %host_of(&access.site)))]
+    async fn connectwise_companies(
+        &self,
+        access: &ConnectWiseAccess,
+    ) -> Result<Vec<NamedId>, CheckFailure> {
+        let outcome = async {
+            let client = self.connectwise_client(access).await?;
+            let companies = client.companies().await.map_err(|err| {
+                connectwise_call_failure(&err, access, checks::CONNECTWISE_COMPANIES)
+            })?;
+            let mut companies: Vec<NamedId> = companies
+                .into_iter()
+                .map(|c| NamedId {
+                    id: c.id,
+                    name: c.name,
+                })
+                .collect();
+            companies.sort_by_cached_key(|c| c.name.to_lowercase());
+            Ok(companies)
+        }
+        .await;
+        log_outcome("connectwise companies", &outcome);
+        outcome
+    }
+
+    #[tracing::instrument(name = "setup.register_connectwise_callback", skip_all, fields(host = %host_of(&access.site)))]
+    async fn register_connectwise_callback(
+        &self,
+        access: &ConnectWiseAccess,
+        url: &str,
+        description: &str,
+    ) -> Result<String, CheckFailure> {
+        let outcome = async {
+            check_url(
+                url,
+                checks::CONNECTWISE_CALLBACK,
+                "the bridge's callback URL",
+            )?;
+            let client = self.connectwise_client(access).await?;
+            let changes = client
+                .ensure_callbacks(url, description)
+                .await
+                .map_err(|err| {
+                    connectwise_call_failure(&err, access, checks::CONNECTWISE_CALLBACK)
+                })?;
+            let mut done = Vec::new();
+            if changes.added > 0 {
+                done.push("registered the ticket callback".to_owned());
+            }
+            if changes.kept > 0 {
+                done.push("the ticket callback was already registered".to_owned());
+            }
+            if changes.removed > 0 {
+                done.push(format!(
+                    "removed {} outdated or duplicate callback{} to the same address",
+                    changes.removed,
+                    if changes.removed == 1 { "" } else { "s" }
+                ));
+            }
+            Ok(format!("ConnectWise {}.", done.join("; ")))
+        }
+        .await;
+        log_outcome("connectwise callback", &outcome);
         outcome
     }
 }
@@ -555,6 +963,137 @@ fn names_integration_code(message: &str) -> bool {
         || message.contains("tracking identifier")
 }
 
+fn connectwise_credentials(access: &ConnectWiseAccess) -> [&str; 3] {
+    [
+        access.public_key.trim(),
+        access.private_key.expose().trim(),
+        access.client_id.trim(),
+    ]
+}
+
+/// The codebase lookup failed for another reason than an unknown company:
+/// nothing usable answers at the site, or it did not answer now.
+fn connectwise_site_failure(err: &ApiError, access: &ConnectWiseAccess) -> CheckFailure {
+    if err.is_retryable() {
+        return try_later(
+            checks::CONNECTWISE_SITE,
+            format!(
+                "ConnectWise did not answer at {} just now (unreachable, busy or rate limited). \
+                 Check the site, then try again in a minute.",
+                host_of(&access.site)
+            ),
+        );
+    }
+    match err {
+        ApiError::NotFound { .. } | ApiError::Malformed { .. } => fail(
+            checks::CONNECTWISE_SITE,
+            format!(
+                "No ConnectWise PSA answers at {}. On ConnectWise's cloud, pick the region you \
+                 sign in at (na, eu, au, aus, za); on premises, enter your server's address \
+                 (https://...).",
+                host_of(&access.site)
+            ),
+        ),
+        other => fail(
+            checks::CONNECTWISE_SITE,
+            format!(
+                "ConnectWise answered in a way the bridge cannot use: {}",
+                scrub(&other.to_string(), &connectwise_credentials(access))
+            ),
+        ),
+    }
+}
+
+/// An API call failed after the codebase lookup found the company.
+fn connectwise_call_failure(
+    err: &ApiError,
+    access: &ConnectWiseAccess,
+    check: &str,
+) -> CheckFailure {
+    match err {
+        ApiError::Unauthorized { status: 401, .. } => fail(
+            checks::CONNECTWISE_KEYS,
+            format!(
+                "ConnectWise refused the API member's public/private key pair (401) for \
+                 company \"{}\". Copy both keys again from System > Members > API Members > \
+                 the member > API Keys; a private key is shown only once, so add a new pair if \
+                 it was lost.",
+                access.company_id.trim()
+            ),
+        ),
+        ApiError::Unauthorized { .. } | ApiError::Forbidden { .. } => {
+            let said = match err {
+                ApiError::Forbidden { message, .. } => {
+                    format!(" {}", scrub(message, &connectwise_credentials(access)))
+                }
+                _ => String::new(),
+            };
+            fail(
+                checks::CONNECTWISE_PERMISSIONS,
+                format!(
+                    "The API member's security role lacks a right the bridge needs (403).{said} \
+                     It needs Service Desk (service tickets and boards: add, edit, inquire), \
+                     Companies (companies and configurations: inquire) and System (table setup \
+                     for callbacks) rights."
+                ),
+            )
+        }
+        // Reported from ConnectWise's cloud: wrong keys answered with 404.
+        ApiError::NotFound { .. } if check == checks::CONNECTWISE_ACCESS => fail(
+            checks::CONNECTWISE_KEYS,
+            format!(
+                "ConnectWise answered 404 to a call with these keys; on ConnectWise's cloud \
+                 that means the keys do not belong to company \"{}\". Check the company id and \
+                 copy both keys again.",
+                access.company_id.trim()
+            ),
+        ),
+        other if other.is_retryable() => try_later(
+            check,
+            "ConnectWise did not answer properly just now (unreachable, busy or rate limited). \
+             Try again in a minute.",
+        ),
+        other => fail(
+            check,
+            format!(
+                "ConnectWise refused the request: {}",
+                scrub(&other.to_string(), &connectwise_credentials(access))
+            ),
+        ),
+    }
+}
+
+fn board_gone(board_id: i64) -> CheckFailure {
+    fail(
+        checks::CONNECTWISE_BOARD,
+        format!(
+            "Service board {board_id} no longer exists in ConnectWise; pick another under \
+             Mappings."
+        ),
+    )
+}
+
+/// Status names compare as the sync resolves them: case, spacing and
+/// punctuation aside.
+fn same_name(a: &str, b: &str) -> bool {
+    let norm = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    norm(a) == norm(b)
+}
+
+fn quoted_list(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    match quoted.as_slice() {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,6 +1117,14 @@ mod tests {
             ),
             "user *** secret *** code ***"
         );
+    }
+
+    #[test]
+    fn status_names_compare_like_the_sync_and_lists_read_well() {
+        assert!(same_name("Waiting Customer", "waiting-customer"));
+        assert!(!same_name("Closed", "Complete"));
+        assert_eq!(quoted_list(&["A"]), "\"A\"");
+        assert_eq!(quoted_list(&["A", "B", "C"]), "\"A\", \"B\" or \"C\"");
     }
 
     #[test]

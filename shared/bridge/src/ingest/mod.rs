@@ -24,7 +24,10 @@ use crate::ports::{Clock, Queue, Secrets, Store};
 use crate::repo::{LogLevel, Repo, SyncLogEntry};
 
 mod autotask;
+mod connectwise;
 mod zendesk;
+
+pub use connectwise::router as connectwise_router;
 
 /// Largest body accepted. Real ticket events are a few KB; anything near this
 /// is abuse or a misconfigured trigger.

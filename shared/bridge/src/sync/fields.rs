@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use super::{AtStep, StepFailure, SyncContext};
 use crate::error::SyncError;
 use crate::mapping::{map_desk_value, map_psa_value, resolve_picklist};
-use crate::model::{DeskTicket, DeskTicketPatch, PsaTicket, PsaTicketPatch};
+use crate::model::{DeskTicket, DeskTicketPatch, PsaSystem, PsaTicket, PsaTicketPatch};
 use crate::repo::TicketLink;
 use crate::step::Step;
 
@@ -90,14 +90,20 @@ pub(super) async fn plan(
     link: &TicketLink,
 ) -> Result<FieldPlan, StepFailure> {
     let rules = &cx.tenant.fields;
-    let psa = if rules.any_field_to_desk() {
+    // A ConnectWise status belongs to the ticket's board, which a technician
+    // may have changed: a status going to the PSA is resolved on the board
+    // the ticket is on now, so the ticket is read first.
+    let status_needs_board = cx.tenant.psa_system() == PsaSystem::ConnectWise
+        && rules.status.to_psa()
+        && ticket.status != link.seen.status;
+    let psa = if rules.any_field_to_desk() || status_needs_board {
         let found = cx
             .psa
             .get_ticket(psa_ticket_id)
             .await
             .at(Step::ReadPsaTicket)?;
         if found.is_none() {
-            warn!("the linked Autotask ticket was not found; no field is taken from it");
+            warn!("the linked PSA ticket was not found; no field is taken from it");
         }
         found
     } else {
@@ -108,7 +114,7 @@ pub(super) async fn plan(
             debug!(
                 queue = ?psa.queue_id,
                 only_queue = queue,
-                "the Autotask ticket is outside the queue PSA changes are taken from"
+                "the PSA ticket is outside the queue PSA changes are taken from"
             );
             false
         }
@@ -277,8 +283,12 @@ impl Planner<'_, '_> {
         let rule = self.cx.tenant.fields.status;
         let desk = &self.ticket.status;
         let psa_now = self.psa.map(|p| p.status);
+        let queue = self
+            .psa
+            .and_then(|p| p.queue_id)
+            .or(self.cx.tenant.psa_queue_id());
         if rule.to_psa() && *desk != self.link.seen.status {
-            let value = map_status(self.cx, desk).await?;
+            let value = map_status(self.cx, desk, queue).await?;
             let marks = [Seen::DeskStatus(desk.clone()), Seen::PsaStatus(value)];
             if psa_now == Some(value) {
                 self.plan.agreed.extend(marks);
@@ -292,8 +302,9 @@ impl Planner<'_, '_> {
             && self.psa_moved(psa_now.as_ref(), self.link.seen_psa.status.as_ref())
         {
             let value = psa_now.expect("moved");
-            let wanted = status_for_desk(self.cx, value).await?;
-            let agrees = desk == wanted || map_status(self.cx, desk).await.ok() == Some(value);
+            let wanted = status_for_desk(self.cx, value, queue).await?;
+            let agrees =
+                desk == wanted || map_status(self.cx, desk, queue).await.ok() == Some(value);
             if agrees {
                 self.plan
                     .agreed
@@ -352,12 +363,19 @@ pub(super) async fn map_priority(
     resolve_picklist("priority", label, &values).at(Step::MapPriority)
 }
 
-async fn map_status(cx: &SyncContext<'_>, desk_status: &str) -> Result<i64, StepFailure> {
-    let label =
-        map_desk_value("status", &cx.tenant.mappings.status, desk_status).at(Step::MapStatus)?;
+/// The PSA status for a Zendesk status on a ticket in `queue_id`: by the
+/// table of that queue (ConnectWise boards may have their own), resolved
+/// against the statuses valid there.
+pub(super) async fn map_status(
+    cx: &SyncContext<'_>,
+    desk_status: &str,
+    queue_id: Option<i64>,
+) -> Result<i64, StepFailure> {
+    let label = map_desk_value("status", cx.tenant.status_table(queue_id), desk_status)
+        .at(Step::MapStatus)?;
     let values = cx
         .psa
-        .ticket_picklist("status")
+        .ticket_statuses(queue_id)
         .await
         .at(Step::ReadPsaPicklists)?;
     resolve_picklist("status", label, &values).at(Step::MapStatus)
@@ -379,10 +397,14 @@ async fn priority_for_desk(cx: &SyncContext<'_>, value: i64) -> Result<&'static 
     .at(Step::MapPriority)
 }
 
-async fn status_for_desk(cx: &SyncContext<'_>, value: i64) -> Result<&'static str, StepFailure> {
+async fn status_for_desk(
+    cx: &SyncContext<'_>,
+    value: i64,
+    queue_id: Option<i64>,
+) -> Result<&'static str, StepFailure> {
     let values = cx
         .psa
-        .ticket_picklist("status")
+        .ticket_statuses(queue_id)
         .await
         .at(Step::ReadPsaPicklists)?;
     map_psa_value(
@@ -403,14 +425,8 @@ pub(super) async fn resolve_company(
     cluster_id: Option<&str>,
     organization_id: Option<u64>,
 ) -> Result<i64, StepFailure> {
-    let associated = organization_id.and_then(|org| {
-        cx.tenant
-            .autotask
-            .companies_by_organization
-            .get(&org)
-            .copied()
-    });
-    let default = associated.or(cx.tenant.autotask.default_company_id);
+    let associated = organization_id.and_then(|org| cx.tenant.company_for_organization(org));
+    let default = associated.or(cx.tenant.default_company_id());
     let cluster_id = cluster_id.map(str::trim).filter(|c| !c.is_empty());
     match cluster_id {
         Some(cluster) => match cx

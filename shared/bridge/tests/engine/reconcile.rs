@@ -48,6 +48,7 @@ fn config(id: &str) -> TenantConfig {
             default_company_id: Some(1),
             ..AutotaskSettings::new("")
         },
+        connectwise: None,
         mappings: Mappings::default(),
         fields: Default::default(),
     }
@@ -65,6 +66,9 @@ fn secrets() -> TenantSecrets {
         autotask_callout_username: String::new(),
         autotask_callout_password: Secret::default(),
         autotask_webhook_secret: Secret::default(),
+        connectwise_public_key: String::new(),
+        connectwise_private_key: Secret::default(),
+        connectwise_client_id: String::new(),
     }
 }
 
@@ -385,7 +389,7 @@ async fn cursors_stay_put_when_a_job_cannot_be_queued() {
 
     let report = f.sweep().await;
     let steps: Vec<&str> = report.failures.iter().map(|f| f.step.name()).collect();
-    assert_eq!(steps, vec!["enqueue_zendesk_jobs", "enqueue_autotask_jobs"]);
+    assert_eq!(steps, vec!["enqueue_zendesk_jobs", "enqueue_psa_jobs"]);
     assert!(report.failures.iter().all(|f| f.retryable));
     assert_eq!(f.desk_cursor().await, None, "Zendesk cursor not advanced");
     assert_eq!(f.psa_cursor().await, None, "Autotask cursor not advanced");

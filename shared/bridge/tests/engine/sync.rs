@@ -8,7 +8,9 @@ use chrono::{TimeZone, Utc};
 use bridge::adapters::embedded::SqliteStore;
 use bridge::config::{AutotaskSettings, Mappings, TenantConfig, ZendeskSettings};
 use bridge::error::SyncError;
-use bridge::model::{DeskComment, JobSubject, PsaNote, PsaTicketId, SyncJob, TenantId, Visibility};
+use bridge::model::{
+    DeskComment, JobSubject, PsaNote, PsaSystem, PsaTicketId, SyncJob, TenantId, Visibility,
+};
 use bridge::repo::{Repo, TicketLink};
 use bridge::step::Step;
 use bridge::sync::*;
@@ -42,6 +44,7 @@ impl Fixture {
                     default_company_id: None,
                     ..AutotaskSettings::new("")
                 },
+                connectwise: None,
                 mappings: Mappings::default(),
                 fields: Default::default(),
             },
@@ -491,7 +494,7 @@ fn markers_round_trip_and_ignore_lookalikes() {
         id: 5,
         author_id: 1,
         author_name: None,
-        body: comment_body_for(&note),
+        body: comment_body_for(PsaSystem::Autotask, &note),
         public: true,
         created_at: None,
     };

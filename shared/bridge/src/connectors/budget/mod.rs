@@ -669,6 +669,9 @@ impl Psa for BudgetedPsa {
     async fn ticket_picklist(&self, field: &str) -> Result<Vec<PicklistValue>, ApiError> {
         self.limiter.run(self.inner.ticket_picklist(field)).await
     }
+    async fn ticket_statuses(&self, queue_id: Option<i64>) -> Result<Vec<PicklistValue>, ApiError> {
+        self.limiter.run(self.inner.ticket_statuses(queue_id)).await
+    }
 
     async fn tickets_changed_since(
         &self,
