@@ -230,12 +230,18 @@ const OAUTH_CLIENT: &str = "psa-bridge-console";
 const OAUTH_SECRET: &str = "console oauth client secret";
 
 async fn onboarding_world() -> Onboarding {
+    onboarding_world_for(TenantSpec::new("initech")).await
+}
+
+/// The world of one tenant (`spec`, left for the console to onboard).
+async fn onboarding_world_for(spec: TenantSpec) -> Onboarding {
     let scratch = std::env::temp_dir().join(format!("psa-bridge-browser-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&scratch).unwrap();
     let outbox = scratch.join("outbox");
+    let id = spec.id.clone();
     let specs = vec![TenantSpec {
         onboarded: false,
-        ..TenantSpec::new("initech")
+        ..spec
     }];
     let secrets = tenant_secrets(&specs).unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
@@ -260,7 +266,7 @@ async fn onboarding_world() -> Onboarding {
     )
     .await
     .unwrap();
-    let initech = world.tenant("initech");
+    let initech = world.tenant(&id);
     let console = LocalBridge::start_with_console(
         Wiring::new(store, queue.clone(), secrets_file.clone(), budget),
         "127.0.0.1:0".parse().unwrap(),
@@ -576,6 +582,390 @@ async fn an_msp_onboards_itself_in_a_real_browser() {
     client.close().await.unwrap();
     console_process.stop().await;
     world.bridge.stop().await;
+}
+
+/// A tenant on ConnectWise PSA onboarded through the pages, against the
+/// sandbox ConnectWise over real HTTP: checklist, Zendesk, the keys (a
+/// wrong one first), the service board (whose statuses the status rows
+/// follow), the callback, activation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connectwise_msp_onboards_itself_in_a_real_browser() {
+    let Onboarding {
+        world,
+        console: console_process,
+        outbox,
+    } = onboarding_world_for(TenantSpec::connectwise("umbrella")).await;
+    let umbrella = world.tenant("umbrella");
+    let cw = umbrella
+        .connectwise
+        .as_ref()
+        .expect("the tenant's PSA is a sandbox ConnectWise");
+    let accounts = console_process
+        .accounts
+        .as_ref()
+        .expect("the console is served");
+    let operator_password = "operator password that is long";
+    accounts
+        .create_operator("ops@msp.example", operator_password)
+        .await
+        .unwrap();
+    let console = format!("{}/admin", console_process.base_url);
+    let callback_url = format!("{}/t/umbrella/connectwise", console_process.base_url);
+
+    let driver = start_driver().await;
+    let client = browser(&driver).await;
+    let mut screens = Screens::new();
+
+    // The operator creates the tenant on ConnectWise and invites its admin.
+    sign_in(&client, &console, "ops@msp.example", operator_password).await;
+    client.goto(&format!("{console}/tenants")).await.unwrap();
+    fill(&client, "tenant-id", "umbrella").await;
+    fill(&client, "tenant-name", "Umbrella").await;
+    click(&client, "psa-connectwise").await;
+    fill(&client, "zendesk-url", umbrella.zendesk.base_url()).await;
+    screens.take(&client, "cw-create-tenant").await;
+    click(&client, "create-tenant").await;
+    assert_eq!(path_of(&client).await, "/admin/tenants/umbrella");
+    let state = text_of(&client, "#state").await;
+    assert!(
+        state.contains("ConnectWise") && state.contains("not active"),
+        "a new ConnectWise tenant starts inactive: {state}"
+    );
+    client.goto(&format!("{console}/invite")).await.unwrap();
+    fill(&client, "email", "admin@umbrella.example").await;
+    fill(&client, "tenant", "umbrella").await;
+    click(&client, "invite").await;
+    find(
+        &client,
+        Locator::Css("[role=status]"),
+        "the invitation notice",
+    )
+    .await;
+    click(&client, "logout").await;
+    let temporary = temporary_password(&outbox, "admin@umbrella.example");
+    sign_in(&client, &console, "admin@umbrella.example", &temporary).await;
+    let chosen = "the admin's own long password";
+    fill(&client, "current_password", &temporary).await;
+    fill(&client, "new_password", chosen).await;
+    fill(&client, "confirm_password", chosen).await;
+    click(&client, "change-password").await;
+    assert_eq!(text_of(&client, "#tenant").await, "umbrella");
+    let tenant_page = format!("{console}/tenants/umbrella");
+
+    // ConnectWise's checklist.
+    client
+        .goto(&format!("{tenant_page}/checklist"))
+        .await
+        .unwrap();
+    let items = client
+        .find_all(Locator::Css("input[name=confirmed]"))
+        .await
+        .unwrap();
+    assert_eq!(
+        items.len(),
+        4,
+        "API member, security role, board, callbacks"
+    );
+    for checkbox in items {
+        checkbox.click().await.unwrap();
+    }
+    screens.take(&client, "cw-checklist").await;
+    click(&client, "save-checklist").await;
+    assert_no_failures(&client, "checklist").await;
+
+    // Zendesk with an agent's API token.
+    client
+        .goto(&format!("{tenant_page}/zendesk"))
+        .await
+        .unwrap();
+    fill(&client, "zendesk-email", &umbrella.secrets.zendesk_email).await;
+    fill(
+        &client,
+        "zendesk-token",
+        umbrella.secrets.zendesk_api_token.expose(),
+    )
+    .await;
+    click(&client, "connect-token").await;
+    wait_for_text(&client, "#zendesk-state", "Connected").await;
+
+    // ConnectWise: a wrong private key is named, then the right keys verify.
+    let nav = find(&client, Locator::Id("nav-psa"), "the PSA link").await;
+    assert_eq!(nav.text().await.unwrap(), "ConnectWise");
+    nav.click().await.unwrap();
+    assert_eq!(
+        path_of(&client).await,
+        "/admin/tenants/umbrella/connectwise"
+    );
+    let keys = |private: String| {
+        let client = &client;
+        let site = cw.sandbox.site_url().to_owned();
+        let public = umbrella.secrets.connectwise_public_key.clone();
+        let client_id = umbrella.secrets.connectwise_client_id.clone();
+        async move {
+            choose(
+                client,
+                "connectwise-region",
+                "On premises: the address below",
+            )
+            .await;
+            fill(client, "connectwise-site", &site).await;
+            fill(client, "connectwise-company", "umbrella").await;
+            fill(client, "connectwise-public-key", &public).await;
+            fill(client, "connectwise-private-key", &private).await;
+            fill(client, "connectwise-client-id", &client_id).await;
+        }
+    };
+    keys("not the private key".into()).await;
+    screens.take(&client, "cw-keys").await;
+    click(&client, "verify-connectwise").await;
+    let failures = text_of(&client, "#failures").await;
+    assert!(
+        failures.contains("ConnectWise API keys") && failures.contains("public/private key pair"),
+        "the failure names the key pair: {failures}"
+    );
+    screens.take(&client, "cw-wrong-key").await;
+    let kept = find(&client, Locator::Id("connectwise-site"), "the site")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(
+        kept.as_deref(),
+        Some(cw.sandbox.site_url()),
+        "a failed try keeps the typed site"
+    );
+    keys(umbrella.secrets.connectwise_private_key.expose().to_owned()).await;
+    click(&client, "verify-connectwise").await;
+    wait_for_text(&client, "#connectwise-state", "Verified").await;
+    let page = client.source().await.unwrap();
+    for key in [
+        umbrella.secrets.connectwise_public_key.as_str(),
+        umbrella.secrets.connectwise_private_key.expose(),
+        umbrella.secrets.connectwise_client_id.as_str(),
+    ] {
+        assert!(!page.contains(key), "a key is shown on the page");
+    }
+    screens.take(&client, "cw-verified").await;
+
+    // The checklist now checks live against ConnectWise.
+    client
+        .goto(&format!("{tenant_page}/checklist"))
+        .await
+        .unwrap();
+    let checklist = text_of(&client, "main form").await;
+    assert!(
+        checklist.contains("the API member signs in")
+            && checklist.contains("2 active service boards"),
+        "live results: {checklist}"
+    );
+    screens.take(&client, "cw-checklist-live").await;
+
+    // Mappings: the status rows follow the board picked.
+    let statuses = [
+        "New",
+        "In Progress",
+        "Waiting Customer",
+        "Waiting Vendor",
+        "Complete",
+        "Closed",
+    ];
+    let ids_on = |board: i64| -> Vec<String> {
+        let mut ids: Vec<String> = statuses
+            .iter()
+            .map(|name| {
+                cw.sandbox
+                    .board_status(board, name)
+                    .unwrap_or_else(|| panic!("board {board} has {name}"))
+                    .to_string()
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    client
+        .goto(&format!("{tenant_page}/mappings"))
+        .await
+        .unwrap();
+    assert_eq!(
+        option_values(&client, "status.open").await,
+        ids_on(cw.board),
+        "the first board's statuses"
+    );
+    screens.take(&client, "cw-mappings-service-desk").await;
+    choose(&client, "board", "NOC").await;
+    click(&client, "show-board").await;
+    wait_for_path_and_query(&client, &format!("board={}", cw.other_board)).await;
+    assert_eq!(
+        option_values(&client, "status.open").await,
+        ids_on(cw.other_board),
+        "the NOC board's own statuses"
+    );
+    assert_ne!(ids_on(cw.board), ids_on(cw.other_board));
+    screens.take(&client, "cw-mappings-noc").await;
+    choose(&client, "board", "Service Desk").await;
+    click(&client, "show-board").await;
+    wait_for_path_and_query(&client, &format!("board={}", cw.board)).await;
+    assert_eq!(
+        option_values(&client, "status.open").await,
+        ids_on(cw.board)
+    );
+    let saved_board = find(&client, Locator::Id("board-saved"), "the board saved")
+        .await
+        .attr("value")
+        .await
+        .unwrap();
+    assert_eq!(saved_board, Some(cw.board.to_string()));
+    // Every status has a suggestion by name; two priorities have none.
+    choose(&client, "priority.high", "Priority 2 - Quick Response").await;
+    choose(
+        &client,
+        "priority.low",
+        "Priority 4 - Scheduled Maintenance",
+    )
+    .await;
+    find(
+        &client,
+        Locator::Id("default_company_id"),
+        "the default company",
+    )
+    .await
+    .select_by_index(1)
+    .await
+    .expect("a company to pick");
+    screens.take(&client, "cw-mappings").await;
+    click(&client, "save-mappings").await;
+    assert_no_failures(&client, "mappings").await;
+
+    // Zendesk's signing secret; ConnectWise needs none.
+    client
+        .goto(&format!("{tenant_page}/webhooks"))
+        .await
+        .unwrap();
+    find(
+        &client,
+        Locator::Css("input[name=secret]"),
+        "the signing secret field",
+    )
+    .await
+    .send_keys(&format!(
+        "{}\u{E007}",
+        umbrella.secrets.zendesk_webhook_secret.expose()
+    ))
+    .await
+    .unwrap();
+    wait_for_text(&client, "#rotated", "Zendesk signs").await;
+    assert!(text_of(&client, "#webhooks-callback-state")
+        .await
+        .contains("not registered"));
+    screens.take(&client, "cw-webhooks").await;
+
+    // The callback, registered from the console, lands in ConnectWise.
+    client
+        .goto(&format!("{tenant_page}/connectwise"))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&client, "#callback-url").await, callback_url);
+    click(&client, "register-callback").await;
+    wait_for_text(&client, "#callback-state", "registered the ticket callback").await;
+    screens.take(&client, "cw-callback").await;
+    let ours = || -> Vec<_> {
+        cw.sandbox
+            .callbacks()
+            .into_iter()
+            .filter(|c| c.url == callback_url)
+            .collect()
+    };
+    assert_eq!(ours().len(), 1, "{:?}", cw.sandbox.callbacks());
+    assert!(ours()[0].callback_type.eq_ignore_ascii_case("ticket"));
+
+    // Activation runs every check again (and the callback stays one).
+    client.goto(&tenant_page).await.unwrap();
+    click(&client, "activate").await;
+    assert_no_failures(&client, "activation").await;
+    wait_for_text(&client, "#state", "active").await;
+    assert!(
+        !text_of(&client, "#state").await.contains("not active"),
+        "activated"
+    );
+    screens.take(&client, "cw-dashboard-active").await;
+    assert_eq!(ours().len(), 1, "registering is idempotent");
+    let config = bridge::repo::Repo::new(world.store())
+        .tenant(&umbrella.id)
+        .await
+        .unwrap()
+        .expect("the tenant's config")
+        .value;
+    let settings = config.connectwise.expect("a ConnectWise tenant");
+    assert_eq!(settings.board_id, Some(cw.board));
+    assert_eq!(settings.site, cw.sandbox.site_url());
+
+    // What the console set up is what the sync runs on: a Zendesk ticket
+    // lands on the chosen board, in that board's own "New".
+    let desk_id = umbrella.zendesk.create_ticket(NewTicket {
+        subject: "Laptop will not boot".into(),
+        description: "Black screen".into(),
+        priority: Some("high".into()),
+        status: None,
+        cluster_id: None,
+        requester_name: "Alice Abernathy".into(),
+    });
+    let reference = format!("zendesk:{desk_id}");
+    let arrived = wait_for(Duration::from_secs(20), || {
+        cw.sandbox
+            .tickets()
+            .into_iter()
+            .find(|t| t.external_xref.as_deref() == Some(reference.as_str()))
+    })
+    .await
+    .unwrap_or_else(|| panic!("{reference} never reached ConnectWise"));
+    assert_eq!(arrived.board_id, cw.board);
+    assert_eq!(
+        Some(arrived.status_id),
+        cw.sandbox.board_status(cw.board, "New")
+    );
+    assert_eq!(
+        Some(arrived.priority_id),
+        cw.sandbox.priority("Priority 2 - Quick Response"),
+        "the priority chosen by hand"
+    );
+    client.goto(&format!("{tenant_page}/log")).await.unwrap();
+    screens.take(&client, "cw-sync-log").await;
+
+    client.close().await.unwrap();
+    console_process.stop().await;
+    world.bridge.stop().await;
+}
+
+/// The values of a select's options, sorted, without the "(unchanged)" one.
+async fn option_values(client: &Client, select: &str) -> Vec<String> {
+    let css = format!("[id='{select}'] option");
+    let mut values = Vec::new();
+    for option in client.find_all(Locator::Css(&css)).await.unwrap() {
+        if let Some(value) = option.attr("value").await.unwrap() {
+            if !value.is_empty() {
+                values.push(value);
+            }
+        }
+    }
+    values.sort();
+    values
+}
+
+/// Waits until the browser is on a URL whose query holds `query` (a GET
+/// form's submission has landed).
+async fn wait_for_path_and_query(client: &Client, query: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let url = client.current_url().await.expect("url");
+        if url.query().is_some_and(|q| q.contains(query)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reached ?{query}; on {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn choose(client: &Client, select: &str, label: &str) {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::psa_view::PsaView;
+use psa_bridge_local::psa_view::PsaView;
 use crate::support::{assert_mirrored_exactly_once, settle_within};
 use async_trait::async_trait;
 use bridge::config::TenantSecrets;
@@ -445,7 +445,7 @@ pub async fn converges_exactly_once_after_chaos_and_one_sweep(
         println!("{line}");
         report.push(line);
     };
-    say(format!("chaos: {} worker kill(s) between an Autotask create and its link write, {sweeps_during_chaos} sweep(s) under faults, then 1 sweep", kills.len()));
+    say(format!("chaos: {} worker kill(s) between a PSA create and its link write, {sweeps_during_chaos} sweep(s) under faults, then 1 sweep", kills.len()));
     for (tenant, zendesk, autotask) in &injected {
         say(format!(
             "  {tenant}: Zendesk webhooks sent {} dropped {} duplicated {}, API 5xx {} 429 {} hung {}; \

@@ -13,6 +13,7 @@ use sandbox::connectwise::{NoteKind, Ticket as CwTicket};
 use sandbox::zendesk::{NewTicket, TicketChange};
 use testkit::world::{wait_for, ConnectWiseWorld, TenantSpec, TenantWorld, World, WorldOptions};
 
+use crate::aws_backend::AwsBackend;
 use crate::support::{post, settle, ARRIVAL};
 
 /// A ConnectWise tenant whose statuses flow both ways (priorities to
@@ -192,11 +193,29 @@ async fn every_mapped_field_reaches_connectwise_and_statuses_follow_the_tickets_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn comments_and_notes_flow_both_ways_exactly_once_over_three_round_trips() {
-    let world = world().await;
+    comments_and_notes_round_trips(world().await).await;
+}
+
+/// The same on DynamoDB, SQS and Secrets Manager (the local emulator).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_comments_and_notes_flow_both_ways_exactly_once_over_three_round_trips() {
+    let world = World::start_on(&AwsBackend::default(), specs(), WorldOptions::default())
+        .await
+        .expect("world on the AWS adapters (is the emulator running? see infra/test.sh)");
+    comments_and_notes_round_trips(world).await;
+}
+
+async fn comments_and_notes_round_trips(world: World) {
     let t = world.tenant("northwind");
     let c = cw(t);
     let z = open(t, "Printer jam", "low", Some("CL-100"));
-    let p = cw_ticket_of(t, z).await.id;
+    let Some(p) = wait_for(ARRIVAL, || cw_tickets_for(t, z).into_iter().next()).await else {
+        panic!(
+            "Zendesk #{z} never reached ConnectWise; sync log: {:#?}",
+            Repo::new(world.store()).log_entries(&t.id, 20).await
+        );
+    };
+    let p = p.id;
     for round in 0..3 {
         let public = round % 2 == 0;
         let text = format!("customer update {round}");

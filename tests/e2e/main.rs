@@ -21,6 +21,5 @@ mod no_secrets_in_logs;
 mod pipeline;
 mod pipeline_aws;
 mod pipeline_cases;
-mod psa_view;
 mod reconcile;
 mod support;

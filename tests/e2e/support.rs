@@ -6,7 +6,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sandbox::autotask::Ticket as PsaTicket;
 
-use crate::psa_view::PsaView;
+use psa_bridge_local::psa_view::PsaView;
 use testkit::world::{AutotaskEvents, TenantSpec, TenantWorld, World};
 
 /// Generous: these tests wait for real HTTP round trips on a loaded 2-core box.

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod console;
 pub mod demo;
+pub mod psa_view;
 pub mod settings;
 pub mod world;
 

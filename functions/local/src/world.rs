@@ -484,13 +484,17 @@ async fn add_connectwise(
     )
     .await
     .context("connecting to the sandbox ConnectWise")?;
-    client
-        .ensure_callbacks(
-            &format!("{bridge_url}/t/{id}/connectwise"),
-            &format!("psa-bridge {id}"),
-        )
-        .await
-        .context("registering the ConnectWise callback")?;
+    // An onboarded tenant has its callback registered, as the console's
+    // activation does; one the console onboards registers its own.
+    if spec.onboarded {
+        client
+            .ensure_callbacks(
+                &format!("{bridge_url}/t/{id}/connectwise"),
+                &format!("psa-bridge {id}"),
+            )
+            .await
+            .context("registering the ConnectWise callback")?;
+    }
     tenant.config.connectwise = Some(settings);
     tenant.clusters = clusters;
     tenant.default_company = default_company;

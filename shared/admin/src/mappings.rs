@@ -472,6 +472,13 @@ pub async fn save(
         }
         let board = req.queue_id.or(psa_side(&config).queue_id);
         let touches_statuses = !req.status.is_empty() || !req.status_to_desk.is_empty();
+        if board.is_none() && touches_statuses {
+            return Err(AdminError::Invalid(
+                "statuses belong to a service board in ConnectWise: send the board as queue_id \
+                 with them"
+                    .into(),
+            ));
+        }
         if board != live.board && (req.queue_id.is_some() || touches_statuses) {
             // A caller bug, not the admin's: the statuses were read for another board.
             return Err(AdminError::Invalid(

@@ -105,8 +105,8 @@ pub struct Onboarding {
     #[serde(default)]
     pub last_checks: Option<CheckRun>,
     /// Zendesk organization id → PSA company id, as the admin confirmed
-    /// them; copied into the tenant's config
-    /// (`autotask.companies_by_organization`), which the sync reads.
+    /// them; copied into the tenant's config (`autotask.` or
+    /// `connectwise.companies_by_organization`), which the sync reads.
     #[serde(default)]
     pub companies: BTreeMap<String, i64>,
     #[serde(default)]

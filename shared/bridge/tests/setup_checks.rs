@@ -1,8 +1,9 @@
-//! The onboarding checks ([`HttpSetup`]) against the Zendesk and Autotask
-//! sandboxes over real HTTP: sign-ins that work, each wrong credential named
-//! by its own check, the live values the mapping screens choose from, the
-//! Zendesk OAuth round trip, and no credential in any failure. Also the
-//! writable local secrets file.
+//! The onboarding checks ([`HttpSetup`]) against the Zendesk, Autotask and
+//! ConnectWise sandboxes over real HTTP: sign-ins that work, each wrong
+//! credential named by its own check, the live values the mapping screens
+//! choose from (ConnectWise's per board), the Zendesk OAuth round trip, the
+//! ConnectWise callback registered once, and no credential in any failure.
+//! Also the writable local secrets file.
 //!
 //! One file on purpose: one test binary links faster than one per area.
 
@@ -17,9 +18,11 @@ use bridge::error::SecretsError;
 use bridge::model::TenantId;
 use bridge::ports::Secrets;
 use bridge::setup::{
-    AutotaskAccess, CheckFailure, SecretsWriter, TenantSetup, ZendeskAccess, ZendeskAuth,
+    AutotaskAccess, CheckFailure, ConnectWiseAccess, SecretsWriter, TenantSetup, ZendeskAccess,
+    ZendeskAuth,
 };
 use sandbox::autotask::{AutotaskSandbox, AutotaskSandboxConfig, API_ROOT};
+use sandbox::connectwise::{ConnectWiseSandbox, ConnectWiseSandboxConfig};
 use sandbox::zendesk::{Role, ZendeskSandbox, ZendeskSandboxConfig};
 
 const AT_USER: &str = "sync@msp.example";
@@ -30,6 +33,10 @@ const ZD_TOKEN: &str = "zd-api-token-51e0";
 const CLIENT_ID: &str = "psa_bridge";
 const CLIENT_SECRET: &str = "oauth-client-secret-d4c3";
 const REDIRECT: &str = "https://bridge.example/admin/zendesk/callback";
+const CW_COMPANY: &str = "acmemsp";
+const CW_PUBLIC: &str = "cw-public-3c1d";
+const CW_PRIVATE: &str = "cw-private-77e0";
+const CW_CLIENT_ID: &str = "0b6a3c7e-5f1d-4c2a-9e8b-7d6f5a4b3c2d";
 
 /// Every credential the tests use, right or wrong: none may ever show in a
 /// failure.
@@ -42,6 +49,10 @@ const CREDENTIALS: &[&str] = &[
     "WRONG-CODE-8bb2",
     "wrong-token-c0ff",
     "wrong-client-secret-e1e1",
+    CW_PUBLIC,
+    CW_PRIVATE,
+    CW_CLIENT_ID,
+    "cw-wrong-private-9a9a",
 ];
 
 fn assert_no_credential(failure: &CheckFailure, extra: &[&str]) {
@@ -741,4 +752,303 @@ async fn a_secrets_file_that_cannot_be_written_is_unavailable_without_values() {
         !shown.contains(AT_SECRET) && !shown.contains(ZD_TOKEN),
         "{shown}"
     );
+}
+
+// ---------------------------------------------------------------- ConnectWise
+
+async fn connectwise() -> ConnectWiseSandbox {
+    ConnectWiseSandbox::start(ConnectWiseSandboxConfig {
+        company_id: CW_COMPANY.to_owned(),
+        public_key: CW_PUBLIC.to_owned(),
+        private_key: CW_PRIVATE.to_owned(),
+        ..ConnectWiseSandboxConfig::default()
+    })
+    .await
+    .expect("connectwise sandbox starts")
+}
+
+fn cw_access(site: &str, company: &str, private: &str, client_id: &str) -> ConnectWiseAccess {
+    ConnectWiseAccess {
+        site: site.to_owned(),
+        company_id: company.to_owned(),
+        public_key: CW_PUBLIC.to_owned(),
+        private_key: Secret::new(private),
+        client_id: client_id.to_owned(),
+    }
+}
+
+fn cw_good(sandbox: &ConnectWiseSandbox) -> ConnectWiseAccess {
+    cw_access(sandbox.site_url(), CW_COMPANY, CW_PRIVATE, CW_CLIENT_ID)
+}
+
+#[tokio::test]
+async fn right_connectwise_keys_verify_and_name_the_codebase() {
+    let sandbox = connectwise().await;
+    let verified = setup()
+        .verify_connectwise(&cw_good(&sandbox))
+        .await
+        .expect("verifies");
+    assert_eq!(verified.api_base_url, sandbox.api_base());
+    assert_eq!(verified.codebase, sandbox.codebase());
+}
+
+#[tokio::test]
+async fn each_wrong_connectwise_setting_names_its_own_check() {
+    let sandbox = connectwise().await;
+    let site = sandbox.site_url();
+    let setup = setup();
+    let cases = [
+        (
+            cw_access(site, "nosuchco", CW_PRIVATE, CW_CLIENT_ID),
+            checks::CONNECTWISE_COMPANY,
+        ),
+        (
+            cw_access(site, CW_COMPANY, "cw-wrong-private-9a9a", CW_CLIENT_ID),
+            checks::CONNECTWISE_KEYS,
+        ),
+        (
+            cw_access(site, CW_COMPANY, CW_PRIVATE, ""),
+            checks::CONNECTWISE_CLIENT_ID,
+        ),
+        (
+            cw_access(site, CW_COMPANY, "", CW_CLIENT_ID),
+            checks::CONNECTWISE_KEYS,
+        ),
+        (
+            cw_access(site, "", CW_PRIVATE, CW_CLIENT_ID),
+            checks::CONNECTWISE_COMPANY,
+        ),
+        (
+            cw_access(
+                "http://cw.msp.example",
+                CW_COMPANY,
+                CW_PRIVATE,
+                CW_CLIENT_ID,
+            ),
+            checks::CONNECTWISE_SITE,
+        ),
+        (
+            cw_access(site, CW_COMPANY, "pasted\nkey", CW_CLIENT_ID),
+            checks::CONNECTWISE_KEYS,
+        ),
+    ];
+    for (access, check) in cases {
+        let failure = setup.verify_connectwise(&access).await.unwrap_err();
+        assert_eq!(failure.check, check, "{failure}");
+        assert!(!failure.retryable, "{failure}");
+        assert_no_credential(&failure, &[]);
+    }
+    let failure = setup
+        .verify_connectwise(&cw_access(
+            site,
+            CW_COMPANY,
+            "cw-wrong-private-9a9a",
+            CW_CLIENT_ID,
+        ))
+        .await
+        .unwrap_err();
+    assert!(failure.fix.contains("public/private key pair"), "{failure}");
+}
+
+#[tokio::test]
+async fn an_unreachable_connectwise_is_worth_retrying() {
+    let sandbox = connectwise().await;
+    let access = cw_good(&sandbox);
+    drop(sandbox);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let failure = setup().verify_connectwise(&access).await.unwrap_err();
+    assert_eq!(failure.check, checks::CONNECTWISE_SITE, "{failure}");
+    assert!(failure.retryable, "{failure}");
+    assert_no_credential(&failure, &[]);
+}
+
+/// A ConnectWise that finds the company but answers every API call with
+/// `status`: what the sandbox cannot be made to do (a security role
+/// without rights; cloud's 404 for keys of another company).
+async fn connectwise_answering(status: u16) -> String {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/login/companyinfo/{company}",
+            get(|| async {
+                axum::Json(serde_json::json!({"Codebase": "v2025_1/", "CompanyID": CW_COMPANY}))
+            }),
+        )
+        .fallback(move || async move {
+            (
+                axum::http::StatusCode::from_u16(status).unwrap(),
+                axum::Json(serde_json::json!({
+                    "code": "Forbidden",
+                    "message": format!("not allowed; key {CW_PUBLIC}"),
+                })),
+            )
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn a_security_role_without_rights_and_cloud_404s_are_named() {
+    let site = connectwise_answering(403).await;
+    let failure = setup()
+        .verify_connectwise(&cw_access(&site, CW_COMPANY, CW_PRIVATE, CW_CLIENT_ID))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.check, checks::CONNECTWISE_PERMISSIONS, "{failure}");
+    assert!(failure.fix.contains("Service Desk"), "{failure}");
+    assert_no_credential(&failure, &[]);
+
+    let site = connectwise_answering(404).await;
+    let failure = setup()
+        .verify_connectwise(&cw_access(&site, CW_COMPANY, CW_PRIVATE, CW_CLIENT_ID))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.check, checks::CONNECTWISE_KEYS, "{failure}");
+}
+
+#[tokio::test]
+async fn connectwise_status_choices_are_those_of_the_board_asked_for() {
+    let sandbox = connectwise().await;
+    let desk = sandbox.add_board("Service Desk");
+    let noc = sandbox.add_board("NOC");
+    let access = cw_good(&sandbox);
+    let setup = setup();
+    let boards = setup.connectwise_boards(&access).await.expect("boards");
+    assert_eq!(boards.iter().map(|b| b.id).collect::<Vec<_>>(), [desk, noc]);
+    let on_desk = setup
+        .connectwise_board_choices(&access, desk)
+        .await
+        .expect("desk values");
+    let on_noc = setup
+        .connectwise_board_choices(&access, noc)
+        .await
+        .expect("noc values");
+    let id_of = |choices: &bridge::setup::PsaChoices, name: &str| {
+        choices
+            .statuses
+            .iter()
+            .find(|s| s.label == name)
+            .map(|s| s.value)
+    };
+    assert_eq!(
+        id_of(&on_desk, "Waiting Customer"),
+        sandbox.board_status(desk, "Waiting Customer")
+    );
+    assert_eq!(
+        id_of(&on_noc, "Waiting Customer"),
+        sandbox.board_status(noc, "Waiting Customer")
+    );
+    assert_ne!(
+        id_of(&on_desk, "New"),
+        id_of(&on_noc, "New"),
+        "the same name is another status on each board"
+    );
+    assert!(
+        on_desk
+            .statuses
+            .iter()
+            .any(|s| s.label == "Old Status" && !s.is_active),
+        "inactive statuses are kept and marked"
+    );
+    assert_eq!(
+        on_desk.queues.iter().map(|q| q.value).collect::<Vec<_>>(),
+        [desk, noc]
+    );
+    assert_eq!(
+        on_desk
+            .priorities
+            .iter()
+            .find(|p| p.label == "Priority 3 - Normal Response")
+            .map(|p| p.value),
+        sandbox.priority("Priority 3 - Normal Response")
+    );
+    assert!(on_desk.note_publish.is_empty());
+    let gone = setup
+        .connectwise_board_choices(&access, 999_999)
+        .await
+        .unwrap_err();
+    assert_eq!(gone.check, checks::CONNECTWISE_BOARD, "{gone}");
+}
+
+#[tokio::test]
+async fn connectwise_board_checks_name_the_statuses_the_mapping_lacks() {
+    let sandbox = connectwise().await;
+    let board = sandbox.add_board("Service Desk");
+    let access = cw_good(&sandbox);
+    let setup = setup();
+    let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let failures = setup
+        .connectwise_board_checks(
+            &access,
+            board,
+            &names(&["New", "waiting customer", "Complete"]),
+        )
+        .await;
+    assert!(failures.is_empty(), "{failures:?}");
+    let failures = setup
+        .connectwise_board_checks(&access, board, &names(&["New", "Escalated", "Old Status"]))
+        .await;
+    assert_eq!(
+        failures
+            .iter()
+            .map(|f| f.check.as_str())
+            .collect::<Vec<_>>(),
+        [checks::CONNECTWISE_BOARD_STATUSES]
+    );
+    assert!(
+        failures[0].fix.contains("\"Escalated\" or \"Old Status\""),
+        "an inactive status is as good as none: {}",
+        failures[0]
+    );
+    let failures = setup.connectwise_board_checks(&access, 999_999, &[]).await;
+    assert_eq!(failures[0].check, checks::CONNECTWISE_BOARD);
+    let companies = {
+        sandbox.add_company("Globex", "Globex");
+        sandbox.add_company("AcmeCorp", "Acme Corp");
+        setup
+            .connectwise_companies(&access)
+            .await
+            .expect("companies")
+    };
+    assert_eq!(
+        companies
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["Acme Corp", "Globex"]
+    );
+}
+
+#[tokio::test]
+async fn the_connectwise_callback_is_registered_once_however_often_asked() {
+    let sandbox = connectwise().await;
+    let access = cw_good(&sandbox);
+    let setup = setup();
+    let url = "https://bridge.example/t/acme/connectwise";
+    let first = setup
+        .register_connectwise_callback(&access, url, "psa-bridge acme")
+        .await
+        .expect("registered");
+    assert!(first.contains("registered the ticket callback"), "{first}");
+    let again = setup
+        .register_connectwise_callback(&access, url, "psa-bridge acme")
+        .await
+        .expect("registered again");
+    assert!(again.contains("already registered"), "{again}");
+    let ours: Vec<_> = sandbox
+        .callbacks()
+        .into_iter()
+        .filter(|c| c.url == url)
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert_eq!(ours[0].description, "psa-bridge acme");
+    assert!(ours[0].callback_type.eq_ignore_ascii_case("ticket"));
+    assert!(ours[0].level.eq_ignore_ascii_case("owner"));
+    let refused = setup
+        .register_connectwise_callback(&access, "ftp://bridge.example/x", "psa-bridge acme")
+        .await
+        .unwrap_err();
+    assert_eq!(refused.check, checks::CONNECTWISE_CALLBACK);
 }

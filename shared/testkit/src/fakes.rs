@@ -532,20 +532,8 @@ impl Clock for FixedClock {
     }
 }
 
-/// The JSON document an operator stores in the secrets store for a tenant.
-/// `TenantSecrets` cannot be serialized (its values are `Secret`s), so tests
-/// that seed a secrets store write the document field by field here.
+/// The JSON document an operator stores in the secrets store for a tenant:
+/// every credential, as the secrets writers write it.
 pub fn secret_document(secrets: &TenantSecrets) -> String {
-    serde_json::json!({
-        "zendesk_email": secrets.zendesk_email,
-        "zendesk_api_token": secrets.zendesk_api_token.expose(),
-        "zendesk_webhook_secret": secrets.zendesk_webhook_secret.expose(),
-        "autotask_username": secrets.autotask_username,
-        "autotask_secret": secrets.autotask_secret.expose(),
-        "autotask_integration_code": secrets.autotask_integration_code.expose(),
-        "autotask_callout_username": secrets.autotask_callout_username,
-        "autotask_callout_password": secrets.autotask_callout_password.expose(),
-        "autotask_webhook_secret": secrets.autotask_webhook_secret.expose(),
-    })
-    .to_string()
+    serde_json::to_string(&secrets.to_document()).expect("a map of strings serializes")
 }

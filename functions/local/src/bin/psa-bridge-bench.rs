@@ -24,6 +24,7 @@ use bridge::error::StoreError;
 use bridge::ports::{Condition, Item, Store};
 use clap::Parser;
 use futures::stream::{self, StreamExt};
+use psa_bridge_local::psa_view::PsaView;
 use psa_bridge_local::world::{
     tenant_secrets, wait_for, Adapters, TenantSpec, TenantWorld, World, WorldOptions,
 };
@@ -54,6 +55,10 @@ struct Args {
     /// out at cap / API latency per second, whatever the bridge does.
     #[arg(long, default_value_t = 3)]
     autotask_max_concurrent: usize,
+    /// ConnectWise calls in flight at once for the tenant (production
+    /// default 5).
+    #[arg(long, default_value_t = 5)]
+    connectwise_max_concurrent: usize,
     /// Run only this part: ingest, end-to-end, cost or writes.
     #[arg(long)]
     only: Option<String>,
@@ -84,7 +89,8 @@ async fn main() -> anyhow::Result<()> {
         ingest(&args).await?;
     }
     if runs("end-to-end") {
-        end_to_end(&args).await?;
+        end_to_end(&args, TenantSpec::new("acme")).await?;
+        end_to_end(&args, TenantSpec::connectwise("northwind")).await?;
     }
     if runs("cost") {
         cost_per_change(&args).await?;
@@ -203,10 +209,11 @@ async fn ingest(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn end_to_end(args: &Args) -> anyhow::Result<()> {
+async fn end_to_end(args: &Args, spec: TenantSpec) -> anyhow::Result<()> {
+    let id = spec.id.clone();
     let world = Arc::new(
         World::start(
-            vec![TenantSpec::new("acme")],
+            vec![spec],
             WorldOptions {
                 api_latency: Duration::from_millis(args.api_latency_ms),
                 worker_concurrency: 32,
@@ -214,11 +221,21 @@ async fn end_to_end(args: &Args) -> anyhow::Result<()> {
                     max_concurrent: args.autotask_max_concurrent,
                     ..WorldOptions::default().autotask_budget
                 },
+                connectwise_budget: AutotaskBudget {
+                    max_concurrent: args.connectwise_max_concurrent,
+                    ..WorldOptions::default().connectwise_budget
+                },
                 ..WorldOptions::default()
             },
         )
         .await?,
     );
+    let psa_label = PsaView::of(world.tenant(&id)).label();
+    let cap = if psa_label == "Autotask" {
+        args.autotask_max_concurrent
+    } else {
+        args.connectwise_max_concurrent
+    };
     let total = (args.rate * args.seconds) as usize;
     let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
     let mut ticker = tokio::time::interval(interval);
@@ -229,7 +246,7 @@ async fn end_to_end(args: &Args) -> anyhow::Result<()> {
         let world = world.clone();
         // Every third event opens a ticket; the others comment on an open one.
         let event = if n % 3 == 0 || open_tickets.is_empty() {
-            let tenant = world.tenant("acme");
+            let tenant = world.tenant(&id);
             let started = Instant::now();
             let desk_id = tenant.zendesk.create_ticket(NewTicket {
                 subject: format!("bench ticket {n}"),
@@ -246,28 +263,23 @@ async fn end_to_end(args: &Args) -> anyhow::Result<()> {
             let text = format!("bench comment {n}");
             let started = Instant::now();
             world
-                .tenant("acme")
+                .tenant(&id)
                 .zendesk
                 .add_comment(desk_id, "Bench", &text, true);
             (started, desk_id, Some(text))
         };
+        let id = id.clone();
         waits.push(tokio::spawn(async move {
             let (started, desk_id, comment) = event;
-            let tenant = world.tenant("acme");
-            let reference = format!("zendesk:{desk_id}");
+            let psa = PsaView::of(world.tenant(&id));
             let visible = wait_for(Duration::from_secs(60), || {
-                let ticket = tenant
-                    .autotask
-                    .tickets()
-                    .into_iter()
-                    .find(|t| t.external_id.as_deref() == Some(reference.as_str()))?;
+                let ticket = psa.tickets_for(desk_id).into_iter().next()?;
                 match &comment {
                     None => Some(()),
-                    Some(text) => tenant
-                        .autotask
+                    Some(text) => psa
                         .notes(ticket.id)
                         .iter()
-                        .any(|n| &n.description == text)
+                        .any(|n| n.text.contains(text.as_str()))
                         .then_some(()),
                 }
             })
@@ -285,11 +297,10 @@ async fn end_to_end(args: &Args) -> anyhow::Result<()> {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize].as_millis();
     println!(
-        "end to end: {} changes at {}/s with {} ms API latency, {} Autotask calls at once: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+        "end to end ({psa_label}): {} changes at {}/s with {} ms API latency, {cap} {psa_label} calls at once: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
         latencies.len(),
         args.rate,
         args.api_latency_ms,
-        args.autotask_max_concurrent,
         pct(0.5),
         pct(0.9),
         pct(0.99),
@@ -350,7 +361,7 @@ impl Store for CountingStore {
 /// Totals at one moment, to subtract.
 #[derive(Clone, Copy)]
 struct Counts {
-    autotask: u64,
+    psa: u64,
     zendesk: u64,
     reads: u64,
     writes: u64,
@@ -360,7 +371,7 @@ struct Counts {
 impl Counts {
     fn of(tenant: &TenantWorld, store: &CountingStore) -> Self {
         Self {
-            autotask: tenant.autotask.api_calls(),
+            psa: PsaView::of(tenant).api_calls(),
             zendesk: tenant.zendesk.api_calls(),
             reads: store.reads.load(Ordering::Relaxed),
             writes: store.writes.load(Ordering::Relaxed),
@@ -393,14 +404,16 @@ async fn cost_per_change(args: &Args) -> anyhow::Result<()> {
     use psa_bridge_local::world::AutotaskEvents;
     use sandbox::zendesk::TicketChange;
 
-    // One tenant per Autotask event form; neither excludes the API user, so
-    // every write of the bridge comes back as an event (the worst case).
+    // One tenant per Autotask event form and one on ConnectWise; none
+    // excludes the API user, so every write of the bridge comes back as an
+    // event (the worst case).
     let specs = vec![
         TenantSpec::new("hooked"),
         TenantSpec {
             events: AutotaskEvents::Callout,
             ..TenantSpec::new("called")
         },
+        TenantSpec::connectwise("cw"),
     ];
     let secrets = tenant_secrets(&specs)?;
     let queue = Arc::new(EmbeddedQueue::in_memory()?);
@@ -419,16 +432,21 @@ async fn cost_per_change(args: &Args) -> anyhow::Result<()> {
     let n = args.cost_changes;
     println!("cost per change ({n} of each kind per tenant; the bridge's own writes fire events):");
     for tenant in &world.tenants {
+        let psa = PsaView::of(tenant);
+        let form = match &tenant.connectwise {
+            Some(_) => "ConnectWise callbacks".to_owned(),
+            None => format!("Autotask {:?}", tenant.events),
+        };
         let mut desk_ids = Vec::new();
         let mut psa_ids = Vec::new();
         let phase = |kind: &str, before: Counts| {
             let after = Counts::of(tenant, &store);
             let per = |a: u64, b: u64| (a - b) as f64 / n as f64;
             println!(
-                "  {} ({:?}), {kind}: {:.2} Autotask calls, {:.2} Zendesk calls, {:.2} store reads, {:.2} store writes ({:.2} of them the Autotask budget's)",
+                "  {} ({form}), {kind}: {:.2} {} calls, {:.2} Zendesk calls, {:.2} store reads, {:.2} store writes ({:.2} of them the PSA budget's)",
                 tenant.id,
-                tenant.events,
-                per(after.autotask, before.autotask),
+                per(after.psa, before.psa),
+                psa.label(),
                 per(after.zendesk, before.zendesk),
                 per(after.reads, before.reads),
                 per(after.writes, before.writes),
@@ -448,16 +466,11 @@ async fn cost_per_change(args: &Args) -> anyhow::Result<()> {
             }));
         }
         for desk_id in &desk_ids {
-            let reference = format!("zendesk:{desk_id}");
             let ticket = wait_for(Duration::from_secs(60), || {
-                tenant
-                    .autotask
-                    .tickets()
-                    .into_iter()
-                    .find(|t| t.external_id.as_deref() == Some(reference.as_str()))
+                psa.tickets_for(*desk_id).into_iter().next()
             })
             .await
-            .ok_or_else(|| anyhow::anyhow!("ticket {desk_id} never reached Autotask"))?;
+            .ok_or_else(|| anyhow::anyhow!("ticket {desk_id} never reached the PSA"))?;
             psa_ids.push(ticket.id);
         }
         quiet(&queue).await?;
@@ -472,15 +485,13 @@ async fn cost_per_change(args: &Args) -> anyhow::Result<()> {
         for (i, psa_id) in psa_ids.iter().enumerate() {
             let text = format!("cost comment {i}");
             wait_for(Duration::from_secs(60), || {
-                tenant
-                    .autotask
-                    .notes(*psa_id)
+                psa.notes(*psa_id)
                     .iter()
-                    .any(|n| n.description == text)
+                    .any(|n| n.text.contains(&text))
                     .then_some(())
             })
             .await
-            .ok_or_else(|| anyhow::anyhow!("comment {i} never reached Autotask"))?;
+            .ok_or_else(|| anyhow::anyhow!("comment {i} never reached the PSA"))?;
         }
         quiet(&queue).await?;
         phase("Zendesk comment", before);
@@ -496,32 +507,22 @@ async fn cost_per_change(args: &Args) -> anyhow::Result<()> {
                 },
             );
         }
-        let high = tenant
-            .autotask
-            .picklist_value("priority", "High")
-            .expect("High");
-        for psa_id in &psa_ids {
+        let high = psa.priority_id(&tenant.config.mappings.priority["high"]);
+        for desk_id in &desk_ids {
             wait_for(Duration::from_secs(60), || {
-                tenant
-                    .autotask
-                    .ticket(*psa_id)
-                    .filter(|t| t.priority == high)
+                psa.tickets_for(*desk_id)
+                    .into_iter()
+                    .find(|t| t.priority == high)
             })
             .await
-            .ok_or_else(|| anyhow::anyhow!("field change never reached Autotask"))?;
+            .ok_or_else(|| anyhow::anyhow!("field change never reached the PSA"))?;
         }
         quiet(&queue).await?;
         phase("Zendesk field change", before);
 
         let before = Counts::of(tenant, &store);
         for (i, psa_id) in psa_ids.iter().enumerate() {
-            tenant.autotask.add_note(
-                *psa_id,
-                tenant.technician,
-                "Update",
-                &format!("cost note {i}"),
-                false,
-            );
+            psa.add_technician_note(*psa_id, &format!("cost note {i}"), false);
         }
         for (i, desk_id) in desk_ids.iter().enumerate() {
             let text = format!("cost note {i}");
@@ -537,14 +538,18 @@ async fn cost_per_change(args: &Args) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("note {i} never reached Zendesk"))?;
         }
         quiet(&queue).await?;
-        phase("Autotask note", before);
+        phase("technician note", before);
     }
     // Stopping gives back the slots kept between calls: their writes count.
     world.bridge.stop().await;
-    let calls: u64 = world.tenants.iter().map(|t| t.autotask.api_calls()).sum();
+    let calls: u64 = world
+        .tenants
+        .iter()
+        .map(|t| PsaView::of(t).api_calls())
+        .sum();
     let budget_writes = store.budget_writes.load(Ordering::Relaxed);
     println!(
-        "  Autotask budget: {budget_writes} store writes for {calls} Autotask calls, {:.2} per call",
+        "  PSA budgets: {budget_writes} store writes for {calls} PSA calls, {:.2} per call",
         budget_writes as f64 / calls.max(1) as f64
     );
     Ok(())

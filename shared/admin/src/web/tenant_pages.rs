@@ -576,14 +576,12 @@ async fn connectwise_save(
             // Nothing was saved; keep where and who the admin typed (never
             // a key) so that a second try needs only the fix.
             status.company_id = form.company_id.trim().to_owned();
-            status.region = match crate::psa::connectwise::cloud_site(form.region.trim()) {
-                Some(_) => crate::psa::connectwise::REGIONS
-                    .iter()
-                    .map(|(r, _)| *r)
-                    .find(|r| *r == form.region.trim())
-                    .unwrap_or(""),
-                None => crate::psa::connectwise::ON_PREMISE,
-            };
+            let typed = form.region.trim();
+            status.region = crate::psa::connectwise::REGIONS
+                .iter()
+                .map(|(region, _)| *region)
+                .find(|region| *region == typed)
+                .unwrap_or(crate::psa::connectwise::ON_PREMISE);
             if status.region == crate::psa::connectwise::ON_PREMISE {
                 status.site = form.site.trim().to_owned();
             }

@@ -1,10 +1,10 @@
-//! One view of a tenant's PSA sandbox, Autotask or ConnectWise, for the
-//! tests that check every tenant the same way (the chaos scenario, the
-//! exactly-once audit).
+//! One view of a tenant's PSA sandbox, Autotask or ConnectWise, for what
+//! checks every tenant the same way: the chaos scenario, the exactly-once
+//! audit of the end-to-end tests, the benchmark.
 
+use crate::world::{ConnectWiseWorld, TenantWorld};
 use sandbox::connectwise::NoteKind;
 use sandbox::faults::Faults;
-use testkit::world::{ConnectWiseWorld, TenantWorld};
 
 /// A PSA ticket as the checks need it.
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct PsaNoteView {
     /// Where the bridge's marker is: the title (Autotask) or the text
     /// (ConnectWise, whose notes have no title).
     pub marked: String,
+    /// The note's body (ConnectWise: the whole text, marker included).
+    pub text: String,
     pub public: bool,
     pub by_technician: bool,
 }
@@ -50,6 +52,14 @@ impl<'a> PsaView<'a> {
         match self {
             PsaView::Autotask(_) => "Autotask",
             PsaView::ConnectWise(_) => "ConnectWise",
+        }
+    }
+
+    /// API calls the PSA sandbox has served.
+    pub fn api_calls(&self) -> u64 {
+        match self {
+            PsaView::Autotask(t) => t.autotask.api_calls(),
+            PsaView::ConnectWise(cw) => cw.sandbox.api_calls(),
         }
     }
 
@@ -114,6 +124,7 @@ impl<'a> PsaView<'a> {
                 .map(|n| PsaNoteView {
                     id: n.id,
                     marked: n.title,
+                    text: n.description,
                     public: n.publish == 1,
                     by_technician: n.creator_resource_id == t.technician,
                 })
@@ -125,7 +136,8 @@ impl<'a> PsaView<'a> {
                 .skip(1)
                 .map(|n| PsaNoteView {
                     id: n.id,
-                    marked: n.text,
+                    marked: n.text.clone(),
+                    text: n.text,
                     public: n.detail_description,
                     by_technician: n.member_id == Some(cw.technician),
                 })
