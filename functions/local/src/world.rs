@@ -234,6 +234,7 @@ fn secrets_for(id: &str) -> TenantSecrets {
         connectwise_public_key: format!("pub-{}", random_secret()),
         connectwise_private_key: Secret::new(random_secret()),
         connectwise_client_id: uuid::Uuid::new_v4().to_string(),
+        inventory_signing_secret: Secret::default(),
     }
 }
 
@@ -422,6 +423,7 @@ async fn start_tenant(
         connectwise: None,
         mappings: spec.mappings.clone(),
         fields,
+        assets: None,
     };
     let mut tenant = TenantWorld {
         id,

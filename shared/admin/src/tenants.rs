@@ -103,6 +103,7 @@ pub async fn create(
             ..Mappings::default()
         },
         fields: Default::default(),
+        assets: None,
     };
     let store = state.accounts().store();
     Repo::new(store)

@@ -371,6 +371,79 @@ impl Default for Mappings {
     }
 }
 
+/// Which CI fields asset sync writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetMode {
+    /// The standard CI fields only (name, reference number, serial number,
+    /// warranty date, active).
+    #[default]
+    Simple,
+    /// Also the user-defined fields named in `AssetSettings::udf_names`.
+    Advanced,
+}
+
+/// What a CI's `referenceNumber` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferenceNumberSource {
+    /// The device's inventory id.
+    #[default]
+    InventoryId,
+    /// The device's cluster id (the one tickets carry), so tickets find it.
+    ClusterId,
+}
+
+/// Asset sync settings of a tenant (absent: no asset sync).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetSettings {
+    #[serde(default)]
+    pub mode: AssetMode,
+    /// The Autotask product every CI is an instance of (required by Autotask).
+    pub product_id: i64,
+    /// `configurationItemType` picklist value (label or number).
+    #[serde(default)]
+    pub ci_type: Option<FieldValue>,
+    /// `configurationItemCategoryID`; Autotask's default category when unset.
+    #[serde(default)]
+    pub category_id: Option<i64>,
+    #[serde(default)]
+    pub reference_number: ReferenceNumberSource,
+    /// Days of the month a scheduled run happens (UTC); default the 10th and 25th.
+    #[serde(default = "default_asset_days")]
+    pub schedule_days: Vec<u32>,
+    /// The UDF that holds the inventory id (matching without a stored link
+    /// looks it up there, then by serial number). Advanced mode writes it.
+    #[serde(default = "default_inventory_udf")]
+    pub inventory_id_udf: String,
+}
+
+fn default_asset_days() -> Vec<u32> {
+    vec![10, 25]
+}
+
+fn default_inventory_udf() -> String {
+    "Inventory Device ID".to_owned()
+}
+
+/// The user-defined fields advanced mode writes, by the device field they
+/// hold (the inventory id UDF is `AssetSettings::inventory_id_udf`).
+pub const ASSET_UDFS: [&str; 12] = [
+    "BIOS Name",
+    "BIOS Version",
+    "Device Type",
+    "DNS",
+    "Drive Info",
+    "Gateway",
+    "IP Address",
+    "Make",
+    "Model",
+    "Operating System",
+    "RAM",
+    "Last Logged User",
+];
+
 /// Everything about a tenant except its credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -389,6 +462,9 @@ pub struct TenantConfig {
     pub mappings: Mappings,
     #[serde(default)]
     pub fields: FieldRules,
+    /// Device inventory → PSA configuration items; absent: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assets: Option<AssetSettings>,
 }
 
 impl TenantConfig {
@@ -531,6 +607,9 @@ pub struct TenantSecrets {
     /// The integration's ConnectWise `clientId` (sent on every call).
     #[serde(default)]
     pub connectwise_client_id: String,
+    /// Signs inventory pushes (`POST /t/{tenant}/inventory`).
+    #[serde(default)]
+    pub inventory_signing_secret: Secret,
 }
 
 impl TenantSecrets {
@@ -553,6 +632,7 @@ impl TenantSecrets {
             connectwise_public_key,
             connectwise_private_key,
             connectwise_client_id,
+            inventory_signing_secret,
         } = self;
         [
             ("zendesk_email", zendesk_email.clone()),
@@ -589,6 +669,10 @@ impl TenantSecrets {
                 connectwise_private_key.expose().to_owned(),
             ),
             ("connectwise_client_id", connectwise_client_id.clone()),
+            (
+                "inventory_signing_secret",
+                inventory_signing_secret.expose().to_owned(),
+            ),
         ]
         .into_iter()
         .collect()

@@ -1,6 +1,7 @@
 //! psa-bridge core: model, mapping, sync engine, connectors, ports and adapters.
 
 pub mod adapters;
+pub mod assets;
 pub mod config;
 pub mod connectors;
 pub mod error;

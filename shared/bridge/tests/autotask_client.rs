@@ -1312,6 +1312,7 @@ async fn the_engine_names_a_missing_required_field_and_creates_nothing_until_it_
         connectwise: None,
         mappings: Mappings::default(),
         fields: Default::default(),
+        assets: None,
     };
     let store = SqliteStore::in_memory().unwrap();
     let desk = FakeDesk::default();

@@ -612,6 +612,7 @@ fn tenant_secrets(oauth_token: &str) -> TenantSecrets {
         connectwise_public_key: String::new(),
         connectwise_private_key: Secret::default(),
         connectwise_client_id: String::new(),
+        inventory_signing_secret: Secret::default(),
     }
 }
 

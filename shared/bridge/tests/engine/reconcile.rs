@@ -51,6 +51,7 @@ fn config(id: &str) -> TenantConfig {
         connectwise: None,
         mappings: Mappings::default(),
         fields: Default::default(),
+        assets: None,
     }
 }
 
@@ -69,6 +70,7 @@ fn secrets() -> TenantSecrets {
         connectwise_public_key: String::new(),
         connectwise_private_key: Secret::default(),
         connectwise_client_id: String::new(),
+        inventory_signing_secret: Secret::default(),
     }
 }
 

@@ -47,6 +47,7 @@ impl Fixture {
                 connectwise: None,
                 mappings: Mappings::default(),
                 fields: Default::default(),
+                assets: None,
             },
             store: Arc::new(CrashingStore::new(Arc::new(
                 SqliteStore::in_memory().unwrap(),
