@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use psa_bridge_local::psa_view::PsaView;
 use crate::support::{assert_mirrored_exactly_once, settle_within};
 use async_trait::async_trait;
 use bridge::config::TenantSecrets;
@@ -25,6 +24,7 @@ use bridge::model::TenantId;
 use bridge::ports::{Condition, Store};
 use bridge::repo::{ClaimedWrite, Repo, TicketLink};
 use psa_bridge_local::demo::{connectwise_demo_tenant, demo_tenants};
+use psa_bridge_local::psa_view::PsaView;
 use sandbox::faults::{FaultConfig, FaultStats};
 use sandbox::zendesk::NewTicket;
 use testkit::hooks::{HookedStore, PutHook};

@@ -141,11 +141,7 @@ impl fmt::Display for SweepReport {
             self.tenant, self.desk_jobs, self.psa_jobs
         )?;
         if self.psa_unlinked > 0 {
-            write!(
-                f,
-                ", skipped {} unlinked PSA ticket(s)",
-                self.psa_unlinked
-            )?;
+            write!(f, ", skipped {} unlinked PSA ticket(s)", self.psa_unlinked)?;
         }
         if !self.desk_complete {
             f.write_str(", more Zendesk changes left for the next sweep")?;
