@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use admin::Accounts;
 use axum::routing::get;
+use bridge::assets::{inventory_router, run_due_assets, AssetDeps, AssetRunOptions};
 use bridge::connectors::connectwise::inbound::SigningKeys;
 use bridge::error::StoreError;
 use bridge::ingest::{autotask_router, connectwise_router, zendesk_router, IngestState};
@@ -24,6 +25,7 @@ pub fn router(state: IngestState) -> axum::Router {
     let signing_keys = Arc::new(SigningKeys::new(bridge::connectors::http::client()));
     zendesk_router(state.clone())
         .merge(autotask_router(state.clone()))
+        .merge(inventory_router(state.clone()))
         .merge(connectwise_router(state, signing_keys))
         .route("/healthz", get(|| async { "ok" }))
 }
@@ -39,7 +41,12 @@ pub struct LocalBridge {
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
     sweeps: JoinHandle<()>,
+    assets: JoinHandle<()>,
 }
+
+/// How often the local asset timer looks for tenants whose asset run is due
+/// (a schedule day in UTC not yet run, or an interrupted run to resume).
+pub const ASSET_TIMER_EVERY: Duration = Duration::from_secs(3600);
 
 impl LocalBridge {
     /// Binds `listen` (port 0 picks one), serves the ingest routes and runs
@@ -110,7 +117,14 @@ impl LocalBridge {
         let sweep_stop = stop.clone();
         let worker = spawn_worker(&wiring, worker_concurrency, stop);
         let sweeper = wiring.sweeper();
-        let sweeps = tokio::spawn(run_sweeps(sweeper.clone(), sweep_every, sweep_stop));
+        let sweeps = tokio::spawn(run_sweeps(sweeper.clone(), sweep_every, sweep_stop.clone()));
+        // The asset schedule runs beside the sweep timer: a bridge started
+        // without timers (tests, benchmarks) runs asset sync only on demand.
+        let assets = tokio::spawn(run_asset_timer(
+            wiring.clone(),
+            sweep_every.map(|_| ASSET_TIMER_EVERY),
+            sweep_stop,
+        ));
         info!(%address, console = console.is_some(), "psa-bridge listening");
         Ok(Self {
             base_url,
@@ -121,6 +135,7 @@ impl LocalBridge {
             server,
             worker,
             sweeps,
+            assets,
         })
     }
 
@@ -136,6 +151,7 @@ impl LocalBridge {
         let _ = self.server.await;
         let _ = self.worker.await;
         let _ = self.sweeps.await;
+        let _ = self.assets.await;
     }
 }
 
@@ -171,6 +187,40 @@ async fn run_sweeps(sweeper: Sweeper, every: Option<Duration>, mut stop: watch::
                     info!(tenants = reports.len(), failed, "sweep done");
                 }
                 Err(err) => tracing::error!(%err, "sweep could not list tenants"),
+            },
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+    }
+}
+
+/// The asset timer: each tick runs every tenant whose asset run is due, once
+/// per schedule day (days of the month in UTC). A run cut short by shutdown
+/// is harmless: it resumes on the next tick after its lease runs out.
+async fn run_asset_timer(wiring: Wiring, every: Option<Duration>, mut stop: watch::Receiver<bool>) {
+    let Some(every) = every else { return };
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let deps = AssetDeps {
+            store: wiring.store.as_ref(),
+            secrets: wiring.secrets.as_ref(),
+            connectors: wiring.connectors.as_ref(),
+            clock: wiring.clock.as_ref(),
+        };
+        let options = AssetRunOptions::default();
+        tokio::select! {
+            result = run_due_assets(deps, &options) => match result {
+                Ok(summary) if summary.runs.is_empty() => {}
+                Ok(summary) => info!(
+                    tenants = summary.runs.len(),
+                    failed = summary.failed(),
+                    "scheduled asset sync done"
+                ),
+                Err(err) => tracing::error!(%err, "asset schedule could not list tenants"),
             },
             _ = stop.wait_for(|stopped| *stopped) => return,
         }

@@ -1,11 +1,16 @@
 //! `psa-bridge`: the local all-in-one process.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
+use bridge::assets::{
+    check_tenant_assets, import_batch, parse_csv_batch, parse_json_batch, run_tenant_assets,
+    AssetDeps, AssetRunOptions,
+};
+use bridge::model::TenantId;
 use bridge::ports::Condition;
 use bridge::repo::Repo;
 use bridge::wiring::Wiring;
@@ -54,6 +59,33 @@ enum Command {
         #[arg(long, short, env = "PSA_BRIDGE_CONFIG", default_value = "bridge.toml")]
         config: PathBuf,
     },
+    /// Store a device inventory file (JSON `{"devices":[...]}` or array, or
+    /// CSV with a header row) for a tenant, as a signed push would; a later
+    /// `sync-assets` (or the schedule) writes it to the PSA.
+    ImportDevices {
+        #[arg(long, short, env = "PSA_BRIDGE_CONFIG", default_value = "bridge.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        /// `.csv` is read as CSV, anything else as JSON.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Run asset sync for a tenant now and print its summary.
+    SyncAssets {
+        #[arg(long, short, env = "PSA_BRIDGE_CONFIG", default_value = "bridge.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Check that the PSA has what the tenant's asset settings name (product,
+    /// CI type, category, UDFs); lists what is missing and where to create it.
+    CheckAssets {
+        #[arg(long, short, env = "PSA_BRIDGE_CONFIG", default_value = "bridge.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+    },
     /// Create the first operator of the admin console (`/admin`). The
     /// password comes from PSA_BRIDGE_OPERATOR_PASSWORD or, if that is not
     /// set, from the first line of standard input, never from an argument
@@ -101,6 +133,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Run { config } => run(config).await,
         Command::Sweep { config } => sweep(config).await,
         Command::CreateOperator { config, email } => create_operator(config, &email).await,
+        Command::ImportDevices {
+            config,
+            tenant,
+            file,
+        } => import_devices(config, &tenant, &file).await,
+        Command::SyncAssets { config, tenant } => sync_assets(config, &tenant).await,
+        Command::CheckAssets { config, tenant } => check_assets(config, &tenant).await,
         Command::Replay { config } => {
             let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
             let queue = EmbeddedQueue::open(&settings.data_dir.join("queue.sqlite3"))?;
@@ -207,4 +246,95 @@ async fn sweep(config: PathBuf) -> anyhow::Result<()> {
         anyhow::bail!("the sweep failed for {failed} tenant(s); see above and their sync logs");
     }
     Ok(())
+}
+
+/// The tenant named on the command line, which must be in the configuration
+/// with asset settings.
+fn asset_tenant(settings: &Settings, tenant: &str) -> anyhow::Result<TenantId> {
+    let id = TenantId::parse(tenant).with_context(|| format!("{tenant:?} is not a tenant id"))?;
+    let config = settings
+        .tenants
+        .iter()
+        .find(|t| t.id == id)
+        .with_context(|| format!("tenant {id} is not in the configuration"))?;
+    if config.assets.is_none() {
+        anyhow::bail!("tenant {id} has no [assets] settings; add them to its configuration first");
+    }
+    Ok(id)
+}
+
+fn asset_deps(wiring: &Wiring) -> AssetDeps<'_> {
+    AssetDeps {
+        store: wiring.store.as_ref(),
+        secrets: wiring.secrets.as_ref(),
+        connectors: wiring.connectors.as_ref(),
+        clock: wiring.clock.as_ref(),
+    }
+}
+
+async fn import_devices(config: PathBuf, tenant: &str, file: &Path) -> anyhow::Result<()> {
+    let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
+    let tenant = asset_tenant(&settings, tenant)?;
+    let body = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let is_csv = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let batch = if is_csv {
+        parse_csv_batch(&body)
+    } else {
+        parse_json_batch(&body)
+    }
+    .with_context(|| format!("{} is not a device inventory", file.display()))?;
+    let wiring = open(&settings).await?;
+    let outcome = import_batch(wiring.store.as_ref(), &tenant, batch, wiring.clock.now()).await?;
+    println!(
+        "{tenant}: {} device(s) stored, {} unchanged, {} rejected",
+        outcome.stored,
+        outcome.unchanged,
+        outcome.rejected.len()
+    );
+    for rejected in &outcome.rejected {
+        let id = rejected.inventory_id.as_deref().unwrap_or("-");
+        println!("  rejected #{} ({id}): {}", rejected.index, rejected.reason);
+    }
+    println!("run `psa-bridge sync-assets --tenant {tenant}` to write them to the PSA");
+    Ok(())
+}
+
+async fn sync_assets(config: PathBuf, tenant: &str) -> anyhow::Result<()> {
+    let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
+    let tenant = asset_tenant(&settings, tenant)?;
+    let wiring = open(&settings).await?;
+    let result = run_tenant_assets(asset_deps(&wiring), &tenant, &AssetRunOptions::default()).await;
+    wiring.connectors.give_back_held().await;
+    let summary = result.with_context(|| format!("asset sync of {tenant} did not run"))?;
+    println!("{tenant}: {summary}");
+    if !summary.failed.is_empty() {
+        anyhow::bail!(
+            "{} device(s) failed; see above and the tenant's sync log",
+            summary.failed.len()
+        );
+    }
+    Ok(())
+}
+
+async fn check_assets(config: PathBuf, tenant: &str) -> anyhow::Result<()> {
+    let settings = Settings::load(&config).map_err(anyhow::Error::msg)?;
+    let tenant = asset_tenant(&settings, tenant)?;
+    let wiring = open(&settings).await?;
+    let result = check_tenant_assets(asset_deps(&wiring), &tenant).await;
+    wiring.connectors.give_back_held().await;
+    let problems = result.with_context(|| format!("cannot check the asset setup of {tenant}"))?;
+    if problems.is_empty() {
+        println!("{tenant}: asset sync is ready: the PSA has everything its settings name");
+        return Ok(());
+    }
+    println!("{tenant}: asset sync cannot run yet; missing in the PSA:");
+    for problem in &problems {
+        println!("  - {problem}");
+    }
+    anyhow::bail!(
+        "{} setup problem(s); fix them and check again",
+        problems.len()
+    )
 }

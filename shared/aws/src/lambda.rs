@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use bridge::assets::{run_due_assets, AssetDeps, AssetRunOptions, AssetScheduleSummary};
 use bridge::error::StoreError;
 use bridge::model::SyncJob;
 use bridge::ports::Queue;
@@ -263,6 +264,45 @@ pub async fn handle_scheduled_sweep(sweeper: &Sweeper) -> Result<SweepSummary, S
     Ok(summary)
 }
 
+/// Whether a scheduled invocation of `reconcile` asks for the asset
+/// schedule (`{"assets": true}`, the input of its EventBridge asset rule)
+/// rather than the reconciliation sweep.
+pub fn is_asset_schedule(event: &serde_json::Value) -> bool {
+    event.get("assets").and_then(serde_json::Value::as_bool) == Some(true)
+}
+
+/// The asset schedule in the `reconcile` function: every tenant whose asset
+/// run is due today (its `schedule_days`, UTC) or was interrupted runs now,
+/// none starting a PSA write after `deadline` (an interrupted run resumes on
+/// the next invocation). Concurrency slots of the PSA budget are given back
+/// before the function may be frozen.
+pub async fn handle_scheduled_assets(
+    wiring: &bridge::wiring::Wiring,
+    deadline: DateTime<Utc>,
+) -> Result<AssetScheduleSummary, StoreError> {
+    let deps = AssetDeps {
+        store: wiring.store.as_ref(),
+        secrets: wiring.secrets.as_ref(),
+        connectors: wiring.connectors.as_ref(),
+        clock: wiring.clock.as_ref(),
+    };
+    let options = AssetRunOptions {
+        deadline: Some(deadline),
+        ..AssetRunOptions::default()
+    };
+    let summary = run_due_assets(deps, &options)
+        .instrument(tracing::info_span!("scheduled_assets"))
+        .await;
+    wiring.connectors.give_back_held().await;
+    let summary = summary?;
+    tracing::info!(
+        tenants = summary.runs.len(),
+        failed = summary.failed(),
+        "scheduled asset sync finished"
+    );
+    Ok(summary)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -493,5 +533,19 @@ mod tests {
             reserve >= MAX_WRITE_DURATION + SETTLE_RESERVE,
             "{reserve:?}"
         );
+    }
+
+    #[test]
+    fn only_the_asset_rule_input_selects_the_asset_schedule() {
+        assert!(is_asset_schedule(&serde_json::json!({"assets": true})));
+        for event in [
+            serde_json::json!({}),
+            serde_json::json!({"assets": false}),
+            serde_json::json!({"assets": "true"}),
+            // EventBridge's own scheduled-event envelope: the sweep.
+            serde_json::json!({"detail-type": "Scheduled Event", "source": "aws.events"}),
+        ] {
+            assert!(!is_asset_schedule(&event), "{event}");
+        }
     }
 }

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::assets::ports::AssetPsa;
 use crate::config::{TenantConfig, TenantSecrets};
 use crate::error::{ApiError, QueueError, SecretsError, StoreError, SyncError};
 use crate::model::{
@@ -227,6 +228,19 @@ pub trait Connectors: Send + Sync {
         config: &TenantConfig,
         secrets: &TenantSecrets,
     ) -> Result<Arc<dyn Psa>, SyncError>;
+
+    /// The tenant's PSA configuration items for asset sync. Connectors
+    /// without asset support refuse permanently.
+    async fn assets(
+        &self,
+        config: &TenantConfig,
+        secrets: &TenantSecrets,
+    ) -> Result<Arc<dyn AssetPsa>, SyncError> {
+        let _ = (config, secrets);
+        Err(SyncError::Config(
+            "asset sync is not available with these connectors".to_owned(),
+        ))
+    }
 
     /// Gives back what the connectors keep between calls in shared storage
     /// (the PSA budget's concurrency slots), before the process may be

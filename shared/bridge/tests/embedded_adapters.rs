@@ -618,9 +618,9 @@ fn malformed_secrets_files_are_explained_without_values() {
             "wrong type",
         ),
         (
-            SECRETS_TOML.replace("autotask_secret = \"at-secret-beta-55cc\"\n", ""),
+            SECRETS_TOML.replace("zendesk_webhook_secret = \"zd-hook-beta-44bb\"\n", ""),
             "beta-msp",
-            "missing field `autotask_secret`",
+            "missing field `zendesk_webhook_secret`",
         ),
         (
             SECRETS_TOML.replace("[tenants.beta-msp]", "[tenants.\"Beta MSP\"]"),

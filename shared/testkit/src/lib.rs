@@ -1,6 +1,7 @@
 //! psa-bridge's test kit: what tests share, kept out of the crates that ship.
 //! Only ever a dev-dependency.
 //!
+//! - [`assets`]: an in-memory PSA of configuration items for asset sync;
 //! - [`fakes`]: in-memory Zendesk, Autotask and clock for engine tests, and the
 //!   secrets document tests seed a secrets store with;
 //! - [`hooks`] and [`gates`]: stores that crash or park chosen writes, and API
@@ -14,6 +15,7 @@
 //!   local bridge beside sandbox Zendesks and Autotasks, on the embedded
 //!   adapters or any other backend (the AWS adapters on the emulator).
 
+pub mod assets;
 pub mod budget_contract;
 pub mod conformance;
 pub mod fakes;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use crate::assets::ports::AssetPsa;
 use crate::config::{TenantConfig, TenantSecrets};
 use crate::error::SyncError;
 use crate::model::TenantId;
@@ -129,6 +130,35 @@ impl HttpConnectors {
             AutotaskBudgets::new(budget, Arc::new(SystemClock)).shared_through(store);
         self
     }
+
+    /// The tenant's Autotask configuration items for asset sync, behind the
+    /// tenant's Autotask budget (zone discovery included). A client of its
+    /// own rather than the cached ticket client: a run asks once, and its
+    /// field cache then serves the whole run.
+    pub async fn asset_psa(
+        &self,
+        config: &TenantConfig,
+        secrets: &TenantSecrets,
+    ) -> Result<Arc<dyn AssetPsa>, SyncError> {
+        if config.connectwise.is_some() {
+            return Err(SyncError::Config(
+                "asset sync supports Autotask tenants; this tenant's PSA is ConnectWise".to_owned(),
+            ));
+        }
+        let client = self
+            .budgets
+            .for_tenant(&config.id)
+            .run(autotask::AutotaskClient::connect(
+                self.http.clone(),
+                &config.autotask.zone_lookup_url,
+                &secrets.autotask_username,
+                &secrets.autotask_secret,
+                &secrets.autotask_integration_code,
+            ))
+            .await?
+            .with_settings(&config.autotask);
+        Ok(self.budgets.wrap_assets(&config.id, Arc::new(client)))
+    }
 }
 
 #[async_trait]
@@ -144,6 +174,14 @@ impl Connectors for HttpConnectors {
             secrets,
             config.zendesk.cluster_id_field,
         )))
+    }
+
+    async fn assets(
+        &self,
+        config: &TenantConfig,
+        secrets: &TenantSecrets,
+    ) -> Result<Arc<dyn AssetPsa>, SyncError> {
+        self.asset_psa(config, secrets).await
     }
 
     async fn give_back_held(&self) {

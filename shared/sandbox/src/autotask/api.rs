@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use chrono::Utc;
 use serde_json::{json, Map, Value};
 
+use super::assets::ticket_ci_problem;
 use super::db::{
     apply_update, as_i64, created, get_ci, insert_note, new_ticket, note_json, reference_error,
     ticket_json, validate_ticket_fields, Change, Creating, Entity, NOTE_DESCRIPTION_MAX,
@@ -45,6 +46,7 @@ pub(super) fn router(shared: Ctx) -> Router {
             "/TicketNotes/entityInformation/fields",
             get(|| async { Json(note_fields()) }),
         );
+    api = super::assets::routes(api);
     for entity in Entity::ALL {
         api = api
             .route(
@@ -212,6 +214,11 @@ pub(super) async fn create_ticket(State(s): State<Ctx>, body: Bytes) -> Response
             Err(messages) => return errors(StatusCode::INTERNAL_SERVER_ERROR, messages),
         };
         let int = |name: &str| fields.get(name).and_then(Value::as_i64);
+        if let Some(problem) = int("configurationItemID")
+            .and_then(|ci| ticket_ci_problem(&db, ci, int("companyID").unwrap_or_default()))
+        {
+            return errors(StatusCode::INTERNAL_SERVER_ERROR, vec![problem]);
+        }
         let ticket = new_ticket(&mut db, actor, Utc::now(), |t| {
             t.title = fields["title"].as_str().unwrap_or_default().to_owned();
             t.description = fields
@@ -231,6 +238,7 @@ pub(super) async fn create_ticket(State(s): State<Ctx>, body: Bytes) -> Response
                 .get("externalID")
                 .and_then(Value::as_str)
                 .map(str::to_owned);
+            t.configuration_item_id = int("configurationItemID");
         });
         created(&mut db, ticket)
     };
@@ -266,6 +274,15 @@ pub(super) async fn update_ticket(State(s): State<Ctx>, body: Bytes) -> Response
             Ok(fields) => fields,
             Err(messages) => return errors(StatusCode::INTERNAL_SERVER_ERROR, messages),
         };
+        if let Some(ci) = fields.get("configurationItemID").and_then(Value::as_i64) {
+            let company = fields
+                .get("companyID")
+                .and_then(Value::as_i64)
+                .unwrap_or(db.tickets[&id].company_id);
+            if let Some(problem) = ticket_ci_problem(&db, ci, company) {
+                return errors(StatusCode::INTERNAL_SERVER_ERROR, vec![problem]);
+            }
+        }
         apply_update(&mut db, id, &fields, Utc::now()).unwrap_or(None)
     };
     if let Some(change) = change {

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Map, Value};
 
+use super::assets::{self, Category, ConfigurationItem, Product};
 use super::picklists::{
     active_pick, picklist, ALWAYS_REQUIRED_TICKET_FIELDS, BILLING_CODE, PRIORITY, QUEUE, ROLES,
     SOURCE, STATUS, TICKET_TYPE,
@@ -25,12 +26,6 @@ pub(super) struct Company {
     pub(super) active: bool,
 }
 
-pub(super) struct ConfigurationItem {
-    pub(super) id: i64,
-    pub(super) company_id: i64,
-    pub(super) reference_number: String,
-}
-
 #[derive(Default)]
 pub(super) struct Db {
     pub(super) tickets: BTreeMap<i64, Ticket>,
@@ -38,6 +33,12 @@ pub(super) struct Db {
     pub(super) companies: BTreeMap<i64, Company>,
     pub(super) items: BTreeMap<i64, ConfigurationItem>,
     pub(super) resources: BTreeMap<i64, String>,
+    pub(super) products: BTreeMap<i64, Product>,
+    pub(super) categories: BTreeMap<i64, Category>,
+    /// Names of the user-defined fields defined on ConfigurationItems.
+    pub(super) ci_udfs: Vec<String>,
+    pub(super) next_product: i64,
+    pub(super) next_category: i64,
     pub(super) next_ticket: i64,
     pub(super) next_note: i64,
     pub(super) next_company: i64,
@@ -50,14 +51,16 @@ pub(super) struct Db {
 impl Db {
     pub(super) fn new() -> Self {
         // Distinct id ranges per entity make a mixed-up id fail loudly in tests.
-        Self {
+        let mut db = Self {
             next_ticket: 7001,
             next_note: 30001,
             next_company: 174,
             next_item: 501,
             next_resource: 29683001,
             ..Default::default()
-        }
+        };
+        assets::seed(&mut db);
+        db
     }
 
     pub(super) fn sequence(&mut self, entity: &'static str, id: i64) -> i64 {
@@ -82,8 +85,19 @@ impl Db {
         match entity {
             Entity::Tickets => self.tickets.values().map(ticket_json).collect(),
             Entity::TicketNotes => self.notes.values().map(note_json).collect(),
-            Entity::ConfigurationItems => self.items.values().map(item_json).collect(),
+            Entity::ConfigurationItems => self
+                .items
+                .values()
+                .map(|ci| assets::ci_json(ci, &self.ci_udfs))
+                .collect(),
             Entity::Companies => self.companies.values().map(company_json).collect(),
+            Entity::Products => self.products.values().map(assets::product_json).collect(),
+            Entity::ConfigurationItemCategories => self
+                .categories
+                .values()
+                .map(assets::category_json)
+                .collect(),
+            Entity::ConfigurationItemTypes => assets::ci_type_rows(),
         }
     }
 }
@@ -108,6 +122,7 @@ pub(super) fn ticket_json(t: &Ticket) -> Value {
         "assignedResourceID": t.assigned_resource_id,
         "assignedResourceRoleID": t.assigned_resource_role_id,
         "externalID": t.external_id,
+        "configurationItemID": t.configuration_item_id,
         "creatorResourceID": t.creator_resource_id,
         "createDate": time(&t.create_date),
         "lastActivityDate": time(&t.last_activity_date),
@@ -128,16 +143,6 @@ pub(super) fn note_json(n: &Note) -> Value {
     })
 }
 
-pub(super) fn item_json(i: &ConfigurationItem) -> Value {
-    json!({
-        "id": i.id,
-        "companyID": i.company_id,
-        "referenceNumber": i.reference_number,
-        "referenceTitle": i.reference_number,
-        "isActive": true,
-    })
-}
-
 pub(super) fn company_json(c: &Company) -> Value {
     json!({ "id": c.id, "companyName": c.name, "isActive": c.active, "companyType": 1 })
 }
@@ -148,14 +153,20 @@ pub(super) enum Entity {
     TicketNotes,
     ConfigurationItems,
     Companies,
+    Products,
+    ConfigurationItemCategories,
+    ConfigurationItemTypes,
 }
 
 impl Entity {
-    pub(super) const ALL: [Entity; 4] = [
+    pub(super) const ALL: [Entity; 7] = [
         Entity::Tickets,
         Entity::TicketNotes,
         Entity::ConfigurationItems,
         Entity::Companies,
+        Entity::Products,
+        Entity::ConfigurationItemCategories,
+        Entity::ConfigurationItemTypes,
     ];
 
     pub(super) fn path(self) -> &'static str {
@@ -164,12 +175,23 @@ impl Entity {
             Entity::TicketNotes => "TicketNotes",
             Entity::ConfigurationItems => "ConfigurationItems",
             Entity::Companies => "Companies",
+            Entity::Products => "Products",
+            Entity::ConfigurationItemCategories => "ConfigurationItemCategories",
+            Entity::ConfigurationItemTypes => "ConfigurationItemTypes",
         }
     }
 
     /// Field names, for rejecting queries on fields the entity does not have.
     pub(super) fn fields(self) -> Vec<String> {
-        let sample = match self {
+        self.sample()
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A blank record: every field, for field lists and filter checks.
+    pub(super) fn sample(self) -> Value {
+        match self {
             Entity::Tickets => ticket_json(&Ticket {
                 id: 0,
                 ticket_number: String::new(),
@@ -185,6 +207,7 @@ impl Entity {
                 assigned_resource_id: None,
                 assigned_resource_role_id: None,
                 external_id: None,
+                configuration_item_id: None,
                 creator_resource_id: 0,
                 create_date: DateTime::UNIX_EPOCH,
                 last_activity_date: DateTime::UNIX_EPOCH,
@@ -199,21 +222,16 @@ impl Entity {
                 creator_resource_id: 0,
                 create_date_time: DateTime::UNIX_EPOCH,
             }),
-            Entity::ConfigurationItems => item_json(&ConfigurationItem {
-                id: 0,
-                company_id: 0,
-                reference_number: String::new(),
-            }),
             Entity::Companies => company_json(&Company {
                 id: 0,
                 name: String::new(),
                 active: true,
             }),
-        };
-        sample
-            .as_object()
-            .map(|o| o.keys().cloned().collect())
-            .unwrap_or_default()
+            Entity::ConfigurationItems
+            | Entity::Products
+            | Entity::ConfigurationItemCategories
+            | Entity::ConfigurationItemTypes => assets::sample_fields(self),
+        }
     }
 }
 
@@ -264,6 +282,7 @@ pub(super) fn new_ticket(
         assigned_resource_id: None,
         assigned_resource_role_id: None,
         external_id: None,
+        configuration_item_id: None,
         creator_resource_id: creator,
         create_date: now,
         last_activity_date: now,
@@ -358,6 +377,7 @@ pub(super) fn apply_update(
             "assignedResourceID" => set(&mut ticket.assigned_resource_id, as_i64(value)),
             "assignedResourceRoleID" => set(&mut ticket.assigned_resource_role_id, as_i64(value)),
             "externalID" => set(&mut ticket.external_id, value.as_str().map(str::to_owned)),
+            "configurationItemID" => set(&mut ticket.configuration_item_id, as_i64(value)),
             _ => false,
         };
         if did_change {
@@ -369,6 +389,7 @@ pub(super) fn apply_update(
                 "assignedResourceID" => "AssignedResourceID".to_owned(),
                 "assignedResourceRoleID" => "AssignedResourceRoleID".to_owned(),
                 "externalID" => "ExternalID".to_owned(),
+                "configurationItemID" => "ConfigurationItemID".to_owned(),
                 other => {
                     let mut chars = other.chars();
                     chars
@@ -536,6 +557,16 @@ pub(super) fn validate_ticket_fields(
                 fields.insert("companyID".to_owned(), json!(c));
             }
             _ => errors.push(reference_error("companyID")),
+        }
+    }
+    if let Some(item) = get_ci(body, "configurationItemID") {
+        // Whether the CI may go on this ticket depends on the ticket's
+        // company, which the caller knows (`assets::ticket_ci_problem`).
+        match as_i64(item) {
+            Some(id) => {
+                fields.insert("configurationItemID".to_owned(), json!(id));
+            }
+            None => errors.push(reference_error("configurationItemID")),
         }
     }
     if let Some(external) = get_ci(body, "externalID") {

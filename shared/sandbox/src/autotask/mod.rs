@@ -33,12 +33,18 @@
 //! - Every request the simulator receives is recorded
 //!   ([`AutotaskSandbox::requests`]).
 //!
+//! - Configuration items, products, CI types and categories, CI
+//!   user-defined fields and `Tickets.configurationItemID` follow
+//!   ../shared/specs/autotask-assets.md (see `assets` for the rules).
+//!
 //! Layout: this file holds the public handle and its types; `picklists` the
 //! picklists and field descriptions; `db` the database and its validated
 //! mutations; `api` the HTTP routes; `query` entity queries; `events` the
-//! callouts and webhooks.
+//! callouts and webhooks; `assets` the asset entities, their routes and
+//! handle methods.
 
 mod api;
+mod assets;
 mod db;
 mod events;
 mod picklists;
@@ -53,9 +59,8 @@ use rand::Rng;
 use serde_json::json;
 
 use self::api::router;
-use self::db::{
-    apply_update, insert_note, technician_update, Change, Company, ConfigurationItem, Db, Entity,
-};
+pub use self::assets::ConfigurationItem;
+use self::db::{apply_update, insert_note, technician_update, Change, Company, Db, Entity};
 pub use self::events::{
     dotnet_escaped_json, CalloutTransport, DeliveryRules, WebhookSigning, WebhookStatus,
 };
@@ -146,6 +151,8 @@ pub struct Ticket {
     pub assigned_resource_id: Option<i64>,
     pub assigned_resource_role_id: Option<i64>,
     pub external_id: Option<String>,
+    /// The primary configuration item (`configurationItemID`).
+    pub configuration_item_id: Option<i64>,
     pub creator_resource_id: i64,
     pub create_date: DateTime<Utc>,
     pub last_activity_date: DateTime<Utc>,
@@ -313,23 +320,15 @@ impl AutotaskSandbox {
             .active = active;
     }
 
+    /// An active CI of the default product whose reference number (and
+    /// title) is `reference_number`, as cluster ids are kept.
     pub fn add_configuration_item(&self, company_id: i64, reference_number: &str) -> i64 {
         let mut db = self.shared.db();
         assert!(
             db.companies.contains_key(&company_id),
             "no company {company_id} in the sandbox"
         );
-        let id = db.next_item;
-        db.next_item += 1;
-        db.items.insert(
-            id,
-            ConfigurationItem {
-                id,
-                company_id,
-                reference_number: reference_number.to_owned(),
-            },
-        );
-        id
+        assets::new_reference_ci(&mut db, company_id, reference_number)
     }
 
     /// A technician (resource) who can act through the Rust methods.
@@ -547,5 +546,7 @@ impl Shared {
     }
 }
 
+#[cfg(test)]
+mod asset_tests;
 #[cfg(test)]
 mod tests;

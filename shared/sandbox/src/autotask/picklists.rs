@@ -147,6 +147,7 @@ pub(super) fn ticket_fields(required: &[String]) -> Value {
         field("assignedResourceID", "integer", false, None),
         field("assignedResourceRoleID", "integer", false, None),
         field("externalID", "string", false, None),
+        field("configurationItemID", "integer", false, None),
         field("creatorResourceID", "integer", true, None),
         field("createDate", "datetime", true, None),
         field("lastActivityDate", "datetime", true, None),

@@ -15,6 +15,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::api::{errors, parse_object, Ctx};
+use super::assets::{drop_empty_udfs, probe_row, udf_conditions, udf_value, TWO_UDFS};
 use super::db::{as_i64, get_ci, Entity, QUERY_PAGE_MAX};
 
 /// Where a page starts, as carried by a next-page URL.
@@ -150,9 +151,25 @@ pub(super) fn run_query(
             )
         }
     };
+    // Autotask: "You can only query by one user-defined field at a time."
+    if udf_conditions(&filter) > 1 {
+        return errors(StatusCode::INTERNAL_SERVER_ERROR, vec![TWO_UDFS.to_owned()]);
+    }
+    // Autotask checks a filter before it reads a row: an empty table refuses
+    // an unknown field or UDF as a full one does.
+    let (probe, rows) = {
+        let db = s.db();
+        (probe_row(&db, entity), db.rows(entity))
+    };
+    if let Some(probe) = probe.as_object() {
+        for condition in &filter {
+            if let Err(message) = matches(probe, condition, &known, entity) {
+                return errors(StatusCode::INTERNAL_SERVER_ERROR, vec![message]);
+            }
+        }
+    }
     // Rows come in id order; a page starts at the id its link names.
     let start_id = paging.as_ref().map(|p| p.start_id);
-    let rows = s.db().rows(entity);
     let mut matched = Vec::new();
     for row in rows {
         let object = row.as_object().expect("entities serialize as objects");
@@ -221,7 +238,8 @@ pub(super) fn run_query(
             start_id: *start_id,
         })
     });
-    let items: Vec<Value> = matched.into_iter().map(|(_, row)| row).collect();
+    let mut items: Vec<Value> = matched.into_iter().map(|(_, row)| row).collect();
+    drop_empty_udfs(&mut items);
     Json(json!({
         "items": items,
         "pageDetails": {
@@ -264,17 +282,25 @@ pub(super) fn matches(
         .get("field")
         .and_then(Value::as_str)
         .ok_or("Each filter needs a field.")?;
-    if !known.iter().any(|k| k.eq_ignore_ascii_case(field)) {
-        return Err(format!(
-            "Unable to find {field} in the {} entity.",
-            entity.path()
-        ));
-    }
-    let actual = row
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(field))
-        .map(|(_, v)| v)
-        .unwrap_or(&Value::Null);
+    let udf;
+    let actual = if condition.get("udf").and_then(Value::as_bool) == Some(true) {
+        udf = udf_value(row, field, entity)?;
+        &udf
+    } else {
+        // The UDF list is not a field: UDFs are filtered with `"udf": true`.
+        if field.eq_ignore_ascii_case("userDefinedFields")
+            || !known.iter().any(|k| k.eq_ignore_ascii_case(field))
+        {
+            return Err(format!(
+                "Unable to find {field} in the {} entity.",
+                entity.path()
+            ));
+        }
+        row.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(field))
+            .map(|(_, v)| v)
+            .unwrap_or(&Value::Null)
+    };
     let expected = condition.get("value").unwrap_or(&Value::Null);
     let text = |v: &Value| match v {
         Value::String(s) => s.to_ascii_lowercase(),

@@ -31,6 +31,7 @@ fn filters_match_like_autotask() {
         assigned_resource_id: None,
         assigned_resource_role_id: None,
         external_id: Some("zd:42".into()),
+        configuration_item_id: None,
         creator_resource_id: 1,
         create_date: DateTime::UNIX_EPOCH,
         last_activity_date: DateTime::UNIX_EPOCH,

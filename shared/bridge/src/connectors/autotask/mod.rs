@@ -22,6 +22,7 @@
 //! - Changes: `POST Tickets/query` on `lastActivityDate gt <since>` (UTC; the date
 //!   moves on any change, note or time entry).
 
+mod assets;
 pub mod inbound;
 pub mod wire;
 

@@ -618,6 +618,22 @@ pub(super) struct FieldInfo {
     is_pick_list: bool,
     #[serde(default)]
     picklist_values: Option<Vec<WirePicklistValue>>,
+    /// Longest value a string field keeps; 0 or absent when not stated.
+    #[serde(default)]
+    length: Option<i64>,
+}
+
+impl FieldInfo {
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How many characters the field keeps, when Autotask says.
+    pub(super) fn max_chars(&self) -> Option<usize> {
+        self.length
+            .filter(|n| *n > 0)
+            .and_then(|n| usize::try_from(n).ok())
+    }
 }
 
 fn null_as_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {

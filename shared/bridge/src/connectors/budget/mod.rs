@@ -34,6 +34,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
+use crate::assets::ports::{AssetPsa, CiPatch, NewCi, PsaCi};
+use crate::config::AssetSettings;
 use crate::error::{ApiError, StoreError};
 use crate::model::{
     NewPsaNote, NewPsaTicket, PicklistValue, PsaNote, PsaTicket, PsaTicketPatch, TenantId,
@@ -591,6 +593,11 @@ impl AutotaskBudgets {
     pub fn wrap(&self, tenant: &TenantId, inner: Arc<dyn Psa>) -> Arc<dyn Psa> {
         Arc::new(BudgetedPsa::new(inner, self.for_tenant(tenant)))
     }
+
+    /// Asset sync's `inner` behind the same budget as the tenant's tickets.
+    pub fn wrap_assets(&self, tenant: &TenantId, inner: Arc<dyn AssetPsa>) -> Arc<dyn AssetPsa> {
+        Arc::new(BudgetedAssets::new(inner, self.for_tenant(tenant)))
+    }
 }
 
 /// A [`Psa`] whose every call first takes one token and one concurrency
@@ -681,6 +688,64 @@ impl Psa for BudgetedPsa {
         self.limiter
             .run(self.inner.tickets_changed_since(since))
             .await
+    }
+}
+
+/// An [`AssetPsa`] drawing on its tenant's budget like [`BudgetedPsa`]: one
+/// token and one permit per call, so an asset run and ticket sync share the
+/// tenant's hourly requests and concurrency cap.
+///
+/// Calls of several requests run under one token, as `BudgetedPsa`'s paging
+/// calls do: `asset_setup_problems` (up to four reads, once per run) and a
+/// lookup whose matches span pages (rare: one key rarely matches 500 CIs).
+/// `create_ci` and `update_ci` may first read the cached field descriptions
+/// (once per five minutes).
+pub struct BudgetedAssets {
+    inner: Arc<dyn AssetPsa>,
+    limiter: Arc<TenantLimiter>,
+}
+
+impl BudgetedAssets {
+    pub fn new(inner: Arc<dyn AssetPsa>, limiter: Arc<TenantLimiter>) -> Self {
+        Self { inner, limiter }
+    }
+}
+
+#[async_trait]
+impl AssetPsa for BudgetedAssets {
+    async fn asset_setup_problems(
+        &self,
+        settings: &AssetSettings,
+    ) -> Result<Vec<String>, ApiError> {
+        self.limiter
+            .run(self.inner.asset_setup_problems(settings))
+            .await
+    }
+
+    async fn get_ci(&self, id: i64) -> Result<Option<PsaCi>, ApiError> {
+        self.limiter.run(self.inner.get_ci(id)).await
+    }
+
+    async fn find_ci_by_udf(&self, udf: &str, value: &str) -> Result<Option<PsaCi>, ApiError> {
+        self.limiter
+            .run(self.inner.find_ci_by_udf(udf, value))
+            .await
+    }
+
+    async fn find_ci_by_serial(&self, serial: &str) -> Result<Option<PsaCi>, ApiError> {
+        self.limiter.run(self.inner.find_ci_by_serial(serial)).await
+    }
+
+    async fn create_ci(&self, ci: &NewCi) -> Result<i64, ApiError> {
+        self.limiter.run(self.inner.create_ci(ci)).await
+    }
+
+    async fn update_ci(&self, id: i64, patch: &CiPatch) -> Result<(), ApiError> {
+        if patch.is_empty() {
+            // Nothing to send: no token spent.
+            return Ok(());
+        }
+        self.limiter.run(self.inner.update_ci(id, patch)).await
     }
 }
 
