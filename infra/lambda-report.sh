@@ -11,7 +11,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-FUNCTIONS=(zendesk-webhook autotask-callout connectwise-callback worker reconcile admin)
+FUNCTIONS=(zendesk-webhook autotask-callout connectwise-callback inventory-push worker reconcile admin)
 ARCH="${1:---x86-64}"
 
 if [[ ! -x "$VENV/bin/python" ]]; then

@@ -7,6 +7,7 @@
 //! `aws_backend`), which need `AWS_ENDPOINT_URL` (`bash infra/test.sh` sets it)
 //! and fail saying so without it. `--skip aws` leaves those out.
 
+mod assets;
 mod aws_backend;
 mod browser;
 mod chaos;

@@ -1,20 +1,26 @@
 //! The admin console in the local process: the `admin` router nested at
 //! `/admin` on the bridge's own port, over the same store, with mail going
 //! to an outbox folder (and a log line) instead of SES, credentials to the
-//! local secrets file, live checks through the HTTP connectors, and "Sync
-//! now" / dead letters over this process's sweep and embedded queue.
+//! local secrets file, live checks through the HTTP connectors, "Sync
+//! now" / dead letters over this process's sweep and embedded queue, and
+//! asset sync ("Check asset setup", "Sync assets now") through the wiring's
+//! connectors, budget and clock, as the CLI runs it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use admin::{
-    Accounts, AdminState, DeadLetter, OnboardingSettings, Operations, OpsError, OutboxMailer,
+    Accounts, AdminState, AssetOperations, DeadLetter, OnboardingSettings, Operations, OpsError,
+    OutboxMailer,
 };
 use async_trait::async_trait;
 use bridge::adapters::embedded::{EmbeddedQueue, SecretsFile};
+use bridge::assets::{
+    check_tenant_assets, run_tenant_assets, AssetDeps, AssetRunOptions, AssetRunSummary,
+};
 use bridge::connectors::setup::HttpSetup;
 use bridge::model::TenantId;
-use bridge::ports::{Store, SystemClock};
+use bridge::ports::{Clock, Connectors, Secrets, Store, SystemClock};
 use bridge::reconcile::Sweeper;
 use bridge::repo::{LogLevel, Repo};
 use bridge::wiring::Wiring;
@@ -87,6 +93,12 @@ pub fn router(
             store: wiring.store.clone(),
             sweeper,
             queue: options.dead_letters.clone(),
+        }))
+        .with_asset_operations(Arc::new(LocalAssetOperations {
+            store: wiring.store.clone(),
+            secrets: wiring.secrets.clone(),
+            connectors: wiring.connectors.clone(),
+            clock: wiring.clock.clone(),
         }));
     if let Some(secrets) = &options.secrets {
         state = state.with_secrets(secrets.clone(), secrets.clone());
@@ -184,5 +196,40 @@ impl Operations for LocalOperations {
             Ok(false) => Err(OpsError::NotFound),
             Err(e) => Err(failed(e, true)),
         }
+    }
+}
+
+/// Asset sync on request, in this process (what `sync-assets` and
+/// `check-assets` run).
+struct LocalAssetOperations {
+    store: Arc<dyn Store>,
+    secrets: Arc<dyn Secrets>,
+    connectors: Arc<dyn Connectors>,
+    clock: Arc<dyn Clock>,
+}
+
+impl LocalAssetOperations {
+    fn deps(&self) -> AssetDeps<'_> {
+        AssetDeps {
+            store: self.store.as_ref(),
+            secrets: self.secrets.as_ref(),
+            connectors: self.connectors.as_ref(),
+            clock: self.clock.as_ref(),
+        }
+    }
+}
+
+#[async_trait]
+impl AssetOperations for LocalAssetOperations {
+    async fn check_assets(&self, tenant: &TenantId) -> Result<Vec<String>, OpsError> {
+        check_tenant_assets(self.deps(), tenant)
+            .await
+            .map_err(admin::ops::asset_run_error)
+    }
+
+    async fn sync_assets(&self, tenant: &TenantId) -> Result<AssetRunSummary, OpsError> {
+        run_tenant_assets(self.deps(), tenant, &AssetRunOptions::default())
+            .await
+            .map_err(admin::ops::asset_run_error)
     }
 }

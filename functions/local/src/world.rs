@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
 use bridge::config::{
-    AutotaskSettings, ConnectWiseSettings, FieldRules, Mappings, Secret, TenantConfig,
-    TenantSecrets, ZendeskSettings,
+    AssetMode, AssetSettings, AutotaskSettings, ConnectWiseSettings, FieldRules, Mappings, Secret,
+    TenantConfig, TenantSecrets, ZendeskSettings, ASSET_UDFS,
 };
 use bridge::connectors::budget::AutotaskBudget;
 use bridge::connectors::connectwise::ConnectWiseClient;
@@ -64,6 +64,12 @@ pub struct TenantSpec {
     /// The tenant's PSA is a sandbox ConnectWise (its Autotask sandbox then
     /// runs idle; `events`, `exclude_api_user` and `queue` do not apply).
     pub connectwise: bool,
+    /// Asset sync settings (`config.assets`); `None` (the default): off.
+    /// When set, the tenant's sandbox Autotask is made ready for them: a
+    /// `product_id` of 0 or less becomes the sandbox's default product, and
+    /// in advanced mode every UDF of `config::ASSET_UDFS` and the settings'
+    /// `inventory_id_udf` is defined. Autotask tenants only.
+    pub assets: Option<AssetSettings>,
 }
 
 impl TenantSpec {
@@ -79,6 +85,7 @@ impl TenantSpec {
             to_desk_only_in_own_queue: false,
             onboarded: true,
             connectwise: false,
+            assets: None,
         }
     }
 
@@ -234,7 +241,7 @@ fn secrets_for(id: &str) -> TenantSecrets {
         connectwise_public_key: format!("pub-{}", random_secret()),
         connectwise_private_key: Secret::new(random_secret()),
         connectwise_client_id: uuid::Uuid::new_v4().to_string(),
-        inventory_signing_secret: Secret::default(),
+        inventory_signing_secret: Secret::new(random_secret()),
     }
 }
 
@@ -403,6 +410,10 @@ async fn start_tenant(
         "{id}: the sandbox Autotask has no queue {:?}",
         spec.queue
     );
+    let assets = spec
+        .assets
+        .as_ref()
+        .map(|settings| prepare_assets(&autotask, settings));
     let mut fields = spec.fields.clone();
     if spec.to_desk_only_in_own_queue {
         fields.to_desk_only_in_queue = queue_id;
@@ -423,7 +434,7 @@ async fn start_tenant(
         connectwise: None,
         mappings: spec.mappings.clone(),
         fields,
-        assets: None,
+        assets,
     };
     let mut tenant = TenantWorld {
         id,
@@ -441,6 +452,22 @@ async fn start_tenant(
         add_connectwise(bridge_url, spec, &mut tenant, options).await?;
     }
     Ok(tenant)
+}
+
+/// Seeds `autotask` so asset sync can run with `settings`, and returns the
+/// settings the tenant gets (see [`TenantSpec::assets`]).
+fn prepare_assets(autotask: &AutotaskSandbox, settings: &AssetSettings) -> AssetSettings {
+    let mut settings = settings.clone();
+    if settings.product_id <= 0 {
+        settings.product_id = autotask.default_product_id();
+    }
+    if settings.mode == AssetMode::Advanced {
+        for udf in ASSET_UDFS {
+            autotask.add_ci_udf(udf);
+        }
+        autotask.add_ci_udf(&settings.inventory_id_udf);
+    }
+    settings
 }
 
 /// Gives a tenant a sandbox ConnectWise as its PSA: boards, companies with

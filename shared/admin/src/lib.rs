@@ -13,6 +13,7 @@
 //! ```
 
 pub mod accounts;
+pub mod assets;
 pub mod credentials;
 pub mod error;
 pub mod mail;
@@ -35,7 +36,7 @@ pub use accounts::{
 };
 pub use error::{AdminError, CheckView, MailError, NotFound};
 pub use mail::{Mail, Mailer, OutboxMailer};
-pub use ops::{DeadLetter, Operations, OpsError};
+pub use ops::{AssetOperations, DeadLetter, Operations, OpsError};
 pub use password::HashCost;
 pub use psa::Psa;
 pub use users::{Email, Role};

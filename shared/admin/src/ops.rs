@@ -1,10 +1,13 @@
 //! What the console asks of the running bridge: a sweep of one tenant now,
-//! the jobs that ended in the dead-letter queue, and replaying one of them.
+//! the jobs that ended in the dead-letter queue, and replaying one of them;
+//! and, for a tenant with asset sync, its setup check and a run now
+//! ([`AssetOperations`]).
 //! The queue and the sweep live outside this crate (SQS in AWS, the local
 //! process's in-process queue), so the console sees them through this port;
 //! a deployment without it shows "not available in this deployment".
 
 use async_trait::async_trait;
+use bridge::assets::AssetRunSummary;
 use bridge::model::TenantId;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -29,6 +32,10 @@ pub enum OpsError {
     NotFound,
     #[error("{message}")]
     Failed { message: String, retryable: bool },
+    /// The PSA lacks what the tenant's settings name; nothing was written.
+    /// Each problem says where in the PSA to create the missing thing.
+    #[error("the PSA lacks what the asset settings name: {}", .problems.join("; "))]
+    SetupIncomplete { problems: Vec<String> },
 }
 
 /// The running bridge, on an admin's request.
@@ -43,4 +50,33 @@ pub trait Operations: Send + Sync {
 
     /// Puts one dead-lettered job of this tenant back on the queue.
     async fn replay(&self, tenant: &TenantId, id: &str) -> Result<(), OpsError>;
+}
+
+/// Asset sync of one tenant on an admin's request: the setup check and a run
+/// now (`bridge::assets::{check_tenant_assets, run_tenant_assets}`), which
+/// reach the tenant's PSA through the process's connectors and budget. The
+/// last run's summary the console reads from the store itself.
+#[async_trait]
+pub trait AssetOperations: Send + Sync {
+    /// What the PSA lacks for the tenant's asset settings, each problem
+    /// saying where to create it; empty when a run can go. Reads only.
+    async fn check_assets(&self, tenant: &TenantId) -> Result<Vec<String>, OpsError>;
+
+    /// One asset sync run now; its summary (`finished` false when it stopped
+    /// early on the budget or its time, the next run resuming).
+    async fn sync_assets(&self, tenant: &TenantId) -> Result<AssetRunSummary, OpsError>;
+}
+
+/// An asset run's failure as the port answers it: a missing setup lists
+/// its problems, everything else is a message (and whether to retry).
+pub fn asset_run_error(error: bridge::assets::AssetRunError) -> OpsError {
+    match error {
+        bridge::assets::AssetRunError::SetupIncomplete { problems } => {
+            OpsError::SetupIncomplete { problems }
+        }
+        other => OpsError::Failed {
+            retryable: other.is_retryable(),
+            message: other.to_string(),
+        },
+    }
 }

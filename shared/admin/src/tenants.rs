@@ -340,10 +340,20 @@ pub async fn dashboard(state: &AdminState, tenant: &Tenant) -> Result<Dashboard,
     })
 }
 
-fn ops_err(e: OpsError) -> AdminError {
+pub(crate) fn ops_err(e: OpsError) -> AdminError {
     match e {
         OpsError::NotFound => AdminError::NotFound,
         OpsError::Failed { message, retryable } => AdminError::Upstream { message, retryable },
+        OpsError::SetupIncomplete { problems } => AdminError::ChecksFailed(
+            problems
+                .into_iter()
+                .map(|fix| CheckView {
+                    check: "Asset sync setup".to_owned(),
+                    fix,
+                    retryable: false,
+                })
+                .collect(),
+        ),
     }
 }
 

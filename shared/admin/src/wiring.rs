@@ -10,7 +10,7 @@ use bridge::ports::Secrets;
 use bridge::setup::{SecretsWriter, TenantSetup};
 
 use crate::error::AdminError;
-use crate::ops::Operations;
+use crate::ops::{AssetOperations, Operations};
 
 /// The console's OAuth client at Zendesk (one for every tenant: each
 /// tenant's Zendesk admin authorizes it for their account).
@@ -75,6 +75,7 @@ pub struct TenantPorts {
     pub(crate) setup: Option<Arc<dyn TenantSetup>>,
     pub(crate) secrets: Option<SecretsPair>,
     pub(crate) operations: Option<Arc<dyn Operations>>,
+    pub(crate) assets: Option<Arc<dyn AssetOperations>>,
     pub(crate) settings: OnboardingSettings,
 }
 
@@ -84,6 +85,7 @@ impl fmt::Debug for TenantPorts {
             .field("setup", &self.setup.is_some())
             .field("secrets", &self.secrets.is_some())
             .field("operations", &self.operations.is_some())
+            .field("assets", &self.assets.is_some())
             .field("settings", &self.settings)
             .finish()
     }
@@ -107,6 +109,12 @@ impl TenantPorts {
         self.operations
             .as_deref()
             .ok_or(AdminError::NotAvailable("operating the running bridge"))
+    }
+
+    pub fn asset_operations(&self) -> Result<&dyn AssetOperations, AdminError> {
+        self.assets.as_deref().ok_or(AdminError::NotAvailable(
+            "running asset sync from the console",
+        ))
     }
 
     pub fn settings(&self) -> &OnboardingSettings {

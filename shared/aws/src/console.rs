@@ -137,7 +137,12 @@ pub fn admin_router(accounts: Accounts) -> Router {
 
 /// The console with its onboarding ports: live checks over HTTP and tenant
 /// credentials in Secrets Manager. "Sync now" and the dead letters are not
-/// wired in AWS (the DLQ has its own redrive); those pages say so.
+/// wired in AWS (the DLQ has its own redrive); those pages say so. Nor is
+/// asset sync on request: a run needs the connectors, the shared Autotask
+/// budget and more than the console's 30 s; the Assets page shows the last
+/// run from the table, its buttons answer "not available in this
+/// deployment", and runs come from the schedule (the `reconcile` Lambda
+/// with `{"assets": true}`).
 pub fn onboarding_router(
     accounts: Accounts,
     sdk: &SdkConfig,

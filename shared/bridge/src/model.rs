@@ -311,6 +311,11 @@ pub struct NewPsaTicket {
     pub company_id: i64,
     pub queue_id: Option<i64>,
     pub external_id: String,
+    /// The device (configuration item) the ticket is about, when its cluster
+    /// id names an active one of the same company (Autotask
+    /// `configurationItemID`).
+    #[serde(default)]
+    pub configuration_item_id: Option<i64>,
 }
 
 /// A partial update of an Autotask ticket; `None` leaves a field unchanged.
@@ -320,6 +325,9 @@ pub struct PsaTicketPatch {
     pub status: Option<i64>,
     pub priority: Option<i64>,
     pub company_id: Option<i64>,
+    /// The device the ticket is now about (with a company change by cluster id).
+    #[serde(default)]
+    pub configuration_item_id: Option<i64>,
 }
 
 impl PsaTicketPatch {
@@ -328,6 +336,7 @@ impl PsaTicketPatch {
             && self.status.is_none()
             && self.priority.is_none()
             && self.company_id.is_none()
+            && self.configuration_item_id.is_none()
     }
 }
 

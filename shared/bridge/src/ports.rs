@@ -197,6 +197,23 @@ pub trait Psa: Send + Sync {
     async fn resource_name(&self, resource_id: i64) -> Result<Option<String>, ApiError>;
     /// Company of the configuration item whose `referenceNumber` equals `reference`.
     async fn company_for_reference(&self, reference: &str) -> Result<Option<i64>, ApiError>;
+    /// The configuration item whose reference number (ConnectWise: name,
+    /// serial or tag) is `reference`: its company, and, where the PSA links
+    /// tickets to it by id, its id and whether it is active. One lookup
+    /// serves both the company and the ticket's device link.
+    async fn configuration_item_for_reference(
+        &self,
+        reference: &str,
+    ) -> Result<Option<CiRef>, ApiError> {
+        Ok(self
+            .company_for_reference(reference)
+            .await?
+            .map(|company_id| CiRef {
+                id: None,
+                company_id,
+                active: true,
+            }))
+    }
     /// Active and inactive values of a ticket picklist field (`status`, `priority`).
     async fn ticket_picklist(&self, field: &str) -> Result<Vec<PicklistValue>, ApiError>;
     /// The statuses a ticket in `queue_id` may take (the tenant's default
@@ -213,6 +230,16 @@ pub trait Psa: Send + Sync {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<(i64, DateTime<Utc>)>, ApiError>;
+}
+
+/// A configuration item found by a ticket's cluster id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CiRef {
+    /// The id a ticket is linked to it by (Autotask `configurationItemID`);
+    /// `None` where the connector does not link tickets to it.
+    pub id: Option<i64>,
+    pub company_id: i64,
+    pub active: bool,
 }
 
 /// Builds (and may cache) the API clients of one tenant.

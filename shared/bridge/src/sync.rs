@@ -435,7 +435,7 @@ async fn new_psa_ticket(
         .to_psa()
         .then_some(ticket.cluster_id.as_deref())
         .flatten();
-    let company_id = resolve_company(cx, cluster_id, ticket.organization_id).await?;
+    let company = resolve_company(cx, cluster_id, ticket.organization_id).await?;
     let description = if rules.description.to_psa() {
         ticket.description.clone()
     } else {
@@ -446,9 +446,10 @@ async fn new_psa_ticket(
         description,
         status,
         priority,
-        company_id,
+        company_id: company.company_id,
         queue_id,
         external_id: psa_external_ref(ticket.id),
+        configuration_item_id: company.device,
     };
     // A field the PSA requires and the tenant's settings do not fill would
     // fail the create on every retry: said plainly now, before the claim.

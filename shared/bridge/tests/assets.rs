@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode};
 use bridge::adapters::embedded::{EmbeddedQueue, FileSecrets, SqliteStore};
 use bridge::assets::device::{Device, DeviceState};
 use bridge::assets::ingest::{sign, MAX_INVENTORY_BYTES};
-use bridge::assets::ports::PsaCi;
+use bridge::assets::ports::{AssetPsa, CiPatch, NewCi, PsaCi};
 use bridge::assets::run::due;
 use bridge::assets::store::{self as asset_store, CiLink};
 use bridge::assets::{
@@ -21,6 +21,7 @@ use bridge::config::{
     AssetMode, AssetSettings, AutotaskSettings, Mappings, ReferenceNumberSource, Secret,
     TenantConfig, TenantSecrets, ZendeskSettings,
 };
+use bridge::error::ApiError;
 use bridge::ingest::IngestState;
 use bridge::model::TenantId;
 use bridge::ports::{Condition, Store};
@@ -440,6 +441,174 @@ async fn an_interrupted_run_resumes_without_duplicates() {
     assert_eq!(w.assets.cis().len(), 10, "no duplicate CI");
     let fourth = w.run().await.unwrap();
     assert_eq!(fourth.unchanged, 10);
+}
+
+#[tokio::test]
+async fn simple_mode_a_lost_create_answer_without_serial_does_not_duplicate() {
+    // Simple mode writes no UDF and the device has no serial number: only
+    // the reference number (the inventory id) identifies its CI.
+    let w = World::new(AssetMode::Simple);
+    w.push(vec![device("dev-1", None), device("dev-2", None)])
+        .await;
+    // The first create lands in the PSA but its answer is lost, as if the
+    // process died between `create_ci` and saving the link.
+    w.assets.lose_next_create_answer();
+    let first = w.run().await.unwrap();
+    assert_eq!((first.created, first.failed.len()), (1, 1), "{first}");
+    let lost = first.failed[0].0.clone();
+    assert!(matches!(w.record(&lost).await.ci, CiLink::Creating { .. }));
+    assert_eq!(w.assets.cis().len(), 2, "both creates landed");
+
+    w.assets.clear_calls();
+    let second = w.run().await.unwrap();
+    assert_eq!(
+        (second.created, second.unchanged, second.failed.len()),
+        (1, 1, 0),
+        "{second}"
+    );
+    assert_eq!(creates(&w.assets.calls()), 0, "found, not created again");
+    assert!(w
+        .assets
+        .calls()
+        .contains(&AssetCall::FindByReference(lost.clone())));
+    assert_eq!(w.assets.cis().len(), 2, "no duplicate CI");
+    let ci = w
+        .assets
+        .cis()
+        .into_iter()
+        .find(|c| c.reference_number.as_deref() == Some(lost.as_str()))
+        .unwrap();
+    assert_eq!(w.record(&lost).await.ci, CiLink::Linked { ci_id: ci.id });
+    w.assets.clear_calls();
+    assert_eq!(w.run().await.unwrap().unchanged, 2);
+    assert!(w.assets.calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_reference_number_match_naming_another_device_is_not_taken() {
+    let w = World::new(AssetMode::Simple);
+    w.assets.define_udf(INVENTORY_UDF);
+    // Same reference number, but its UDF says it is another device.
+    w.assets.add_ci(PsaCi {
+        id: 31,
+        company_id: 3,
+        is_active: true,
+        reference_title: None,
+        reference_number: Some("dev-1".into()),
+        serial_number: None,
+        udfs: [(INVENTORY_UDF.to_owned(), "someone-else".to_owned())].into(),
+    });
+    w.push(vec![device("dev-1", None)]).await;
+    let summary = w.run().await.unwrap();
+    assert_eq!(summary.created, 1, "{summary}");
+    assert_ne!(w.record("dev-1").await.ci, CiLink::Linked { ci_id: 31 });
+}
+
+#[tokio::test]
+async fn a_ci_type_label_is_resolved_once_per_run_and_an_unknown_one_writes_nothing() {
+    use bridge::config::FieldValue;
+    let mut w = World::new(AssetMode::Simple);
+    w.assets.define_ci_type(12, "Server");
+    w.config.assets.as_mut().unwrap().ci_type = Some(FieldValue::Text("server".into()));
+    w.push(vec![
+        device("dev-1", Some("SN1")),
+        device("dev-2", Some("SN2")),
+    ])
+    .await;
+    let summary = w.run().await.unwrap();
+    assert_eq!(summary.created, 2, "{summary}");
+    let calls = w.assets.calls();
+    let lookups = calls
+        .iter()
+        .filter(|c| matches!(c, AssetCall::CiTypeValue(_)))
+        .count();
+    assert_eq!(lookups, 1, "resolved once per run: {calls:?}");
+    for call in &calls {
+        if let AssetCall::Create(new) = call {
+            assert_eq!(new.ci_type, Some(12));
+        }
+    }
+
+    // A label the PSA lacks: a setup problem, nothing written. The check
+    // names it...
+    let mut w = World::new(AssetMode::Simple);
+    w.assets.define_ci_type(12, "Server");
+    w.config.assets.as_mut().unwrap().ci_type = Some(FieldValue::Text("Workstation".into()));
+    w.push(vec![device("dev-1", Some("SN1"))]).await;
+    let err = w.run().await.unwrap_err();
+    assert!(
+        matches!(&err, AssetRunError::SetupIncomplete { problems } if problems.iter().any(|p| p.contains("Workstation"))),
+        "{err}"
+    );
+    // ...and so does the lookup where the check passes (the type was
+    // removed in between, or a PSA whose check cannot tell).
+    let unchecked = SetupPasses(&w.assets);
+    let err = run_assets(
+        w.store.as_ref(),
+        &unchecked,
+        &w.psa,
+        &w.config,
+        &w.clock,
+        &AssetRunOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    let AssetRunError::SetupIncomplete { problems } = &err else {
+        panic!("{err}");
+    };
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("\"Workstation\"") && p.contains("ci_type")),
+        "{problems:?}"
+    );
+    assert!(!err.is_retryable());
+    assert!(w
+        .assets
+        .calls()
+        .contains(&AssetCall::CiTypeValue(FieldValue::Text(
+            "Workstation".into()
+        ))));
+    assert!(w.assets.writes().is_empty());
+    assert!(w.assets.cis().is_empty());
+    let log = w.log().await;
+    assert!(log
+        .iter()
+        .any(|e| e.level == LogLevel::Error && e.message.contains("nothing was written")));
+}
+
+/// The fake PSA with a setup check that finds nothing missing.
+struct SetupPasses<'a>(&'a FakeAssetPsa);
+
+#[async_trait::async_trait]
+impl AssetPsa for SetupPasses<'_> {
+    async fn asset_setup_problems(&self, _: &AssetSettings) -> Result<Vec<String>, ApiError> {
+        Ok(Vec::new())
+    }
+    async fn get_ci(&self, id: i64) -> Result<Option<PsaCi>, ApiError> {
+        self.0.get_ci(id).await
+    }
+    async fn find_ci_by_udf(&self, udf: &str, value: &str) -> Result<Option<PsaCi>, ApiError> {
+        self.0.find_ci_by_udf(udf, value).await
+    }
+    async fn find_ci_by_serial(&self, serial: &str) -> Result<Option<PsaCi>, ApiError> {
+        self.0.find_ci_by_serial(serial).await
+    }
+    async fn find_ci_by_reference(&self, reference: &str) -> Result<Option<PsaCi>, ApiError> {
+        self.0.find_ci_by_reference(reference).await
+    }
+    async fn ci_type_value(
+        &self,
+        value: &bridge::config::FieldValue,
+    ) -> Result<Option<i64>, ApiError> {
+        self.0.ci_type_value(value).await
+    }
+    async fn create_ci(&self, ci: &NewCi) -> Result<i64, ApiError> {
+        self.0.create_ci(ci).await
+    }
+    async fn update_ci(&self, id: i64, patch: &CiPatch) -> Result<(), ApiError> {
+        self.0.update_ci(id, patch).await
+    }
 }
 
 #[tokio::test]

@@ -307,6 +307,59 @@ async fn cis_are_found_by_the_inventory_udf_and_by_serial_number() {
 }
 
 #[tokio::test]
+async fn cis_are_found_by_exact_reference_number_and_ci_type_labels_resolve() {
+    let sandbox = sandbox().await;
+    let company = sandbox.add_company("Contoso");
+    let client = client(&sandbox).await;
+    let product = sandbox.default_product_id();
+    let mut plain = new_ci(company, product, "dev-1", "SN-A");
+    plain.fields.udfs.clear();
+    let first = client.create_ci(&plain).await.unwrap();
+
+    sandbox.clear_requests();
+    let found = client
+        .find_ci_by_reference("dev-1")
+        .await
+        .unwrap()
+        .expect("found by reference number");
+    assert_eq!(found.id, first);
+    let queries = bodies(&sandbox, "POST", "ConfigurationItems/query");
+    assert_eq!(
+        queries[0]["filter"],
+        json!([{"op": "eq", "field": "referenceNumber", "value": "dev-1"}])
+    );
+    assert_eq!(client.find_ci_by_reference("dev-404").await.unwrap(), None);
+    // Another case is another inventory id.
+    assert_eq!(client.find_ci_by_reference("DEV-1").await.unwrap(), None);
+    // Longer than the field keeps: it cannot name the device for certain.
+    let long = "d".repeat(400);
+    sandbox.clear_requests();
+    assert_eq!(client.find_ci_by_reference(&long).await.unwrap(), None);
+    assert!(bodies(&sandbox, "POST", "ConfigurationItems/query").is_empty());
+
+    use bridge::config::FieldValue;
+    let server = sandbox.ci_type_value("Server").unwrap();
+    assert_eq!(
+        client
+            .ci_type_value(&FieldValue::Text(" server ".into()))
+            .await
+            .unwrap(),
+        Some(server)
+    );
+    assert_eq!(
+        client
+            .ci_type_value(&FieldValue::Text("No such type".into()))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        client.ci_type_value(&FieldValue::Number(77)).await.unwrap(),
+        Some(77)
+    );
+}
+
+#[tokio::test]
 async fn a_lookup_by_a_udf_autotask_lacks_is_refused_permanently() {
     let sandbox = sandbox().await;
     let client = client(&sandbox).await;

@@ -91,6 +91,7 @@ fn new_ticket(sandbox: &AutotaskSandbox, company: i64, external_id: &str) -> New
         company_id: company,
         queue_id: sandbox.picklist_value("queueID", "Level I Support"),
         external_id: external_id.to_owned(),
+        configuration_item_id: None,
     }
 }
 
@@ -247,6 +248,7 @@ async fn patches_change_only_the_given_fields() {
         priority: sandbox.picklist_value("priority", "Critical"),
         company_id: Some(other),
         status: None,
+        configuration_item_id: None,
     };
     client.update_ticket(id, &patch).await.unwrap();
     assert_eq!(
@@ -468,6 +470,43 @@ async fn configuration_items_resolve_to_their_company() {
             .unwrap(),
         None
     );
+}
+
+#[tokio::test]
+async fn a_ticket_is_created_linked_to_the_device_its_cluster_id_names() {
+    let (sandbox, client, company) = setup().await;
+    let device = sandbox.add_configuration_item(company, "cluster-eu-1");
+    let retired = sandbox.add_configuration_item(company, "cluster-old");
+    sandbox.set_configuration_item_active(retired, false);
+
+    let found = client
+        .configuration_item_for_reference("cluster-eu-1")
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(
+        (found.id, found.company_id, found.active),
+        (Some(device), company, true)
+    );
+    let old = client
+        .configuration_item_for_reference("cluster-old")
+        .await
+        .unwrap()
+        .expect("found");
+    assert!(!old.active, "an inactive item is reported as such");
+
+    let mut ticket = new_ticket(&sandbox, company, "zendesk:77");
+    ticket.configuration_item_id = found.id;
+    let id = client.create_ticket(&ticket).await.unwrap();
+    assert_eq!(
+        sandbox.ticket(id).unwrap().configuration_item_id,
+        Some(device)
+    );
+    // The sandbox refuses what Autotask refuses: an inactive item.
+    let mut refused = new_ticket(&sandbox, company, "zendesk:78");
+    refused.configuration_item_id = Some(retired);
+    let err = client.create_ticket(&refused).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
 }
 
 #[tokio::test]

@@ -75,6 +75,7 @@ impl World {
             company_id: self.company,
             queue_id: Some(self.board),
             external_id: external_id.to_owned(),
+            configuration_item_id: None,
         }
     }
 
@@ -318,6 +319,7 @@ async fn patches_change_only_what_is_set_and_a_refusal_keeps_connectwise_words()
         status: Some(w.status("Waiting Customer")),
         priority: Some(w.priority("Priority 4 - Scheduled Maintenance")),
         company_id: Some(other_company),
+        configuration_item_id: None,
     };
     w.client.update_ticket(id, &patch).await.expect("patched");
     let stored = w.sandbox.ticket(id).unwrap();

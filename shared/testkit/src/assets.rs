@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bridge::assets::ports::{AssetPsa, CiPatch, NewCi, PsaCi};
-use bridge::config::{AssetMode, AssetSettings, ASSET_UDFS};
+use bridge::config::{AssetMode, AssetSettings, FieldValue, ASSET_UDFS};
 use bridge::error::ApiError;
 use chrono::{DateTime, Utc};
 
@@ -23,6 +23,8 @@ pub enum AssetCall {
     Get(i64),
     FindByUdf(String, String),
     FindBySerial(String),
+    FindByReference(String),
+    CiTypeValue(FieldValue),
     Create(NewCi),
     Update(i64, CiPatch),
 }
@@ -40,6 +42,8 @@ struct State {
     next_id: i64,
     products: BTreeSet<i64>,
     udfs: BTreeSet<String>,
+    /// The `configurationItemType` picklist: value → label.
+    ci_types: BTreeMap<i64, String>,
     calls: Vec<AssetCall>,
     /// Calls left before every call answers `RateLimited`.
     budget: Option<usize>,
@@ -74,6 +78,15 @@ impl FakeAssetPsa {
 
     pub fn define_udf(&self, name: &str) {
         self.state.lock().unwrap().udfs.insert(name.to_owned());
+    }
+
+    /// A configuration item type (picklist value and label).
+    pub fn define_ci_type(&self, value: i64, label: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .ci_types
+            .insert(value, label.to_owned());
     }
 
     /// A CI made outside the bridge (by hand, or by an earlier tool).
@@ -156,6 +169,20 @@ impl AssetPsa for FakeAssetPsa {
                 settings.product_id
             ));
         }
+        if let Some(wanted) = &settings.ci_type {
+            let known = match wanted {
+                FieldValue::Number(n) => s.ci_types.contains_key(n),
+                FieldValue::Text(label) => s
+                    .ci_types
+                    .values()
+                    .any(|l| l.eq_ignore_ascii_case(label.trim())),
+            };
+            if !known {
+                problems.push(format!(
+                    "configuration item type {wanted} does not exist: create it in Autotask under Admin > Configuration Item Types"
+                ));
+            }
+        }
         if settings.mode == AssetMode::Advanced {
             for udf in ASSET_UDFS
                 .iter()
@@ -200,6 +227,29 @@ impl AssetPsa for FakeAssetPsa {
             .cloned())
     }
 
+    async fn find_ci_by_reference(
+        &self,
+        reference_number: &str,
+    ) -> Result<Option<PsaCi>, ApiError> {
+        let s = self.call(AssetCall::FindByReference(reference_number.to_owned()))?;
+        Ok(s.cis
+            .values()
+            .find(|ci| ci.reference_number.as_deref() == Some(reference_number))
+            .cloned())
+    }
+
+    async fn ci_type_value(&self, value: &FieldValue) -> Result<Option<i64>, ApiError> {
+        let s = self.call(AssetCall::CiTypeValue(value.clone()))?;
+        Ok(match value {
+            FieldValue::Number(n) => Some(*n),
+            FieldValue::Text(label) => s
+                .ci_types
+                .iter()
+                .find(|(_, l)| l.eq_ignore_ascii_case(label.trim()))
+                .map(|(value, _)| *value),
+        })
+    }
+
     async fn create_ci(&self, ci: &NewCi) -> Result<i64, ApiError> {
         let mut s = self.call(AssetCall::Create(ci.clone()))?;
         if !s.products.contains(&ci.product_id) {
@@ -207,6 +257,13 @@ impl AssetPsa for FakeAssetPsa {
                 system: SYSTEM,
                 status: 500,
                 message: "Value does not reference an existing entity for productID.".into(),
+            });
+        }
+        if ci.ci_type.is_some_and(|t| !s.ci_types.contains_key(&t)) {
+            return Err(ApiError::Rejected {
+                system: SYSTEM,
+                status: 500,
+                message: "Value does not exist in the picklist for configurationItemType.".into(),
             });
         }
         if let Some(udf) = ci.fields.udfs.keys().find(|u| !s.udfs.contains(*u)) {

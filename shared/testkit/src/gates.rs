@@ -168,6 +168,12 @@ impl Psa for GatedPsa {
     async fn company_for_reference(&self, reference: &str) -> Result<Option<i64>, ApiError> {
         self.inner.company_for_reference(reference).await
     }
+    async fn configuration_item_for_reference(
+        &self,
+        reference: &str,
+    ) -> Result<Option<bridge::ports::CiRef>, ApiError> {
+        self.inner.configuration_item_for_reference(reference).await
+    }
     async fn ticket_picklist(&self, field: &str) -> Result<Vec<PicklistValue>, ApiError> {
         self.inner.ticket_picklist(field).await
     }

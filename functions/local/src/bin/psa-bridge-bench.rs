@@ -13,6 +13,11 @@
 //! 4. Embedded writes: queue sends and conditional store puts on one SQLite
 //!    file from 64 concurrent tasks, and sends from one task alone; group
 //!    commit should let concurrent writers get far more through than one.
+//! 5. Asset sync: a fleet of devices pushed signed to `/t/{tenant}/inventory`
+//!    (pages of at most the ingest limit), a first run that creates every
+//!    configuration item, then 1 % of the devices changed, pushed again and a
+//!    second run; Autotask calls, wall time and store operations of each, at
+//!    the API latency within the default Autotask budget (see `assets`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,7 +64,7 @@ struct Args {
     /// default 5).
     #[arg(long, default_value_t = 5)]
     connectwise_max_concurrent: usize,
-    /// Run only this part: ingest, end-to-end, cost or writes.
+    /// Run only this part: ingest, end-to-end, cost, writes or assets.
     #[arg(long)]
     only: Option<String>,
     /// Changes of each kind per tenant in the cost-per-change run.
@@ -69,6 +74,12 @@ struct Args {
     /// single writer).
     #[arg(long, default_value_t = 20_000)]
     writes: usize,
+    /// Devices in the asset sync run's fleet.
+    #[arg(long, default_value_t = 5_000)]
+    asset_devices: usize,
+    /// Devices changed before the second asset run, in percent of the fleet.
+    #[arg(long, default_value_t = 1.0)]
+    asset_changed_percent: f64,
 }
 
 #[tokio::main]
@@ -81,8 +92,8 @@ async fn main() -> anyhow::Result<()> {
     let runs = |part: &str| args.only.as_deref().is_none_or(|only| only == part);
     if let Some(only) = &args.only {
         anyhow::ensure!(
-            ["ingest", "end-to-end", "cost", "writes"].contains(&only.as_str()),
-            "--only takes ingest, end-to-end, cost or writes, not {only:?}"
+            ["ingest", "end-to-end", "cost", "writes", "assets"].contains(&only.as_str()),
+            "--only takes ingest, end-to-end, cost, writes or assets, not {only:?}"
         );
     }
     if runs("ingest") {
@@ -97,6 +108,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs("writes") {
         embedded_writes(&args).await?;
+    }
+    if runs("assets") {
+        asset_sync(&args).await?;
     }
     Ok(())
 }
@@ -639,5 +653,297 @@ async fn embedded_writes(args: &Args) -> anyhow::Result<()> {
         sends / one_sender,
         args.concurrency
     );
+    Ok(())
+}
+
+/// Device `i` of the asset fleet; `revision` changes its last logged user.
+fn bench_device(i: usize, revision: usize) -> serde_json::Value {
+    serde_json::json!({
+        "inventory_id": format!("dev-{i:05}"),
+        "name": format!("WS-{i:05}"),
+        "state": "managed",
+        "serial_number": format!("SN{i:08}"),
+        "warranty_end_date": "2028-06-30",
+        "make": "Dell",
+        "model": "OptiPlex 7090",
+        "operating_system": "Windows 11 Pro",
+        "bios_name": "Dell Inc.",
+        "bios_version": "2.14.0",
+        "device_type": "Workstation",
+        "dns_name": format!("ws-{i:05}.corp.example"),
+        "drive_info": "C: 512 GB SSD",
+        "gateway": "10.0.0.1",
+        "ip_address": format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256),
+        "ram": "16 GB",
+        "last_logged_user": format!("user{i}-r{revision}"),
+        "cluster_id": if i % 2 == 0 { "CL-100" } else { "CL-200" },
+    })
+}
+
+/// Pushes `devices` signed, in pages of at most the ingest limit; returns
+/// (stored, unchanged, pushes).
+async fn push_devices(
+    url: &str,
+    secret: &str,
+    devices: &[serde_json::Value],
+) -> anyhow::Result<(usize, usize, usize)> {
+    use bridge::assets::ingest::{
+        sign, MAX_DEVICES_PER_PUSH, MAX_INVENTORY_BYTES, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    };
+    let client = reqwest::Client::new();
+    let (mut stored, mut unchanged, mut pushes) = (0, 0, 0);
+    for page in devices.chunks(MAX_DEVICES_PER_PUSH) {
+        let body = serde_json::to_vec(&serde_json::json!({ "devices": page }))?;
+        anyhow::ensure!(
+            body.len() <= MAX_INVENTORY_BYTES,
+            "a page of {} devices is {} bytes, over the push limit",
+            page.len(),
+            body.len()
+        );
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let signature = sign(secret, &timestamp, &body);
+        let response = client
+            .post(url)
+            .header(SIGNATURE_HEADER, signature)
+            .header(TIMESTAMP_HEADER, timestamp)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await?;
+        anyhow::ensure!(status == 200, "push refused with {status}: {answer}");
+        anyhow::ensure!(
+            answer["rejected"].as_array().is_some_and(Vec::is_empty),
+            "devices rejected: {answer}"
+        );
+        stored += answer["stored"].as_u64().unwrap_or(0) as usize;
+        unchanged += answer["unchanged"].as_u64().unwrap_or(0) as usize;
+        pushes += 1;
+    }
+    Ok((stored, unchanged, pushes))
+}
+
+/// Asset sync at fleet scale: one Autotask tenant in advanced mode (every
+/// UDF written), `asset_devices` devices over two clusters.
+///
+/// A run writes one device after the other and stops at the first call the
+/// budget refuses (the next run resumes). So with the production budget
+/// (9,000/h, a burst of 150, 3 at once) a first load stops after about 150
+/// calls; the bench shows that run, then finishes the load with the world's
+/// hourly rate lifted (concurrency cap kept) to measure what it costs in
+/// calls and time, and says how long those calls take at 9,000/h. The second
+/// run (1 % changed) runs on the production budget, its bucket full as after
+/// an idle hour.
+async fn asset_sync(args: &Args) -> anyhow::Result<()> {
+    use bridge::assets::{run_tenant_assets, AssetDeps, AssetRunOptions, AssetRunSummary};
+    use bridge::config::{AssetMode, AssetSettings, FieldValue, ReferenceNumberSource};
+    use bridge::connectors::HttpConnectors;
+    use bridge::ports::Connectors;
+
+    let mut spec = TenantSpec::new("fleet");
+    spec.default_company = true;
+    spec.assets = Some(AssetSettings {
+        mode: AssetMode::Advanced,
+        product_id: 0,
+        ci_type: Some(FieldValue::Number(1)),
+        category_id: None,
+        reference_number: ReferenceNumberSource::InventoryId,
+        schedule_days: vec![10, 25],
+        inventory_id_udf: "Inventory Device ID".to_owned(),
+    });
+    let specs = vec![spec];
+    let secrets = tenant_secrets(&specs)?;
+    let store = Arc::new(CountingStore {
+        inner: Arc::new(SqliteStore::in_memory()?),
+        reads: AtomicU64::new(0),
+        writes: AtomicU64::new(0),
+        budget_writes: AtomicU64::new(0),
+    });
+    let adapters = Adapters {
+        store: store.clone(),
+        queue: Arc::new(EmbeddedQueue::in_memory()?),
+        secrets: Arc::new(FileSecrets::from_map(secrets.clone())),
+    };
+    let world = World::start_on(
+        adapters,
+        specs,
+        &secrets,
+        WorldOptions {
+            api_latency: Duration::from_millis(args.api_latency_ms),
+            ..WorldOptions::default()
+        },
+    )
+    .await?;
+    let tenant = world.tenant("fleet");
+    let wiring = &world.bridge.wiring;
+    // The production budget, kept in the same store as the world's.
+    let production: Arc<dyn Connectors> = Arc::new(
+        HttpConnectors::default()
+            .with_shared_autotask_budget(AutotaskBudget::default(), wiring.store.clone()),
+    );
+    let lifted = wiring.connectors.clone();
+    let on_production = AssetDeps {
+        store: wiring.store.as_ref(),
+        secrets: wiring.secrets.as_ref(),
+        connectors: production.as_ref(),
+        clock: wiring.clock.as_ref(),
+    };
+    let on_lifted = AssetDeps {
+        connectors: lifted.as_ref(),
+        ..on_production
+    };
+    // A full production bucket, as after an idle hour (the lifted budget
+    // shares the item and may have left it anywhere).
+    let refill = || async {
+        store
+            .delete(
+                &bridge::repo::tenant_pk(&tenant.id),
+                bridge::repo::AUTOTASK_RATE_SK,
+            )
+            .await
+    };
+    let options = AssetRunOptions::default();
+    let url = format!("{}/t/fleet/inventory", world.bridge.base_url);
+    let secret = tenant.secrets.inventory_signing_secret.expose().to_owned();
+    let n = args.asset_devices;
+    println!(
+        "asset sync: {n} devices (advanced mode, 13 UDFs), {} ms API latency, Autotask budget {}/h, burst {}, {} at once:",
+        args.api_latency_ms,
+        AutotaskBudget::default().requests_per_hour,
+        AutotaskBudget::default().burst,
+        AutotaskBudget::default().max_concurrent
+    );
+    let report = |what: &str, before: Counts, started: Instant, extra: String| {
+        let after = Counts::of(tenant, &store);
+        println!(
+            "  {what}: {} Autotask calls, {:.2} s, {} store reads, {} store writes ({} of them the budget's){extra}",
+            after.psa - before.psa,
+            started.elapsed().as_secs_f64(),
+            after.reads - before.reads,
+            after.writes - before.writes,
+            after.budget_writes - before.budget_writes,
+        );
+    };
+    let outcome = |s: &AssetRunSummary| format!("; {s}; finished {}", s.finished);
+
+    // Push the fleet.
+    let devices: Vec<_> = (0..n).map(|i| bench_device(i, 0)).collect();
+    let (before, started) = (Counts::of(tenant, &store), Instant::now());
+    let (stored, unchanged, pushes) = push_devices(&url, &secret, &devices).await?;
+    anyhow::ensure!(stored == n, "{stored} of {n} devices stored");
+    report(
+        "push",
+        before,
+        started,
+        format!("; {pushes} signed push(es), {stored} stored, {unchanged} unchanged"),
+    );
+
+    // First run on the production budget: stops once the burst is spent.
+    let (before, started) = (Counts::of(tenant, &store), Instant::now());
+    let first = run_tenant_assets(on_production, &tenant.id, &options).await?;
+    let calls_first = Counts::of(tenant, &store).psa - before.psa;
+    report(
+        "first run, production budget (full bucket)",
+        before,
+        started,
+        outcome(&first),
+    );
+
+    // The rest of the first load with the hourly rate lifted.
+    let (before, started) = (Counts::of(tenant, &store), Instant::now());
+    let mut runs = 0;
+    let mut created = first.created;
+    loop {
+        runs += 1;
+        let run = run_tenant_assets(on_lifted, &tenant.id, &options).await?;
+        created += run.created;
+        anyhow::ensure!(run.failed.is_empty(), "devices failed: {run}");
+        if run.finished {
+            break;
+        }
+        anyhow::ensure!(runs < 20, "the first load does not finish: {run}");
+    }
+    let calls_rest = Counts::of(tenant, &store).psa - before.psa;
+    report(
+        &format!("rest of the first load, hourly rate lifted ({runs} run(s))"),
+        before,
+        started,
+        format!("; {created} created in all"),
+    );
+    let cis = tenant.autotask.configuration_items().len();
+    // The world seeds a CI per cluster id.
+    anyhow::ensure!(
+        created == n && cis == n + tenant.clusters.len(),
+        "{created} created, {cis} CIs in the sandbox for {n} devices"
+    );
+    let budget = AutotaskBudget::default();
+    let load_calls = calls_first + calls_rest;
+    println!(
+        "  first load in all: {load_calls} Autotask calls ({:.2} per device) = {:.1} h of the {}/h budget if runs were resumed as soon as tokens return; a run stops when the burst of {} is spent and the schedule resumes it hourly, so about {} hourly runs",
+        load_calls as f64 / n as f64,
+        load_calls as f64 / f64::from(budget.requests_per_hour),
+        budget.requests_per_hour,
+        budget.burst,
+        load_calls.div_ceil(u64::from(budget.burst))
+    );
+
+    // 1 % changed, the whole fleet pushed again, a second run on the
+    // production budget.
+    let changed = ((n as f64 * args.asset_changed_percent / 100.0).round() as usize).max(1);
+    let step = n / changed;
+    let devices: Vec<_> = (0..n)
+        .map(|i| bench_device(i, usize::from(i % step == 0 && i / step < changed)))
+        .collect();
+    let (before, started) = (Counts::of(tenant, &store), Instant::now());
+    let (stored, unchanged, pushes) = push_devices(&url, &secret, &devices).await?;
+    anyhow::ensure!(
+        stored == changed,
+        "{stored} devices stored, {changed} changed"
+    );
+    report(
+        "second push",
+        before,
+        started,
+        format!("; {pushes} signed push(es), {stored} stored, {unchanged} unchanged"),
+    );
+    refill().await?;
+    tenant.autotask.clear_requests();
+    let (before, started) = (Counts::of(tenant, &store), Instant::now());
+    let second = run_tenant_assets(on_production, &tenant.id, &options).await?;
+    let patches = tenant
+        .autotask
+        .api_requests_matching("PATCH", "ConfigurationItems")
+        .len();
+    let posts = tenant
+        .autotask
+        .api_requests_matching("POST", "ConfigurationItems")
+        .iter()
+        .filter(|r| !r.path.ends_with("/query"))
+        .count();
+    report(
+        &format!("second run ({changed} changed), production budget"),
+        before,
+        started,
+        format!(
+            "; {patches} CI PATCHes, {posts} CI creates{}",
+            outcome(&second)
+        ),
+    );
+    anyhow::ensure!(
+        second.finished && second.updated == changed && patches == changed && posts == 0,
+        "the second run did not patch exactly the {changed} changed devices: {second}"
+    );
+
+    // A third run with nothing changed: no PSA call at all.
+    let (before, started) = (Counts::of(tenant, &store), Instant::now());
+    let third = run_tenant_assets(on_production, &tenant.id, &options).await?;
+    report(
+        "third run (nothing changed)",
+        before,
+        started,
+        outcome(&third),
+    );
+    world.bridge.stop().await;
     Ok(())
 }

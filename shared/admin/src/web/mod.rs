@@ -34,7 +34,7 @@ use axum::Router;
 
 use crate::accounts::{Accounts, CurrentUser, NewSession};
 use crate::error::AdminError;
-use crate::ops::Operations;
+use crate::ops::{AssetOperations, Operations};
 use crate::sessions::SessionToken;
 use crate::wiring::{OnboardingSettings, TenantPorts};
 use bridge::ports::Secrets;
@@ -106,6 +106,12 @@ impl AdminState {
     /// The running bridge: sync now, dead letters, replay.
     pub fn with_operations(mut self, operations: Arc<dyn Operations>) -> Self {
         Arc::make_mut(&mut self.ports).operations = Some(operations);
+        self
+    }
+
+    /// Asset sync on request: the setup check and a run now.
+    pub fn with_asset_operations(mut self, assets: Arc<dyn AssetOperations>) -> Self {
+        Arc::make_mut(&mut self.ports).assets = Some(assets);
         self
     }
 

@@ -173,6 +173,24 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         "Rotate an inbound secret (shown once)",
         Some("Rotate"),
     ),
+    (
+        "get",
+        "/api/tenants/{tenant}/assets",
+        "Asset sync: settings, the last run's summary and the last summary line",
+        None,
+    ),
+    (
+        "post",
+        "/api/tenants/{tenant}/assets/check",
+        "Check the asset setup: what the PSA lacks and where to create it (reads only)",
+        None,
+    ),
+    (
+        "post",
+        "/api/tenants/{tenant}/assets/sync",
+        "Run asset sync now; its summary (422 with the missing setup, nothing written)",
+        None,
+    ),
 ];
 
 fn object(props: &[(&str, &str)], required: &[&str]) -> Value {

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::AdminState;
 use crate::accounts::CurrentUser;
+use crate::assets;
 use crate::error::AdminError;
 use crate::mappings::{self, MappingsUpdate};
 use crate::psa::Psa;
@@ -64,6 +65,9 @@ pub(super) fn routes() -> Router<AdminState> {
         )
         .route("/api/tenants/{tenant}/webhooks", get(webhooks))
         .route("/api/tenants/{tenant}/webhooks/rotate", post(rotate))
+        .route("/api/tenants/{tenant}/assets", get(assets_view))
+        .route("/api/tenants/{tenant}/assets/check", post(assets_check))
+        .route("/api/tenants/{tenant}/assets/sync", post(assets_sync))
 }
 
 fn ok<T: serde::Serialize>(value: T) -> ApiResult {
@@ -346,4 +350,31 @@ async fn rotate(
 ) -> ApiResult {
     let tenant = tenants::open(&state, &user, &t).await?;
     ok(tenants::rotate(&state, &tenant, req.kind, req.secret.as_deref()).await?)
+}
+
+async fn assets_view(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> ApiResult {
+    let tenant = tenants::open(&state, &user, &t).await?;
+    ok(assets::view(&state, &tenant).await?)
+}
+
+async fn assets_check(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> ApiResult {
+    let tenant = tenants::open(&state, &user, &t).await?;
+    ok(assets::check(&state, &tenant).await?)
+}
+
+async fn assets_sync(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> ApiResult {
+    let tenant = tenants::open(&state, &user, &t).await?;
+    ok(assets::sync(&state, &tenant).await?)
 }

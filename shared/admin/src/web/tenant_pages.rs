@@ -1,6 +1,6 @@
 //! The tenant pages: list and creation (operators), dashboard, checklist,
 //! Zendesk, Autotask or ConnectWise, mappings, sync log, dead letters,
-//! webhooks. Each
+//! webhooks, asset sync. Each
 //! handler calls the same functions as the JSON API; a POST that fails on
 //! the admin's input shows the page again with what to fix.
 
@@ -16,6 +16,7 @@ use super::mapping_form::{board_options, parse_mappings_form, sections, Opt, Sec
 use super::pages::{error_page, render, see_other, Layout};
 use super::AdminState;
 use crate::accounts::CurrentUser;
+use crate::assets::{self, AssetsView, RunDone, SetupCheck};
 use crate::error::{AdminError, CheckView};
 use crate::mappings::{self, MappingsView};
 use crate::onboarding::Tenant;
@@ -61,6 +62,9 @@ pub(super) fn routes() -> Router<AdminState> {
         .route("/tenants/{tenant}/dead-letters/{id}/replay", post(replay))
         .route("/tenants/{tenant}/webhooks", get(webhooks).post(rotate))
         .route("/tenants/{tenant}/webhooks/rotate", post(rotate))
+        .route("/tenants/{tenant}/assets", get(assets_page))
+        .route("/tenants/{tenant}/assets/check", post(assets_check))
+        .route("/tenants/{tenant}/assets/sync", post(assets_sync))
 }
 
 /// The fields every tenant page shows above its content.
@@ -135,7 +139,8 @@ macro_rules! page {
     };
 }
 
-page!(DashboardPage, "tenant.html", { d: Dashboard });
+page!(DashboardPage, "tenant.html", { d: Dashboard, assets: Option<AssetsView> });
+page!(AssetsPage, "assets.html", { view: AssetsView, check: Option<SetupCheck>, done: Option<RunDone> });
 page!(ChecklistPage, "checklist.html", { rows: Vec<ChecklistRow> });
 page!(ZendeskPage, "zendesk.html", { status: ZendeskStatus });
 page!(AutotaskPage, "autotask.html", { status: AutotaskStatus });
@@ -240,8 +245,15 @@ async fn show_dashboard(
 ) -> Result<Response, AdminError> {
     let tenant = tenants::open(state, user, t).await?;
     let d = tenants::dashboard(state, &tenant).await?;
+    let assets = match tenant.config.value.assets {
+        Some(_) => Some(assets::view(state, &tenant).await?),
+        None => None,
+    };
     let status = status_of(&top);
-    Ok(render(status, &DashboardPage::with(top.of(&tenant), d)))
+    Ok(render(
+        status,
+        &DashboardPage::with(top.of(&tenant), d, assets),
+    ))
 }
 
 async fn dashboard(
@@ -940,6 +952,95 @@ async fn rotate(
             }
         };
         show_webhooks(&state, &tenant, top, rotated).await
+    };
+    finish(&state, r.await)
+}
+
+// ---- asset sync -----------------------------------------------------------
+
+async fn show_assets(
+    state: &AdminState,
+    tenant: &Tenant,
+    top: Top,
+    check: Option<SetupCheck>,
+    done: Option<RunDone>,
+) -> Result<Response, AdminError> {
+    let view = assets::view(state, tenant).await?;
+    let status = status_of(&top);
+    Ok(render(
+        status,
+        &AssetsPage::with(top.of(tenant), view, check, done),
+    ))
+}
+
+async fn assets_page(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> Response {
+    let r = async {
+        let tenant = tenants::open(&state, &user, &t).await?;
+        show_assets(
+            &state,
+            &tenant,
+            top(&state, &user, "Assets", &t),
+            None,
+            None,
+        )
+        .await
+    };
+    finish(&state, r.await)
+}
+
+async fn assets_check(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> Response {
+    let r = async {
+        let tenant = tenants::open(&state, &user, &t).await?;
+        let mut top = top(&state, &user, "Assets", &t);
+        let check = match assets::check(&state, &tenant).await {
+            Ok(check) => {
+                if check.ready {
+                    top.notice = Some(
+                        "The PSA has everything the asset settings name: a run can go.".into(),
+                    );
+                }
+                Some(check)
+            }
+            Err(e) => {
+                (top.error, top.failures) = inline(e)?;
+                None
+            }
+        };
+        show_assets(&state, &tenant, top, check, None).await
+    };
+    finish(&state, r.await)
+}
+
+async fn assets_sync(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> Response {
+    let r = async {
+        let tenant = tenants::open(&state, &user, &t).await?;
+        let mut top = top(&state, &user, "Assets", &t);
+        let done = match assets::sync(&state, &tenant).await {
+            Ok(done) => {
+                top.notice = Some(format!("Asset sync: {}", done.message));
+                Some(done)
+            }
+            Err(e) => {
+                (top.error, top.failures) = inline(e)?;
+                if !top.failures.is_empty() {
+                    top.error = Some("Asset sync did not run, nothing was written.".into());
+                }
+                None
+            }
+        };
+        show_assets(&state, &tenant, top, None, done).await
     };
     finish(&state, r.await)
 }

@@ -3,9 +3,9 @@
 //! that records what it was asked.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use admin::{DeadLetter, Operations, OpsError};
+use admin::{AssetOperations, DeadLetter, Operations, OpsError};
 use async_trait::async_trait;
 use bridge::config::{Secret, TenantSecrets};
 use bridge::connectors::setup::checks;
@@ -482,5 +482,105 @@ impl Operations for FakeOps {
             .unwrap()
             .push((tenant.to_string(), id.into()));
         Ok(())
+    }
+}
+
+/// Asset sync on request: the setup check answers `problems`; a run with
+/// problems fails as the bridge's does (nothing written), otherwise it
+/// writes what a run of 4 devices with one failure leaves in the store (the
+/// `ASSETRUN` item and the summary line) and answers its summary.
+#[derive(Default)]
+pub struct FakeAssetOps {
+    pub problems: Mutex<Vec<String>>,
+    pub checked: Mutex<Vec<String>>,
+    pub synced: Mutex<Vec<String>>,
+    pub store: Mutex<Option<Arc<dyn bridge::ports::Store>>>,
+}
+
+impl FakeAssetOps {
+    pub fn called(&self) -> bool {
+        !self.checked.lock().unwrap().is_empty() || !self.synced.lock().unwrap().is_empty()
+    }
+}
+
+#[async_trait]
+impl AssetOperations for FakeAssetOps {
+    async fn check_assets(&self, tenant: &TenantId) -> Result<Vec<String>, OpsError> {
+        self.checked.lock().unwrap().push(tenant.to_string());
+        Ok(self.problems.lock().unwrap().clone())
+    }
+
+    async fn sync_assets(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<bridge::assets::AssetRunSummary, OpsError> {
+        use bridge::assets::store::{put_run_state, AssetRunState, RunTotals};
+        self.synced.lock().unwrap().push(tenant.to_string());
+        let problems = self.problems.lock().unwrap().clone();
+        if !problems.is_empty() {
+            return Err(OpsError::SetupIncomplete { problems });
+        }
+        let summary = bridge::assets::AssetRunSummary {
+            created: 2,
+            updated: 1,
+            unchanged: 0,
+            deactivated: 0,
+            failed: vec![(
+                "dev-9".into(),
+                "no company: the device has neither a company_hint nor a cluster_id".into(),
+            )],
+            finished: true,
+            ..Default::default()
+        };
+        let store = self
+            .store
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the fake's store");
+        let now = chrono::Utc::now();
+        let state = AssetRunState {
+            run_id: "run-1".into(),
+            started_at: now,
+            lease_until: now,
+            finished: true,
+            finished_at: Some(now),
+            totals: RunTotals {
+                created: 2,
+                updated: 1,
+                deactivated: 0,
+                unchanged: 0,
+                failed: 1,
+                failures: summary.failed.clone(),
+            },
+            scheduled_on: None,
+        };
+        put_run_state(
+            store.as_ref(),
+            tenant,
+            &state,
+            bridge::ports::Condition::Always,
+        )
+        .await
+        .map_err(|e| OpsError::Failed {
+            message: e.to_string(),
+            retryable: true,
+        })?;
+        let entry = bridge::repo::SyncLogEntry {
+            at: now,
+            level: bridge::repo::LogLevel::Error,
+            ticket: None,
+            step: bridge::assets::run::STEP.to_owned(),
+            message: format!("Asset sync: {summary}"),
+            retryable: false,
+        };
+        bridge::repo::Repo::new(store.as_ref())
+            .log(tenant, &entry)
+            .await
+            .map_err(|e| OpsError::Failed {
+                message: e.to_string(),
+                retryable: true,
+            })?;
+        Ok(summary)
     }
 }

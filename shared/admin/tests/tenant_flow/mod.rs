@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use crate::support::fakes::*;
 use crate::support::{logs, Harness, Resp, OPERATOR, OPERATOR_PASSWORD};
 
+mod assets;
 mod connectwise;
 mod security;
 
@@ -18,18 +19,21 @@ struct World {
     setup: Arc<FakeSetup>,
     secrets: Arc<FakeSecrets>,
     ops: Arc<FakeOps>,
+    assets: Arc<FakeAssetOps>,
 }
 
 async fn world() -> World {
     let setup = Arc::new(FakeSetup::default());
     let secrets = Arc::new(FakeSecrets::default());
     let ops = Arc::new(FakeOps::default());
-    let (s, w, o) = (setup.clone(), secrets.clone(), ops.clone());
+    let assets = Arc::new(FakeAssetOps::default());
+    let (s, w, o, a) = (setup.clone(), secrets.clone(), ops.clone(), assets.clone());
     let h = Harness::new_with(move |state| {
         state
             .with_tenant_setup(s)
             .with_secrets(w.clone(), w)
             .with_operations(o)
+            .with_asset_operations(a)
             .with_onboarding(OnboardingSettings {
                 console_url: "https://console.example/admin".into(),
                 zendesk_oauth: Some(ZendeskOAuthClient {
@@ -40,11 +44,13 @@ async fn world() -> World {
             })
     })
     .await;
+    *assets.store.lock().unwrap() = Some(h.store.clone());
     World {
         h,
         setup,
         secrets,
         ops,
+        assets,
     }
 }
 

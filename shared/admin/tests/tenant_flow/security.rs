@@ -32,6 +32,7 @@ fn tenant_routes() -> Vec<(Method, String)> {
         "/log",
         "/dead-letters",
         "/webhooks",
+        "/assets",
         "/zendesk/oauth/finish?code=c&state=s",
     ] {
         routes.push((Method::GET, format!("/admin/tenants/{{tenant}}{page}")));
@@ -48,6 +49,8 @@ fn tenant_routes() -> Vec<(Method, String)> {
         "/mappings",
         "/dead-letters/x-m1/replay",
         "/webhooks/rotate",
+        "/assets/check",
+        "/assets/sync",
     ] {
         routes.push((Method::POST, format!("/admin/tenants/{{tenant}}{post}")));
     }
@@ -99,6 +102,10 @@ async fn a_tenant_admin_gets_404_on_every_route_of_another_tenant() {
     .await;
     assert_eq!(resp.status, StatusCode::FORBIDDEN);
     assert!(w.ops.swept.lock().unwrap().is_empty() && w.ops.replayed.lock().unwrap().is_empty());
+    assert!(
+        !w.assets.called(),
+        "no asset check or run for another tenant"
+    );
 }
 
 #[tokio::test]
@@ -143,6 +150,10 @@ async fn tenant_posts_without_a_csrf_token_are_403_and_change_nothing() {
         .collect();
     assert_eq!(before, after);
     assert!(w.ops.swept.lock().unwrap().is_empty());
+    assert!(
+        !w.assets.called(),
+        "no asset check or run without a CSRF token"
+    );
 }
 
 #[tokio::test]
@@ -218,6 +229,9 @@ async fn openapi_lists_every_api_route_and_a_missing_port_is_not_available() {
         "/api/tenants/{tenant}/connectwise",
         "/api/tenants/{tenant}/connectwise/callback",
         "/api/tenants/{tenant}/dead-letters/{id}/replay",
+        "/api/tenants/{tenant}/assets",
+        "/api/tenants/{tenant}/assets/check",
+        "/api/tenants/{tenant}/assets/sync",
         "/api/openapi.json",
     ] {
         assert!(paths.contains_key(path), "{path}");

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::AssetSettings;
+use crate::config::{AssetSettings, FieldValue};
 use crate::error::ApiError;
 
 /// A configuration item as the PSA holds it, as much as asset sync reads.
@@ -86,6 +86,26 @@ pub trait AssetPsa: Send + Sync {
     /// The CI whose UDF `udf` holds `value` (Autotask queries one UDF at a time).
     async fn find_ci_by_udf(&self, udf: &str, value: &str) -> Result<Option<PsaCi>, ApiError>;
     async fn find_ci_by_serial(&self, serial: &str) -> Result<Option<PsaCi>, ApiError>;
+    /// The CI whose `referenceNumber` is exactly `reference_number`. Simple
+    /// mode writes no UDF, so when the reference number is the inventory id
+    /// this is how a CI created by a run that died before saving its link is
+    /// found again. A PSA that cannot look it up answers `None`.
+    async fn find_ci_by_reference(
+        &self,
+        reference_number: &str,
+    ) -> Result<Option<PsaCi>, ApiError> {
+        let _ = reference_number;
+        Ok(None)
+    }
+    /// The CI type picklist value the setting `ci_type` names: a number as it
+    /// is, a label (case-insensitive) through the PSA's picklist. `None`: the
+    /// PSA has no such type (a setup problem; the run writes nothing).
+    async fn ci_type_value(&self, value: &FieldValue) -> Result<Option<i64>, ApiError> {
+        Ok(match value {
+            FieldValue::Number(n) => Some(*n),
+            FieldValue::Text(_) => None,
+        })
+    }
     async fn create_ci(&self, ci: &NewCi) -> Result<i64, ApiError>;
     async fn update_ci(&self, id: i64, patch: &CiPatch) -> Result<(), ApiError>;
 }

@@ -8,8 +8,9 @@
 //!   unchanged fleet makes no PSA call at all, not even the setup check.
 //! - **No duplicates.** A create is claimed in the device record (`creating`)
 //!   before `create_ci`; a device without a stored link (new, or claimed by a
-//!   run that died) is first looked up by the inventory-id UDF, then by its
-//!   serial number, and only then created.
+//!   run that died) is first looked up by the inventory-id UDF, then (simple
+//!   mode, reference number = inventory id) by its reference number, then by
+//!   its serial number, and only then created.
 //! - **Budget.** The PSA connector fails a call at once with a retryable
 //!   `RateLimited` when the tenant's budget is spent; the run then stops,
 //!   keeps what it did (every device record is saved as it goes) and the next
@@ -27,7 +28,7 @@ use tracing::{info, warn, Instrument};
 use super::device::Device;
 use super::ports::{AssetPsa, CiFields, CiPatch, NewCi, PsaCi};
 use super::store::{self, AssetRunState, CiLink, DeviceRecord, RunTotals};
-use crate::config::{AssetMode, AssetSettings, FieldValue, ReferenceNumberSource, TenantConfig};
+use crate::config::{AssetMode, AssetSettings, ReferenceNumberSource, TenantConfig};
 use crate::error::{ApiError, StoreError, SyncError};
 use crate::model::TenantId;
 use crate::ports::{Clock, Condition, Psa, Store};
@@ -339,11 +340,20 @@ async fn run_inner(
         }
     }
 
+    // Before any write: a run with missing setup writes nothing rather than
+    // partial records; the CI type a label names is resolved once, here.
+    let mut ci_type = None;
     if !work.is_empty() {
-        // Before any write: a run with missing setup writes nothing rather
-        // than partial records.
-        let problems = match assets.asset_setup_problems(settings).await {
-            Ok(problems) => problems,
+        let checked = match assets.asset_setup_problems(settings).await {
+            Ok(problems) if problems.is_empty() => resolve_ci_type(assets, settings).await,
+            Ok(problems) => Ok((None, problems)),
+            Err(error) => Err(error),
+        };
+        let problems = match checked {
+            Ok((resolved, problems)) => {
+                ci_type = resolved;
+                problems
+            }
             Err(error) => {
                 lease.release(store, tenant, clock, &summary, false).await?;
                 return Err(error.into());
@@ -375,20 +385,7 @@ async fn run_inner(
         config,
         settings,
         clock,
-        ci_type: match &settings.ci_type {
-            Some(FieldValue::Number(id)) => Some(*id),
-            // `NewCi` takes the picklist number; a label that is not one is
-            // left out (the PSA applies the category's default) and the
-            // setup check names labels it cannot find.
-            Some(FieldValue::Text(label)) => {
-                let number = label.trim().parse().ok();
-                if number.is_none() {
-                    warn!(ci_type = %label, "the CI type is a label and CIs are created without it; set ci_type to the type's number");
-                }
-                number
-            }
-            None => None,
-        },
+        ci_type,
         companies: HashMap::new(),
         udf_lookups: true,
     };
@@ -483,6 +480,26 @@ async fn run_inner(
         "asset run done"
     );
     Ok(summary)
+}
+
+/// The picklist value of the setting `ci_type` (a label through the PSA's
+/// picklist), or the setup problem that it names no type.
+async fn resolve_ci_type(
+    assets: &dyn AssetPsa,
+    settings: &AssetSettings,
+) -> Result<(Option<i64>, Vec<String>), ApiError> {
+    let Some(wanted) = &settings.ci_type else {
+        return Ok((None, Vec::new()));
+    };
+    Ok(match assets.ci_type_value(wanted).await? {
+        Some(value) => (Some(value), Vec::new()),
+        None => (
+            None,
+            vec![format!(
+                "the PSA has no configuration item type {wanted} (asset setting ci_type): create it among the PSA's configuration item types or set ci_type to an existing type's name or number"
+            )],
+        ),
+    })
 }
 
 /// Creates, patches or links one device's CI and saves the result.
@@ -581,8 +598,16 @@ async fn save_linked(
 }
 
 /// The device's existing CI without a stored link: by the inventory-id UDF,
-/// else by serial number (unless that CI's UDF names another device: two
-/// devices may report the same placeholder serial).
+/// else (simple mode, reference number = inventory id) by reference number,
+/// else by serial number. A CI found by reference number or serial whose UDF
+/// names another device is not the device's (two devices may report the
+/// same placeholder serial).
+///
+/// Why the reference number: simple mode writes no UDF, so without it a
+/// device with no serial number whose create landed while its link was lost
+/// (the process died in between) would be created again. Advanced mode
+/// writes the UDF on create, so the UDF lookup already finds such a CI and
+/// the extra query is spared.
 async fn find(ctx: &mut Ctx<'_>, device: &Device) -> Result<Option<PsaCi>, DeviceError> {
     let udf = ctx.settings.inventory_id_udf.as_str();
     if ctx.udf_lookups {
@@ -590,10 +615,27 @@ async fn find(ctx: &mut Ctx<'_>, device: &Device) -> Result<Option<PsaCi>, Devic
             Ok(Some(ci)) => return Ok(Some(ci)),
             Ok(None) => {}
             Err(error) if ctx.settings.mode == AssetMode::Simple && !error.is_retryable() => {
-                info!(%error, udf, "simple mode: the PSA refused a lookup by the inventory-id UDF; matching by serial number only");
+                info!(%error, udf, "simple mode: the PSA refused a lookup by the inventory-id UDF; matching by reference number and serial number only");
                 ctx.udf_lookups = false;
             }
             Err(error) => return Err(classify(error)),
+        }
+    }
+    let not_another_device = |ci: &PsaCi| {
+        ci.udfs
+            .get(udf)
+            .is_none_or(|other| other.is_empty() || *other == device.inventory_id)
+    };
+    if ctx.settings.mode == AssetMode::Simple
+        && ctx.settings.reference_number == ReferenceNumberSource::InventoryId
+    {
+        let found = ctx
+            .assets
+            .find_ci_by_reference(&device.inventory_id)
+            .await
+            .map_err(classify)?;
+        if let Some(ci) = found.filter(not_another_device) {
+            return Ok(Some(ci));
         }
     }
     let Some(serial) = device.serial_number.as_deref() else {
@@ -604,11 +646,7 @@ async fn find(ctx: &mut Ctx<'_>, device: &Device) -> Result<Option<PsaCi>, Devic
         .find_ci_by_serial(serial)
         .await
         .map_err(classify)?;
-    Ok(found.filter(|ci| {
-        ci.udfs
-            .get(udf)
-            .is_none_or(|other| other.is_empty() || *other == device.inventory_id)
-    }))
+    Ok(found.filter(not_another_device))
 }
 
 /// The company a new CI is created in: a numeric company hint, else the

@@ -52,7 +52,8 @@ pub enum CiLink {
     Unlinked,
     /// A run recorded its intent to create the CI and may have died before,
     /// during or after the call: the next run looks for it (inventory-id UDF,
-    /// then serial number) before creating again.
+    /// reference number in simple mode, then serial number) before creating
+    /// again.
     Creating {
         claimed_at: DateTime<Utc>,
     },

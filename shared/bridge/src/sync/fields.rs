@@ -16,7 +16,7 @@ use super::{AtStep, StepFailure, SyncContext};
 use crate::error::SyncError;
 use crate::mapping::{map_desk_value, map_psa_value, resolve_picklist};
 use crate::model::{DeskTicket, DeskTicketPatch, PsaSystem, PsaTicket, PsaTicketPatch};
-use crate::repo::TicketLink;
+use crate::repo::{LogLevel, Repo, SyncLogEntry, TicketLink};
 use crate::step::Step;
 
 /// A value one side holds, recorded in the link once written or agreed.
@@ -326,9 +326,10 @@ impl Planner<'_, '_> {
     async fn company(&mut self) -> Result<(), StepFailure> {
         let cluster = &self.ticket.cluster_id;
         if self.cx.tenant.fields.company.to_psa() && *cluster != self.link.seen.cluster_id {
-            let company =
+            let choice =
                 resolve_company(self.cx, cluster.as_deref(), self.ticket.organization_id).await?;
-            self.psa_patch.patch.company_id = Some(company);
+            self.psa_patch.patch.company_id = Some(choice.company_id);
+            self.psa_patch.patch.configuration_item_id = choice.device;
             self.psa_patch.changed.push("company");
             self.psa_patch
                 .marks
@@ -417,35 +418,77 @@ async fn status_for_desk(
     .at(Step::MapStatus)
 }
 
+/// The PSA company of a ticket, and the device (configuration item) it is
+/// about when its cluster id names one.
+pub(super) struct CompanyChoice {
+    pub company_id: i64,
+    /// The active configuration item of that company the cluster id names.
+    pub device: Option<i64>,
+}
+
 /// The company of the configuration item whose reference number is the
-/// cluster id; else the company associated with the ticket's Zendesk
-/// organization; else the tenant's default company.
+/// cluster id (and that item, to link the ticket to, when it is active);
+/// else the company associated with the ticket's Zendesk organization;
+/// else the tenant's default company. An inactive item is not linked, and
+/// the sync log says why.
 pub(super) async fn resolve_company(
     cx: &SyncContext<'_>,
     cluster_id: Option<&str>,
     organization_id: Option<u64>,
-) -> Result<i64, StepFailure> {
+) -> Result<CompanyChoice, StepFailure> {
     let associated = organization_id.and_then(|org| cx.tenant.company_for_organization(org));
     let default = associated.or(cx.tenant.default_company_id());
     let cluster_id = cluster_id.map(str::trim).filter(|c| !c.is_empty());
-    match cluster_id {
-        Some(cluster) => match cx
-            .psa
-            .company_for_reference(cluster)
-            .await
-            .at(Step::ResolveCompany)?
-        {
-            Some(company) => Ok(company),
-            None => default.ok_or_else(|| StepFailure {
+    let fallback = |error: SyncError| {
+        default
+            .map(|company_id| CompanyChoice {
+                company_id,
+                device: None,
+            })
+            .ok_or(StepFailure {
                 step: Step::ResolveCompany,
-                error: SyncError::NoCompanyForCluster {
-                    cluster_id: cluster.to_owned(),
-                },
-            }),
-        },
-        None => default.ok_or(StepFailure {
-            step: Step::ResolveCompany,
-            error: SyncError::NoCompany,
+                error,
+            })
+    };
+    let Some(cluster) = cluster_id else {
+        return fallback(SyncError::NoCompany);
+    };
+    let found = cx
+        .psa
+        .configuration_item_for_reference(cluster)
+        .await
+        .at(Step::ResolveCompany)?;
+    match found {
+        Some(ci) => {
+            if let (Some(id), false) = (ci.id, ci.active) {
+                note_unlinked_device(cx, cluster, id).await;
+            }
+            Ok(CompanyChoice {
+                company_id: ci.company_id,
+                device: ci.id.filter(|_| ci.active),
+            })
+        }
+        None => fallback(SyncError::NoCompanyForCluster {
+            cluster_id: cluster.to_owned(),
         }),
+    }
+}
+
+/// Says in the sync log why a ticket is not linked to the device its
+/// cluster id names. Only a note: the ticket syncs all the same.
+async fn note_unlinked_device(cx: &SyncContext<'_>, cluster: &str, device: i64) {
+    let entry = SyncLogEntry {
+        at: cx.clock.now(),
+        level: LogLevel::Info,
+        ticket: None,
+        step: Step::ResolveCompany.name().to_owned(),
+        message: format!(
+            "the configuration item {device} named by cluster id {cluster:?} is inactive, so the \
+             ticket is not linked to it (its company is still used)"
+        ),
+        retryable: false,
+    };
+    if let Err(error) = Repo::new(cx.store).log(&cx.tenant.id, &entry).await {
+        warn!(%error, "could not write the device note to the sync log");
     }
 }

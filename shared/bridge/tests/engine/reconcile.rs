@@ -216,6 +216,7 @@ impl Fixture {
                 company_id: 1,
                 queue_id: None,
                 external_id: desk_id.map(|d| format!("zendesk:{d}")).unwrap_or_default(),
+                configuration_item_id: None,
             })
             .await
             .unwrap();

@@ -29,7 +29,7 @@ use serde_json::{json, Map, Value};
 use super::wire::{self, find_pick, picklist_of, truncate, CreateResult, FieldInfo, ItemResult};
 use super::{AutotaskClient, SYSTEM};
 use crate::assets::ports::{AssetPsa, CiPatch, NewCi, PsaCi};
-use crate::config::{AssetMode, AssetSettings, ASSET_UDFS};
+use crate::config::{AssetMode, AssetSettings, FieldValue, ASSET_UDFS};
 use crate::error::ApiError;
 
 const ENTITY: &str = "ConfigurationItems";
@@ -414,6 +414,51 @@ impl AssetPsa for AutotaskClient {
             "configuration item query by serial number",
         )
         .await
+    }
+
+    /// A query by `referenceNumber` (Autotask compares strings without
+    /// case): only a CI whose reference number is exactly `reference_number`
+    /// counts. A value longer than the field keeps (cut on write) names no
+    /// device for certain, so it finds nothing.
+    #[tracing::instrument(skip(self, reference_number), fields(system = SYSTEM))]
+    async fn find_ci_by_reference(
+        &self,
+        reference_number: &str,
+    ) -> Result<Option<PsaCi>, ApiError> {
+        let fields = self.fields(ENTITY).await?;
+        if fitted(&fields, "referenceNumber", reference_number) != reference_number {
+            return Ok(None);
+        }
+        let what = "configuration item query by reference number";
+        let items: Vec<WireCi> = self
+            .query_all(
+                ENTITY,
+                wire::query(
+                    wire::PAGE_SIZE,
+                    wire::eq_filter("referenceNumber", reference_number),
+                ),
+                what,
+            )
+            .await?;
+        let exact = items
+            .into_iter()
+            .filter(|ci| ci.reference_number.as_deref() == Some(reference_number))
+            .collect();
+        preferred(exact, what)
+    }
+
+    /// A number as it is (the setup check verifies it is a type); a label
+    /// (case-insensitive) from the `configurationItemType` picklist, cached
+    /// with the entity's fields.
+    #[tracing::instrument(skip(self), fields(system = SYSTEM))]
+    async fn ci_type_value(&self, value: &FieldValue) -> Result<Option<i64>, ApiError> {
+        if let FieldValue::Number(n) = value {
+            return Ok(Some(*n));
+        }
+        let fields = self.fields(ENTITY).await?;
+        Ok(picklist_of(&fields, CI_TYPE_FIELD)
+            .and_then(|values| find_pick(values, value))
+            .and_then(|pick| pick.numeric()))
     }
 
     #[tracing::instrument(skip(self, ci), fields(system = SYSTEM, company_id = ci.company_id))]

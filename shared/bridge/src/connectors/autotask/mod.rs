@@ -42,7 +42,7 @@ use crate::config::{AutotaskSettings, FieldValue, Secret};
 use crate::connectors::http::{error_from_response, transport_error};
 use crate::error::ApiError;
 use crate::model::{NewPsaNote, NewPsaTicket, PicklistValue, PsaNote, PsaTicket, PsaTicketPatch};
-use crate::ports::Psa;
+use crate::ports::{CiRef, Psa};
 
 pub use inbound::{
     parse_callout, parse_webhook, verify_callout_credentials, verify_hook_signature, PsaEvent,
@@ -628,6 +628,16 @@ impl Psa for AutotaskClient {
 
     #[tracing::instrument(skip(self), fields(system = SYSTEM))]
     async fn company_for_reference(&self, reference: &str) -> Result<Option<i64>, ApiError> {
+        Ok(self
+            .configuration_item_for_reference(reference)
+            .await?
+            .map(|ci| ci.company_id))
+    }
+
+    async fn configuration_item_for_reference(
+        &self,
+        reference: &str,
+    ) -> Result<Option<CiRef>, ApiError> {
         let items: Vec<WireConfigurationItem> = self
             .query_all(
                 "ConfigurationItems",
@@ -646,7 +656,13 @@ impl Psa for AutotaskClient {
         if companies.len() > 1 {
             tracing::warn!(reference, companies = ?companies, "reference number matches items of several companies");
         }
-        Ok(chosen.and_then(|ci| ci.company_id))
+        Ok(chosen.and_then(|ci| {
+            Some(CiRef {
+                id: Some(ci.id),
+                company_id: ci.company_id?,
+                active: ci.is_active != Some(false),
+            })
+        }))
     }
 
     #[tracing::instrument(skip(self), fields(system = SYSTEM))]

@@ -90,6 +90,9 @@ pub(super) fn create_body(ticket: &NewPsaTicket, extra: &Map<String, Value>) -> 
     if let Some(queue) = ticket.queue_id {
         body["queueID"] = json!(queue);
     }
+    if let Some(device) = ticket.configuration_item_id {
+        body["configurationItemID"] = json!(device);
+    }
     for (name, value) in extra {
         body[name.as_str()] = value.clone();
     }
@@ -316,6 +319,9 @@ pub(super) fn patch_body(id: i64, patch: &PsaTicketPatch) -> Value {
     }
     if let Some(company) = patch.company_id {
         body["companyID"] = json!(company);
+    }
+    if let Some(device) = patch.configuration_item_id {
+        body["configurationItemID"] = json!(device);
     }
     body
 }
@@ -861,6 +867,7 @@ mod tests {
                 priority: Some(1),
                 company_id: Some(3),
                 status: None,
+                configuration_item_id: None,
             },
         );
         let object = body.as_object().unwrap();
@@ -884,6 +891,7 @@ mod tests {
                 company_id: 174,
                 queue_id: None,
                 external_id: "zd:42".into(),
+                configuration_item_id: None,
             },
             &Map::new(),
         );
@@ -1060,6 +1068,7 @@ mod tests {
             company_id: 174,
             queue_id: None,
             external_id: "zendesk:42".into(),
+            configuration_item_id: None,
         }
     }
 
@@ -1206,6 +1215,7 @@ mod tests {
                 company_id: 3,
                 queue_id: Some(4),
                 external_id: "zd:1".into(),
+                configuration_item_id: None,
             },
             &Map::new(),
         );

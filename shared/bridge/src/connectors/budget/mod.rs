@@ -40,7 +40,7 @@ use crate::error::{ApiError, StoreError};
 use crate::model::{
     NewPsaNote, NewPsaTicket, PicklistValue, PsaNote, PsaTicket, PsaTicketPatch, TenantId,
 };
-use crate::ports::{Clock, Psa, Store, SystemClock};
+use crate::ports::{CiRef, Clock, Psa, Store, SystemClock};
 use ledger::{SharedLedger, SlotLease, TokenLease};
 
 const SYSTEM: &str = "autotask";
@@ -672,6 +672,14 @@ impl Psa for BudgetedPsa {
             .run(self.inner.company_for_reference(reference))
             .await
     }
+    async fn configuration_item_for_reference(
+        &self,
+        reference: &str,
+    ) -> Result<Option<CiRef>, ApiError> {
+        self.limiter
+            .run(self.inner.configuration_item_for_reference(reference))
+            .await
+    }
 
     async fn ticket_picklist(&self, field: &str) -> Result<Vec<PicklistValue>, ApiError> {
         self.limiter.run(self.inner.ticket_picklist(field)).await
@@ -734,6 +742,26 @@ impl AssetPsa for BudgetedAssets {
 
     async fn find_ci_by_serial(&self, serial: &str) -> Result<Option<PsaCi>, ApiError> {
         self.limiter.run(self.inner.find_ci_by_serial(serial)).await
+    }
+
+    async fn find_ci_by_reference(
+        &self,
+        reference_number: &str,
+    ) -> Result<Option<PsaCi>, ApiError> {
+        self.limiter
+            .run(self.inner.find_ci_by_reference(reference_number))
+            .await
+    }
+
+    async fn ci_type_value(
+        &self,
+        value: &crate::config::FieldValue,
+    ) -> Result<Option<i64>, ApiError> {
+        if let crate::config::FieldValue::Number(_) = value {
+            // A number needs no lookup (the connector passes it through).
+            return self.inner.ci_type_value(value).await;
+        }
+        self.limiter.run(self.inner.ci_type_value(value)).await
     }
 
     async fn create_ci(&self, ci: &NewCi) -> Result<i64, ApiError> {

@@ -981,6 +981,7 @@ mod tests {
             company_id: 250,
             queue_id: Some(1),
             external_id: "zendesk:1234".into(),
+            configuration_item_id: None,
         };
         let body = create_body(&ticket, ticket.queue_id);
         assert_eq!(body["summary"].as_str().unwrap().chars().count(), 100);
@@ -1019,6 +1020,7 @@ mod tests {
             status: Some(42),
             priority: Some(3),
             company_id: Some(7),
+            configuration_item_id: None,
         };
         let ops = patch_ops(&patch);
         assert_eq!(ops.len(), 4);
