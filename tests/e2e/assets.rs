@@ -377,7 +377,7 @@ async fn managed_to_unmanaged_deactivates_and_deletes_nothing() {
     let world = world("retire", AssetMode::Simple).await;
     let t = world.tenant("retire");
     let device = full_device("ret-1", "CL-100");
-    push(&world, t, &[device.clone()]).await;
+    push(&world, t, std::slice::from_ref(&device)).await;
     run_ok(&world, t).await;
     assert!(ci_for(t, "ret-1").is_active);
     let count = t.autotask.configuration_items().len();

@@ -412,7 +412,7 @@ pub async fn cluster_id_resolves_to_the_configuration_items_company_or_is_report
     let e = for_ticket(unknown).expect("an error entry for the unknown cluster");
     assert_eq!(e.step, "resolve_company");
     assert!(
-        e.message.contains("CL-999") && e.message.contains("no Autotask configuration item"),
+        e.message.contains("CL-999") && e.message.contains("no PSA configuration item"),
         "{}",
         e.message
     );

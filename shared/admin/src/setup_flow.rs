@@ -981,7 +981,33 @@ pub async fn activate(state: &AdminState, tenant: &mut Tenant) -> Result<(), Adm
     if !tenant.config.value.active {
         tenant.config.value.active = true;
         tenant.save_config(store).await?;
+        first_asset_run(state, tenant);
     }
     tracing::info!(tenant = %tenant.id, "tenant activated");
     Ok(())
+}
+
+/// A tenant with asset sync gets its first run when it turns active, in
+/// the background: a first load of thousands of devices takes longer than a
+/// page may wait, and its summary lands in the sync log (and the assets
+/// page) like any run's. Where runs are not wired (AWS), the schedule's
+/// hourly pass does the first run on the next schedule day.
+fn first_asset_run(state: &AdminState, tenant: &Tenant) {
+    if tenant.config.value.assets.is_none() {
+        return;
+    }
+    let Some(runner) = state.ports().asset_runner() else {
+        return;
+    };
+    let id = tenant.id.clone();
+    tokio::spawn(async move {
+        match runner.sync_assets(&id).await {
+            Ok(summary) => {
+                tracing::info!(tenant = %id, %summary, "first asset sync run after activation")
+            }
+            Err(error) => {
+                tracing::warn!(tenant = %id, %error, "first asset sync run after activation failed")
+            }
+        }
+    });
 }

@@ -117,6 +117,11 @@ impl TenantPorts {
         ))
     }
 
+    /// The asset operations to hand to a background task, when wired.
+    pub fn asset_runner(&self) -> Option<Arc<dyn AssetOperations>> {
+        self.assets.clone()
+    }
+
     pub fn settings(&self) -> &OnboardingSettings {
         &self.settings
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-/// A failure talking to Zendesk or Autotask, sorted into retryable and permanent.
+/// A failure talking to Zendesk or the PSA, sorted into retryable and permanent.
 #[derive(Debug, Error)]
 pub enum ApiError {
     #[error("{system} rate limit hit; retry after {retry_after:?}")]
@@ -157,7 +157,7 @@ pub enum SyncError {
     UnknownTenant(String),
     #[error("no {table} mapping for {value:?}; add it to the tenant's {table} table")]
     MissingMapping { table: &'static str, value: String },
-    #[error("no Autotask configuration item has reference number {cluster_id:?} and the tenant has no default company")]
+    #[error("no PSA configuration item has reference number {cluster_id:?} and the tenant has no default company")]
     NoCompanyForCluster { cluster_id: String },
     #[error("the ticket has no cluster id and the tenant has no default company")]
     NoCompany,

@@ -495,8 +495,24 @@ async fn asset_calls_draw_on_the_tenants_budget_and_stop_before_autotask_when_it
         reached,
         "a call turned away never reaches Autotask"
     );
-    // An empty patch costs nothing, even with the budget spent.
+    let err = assets.find_ci_by_reference("dev-1").await.unwrap_err();
+    assert!(matches!(err, ApiError::RateLimited { .. }), "{err:?}");
+    let err = assets
+        .ci_type_value(&bridge::config::FieldValue::Text("Server".into()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::RateLimited { .. }), "{err:?}");
+    assert_eq!(sandbox.api_calls() - calls, reached);
+    // An empty patch and a CI type given as a number cost nothing, even
+    // with the budget spent.
     assets.update_ci(id, &CiPatch::default()).await.unwrap();
+    assert_eq!(
+        assets
+            .ci_type_value(&bridge::config::FieldValue::Number(12))
+            .await
+            .unwrap(),
+        Some(12)
+    );
 }
 
 fn tenant_config(sandbox: &AutotaskSandbox, connectwise: bool) -> TenantConfig {

@@ -676,7 +676,7 @@ fn bench_device(i: usize, revision: usize) -> serde_json::Value {
         "ip_address": format!("10.{}.{}.{}", i / 65536, (i / 256) % 256, i % 256),
         "ram": "16 GB",
         "last_logged_user": format!("user{i}-r{revision}"),
-        "cluster_id": if i % 2 == 0 { "CL-100" } else { "CL-200" },
+        "cluster_id": if i.is_multiple_of(2) { "CL-100" } else { "CL-200" },
     })
 }
 

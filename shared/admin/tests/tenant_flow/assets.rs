@@ -143,7 +143,7 @@ async fn the_dashboard_and_the_assets_page_show_the_last_run_and_run_the_buttons
     assert!(page.body.contains("id=\"asset-problems\""), "{}", page.body);
     assert!(
         page.body
-            .contains("Admin &gt; Features &amp; Settings &gt; Configuration Items"),
+            .contains("Admin &#62; Features &#38; Settings &#62; Configuration Items"),
         "{}",
         page.body
     );
@@ -255,4 +255,52 @@ async fn without_the_asset_port_the_buttons_are_not_available_but_the_summary_sh
         "{}",
         page.body
     );
+}
+
+#[tokio::test]
+async fn a_tenant_with_asset_sync_gets_its_first_run_when_it_turns_active() {
+    let w = world().await;
+    let h = &w.h;
+    let admin = onboard(&w, "acme").await;
+    assert!(
+        w.assets.synced.lock().unwrap().is_empty(),
+        "no asset settings, no run"
+    );
+
+    // Paused, given asset settings, and turned active again.
+    configure_assets(h, "acme").await;
+    let repo = Repo::new(h.store.as_ref());
+    let id = TenantId::parse("acme").unwrap();
+    let mut config = repo.tenant(&id).await.unwrap().unwrap().value;
+    config.active = false;
+    repo.put_tenant(&config, Condition::Always).await.unwrap();
+    let resp = call(
+        h,
+        &admin,
+        Method::POST,
+        "/admin/api/tenants/acme/activate",
+        None,
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+
+    // The run goes on in the background; the answer did not wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while w.assets.synced.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(*w.assets.synced.lock().unwrap(), ["acme"]);
+
+    // Activating an active tenant again starts no second run.
+    let resp = call(
+        h,
+        &admin,
+        Method::POST,
+        "/admin/api/tenants/acme/activate",
+        None,
+    )
+    .await;
+    assert_eq!(resp.status, StatusCode::OK, "{}", resp.body);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(*w.assets.synced.lock().unwrap(), ["acme"]);
 }
