@@ -6,6 +6,7 @@ pub mod budget;
 pub mod connectwise;
 pub mod http;
 pub mod setup;
+pub mod signing;
 pub mod zendesk;
 
 use std::collections::HashMap;
