@@ -91,6 +91,27 @@ async fn push(world: &World, t: &TenantWorld, devices: &[Value]) -> Value {
 
 /// "Sync assets now" through the world's store, secrets and connectors.
 async fn run(world: &World, t: &TenantWorld) -> Result<AssetRunSummary, AssetRunError> {
+    run_with(world, t, &AssetRunOptions::default()).await
+}
+
+/// A run that stops at the first call the budget or Autotask refuses, as a
+/// run whose pause would pass its deadline does.
+async fn run_without_pausing(
+    world: &World,
+    t: &TenantWorld,
+) -> Result<AssetRunSummary, AssetRunError> {
+    let options = AssetRunOptions {
+        budget_pause: Duration::ZERO,
+        ..AssetRunOptions::default()
+    };
+    run_with(world, t, &options).await
+}
+
+async fn run_with(
+    world: &World,
+    t: &TenantWorld,
+    options: &AssetRunOptions,
+) -> Result<AssetRunSummary, AssetRunError> {
     let wiring = &world.bridge.wiring;
     let deps = AssetDeps {
         store: wiring.store.as_ref(),
@@ -98,7 +119,7 @@ async fn run(world: &World, t: &TenantWorld) -> Result<AssetRunSummary, AssetRun
         connectors: wiring.connectors.as_ref(),
         clock: wiring.clock.as_ref(),
     };
-    run_tenant_assets(deps, &t.id, &AssetRunOptions::default()).await
+    run_tenant_assets(deps, &t.id, options).await
 }
 
 async fn run_ok(world: &World, t: &TenantWorld) -> AssetRunSummary {
@@ -545,7 +566,7 @@ async fn an_interrupted_run_resumes_without_duplicates() {
     push(&world, t, &devices).await;
     let before = t.autotask.configuration_items().len();
 
-    let first = run(&world, t).await.expect("first run");
+    let first = run_without_pausing(&world, t).await.expect("first run");
     assert!(
         !first.finished && first.remaining > 0,
         "the budget stops the first run: {first}"
@@ -556,7 +577,7 @@ async fn an_interrupted_run_resumes_without_duplicates() {
     let mut resumed = false;
     loop {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let summary = run(&world, t).await.expect("a resumed run");
+        let summary = run_without_pausing(&world, t).await.expect("a resumed run");
         runs += 1;
         created += summary.created;
         resumed |= summary.resumed;
@@ -605,7 +626,7 @@ async fn a_run_cut_by_autotask_429s_resumes_without_duplicates() {
             f.retry_after_secs = 0;
         });
     });
-    let first = run(&world, t).await.expect("the first run");
+    let first = run_without_pausing(&world, t).await.expect("the first run");
     throttle.await.unwrap();
     assert!(
         !first.finished && first.created >= 1 && first.created < n,
@@ -617,7 +638,7 @@ async fn a_run_cut_by_autotask_429s_resumes_without_duplicates() {
     loop {
         runs += 1;
         assert!(runs < 10, "never finished");
-        match run(&world, t).await {
+        match run_without_pausing(&world, t).await {
             Ok(summary) => {
                 created += summary.created;
                 if summary.finished {
@@ -637,6 +658,56 @@ async fn a_run_cut_by_autotask_429s_resumes_without_duplicates() {
     }
     let (creates, _) = ci_writes(t);
     assert_eq!(creates.len(), n, "one create per device, never two");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_load_pauses_for_a_small_budget_and_finishes_in_one_run() {
+    // A burst of 5 (fewer than the setup check's calls) refilling at 20 a
+    // second, and Autotask answering 429 for a while midway: the run pauses
+    // for each refusal and finishes in one go, one CI per device.
+    let defaults = WorldOptions::default();
+    let options = WorldOptions {
+        autotask_budget: AutotaskBudget {
+            requests_per_hour: 72_000,
+            burst: 5,
+            ..defaults.autotask_budget.clone()
+        },
+        ..defaults
+    };
+    let world = world_of(spec("paced", settings(AssetMode::Advanced)), options).await;
+    let t = world.tenant("paced");
+    let n = 12;
+    let devices: Vec<Value> = (0..n)
+        .map(|i| full_device(&format!("pac-{i:02}"), "CL-100"))
+        .collect();
+    push(&world, t, &devices).await;
+    let before = t.autotask.configuration_items().len();
+    let sandbox = t.autotask.clone();
+    let throttle = tokio::spawn(async move {
+        while sandbox.configuration_items().len() < before + 3 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        sandbox.faults().update(|f| {
+            f.rate_limit_burst = 3;
+            f.retry_after_secs = 0;
+        });
+    });
+    let summary = run(&world, t).await.expect("the run");
+    throttle.await.unwrap();
+    assert!(summary.finished, "one run did it all: {summary}");
+    assert!(!summary.resumed, "{summary}");
+    assert_eq!(summary.created, n, "{summary}");
+    assert!(summary.paused > 0, "it paused for the budget: {summary}");
+    assert!(summary.failed.is_empty(), "{summary}");
+    assert_eq!(t.autotask.configuration_items().len(), before + n);
+    let (creates, _) = ci_writes(t);
+    assert_eq!(creates.len(), n, "one create per device, never two");
+    let log = log_messages(&world, t).await;
+    assert!(
+        log.iter()
+            .any(|m| m.starts_with("Asset sync:") && m.contains("paused")),
+        "the summary in the sync log says it paused: {log:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

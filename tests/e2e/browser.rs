@@ -499,28 +499,55 @@ async fn an_msp_onboards_itself_in_a_real_browser() {
     click(&client, "save-mappings").await;
     assert_no_failures(&client, "mappings").await;
 
-    // Inbound secrets: Zendesk's signing secret is pasted, Autotask's made here.
+    // Inbound secrets: the console registers Zendesk's webhook itself (and
+    // keeps its signing secret); Autotask's secret is made here.
     client
         .goto(&format!("{tenant_page}/webhooks"))
         .await
         .unwrap();
-    let pasted = find(
+    click(&client, "register-webhooks").await;
+    assert_no_failures(&client, "webhook registration").await;
+    wait_for_text(&client, "#webhooks-zendesk-state", "created webhook").await;
+    let registered = initech.zendesk.webhooks();
+    assert_eq!(registered.len(), 1, "{registered:?}");
+    assert_eq!(
+        registered[0].endpoint,
+        format!("{}/t/initech/zendesk", console_process.base_url)
+    );
+    assert!(
+        !text_of(&client, "body")
+            .await
+            .contains(&registered[0].signing_secret),
+        "the registered signing secret is not shown"
+    );
+    // From here on only the webhook the console registered carries
+    // Zendesk's events to the bridge (no sweep runs by itself here).
+    initech.zendesk.set_webhook_url(None);
+    // The same button registered the Autotask Ticket and TicketNote
+    // webhooks, the API user excluded, their secret key kept.
+    wait_for_text(
         &client,
-        Locator::Css("input[name=secret]"),
-        "the signing secret field",
+        "#webhooks-autotask-state",
+        "created the Ticket webhook",
     )
     .await;
-    // Typed, then Enter (WebDriver's U+E007) submits its form.
-    pasted
-        .send_keys(&format!(
-            "{}\u{E007}",
-            initech.secrets.zendesk_webhook_secret.expose()
-        ))
-        .await
-        .unwrap();
-    click(&client, "rotate-autotask_webhook").await;
-    let shown = text_of(&client, "#new-secret").await;
-    assert!(!shown.is_empty(), "the new Autotask secret is shown once");
+    let autotask_hooks = initech.autotask.registered_webhooks();
+    assert_eq!(autotask_hooks.len(), 2, "{autotask_hooks:?}");
+    let page_text = text_of(&client, "body").await;
+    for hook in &autotask_hooks {
+        assert_eq!(
+            hook.webhook_url,
+            format!("{}/t/initech/autotask", console_process.base_url)
+        );
+        assert!(hook.active && hook.is_ready());
+        assert!(
+            !page_text.contains(&hook.secret_key),
+            "the registered secret key is not shown"
+        );
+    }
+    // From here on only the webhooks the console registered carry
+    // Autotask's events to the bridge.
+    initech.autotask.set_webhook(None);
     screens.take(&client, "webhooks").await;
 
     // Activation runs every check again.
@@ -559,14 +586,62 @@ async fn an_msp_onboards_itself_in_a_real_browser() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     screens.take(&client, "sync-log").await;
-    assert!(
+    let psa_ticket = initech
+        .autotask
+        .tickets()
+        .into_iter()
+        .find(|t| t.external_id.as_deref() == Some(reference.as_str()))
+        .expect("the ticket reached Autotask");
+    // A comment travels the same way: the registered webhook, signed with
+    // the secret the console stored, becomes an Autotask note.
+    // Internal: no note visibility counts as public in this tenant's mappings.
+    initech
+        .zendesk
+        .add_comment(desk_id, "Bill Lumbergh", "Still on fire", false);
+    let noted = wait_for(Duration::from_secs(20), || {
         initech
             .autotask
-            .tickets()
-            .iter()
-            .any(|t| t.external_id.as_deref() == Some(reference.as_str())),
-        "the ticket reached Autotask"
+            .notes(psa_ticket.id)
+            .into_iter()
+            .find(|n| n.description.contains("Still on fire"))
+    })
+    .await;
+    if noted.is_none() {
+        client.goto(&log_page).await.unwrap();
+        panic!(
+            "the Zendesk comment never reached Autotask through the registered webhook; \
+             notes: {:?}\nsync log:\n{}",
+            initech.autotask.notes(psa_ticket.id),
+            text_of(&client, "#log").await
+        );
+    }
+
+    // A technician's note in Autotask travels back the same way: the
+    // registered TicketNote webhook (TicketID shown always), signed with the
+    // key activation registered and stored.
+    initech.autotask.add_note(
+        psa_ticket.id,
+        initech.technician,
+        "Update",
+        "Replaced the toner",
+        false,
     );
+    let mirrored = wait_for(Duration::from_secs(20), || {
+        initech
+            .zendesk
+            .comments(desk_id)
+            .into_iter()
+            .find(|c| c.body.contains("Replaced the toner"))
+    })
+    .await;
+    if mirrored.is_none() {
+        client.goto(&log_page).await.unwrap();
+        panic!(
+            "the Autotask note never reached Zendesk through the registered webhook; \
+             sync log:\n{}",
+            text_of(&client, "#log").await
+        );
+    }
 
     // Sync now runs a sweep of this tenant and says what it did.
     client.goto(&tenant_page).await.unwrap();

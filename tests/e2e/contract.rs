@@ -5,8 +5,10 @@
 //!   end-to-end runs (the pipeline cases, sweeps, the Zendesk preflight), as
 //!   the sandboxes recorded them, must be an operation of the vendor files in
 //!   `../shared/specs/vendor/` (beside the checkout): the Autotask REST
-//!   swagger and Zendesk's OpenAPI slices. An undocumented one fails the
-//!   test, naming it.
+//!   swagger and Zendesk's OpenAPI slices, or one of the few operations
+//!   listed here with where they are documented (Zendesk's Webhooks API,
+//!   Autotask's Ticket and TicketNote webhook entities, which the swagger
+//!   predates). An undocumented one fails the test, naming it.
 //! - A non-admin Zendesk API user: the sweep's export is refused, and the
 //!   tenant's sync log says so in plain words.
 //! - Zendesk's per-ticket update limit: 40 technician notes written at once on
@@ -18,6 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bridge::connectors::autotask::webhooks::WebhookRequest;
+use bridge::connectors::autotask::AutotaskClient;
 use bridge::connectors::zendesk::ZendeskClient;
 use bridge::repo::{LogLevel, Repo};
 use sandbox::autotask::AutotaskSandbox;
@@ -232,13 +236,136 @@ enum Verdict {
     Undocumented(String, String),
 }
 
-/// Zendesk: the path without the `.json` suffix Zendesk accepts on every path.
+/// Zendesk operations the vendor files here do not hold (they are slices of
+/// the Support API; the Webhooks API is documented apart), each with where
+/// it is documented: (method, template, source). Matched exactly as sent:
+/// the Webhooks API takes no `.json` suffix, and its ids are ULIDs (letters
+/// and digits), not integers.
+const ZENDESK_DOCUMENTED_ELSEWHERE: &[(&str, &str, &str)] = &[
+    (
+        "GET",
+        "/api/v2/webhooks",
+        "developer.zendesk.com/api-reference/webhooks/webhooks-api/webhooks/ (List Webhooks)",
+    ),
+    (
+        "POST",
+        "/api/v2/webhooks",
+        "developer.zendesk.com/api-reference/webhooks/webhooks-api/webhooks/ (Create or Clone Webhook); nukosuke/go-zendesk zendesk/webhook.go",
+    ),
+    (
+        "DELETE",
+        "/api/v2/webhooks/{webhook_id}",
+        "developer.zendesk.com/api-reference/webhooks/webhooks-api/webhooks/ (Delete Webhook); nukosuke/go-zendesk zendesk/webhook.go",
+    ),
+    (
+        "GET",
+        "/api/v2/webhooks/{webhook_id}/signing_secret",
+        "developer.zendesk.com/api-reference/webhooks/webhooks-api/webhooks/ (Show Webhook Signing Secret)",
+    ),
+];
+
+/// A Zendesk webhook id: a ULID, 26 characters of Crockford's base32.
+fn is_webhook_id(segment: &str) -> bool {
+    segment.len() == 26
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+}
+
+/// Zendesk: the path without the `.json` suffix Zendesk accepts on every path
+/// of the Support API; the Webhooks API's operations as listed above.
 fn zendesk_verdict(api: &VendorApi, request: &RecordedRequest) -> Verdict {
-    let path = request.path.strip_suffix(".json").unwrap_or(&request.path);
+    let path = request.path.split('?').next().unwrap_or(&request.path);
+    for (method, template, _source) in ZENDESK_DOCUMENTED_ELSEWHERE {
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let wanted: Vec<&str> = template.trim_start_matches('/').split('/').collect();
+        let same = request.method.eq_ignore_ascii_case(method)
+            && parts.len() == wanted.len()
+            && parts.iter().zip(&wanted).all(|(part, want)| {
+                if want.starts_with('{') {
+                    is_webhook_id(part)
+                } else {
+                    part == want
+                }
+            });
+        if same {
+            return Verdict::Documented((*method).to_owned(), (*template).to_owned());
+        }
+    }
+    let path = path.strip_suffix(".json").unwrap_or(path);
     match api.find(&request.method, path) {
         Some(op) => Verdict::Documented(op.method.clone(), op.template.clone()),
         None => Verdict::Undocumented(request.method.clone(), request.path.clone()),
     }
+}
+
+/// Where the Autotask Ticket and TicketNote webhook operations are
+/// documented: the vendor swagger here predates them, but documents the
+/// same operations of `CompanyWebhooks` (checked by
+/// `autotask_webhook_operations_mirror_documented_company_ones`).
+const AUTOTASK_WEBHOOK_SOURCES: &str = "autotask.net/help/DeveloperHelp/Content/APIs/Webhooks/\
+    REST_WebhooksEntity.htm and REST_WebhookFieldsEntity.htm (fact sheet S10: TicketWebhooks, \
+    TicketNoteWebhooks, children Fields and ExcludedResources); msoukhomlinov/n8n-nodes-autotask \
+    @5068192 nodes/Autotask/helpers/webhook/urls.ts and AutotaskTrigger.node.ts (the same \
+    URLs); the swagger's CompanyWebhooks operations of the same shape";
+
+/// Autotask operations the vendor swagger here does not hold, matched like
+/// the swagger's (any case, integer ids): (method, template). Each is the
+/// `CompanyWebhooks` operation of the swagger with `Ticket`/`TicketNote` for
+/// `Company`; sources in [`AUTOTASK_WEBHOOK_SOURCES`].
+const AUTOTASK_DOCUMENTED_ELSEWHERE: &[(&str, &str)] = &[
+    ("POST", "/V1.0/TicketWebhooks"),
+    ("PATCH", "/V1.0/TicketWebhooks"),
+    ("POST", "/V1.0/TicketWebhooks/query"),
+    ("GET", "/V1.0/TicketWebhooks/{id}"),
+    ("DELETE", "/V1.0/TicketWebhooks/{id}"),
+    ("GET", "/V1.0/TicketWebhooks/{parentId}/Fields"),
+    ("POST", "/V1.0/TicketWebhooks/{parentId}/Fields"),
+    ("PATCH", "/V1.0/TicketWebhooks/{parentId}/Fields"),
+    ("GET", "/V1.0/TicketWebhooks/{parentId}/ExcludedResources"),
+    ("POST", "/V1.0/TicketWebhooks/{parentId}/ExcludedResources"),
+    ("GET", "/V1.0/TicketWebhookFields/entityInformation/fields"),
+    ("POST", "/V1.0/TicketNoteWebhooks"),
+    ("PATCH", "/V1.0/TicketNoteWebhooks"),
+    ("POST", "/V1.0/TicketNoteWebhooks/query"),
+    ("GET", "/V1.0/TicketNoteWebhooks/{id}"),
+    ("DELETE", "/V1.0/TicketNoteWebhooks/{id}"),
+    ("GET", "/V1.0/TicketNoteWebhooks/{parentId}/Fields"),
+    ("POST", "/V1.0/TicketNoteWebhooks/{parentId}/Fields"),
+    ("PATCH", "/V1.0/TicketNoteWebhooks/{parentId}/Fields"),
+    (
+        "GET",
+        "/V1.0/TicketNoteWebhooks/{parentId}/ExcludedResources",
+    ),
+    (
+        "POST",
+        "/V1.0/TicketNoteWebhooks/{parentId}/ExcludedResources",
+    ),
+    (
+        "GET",
+        "/V1.0/TicketNoteWebhookFields/entityInformation/fields",
+    ),
+];
+
+/// `path` (below the base path) against the Autotask templates listed
+/// above: literals in any case, `{…}` an integer id.
+fn autotask_documented_elsewhere(method: &str, path: &str) -> Option<&'static str> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    AUTOTASK_DOCUMENTED_ELSEWHERE
+        .iter()
+        .find(|(m, template)| {
+            let wanted: Vec<&str> = template.trim_start_matches('/').split('/').collect();
+            method.eq_ignore_ascii_case(m)
+                && parts.len() == wanted.len()
+                && parts.iter().zip(&wanted).all(|(part, want)| {
+                    if want.starts_with('{') {
+                        !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit())
+                    } else {
+                        part.eq_ignore_ascii_case(want)
+                    }
+                })
+        })
+        .map(|(_, template)| *template)
 }
 
 /// Autotask: the path below the swagger's `basePath`, any case. A POST to a
@@ -267,6 +394,9 @@ fn autotask_verdict(api: &VendorApi, request: &RecordedRequest) -> Verdict {
                 None => undocumented(),
             };
         }
+    }
+    if let Some(template) = autotask_documented_elsewhere(&request.method, path) {
+        return Verdict::Documented(request.method.to_ascii_uppercase(), template.to_owned());
     }
     match api.find(&request.method, path) {
         Some(op) => Verdict::Documented(op.method.clone(), op.template.clone()),
@@ -394,6 +524,102 @@ async fn preflight(recorded: &mut Recorded) {
     assert_eq!(user.role, "admin");
 }
 
+/// The console's registration of the Zendesk webhook, with a tenant's own
+/// credentials: a hand-made duplicate to the same endpoint first, so that
+/// the list, the creation, the deletion and the signing secret are all sent.
+async fn webhook_registration(recorded: &mut Recorded) {
+    let world = World::start(vec![TenantSpec::new("hooks")], WorldOptions::default())
+        .await
+        .unwrap();
+    recorded.keep("webhooks", &world);
+    let t = world.tenant("hooks");
+    let endpoint = format!("{}/t/hooks/zendesk", world.bridge.base_url);
+    let made_by_hand = reqwest::Client::new()
+        .post(format!("{}/api/v2/webhooks", t.zendesk.base_url()))
+        .basic_auth(
+            format!("{}/token", t.secrets.zendesk_email),
+            Some(t.secrets.zendesk_api_token.expose()),
+        )
+        .json(
+            &serde_json::json!({"webhook": {"name": "by hand", "endpoint": endpoint,
+            "http_method": "POST", "request_format": "json", "status": "active",
+            "subscriptions": ["conditional_ticket_events"]}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made_by_hand.status(), 201);
+    let client = ZendeskClient::new(
+        bridge::connectors::http::client(),
+        t.zendesk.base_url(),
+        &t.secrets.zendesk_email,
+        &t.secrets.zendesk_api_token,
+        t.config.zendesk.cluster_id_field,
+    );
+    let ensured = client
+        .ensure_webhook(&endpoint, "psa-bridge (hooks)")
+        .await
+        .expect("the world's API user is an admin");
+    assert!(ensured.changes.created);
+    assert_eq!(ensured.changes.removed, 1);
+}
+
+/// The console's registration of the Autotask webhooks, with a tenant's own
+/// credentials: an inactive hand-made Ticket webhook to the same endpoint
+/// first (deleted), then two registrations (the second keeps both webhooks
+/// and PATCHes their key), so that every operation of `ensure_webhooks` is
+/// sent.
+async fn autotask_webhook_registration(recorded: &mut Recorded) {
+    let world = World::start(vec![TenantSpec::new("athooks")], WorldOptions::default())
+        .await
+        .unwrap();
+    recorded.keep("autotask-webhooks", &world);
+    let t = world.tenant("athooks");
+    let endpoint = format!("{}/t/athooks/autotask", world.bridge.base_url);
+    let made_by_hand = reqwest::Client::new()
+        .post(format!(
+            "{}{}/TicketWebhooks",
+            t.autotask.base_url(),
+            sandbox::autotask::API_ROOT
+        ))
+        .header("UserName", &t.secrets.autotask_username)
+        .header("Secret", t.secrets.autotask_secret.expose())
+        .header(
+            "ApiIntegrationCode",
+            t.secrets.autotask_integration_code.expose(),
+        )
+        .json(
+            &serde_json::json!({"webhookUrl": endpoint, "deactivationUrl": endpoint,
+            "secretKey": "made-by-hand", "isSubscribedToCreateEvents": true,
+            "isSubscribedToUpdateEvents": true, "isSubscribedToDeleteEvents": false,
+            "isActive": false, "notificationEmailAddress": "ops@msp.example"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(made_by_hand.status().is_success());
+    let client = AutotaskClient::connect(
+        bridge::connectors::http::client(),
+        &t.autotask.zone_lookup_url(),
+        &t.secrets.autotask_username,
+        &t.secrets.autotask_secret,
+        &t.secrets.autotask_integration_code,
+    )
+    .await
+    .unwrap();
+    let request = WebhookRequest {
+        endpoint: &endpoint,
+        name: "psa-bridge (athooks)",
+        api_username: &t.secrets.autotask_username,
+        notification_email: None,
+    };
+    let first = client.ensure_webhooks(&request).await.unwrap();
+    assert!(first.ticket.created && first.note.created);
+    assert_eq!(first.ticket.removed, 1);
+    let again = client.ensure_webhooks(&request).await.unwrap();
+    assert!(!again.ticket.created && !again.note.created);
+}
+
 /// Operations every run of this test must have exercised, so that it cannot
 /// pass by sending nothing: (vendor, method, template).
 const EXPECTED: &[(&str, &str, &str)] = &[
@@ -406,11 +632,59 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("autotask", "GET", "/V1.0/Tickets/entityInformation/fields"),
     ("autotask", "POST", "/V1.0/ConfigurationItems/query"),
     ("autotask", "GET", "/V1.0/Resources/{id}"),
+    ("autotask", "POST", "/V1.0/Resources/query"),
+    ("autotask", "POST", "/V1.0/TicketWebhooks"),
+    ("autotask", "PATCH", "/V1.0/TicketWebhooks"),
+    ("autotask", "POST", "/V1.0/TicketWebhooks/query"),
+    ("autotask", "GET", "/V1.0/TicketWebhooks/{id}"),
+    ("autotask", "DELETE", "/V1.0/TicketWebhooks/{id}"),
+    ("autotask", "GET", "/V1.0/TicketWebhooks/{parentId}/Fields"),
+    ("autotask", "POST", "/V1.0/TicketWebhooks/{parentId}/Fields"),
+    (
+        "autotask",
+        "GET",
+        "/V1.0/TicketWebhooks/{parentId}/ExcludedResources",
+    ),
+    (
+        "autotask",
+        "POST",
+        "/V1.0/TicketWebhooks/{parentId}/ExcludedResources",
+    ),
+    (
+        "autotask",
+        "GET",
+        "/V1.0/TicketWebhookFields/entityInformation/fields",
+    ),
+    ("autotask", "POST", "/V1.0/TicketNoteWebhooks"),
+    ("autotask", "PATCH", "/V1.0/TicketNoteWebhooks"),
+    (
+        "autotask",
+        "POST",
+        "/V1.0/TicketNoteWebhooks/{parentId}/Fields",
+    ),
+    (
+        "autotask",
+        "POST",
+        "/V1.0/TicketNoteWebhooks/{parentId}/ExcludedResources",
+    ),
+    (
+        "autotask",
+        "GET",
+        "/V1.0/TicketNoteWebhookFields/entityInformation/fields",
+    ),
     ("zendesk", "GET", "/api/v2/tickets/{ticket_id}"),
     ("zendesk", "PUT", "/api/v2/tickets/{ticket_id}"),
     ("zendesk", "GET", "/api/v2/tickets/{ticket_id}/comments"),
     ("zendesk", "GET", "/api/v2/incremental/tickets/cursor"),
     ("zendesk", "GET", "/api/v2/users/me"),
+    ("zendesk", "GET", "/api/v2/webhooks"),
+    ("zendesk", "POST", "/api/v2/webhooks"),
+    ("zendesk", "DELETE", "/api/v2/webhooks/{webhook_id}"),
+    (
+        "zendesk",
+        "GET",
+        "/api/v2/webhooks/{webhook_id}/signing_secret",
+    ),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,6 +717,8 @@ async fn every_request_the_connectors_send_is_in_the_vendors_api_descriptions() 
     );
     sweeps(&mut recorded).await;
     preflight(&mut recorded).await;
+    webhook_registration(&mut recorded).await;
+    autotask_webhook_registration(&mut recorded).await;
 
     // (vendor, verdict) -> requests, and one example of who sent it.
     let mut seen: BTreeMap<(&str, Verdict), (usize, String)> = BTreeMap::new();
@@ -567,6 +843,27 @@ fn the_matcher_sorts_paths_as_the_vendors_document_them() {
         z("POST", "/api/v2/tickets/42/comments.json"),
         Verdict::Undocumented(..)
     ));
+    // The Webhooks API, from its own documentation: no `.json`, ULID ids.
+    assert_eq!(
+        z(
+            "GET",
+            "/api/v2/webhooks/01F1KRFQ6BG29CNWFR60NK5FNY/signing_secret"
+        ),
+        Verdict::Documented(
+            "GET".into(),
+            "/api/v2/webhooks/{webhook_id}/signing_secret".into()
+        )
+    );
+    for (method, path) in [
+        ("GET", "/api/v2/webhooks.json"),
+        ("DELETE", "/api/v2/webhooks/42"),
+        ("PUT", "/api/v2/webhooks/01F1KRFQ6BG29CNWFR60NK5FNY"),
+    ] {
+        assert!(
+            matches!(z(method, path), Verdict::Undocumented(..)),
+            "{method} {path}"
+        );
+    }
 
     assert_eq!(
         a(
@@ -605,6 +902,59 @@ fn the_matcher_sorts_paths_as_the_vendors_document_them() {
         a("GET", "/V1.0/Tickets/7", None),
         Verdict::Undocumented(..)
     ));
+    // The Ticket webhook entities, from their own documentation.
+    assert_eq!(
+        a(
+            "POST",
+            "/ATServicesRest/V1.0/TicketNoteWebhooks/4101/Fields",
+            None
+        ),
+        documented("POST", "/V1.0/TicketNoteWebhooks/{parentId}/Fields")
+    );
+    for (method, path) in [
+        ("PUT", "/ATServicesRest/V1.0/TicketWebhooks"),
+        ("GET", "/ATServicesRest/V1.0/TicketWebhooks/abc"),
+        ("DELETE", "/ATServicesRest/V1.0/TicketWebhooks/7/Fields/9"),
+        ("POST", "/ATServicesRest/V1.0/TicketWebhooks/7/UdfFields"),
+    ] {
+        assert!(
+            matches!(a(method, path, None), Verdict::Undocumented(..)),
+            "{method} {path}"
+        );
+    }
+}
+
+/// The Ticket and TicketNote webhook operations the contract accepts are
+/// exactly ones the vendor swagger documents for `CompanyWebhooks` (same
+/// method, same path with `Company` for `Ticket`/`TicketNote`), and the fact
+/// sheet names both entities and their children.
+#[test]
+fn autotask_webhook_operations_mirror_documented_company_ones() {
+    let autotask = VendorApi::autotask(&vendor_dir());
+    assert!(AUTOTASK_WEBHOOK_SOURCES.contains("REST_WebhooksEntity"));
+    for (method, template) in AUTOTASK_DOCUMENTED_ELSEWHERE {
+        let company = template
+            .replace("TicketNoteWebhook", "CompanyWebhook")
+            .replace("TicketWebhook", "CompanyWebhook")
+            .replace("{id}", "7")
+            .replace("{parentId}", "7");
+        assert!(
+            autotask.find(method, &company).is_some(),
+            "{method} {template}: the swagger has no {method} {company} to mirror"
+        );
+    }
+    let sheet = read(&specs_dir().join("autotask-rest.md"));
+    for needle in [
+        "`TicketWebhooks`",
+        "`TicketNoteWebhooks`",
+        "/Fields`",
+        "/ExcludedResources`",
+    ] {
+        assert!(
+            sheet.contains(needle),
+            "the fact sheet no longer names {needle}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -45,8 +45,11 @@ pub struct LocalBridge {
 }
 
 /// How often the local asset timer looks for tenants whose asset run is due
-/// (a schedule day in UTC not yet run, or an interrupted run to resume).
-pub const ASSET_TIMER_EVERY: Duration = Duration::from_secs(3600);
+/// (a first run, a schedule day in UTC not yet run, or an interrupted run to
+/// resume), as AWS's asset function does: a first load stopped by its
+/// budget goes on within minutes. A pass with nothing due reads one item
+/// per tenant with asset sync.
+pub const ASSET_TIMER_EVERY: Duration = Duration::from_secs(300);
 
 impl LocalBridge {
     /// Binds `listen` (port 0 picks one), serves the ingest routes and runs
@@ -193,9 +196,10 @@ async fn run_sweeps(sweeper: Sweeper, every: Option<Duration>, mut stop: watch::
     }
 }
 
-/// The asset timer: each tick runs every tenant whose asset run is due, once
-/// per schedule day (days of the month in UTC). A run cut short by shutdown
-/// is harmless: it resumes on the next tick after its lease runs out.
+/// The asset timer: each tick runs every tenant whose asset run is due (its
+/// first run, an interrupted one, or once per schedule day: days of the
+/// month in UTC). A run cut short by shutdown is harmless: it resumes on the
+/// next tick after its lease runs out.
 async fn run_asset_timer(wiring: Wiring, every: Option<Duration>, mut stop: watch::Receiver<bool>) {
     let Some(every) = every else { return };
     let mut ticks = tokio::time::interval(every);

@@ -22,7 +22,7 @@ use bridge::connectors::setup::HttpSetup;
 use bridge::model::TenantId;
 use bridge::ports::{Clock, Connectors, Secrets, Store, SystemClock};
 use bridge::reconcile::Sweeper;
-use bridge::repo::{LogLevel, Repo};
+use bridge::repo::Repo;
 use bridge::wiring::Wiring;
 
 /// What the local console runs on besides the bridge's own wiring.
@@ -129,22 +129,6 @@ impl LocalOperations {
             )
         })
     }
-
-    /// The tenant's recent sync log, read once per listing of dead letters.
-    async fn recent_log(&self, tenant: &TenantId) -> Vec<bridge::repo::SyncLogEntry> {
-        Repo::new(self.store.as_ref())
-            .log_entries(tenant, 500)
-            .await
-            .unwrap_or_default()
-    }
-}
-
-/// The newest error `log` holds for `ticket`: why its job failed.
-fn reason_for(log: &[bridge::repo::SyncLogEntry], ticket: &str) -> String {
-    log.iter()
-        .find(|e| e.level == LogLevel::Error && e.ticket.as_deref() == Some(ticket))
-        .map(|e| format!("{}: {}", e.step, e.message))
-        .unwrap_or_else(|| "failed until the receive limit; see the sync log".to_owned())
 }
 
 #[async_trait]
@@ -161,7 +145,7 @@ impl Operations for LocalOperations {
 
     async fn dead_letters(&self, tenant: &TenantId) -> Result<Vec<DeadLetter>, OpsError> {
         let dead = self.queue()?.dead_letters().map_err(|e| failed(e, true))?;
-        let log = self.recent_log(tenant).await;
+        let log = admin::ops::dead_letter_log(self.store.as_ref(), tenant).await;
         let mut listed = Vec::new();
         for letter in dead.into_iter().rev() {
             let Some(job) = letter.job.filter(|job| &job.tenant == tenant) else {
@@ -171,7 +155,7 @@ impl Operations for LocalOperations {
             let ticket = job.subject.to_string();
             listed.push(DeadLetter {
                 id: letter.id.to_string(),
-                reason: reason_for(&log, &ticket),
+                reason: admin::ops::dead_letter_reason(&log, &ticket),
                 ticket,
                 at: chrono::DateTime::from_timestamp_millis(letter.dead_at_ms).unwrap_or_default(),
             });
@@ -228,7 +212,13 @@ impl AssetOperations for LocalAssetOperations {
     }
 
     async fn sync_assets(&self, tenant: &TenantId) -> Result<AssetRunSummary, OpsError> {
-        run_tenant_assets(self.deps(), tenant, &AssetRunOptions::default())
+        let deadline = self.clock.now()
+            + chrono::Duration::from_std(admin::ops::ASSET_RUN_ON_REQUEST).expect("small");
+        let options = AssetRunOptions {
+            deadline: Some(deadline),
+            ..AssetRunOptions::default()
+        };
+        run_tenant_assets(self.deps(), tenant, &options)
             .await
             .map_err(admin::ops::asset_run_error)
     }

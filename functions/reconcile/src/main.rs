@@ -2,9 +2,9 @@
 //! tenant's Zendesk and Autotask what changed since the last sweep and queues a
 //! job per changed ticket, so a lost webhook costs one interval, never a change.
 //!
-//! Invoked with `{"assets": true}` (its hourly asset rule), it runs asset sync
-//! instead for every tenant whose schedule day it is (once a day) or whose
-//! last run stopped early.
+//! Invoked with `{"assets": true}` (as `AssetSyncFunction`, every 5
+//! minutes), it runs asset sync instead for every tenant that never ran, whose
+//! schedule day it is (once a day) or whose last run stopped early.
 
 use bridge_aws::lambda::{
     handle_scheduled_assets, handle_scheduled_sweep, invocation_write_deadline, is_asset_schedule,

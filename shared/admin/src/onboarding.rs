@@ -1,6 +1,6 @@
 //! The console's own per-tenant item, `TENANT#t / ONBOARDING`: checklist
 //! acknowledgements, how Zendesk and the PSA were connected, the ConnectWise
-//! callback registration, a pending
+//! callback and webhook registrations (ids and times, never secrets), a pending
 //! OAuth `state` (hashed), the last checks' results and the company
 //! associations. Kept apart from `CONFIG` so that the engine's config stays
 //! the engine's, and so that the console never rewrites the engine's item
@@ -70,6 +70,19 @@ pub struct CallbackRegistration {
     pub at: DateTime<Utc>,
 }
 
+/// The last registration of a webhook the console made on the tenant's
+/// behalf (its secret went to the secrets store, never here).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRegistration {
+    /// The outside system's id of the webhook.
+    pub id: String,
+    /// Where it posts.
+    pub url: String,
+    /// What was done, in words.
+    pub summary: String,
+    pub at: DateTime<Utc>,
+}
+
 /// An OAuth authorization under way: the SHA-256 of its `state`, so that a
 /// leaked item cannot complete someone's authorization.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +113,12 @@ pub struct Onboarding {
     pub connectwise: Option<ConnectWiseConnection>,
     #[serde(default)]
     pub callback: Option<CallbackRegistration>,
+    /// The Zendesk webhook the console registered.
+    #[serde(default)]
+    pub zendesk_webhook: Option<WebhookRegistration>,
+    /// The Autotask Ticket and TicketNote webhooks the console registered.
+    #[serde(default)]
+    pub autotask_webhooks: Option<WebhookRegistration>,
     #[serde(default)]
     pub oauth: Option<PendingOAuth>,
     #[serde(default)]
@@ -123,6 +142,8 @@ impl Onboarding {
             autotask: None,
             connectwise: None,
             callback: None,
+            zendesk_webhook: None,
+            autotask_webhooks: None,
             oauth: None,
             last_checks: None,
             companies: BTreeMap::new(),

@@ -9,6 +9,8 @@
 use async_trait::async_trait;
 use bridge::assets::AssetRunSummary;
 use bridge::model::TenantId;
+use bridge::ports::Store;
+use bridge::repo::{LogLevel, Repo, SyncLogEntry};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -38,6 +40,12 @@ pub enum OpsError {
     SetupIncomplete { problems: Vec<String> },
 }
 
+/// How long an asset run on an admin's request ("Sync assets now") may
+/// start PSA writes: a page waits for its answer (and an HTTP API gives up
+/// after 30 s). An unfinished run says so and the asset schedule's next
+/// pass, within 5 minutes, resumes it.
+pub const ASSET_RUN_ON_REQUEST: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// The running bridge, on an admin's request.
 #[async_trait]
 pub trait Operations: Send + Sync {
@@ -50,6 +58,28 @@ pub trait Operations: Send + Sync {
 
     /// Puts one dead-lettered job of this tenant back on the queue.
     async fn replay(&self, tenant: &TenantId, id: &str) -> Result<(), OpsError>;
+}
+
+/// How many of a tenant's newest sync log entries are searched for the
+/// reasons of its dead letters.
+pub const DEAD_LETTER_LOG_WINDOW: usize = 500;
+
+/// The tenant's recent sync log, read once per listing of dead letters;
+/// empty when it cannot be read (each reason then says to see the log).
+pub async fn dead_letter_log(store: &dyn Store, tenant: &TenantId) -> Vec<SyncLogEntry> {
+    Repo::new(store)
+        .log_entries(tenant, DEAD_LETTER_LOG_WINDOW)
+        .await
+        .unwrap_or_default()
+}
+
+/// Why a dead-lettered job of `ticket` (`zendesk:123`, as the worker logs a
+/// job's subject) failed: the newest error `log` holds for it.
+pub fn dead_letter_reason(log: &[SyncLogEntry], ticket: &str) -> String {
+    log.iter()
+        .find(|e| e.level == LogLevel::Error && e.ticket.as_deref() == Some(ticket))
+        .map(|e| format!("{}: {}", e.step, e.message))
+        .unwrap_or_else(|| "failed until the receive limit; see the sync log".to_owned())
 }
 
 /// Asset sync of one tenant on an admin's request: the setup check and a run

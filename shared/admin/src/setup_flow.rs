@@ -20,10 +20,10 @@ use crate::error::{AdminError, CheckView};
 use crate::mappings;
 use crate::onboarding::{
     Ack, AutotaskConnection, CallbackRegistration, CheckRun, ConnectWiseConnection, PendingOAuth,
-    Tenant, ZendeskConnection, ZendeskMethod,
+    Tenant, WebhookRegistration, ZendeskConnection, ZendeskMethod,
 };
 use crate::psa::{connectwise, LiveCheck, Psa};
-use crate::tenants::{self, check_base_url};
+use crate::tenants::{self, check_base_url, HookKind};
 use crate::web::AdminState;
 
 fn failure(check: &str, fix: &str) -> CheckView {
@@ -872,8 +872,243 @@ pub async fn register_callback(
     Ok(registration)
 }
 
+/// The name the console gives the tenant's Zendesk webhook (found again by
+/// its endpoint, not by this name).
+pub fn zendesk_webhook_name(tenant: &bridge::model::TenantId) -> String {
+    format!("psa-bridge ({tenant})")
+}
+
+/// What the admin does by hand when the console cannot register the
+/// Zendesk webhook itself.
+pub const ZENDESK_WEBHOOK_STEPS: &str = "In Zendesk Admin Center > Apps and integrations > \
+    Webhooks, create a webhook with this URL, method POST, format JSON, subscribed to the \
+    ticket events Ticket created, Comment added, Status changed, Priority changed, Subject \
+    changed and Custom field changed; then reveal its signing secret and paste it here.";
+
+/// Registers the bridge's Zendesk webhook through Zendesk's API (exactly one
+/// webhook to the tenant's URL, subscribed to the ticket events; repeating
+/// is harmless) and keeps its signing secret in the secrets store only. The
+/// onboarding item records the webhook's id and when.
+pub async fn register_zendesk_webhook(
+    state: &AdminState,
+    tenant: &mut Tenant,
+) -> Result<WebhookRegistration, AdminError> {
+    let setup = state.ports().setup()?;
+    let creds = credentials::load(state, &tenant.id).await?;
+    let access = creds
+        .zendesk_access(&tenant.config.value)
+        .ok_or_else(|| AdminError::Invalid("connect Zendesk first".into()))?;
+    let url = tenants::hook_url(state, &tenant.id, HookKind::ZendeskWebhook);
+    let registered = match setup
+        .register_zendesk_webhook(&access, &url, &zendesk_webhook_name(&tenant.id))
+        .await
+    {
+        Ok(registered) => registered,
+        Err(f) => {
+            tracing::warn!(tenant = %tenant.id, check = %f.check, retryable = f.retryable,
+                "zendesk webhook registration failed");
+            return Err(AdminError::ChecksFailed(vec![f.into()]));
+        }
+    };
+    credentials::update(
+        state,
+        &tenant.id,
+        vec![(
+            credentials::ZENDESK_WEBHOOK_SECRET,
+            registered.hook.signing_secret.clone(),
+        )],
+    )
+    .await?;
+    let registration = WebhookRegistration {
+        id: registered.hook.id,
+        url,
+        summary: registered.summary,
+        at: state.accounts().now(),
+    };
+    tenant.onboarding.value.zendesk_webhook = Some(registration.clone());
+    tenant.save_onboarding(state.accounts().store()).await?;
+    tracing::info!(tenant = %tenant.id, webhook = %registration.id, "zendesk webhook registered");
+    Ok(registration)
+}
+
+/// The name the console gives the tenant's Autotask webhooks (found again
+/// by their URL, not by this name).
+pub fn autotask_webhook_name(tenant: &bridge::model::TenantId) -> String {
+    format!("psa-bridge ({tenant})")
+}
+
+/// What the admin does by hand when the console cannot register the
+/// Autotask webhooks itself.
+pub const AUTOTASK_WEBHOOK_STEPS: &str = "In Autotask (Admin > Extensions & Integrations > \
+    Webhooks), create a Ticket webhook and a Ticket Note webhook with this URL as Webhook URL \
+    and Deactivation URL, subscribed to create and update events, active; as fields, subscribe \
+    the ticket's Status, Priority, Title, Description and Queue, and on the note webhook \
+    Description and Title, with Ticket ID as a display-always field; add the API user to the \
+    excluded resources; set as Secret Key the one \"Rotate\" makes under \"Autotask webhook secret key\" \
+    below (or use an extension callout instead).";
+
+/// Registers the tenant's Autotask Ticket and TicketNote webhooks through
+/// Autotask's API (exactly one of each to the tenant's URL, with the fields
+/// the sync needs and the API user excluded; repeating is harmless) and
+/// keeps their new secret key in the secrets store only. Every registration
+/// sets a new key on the webhooks (Autotask never shows a key again, so the
+/// stored one cannot be checked against theirs). The onboarding item
+/// records the webhooks' ids and when.
+pub async fn register_autotask_webhooks(
+    state: &AdminState,
+    tenant: &mut Tenant,
+) -> Result<WebhookRegistration, AdminError> {
+    if tenant.onboarding.value.psa != Psa::Autotask {
+        return Err(AdminError::Invalid(
+            "this tenant's PSA is not Autotask".into(),
+        ));
+    }
+    let setup = state.ports().setup()?;
+    let creds = credentials::load(state, &tenant.id).await?;
+    let access = creds
+        .autotask_access(&tenant.config.value)
+        .ok_or_else(|| AdminError::Invalid("enter the Autotask credentials first".into()))?;
+    let url = tenants::hook_url(state, &tenant.id, HookKind::AutotaskWebhook);
+    let registered = match setup
+        .register_autotask_webhooks(&access, &url, &autotask_webhook_name(&tenant.id))
+        .await
+    {
+        Ok(registered) => registered,
+        Err(f) => {
+            tracing::warn!(tenant = %tenant.id, check = %f.check, retryable = f.retryable,
+                "autotask webhook registration failed");
+            return Err(AdminError::ChecksFailed(vec![f.into()]));
+        }
+    };
+    credentials::update(
+        state,
+        &tenant.id,
+        vec![(
+            credentials::AUTOTASK_WEBHOOK_SECRET,
+            registered.hook.signing_secret.clone(),
+        )],
+    )
+    .await?;
+    let registration = WebhookRegistration {
+        id: registered.hook.id,
+        url,
+        summary: registered.summary,
+        at: state.accounts().now(),
+    };
+    tenant.onboarding.value.autotask_webhooks = Some(registration.clone());
+    tenant.save_onboarding(state.accounts().store()).await?;
+    tracing::info!(tenant = %tenant.id, webhooks = %registration.id, "autotask webhooks registered");
+    Ok(registration)
+}
+
+/// What "Register webhooks" did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Registered {
+    pub zendesk: Option<WebhookRegistration>,
+    pub autotask: Option<WebhookRegistration>,
+    pub connectwise_callback: Option<CallbackRegistration>,
+}
+
+/// Registers every webhook the APIs let the console register: the Zendesk
+/// webhook, for Autotask its Ticket and TicketNote webhooks, and for
+/// ConnectWise the callback. Each failure says why and
+/// the manual steps stay available.
+pub async fn register_webhooks(
+    state: &AdminState,
+    tenant: &mut Tenant,
+) -> Result<Registered, AdminError> {
+    let mut failures = Vec::new();
+    let zendesk = match register_zendesk_webhook(state, tenant).await {
+        Ok(r) => Some(r),
+        Err(AdminError::ChecksFailed(f)) => {
+            failures.extend(f);
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    // Autotask's webhooks wait for its credentials (the page still says
+    // "not registered yet"; activation names the missing credentials).
+    let autotask_ready = tenant.onboarding.value.psa == Psa::Autotask
+        && credentials::load(state, &tenant.id)
+            .await?
+            .autotask_access(&tenant.config.value)
+            .is_some();
+    let autotask = if autotask_ready {
+        match register_autotask_webhooks(state, tenant).await {
+            Ok(r) => Some(r),
+            Err(AdminError::ChecksFailed(f)) => {
+                failures.extend(f);
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        None
+    };
+    let connectwise_callback = if tenant.onboarding.value.psa == Psa::ConnectWise {
+        match register_callback(state, tenant).await {
+            Ok(r) => Some(r),
+            Err(AdminError::ChecksFailed(f)) => {
+                failures.extend(f);
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        None
+    };
+    if failures.is_empty() {
+        Ok(Registered {
+            zendesk,
+            autotask,
+            connectwise_callback,
+        })
+    } else {
+        Err(AdminError::ChecksFailed(failures))
+    }
+}
+
+/// The check name of a failed Autotask webhook registration (the bridge's).
+const AUTOTASK_WEBHOOKS_CHECK: &str = bridge::connectors::setup::checks::AUTOTASK_WEBHOOKS;
+
 /// Every check a live tenant needs, run now.
 pub async fn run_checks(state: &AdminState, tenant: &Tenant) -> Result<Vec<CheckView>, AdminError> {
+    let mut failures = connection_checks(state, tenant).await?;
+    let creds = credentials::load(state, &tenant.id).await?;
+    failures.extend(secret_checks(&creds, tenant));
+    Ok(failures)
+}
+
+/// The inbound secrets: registered by the console or pasted by the admin,
+/// both kept in the same field of the secrets store.
+fn secret_checks(creds: &Credentials, tenant: &Tenant) -> Vec<CheckView> {
+    let mut failures = Vec::new();
+    if creds.get(credentials::ZENDESK_WEBHOOK_SECRET).is_none() {
+        failures.push(failure(
+            "Zendesk webhook signing secret",
+            "use \"Register webhooks\" under Webhooks (needs a Zendesk admin), or create the \
+             webhook in Zendesk by hand and paste its signing secret there",
+        ));
+    }
+    if tenant.onboarding.value.psa == Psa::Autotask
+        && creds.get(credentials::AUTOTASK_WEBHOOK_SECRET).is_none()
+        && creds.get(credentials::AUTOTASK_CALLOUT_PASSWORD).is_none()
+    {
+        failures.push(failure(
+            "Autotask webhook or callout secret",
+            "use \"Register webhooks\" under Webhooks, or create a secret there and enter it \
+             in Autotask's webhooks or extension callout",
+        ));
+    }
+    failures
+}
+
+/// The checks of the connections and settings (everything but the inbound
+/// secrets), run now.
+async fn connection_checks(
+    state: &AdminState,
+    tenant: &Tenant,
+) -> Result<Vec<CheckView>, AdminError> {
     let setup = state.ports().setup()?;
     let creds: Credentials = credentials::load(state, &tenant.id).await?;
     let config = &tenant.config.value;
@@ -939,29 +1174,49 @@ pub async fn run_checks(state: &AdminState, tenant: &Tenant) -> Result<Vec<Check
             },
         },
     }
-    if creds.get(credentials::ZENDESK_WEBHOOK_SECRET).is_none() {
-        failures.push(failure(
-            "Zendesk webhook signing secret",
-            "paste the webhook's signing secret under Webhooks",
-        ));
-    }
-    if tenant.onboarding.value.psa == Psa::Autotask
-        && creds.get(credentials::AUTOTASK_WEBHOOK_SECRET).is_none()
-        && creds.get(credentials::AUTOTASK_CALLOUT_PASSWORD).is_none()
-    {
-        failures.push(failure(
-            "Autotask webhook or callout secret",
-            "create one under Webhooks and enter it in Autotask",
-        ));
-    }
     Ok(failures)
 }
 
-/// Runs every check; turns the tenant active only when all pass. A
-/// ConnectWise tenant's callback is ensured last, once everything else
-/// passed, so that ConnectWise never calls a tenant that cannot sync.
+/// Runs every check; turns the tenant active only when all pass. The
+/// webhooks (Zendesk's, and a ConnectWise tenant's callback) are ensured
+/// once every other check passed, so that nothing calls a tenant that
+/// cannot sync. A Zendesk webhook that cannot be registered is no failure
+/// when the admin pasted a signing secret by hand: the manual path stays.
 pub async fn activate(state: &AdminState, tenant: &mut Tenant) -> Result<(), AdminError> {
-    let mut failures = run_checks(state, tenant).await?;
+    let mut failures = connection_checks(state, tenant).await?;
+    if failures.is_empty() {
+        let pasted = credentials::load(state, &tenant.id)
+            .await?
+            .get(credentials::ZENDESK_WEBHOOK_SECRET)
+            .is_some();
+        match register_zendesk_webhook(state, tenant).await {
+            Ok(_) => {}
+            Err(AdminError::ChecksFailed(f)) if pasted => {
+                tracing::info!(tenant = %tenant.id, failures = f.len(),
+                    "zendesk webhook not registered; the pasted signing secret stays in use");
+            }
+            Err(AdminError::ChecksFailed(f)) => failures.extend(f),
+            Err(e) => return Err(e),
+        }
+    }
+    if failures.is_empty() && tenant.onboarding.value.psa == Psa::Autotask {
+        let creds = credentials::load(state, &tenant.id).await?;
+        let has_secret = creds.get(credentials::AUTOTASK_WEBHOOK_SECRET).is_some();
+        let has_callout = creds.get(credentials::AUTOTASK_CALLOUT_PASSWORD).is_some();
+        // An admin who set up the extension callout (and no webhook) chose
+        // callouts: webhooks beside it would report every change twice.
+        if has_secret || !has_callout {
+            match register_autotask_webhooks(state, tenant).await {
+                Ok(_) => {}
+                Err(AdminError::ChecksFailed(f)) if has_secret || has_callout => {
+                    tracing::info!(tenant = %tenant.id, failures = f.len(),
+                        "autotask webhooks not registered; the pasted secret stays in use");
+                }
+                Err(AdminError::ChecksFailed(f)) => failures.extend(f),
+                Err(e) => return Err(e),
+            }
+        }
+    }
     if failures.is_empty() && tenant.onboarding.value.psa == Psa::ConnectWise {
         match register_callback(state, tenant).await {
             Ok(_) => {}
@@ -969,6 +1224,15 @@ pub async fn activate(state: &AdminState, tenant: &mut Tenant) -> Result<(), Adm
             Err(e) => return Err(e),
         }
     }
+    let creds = credentials::load(state, &tenant.id).await?;
+    let reported = |check: &str| failures.iter().any(|f: &CheckView| f.check == check);
+    let missing: Vec<CheckView> = secret_checks(&creds, tenant)
+        .into_iter()
+        // A failed registration already says what to do about the secret.
+        .filter(|f| !(f.check.starts_with("Zendesk webhook") && reported("Zendesk webhook")))
+        .filter(|f| !(f.check.starts_with("Autotask webhook") && reported(AUTOTASK_WEBHOOKS_CHECK)))
+        .collect();
+    failures.extend(missing);
     let store = state.accounts().store();
     tenant.onboarding.value.last_checks = Some(CheckRun {
         at: state.accounts().now(),
@@ -990,8 +1254,9 @@ pub async fn activate(state: &AdminState, tenant: &mut Tenant) -> Result<(), Adm
 /// A tenant with asset sync gets its first run when it turns active, in
 /// the background: a first load of thousands of devices takes longer than a
 /// page may wait, and its summary lands in the sync log (and the assets
-/// page) like any run's. Where runs are not wired (AWS), the schedule's
-/// hourly pass does the first run on the next schedule day.
+/// page) like any run's. Where runs are only on request (AWS, where a
+/// background task would freeze with the Lambda), the asset schedule's next
+/// 5-minute pass does the first run: a tenant that never ran is due.
 fn first_asset_run(state: &AdminState, tenant: &Tenant) {
     if tenant.config.value.assets.is_none() {
         return;

@@ -458,7 +458,7 @@ pub fn connectwise_callback_url(state: &AdminState, tenant: &TenantId) -> String
 
 pub async fn rotate(
     state: &AdminState,
-    tenant: &Tenant,
+    tenant: &mut Tenant,
     kind: HookKind,
     pasted: Option<&str>,
 ) -> Result<Rotated, AdminError> {
@@ -469,6 +469,33 @@ pub async fn rotate(
             "a tenant on {} has no such secret",
             psa.display_name()
         )));
+    }
+    // Webhooks the console registered get their new key through Autotask's
+    // API (registering again sets and stores one): a key made here would
+    // not match them until entered by hand.
+    let autotask_url = hook_url(state, &tenant.id, HookKind::AutotaskWebhook);
+    if kind == HookKind::AutotaskWebhook
+        && tenant
+            .onboarding
+            .value
+            .autotask_webhooks
+            .as_ref()
+            .is_some_and(|r| r.url == autotask_url)
+    {
+        let registered = crate::setup_flow::register_autotask_webhooks(state, tenant).await?;
+        let creds = credentials::load(state, &tenant.id).await?;
+        tracing::info!(tenant = %tenant.id, kind = ?kind, "webhook secret rotated through Autotask");
+        return Ok(Rotated {
+            kind,
+            secret: None,
+            username: None,
+            masked: creds.mask(credentials::AUTOTASK_WEBHOOK_SECRET),
+            url: autotask_url,
+            steps: format!(
+                "{} Nothing to enter in Autotask: the webhooks sign with the new key already.",
+                registered.summary
+            ),
+        });
     }
     let tenant = &tenant.id;
     let url = hook_url(state, tenant, kind);

@@ -76,6 +76,8 @@ pub struct TenantPorts {
     pub(crate) secrets: Option<SecretsPair>,
     pub(crate) operations: Option<Arc<dyn Operations>>,
     pub(crate) assets: Option<Arc<dyn AssetOperations>>,
+    /// `assets` serves requests only, never a run in the background.
+    pub(crate) assets_on_request_only: bool,
     pub(crate) settings: OnboardingSettings,
 }
 
@@ -86,6 +88,7 @@ impl fmt::Debug for TenantPorts {
             .field("secrets", &self.secrets.is_some())
             .field("operations", &self.operations.is_some())
             .field("assets", &self.assets.is_some())
+            .field("assets_on_request_only", &self.assets_on_request_only)
             .field("settings", &self.settings)
             .finish()
     }
@@ -117,12 +120,51 @@ impl TenantPorts {
         ))
     }
 
-    /// The asset operations to hand to a background task, when wired.
+    /// The asset operations to hand to a background task, when wired and
+    /// the process outlives its answers (not a Lambda function).
     pub fn asset_runner(&self) -> Option<Arc<dyn AssetOperations>> {
+        if self.assets_on_request_only {
+            return None;
+        }
         self.assets.clone()
     }
 
     pub fn settings(&self) -> &OnboardingSettings {
         &self.settings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use bridge::assets::AssetRunSummary;
+    use bridge::model::TenantId;
+
+    use super::*;
+    use crate::ops::OpsError;
+
+    struct NoAssets;
+
+    #[async_trait]
+    impl AssetOperations for NoAssets {
+        async fn check_assets(&self, _: &TenantId) -> Result<Vec<String>, OpsError> {
+            Ok(Vec::new())
+        }
+        async fn sync_assets(&self, _: &TenantId) -> Result<AssetRunSummary, OpsError> {
+            Err(OpsError::NotFound)
+        }
+    }
+
+    #[test]
+    fn asset_operations_on_request_only_give_no_background_runner() {
+        let assets: Arc<dyn AssetOperations> = Arc::new(NoAssets);
+        let mut ports = TenantPorts {
+            assets: Some(assets),
+            ..TenantPorts::default()
+        };
+        assert!(ports.asset_runner().is_some());
+        ports.assets_on_request_only = true;
+        assert!(ports.asset_runner().is_none());
+        assert!(ports.asset_operations().is_ok(), "still there on request");
     }
 }

@@ -1,11 +1,13 @@
 //! The admin console on AWS: its account operations on the DynamoDB store,
-//! the SES mailer and the system clock, and the router the `admin` Lambda
-//! serves. The Lambda's `main`, the `create-operator` CLI and the emulator
-//! tests all build the console here, so they run the same wiring.
+//! the SES mailer and the system clock, the running bridge it operates
+//! ([`crate::operations`]: "Sync now", the dead-letter queue, asset sync on
+//! request), and the router the `admin` Lambda serves. The Lambda's `main`,
+//! the `create-operator` CLI and the emulator tests all build the console
+//! here, so they run the same wiring.
 
 use std::sync::{Arc, OnceLock};
 
-use admin::{Accounts, AdminState, Mail, MailError, Mailer, Settings};
+use admin::{Accounts, AdminState, AssetOperations, Mail, MailError, Mailer, Operations, Settings};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use axum::extract::Request;
@@ -13,9 +15,13 @@ use axum::http::header::HOST;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::Router;
+use bridge::connectors::budget::AutotaskBudget;
+use bridge::connectors::connectwise_default_budget;
 use bridge::ports::SystemClock;
+use bridge::wiring::Wiring;
 
-use crate::{aws_config, ConfigError, DynamoStore, SesMailer};
+use crate::operations::{AwsAssetOperations, AwsOperations};
+use crate::{aws_config, ConfigError, DynamoStore, SecretsManagerSecrets, SesMailer, SqsQueue};
 
 /// Where the console is nested in the HTTP API.
 pub const BASE_PATH: &str = "/admin";
@@ -37,6 +43,38 @@ pub struct AdminSettings {
     /// (`SECRETS_PREFIX`, as the other functions); without it the console
     /// cannot take credentials and says so on those pages.
     pub secrets_prefix: Option<String>,
+    /// The SQS FIFO job queue (`QUEUE_URL`, as the other functions): "Sync
+    /// now" queues its jobs there and "Replay" sends a dead letter back.
+    /// Without it (or without `secrets_prefix`), "Sync now", the dead
+    /// letters and the asset buttons say they are not available.
+    pub queue_url: Option<String>,
+    /// The job queue's dead-letter queue (`DEAD_LETTER_QUEUE_URL`); without
+    /// it "Sync now" and the dead letters say they are not available.
+    pub dead_letter_queue_url: Option<String>,
+    /// Each Autotask tenant's budget, shared with the worker and the sweep
+    /// through the table (`AUTOTASK_REQUESTS_PER_HOUR`,
+    /// `AUTOTASK_MAX_CONCURRENT`; optional, as for the other functions).
+    pub autotask_budget: AutotaskBudget,
+    /// Each ConnectWise tenant's budget (`CONNECTWISE_REQUESTS_PER_HOUR`,
+    /// `CONNECTWISE_MAX_CONCURRENT`; optional).
+    pub connectwise_budget: AutotaskBudget,
+}
+
+impl AdminSettings {
+    /// Settings with only the table: no mail, console URL from the Host,
+    /// and nothing of the running bridge (see the fields to add them).
+    pub fn table_only(table_name: impl Into<String>) -> Self {
+        Self {
+            table_name: table_name.into(),
+            mail_from: None,
+            console_url: None,
+            secrets_prefix: None,
+            queue_url: None,
+            dead_letter_queue_url: None,
+            autotask_budget: AutotaskBudget::default(),
+            connectwise_budget: connectwise_default_budget(),
+        }
+    }
 }
 
 /// The Lambda's settings: `TABLE_NAME` and `MAIL_FROM` required,
@@ -90,11 +128,16 @@ fn admin_config_from(var: impl Fn(&str) -> Option<String>) -> Result<AdminSettin
             })
         }
     };
+    let (autotask_budget, connectwise_budget) = crate::budgets_from(&var)?;
     Ok(AdminSettings {
         table_name,
         mail_from,
         console_url,
         secrets_prefix: value("SECRETS_PREFIX"),
+        queue_url: value("QUEUE_URL"),
+        dead_letter_queue_url: value("DEAD_LETTER_QUEUE_URL"),
+        autotask_budget,
+        connectwise_budget,
     })
 }
 
@@ -135,20 +178,93 @@ pub fn admin_router(accounts: Accounts) -> Router {
     Router::new().nest(BASE_PATH, admin::router(AdminState::new(accounts)))
 }
 
-/// The console with its onboarding ports: live checks over HTTP and tenant
-/// credentials in Secrets Manager. "Sync now" and the dead letters are not
-/// wired in AWS (the DLQ has its own redrive); those pages say so. Nor is
-/// asset sync on request: a run needs the connectors, the shared Autotask
-/// budget and more than the console's 30 s; the Assets page shows the last
-/// run from the table, its buttons answer "not available in this
-/// deployment", and runs come from the schedule (the `reconcile` Lambda
-/// with `{"assets": true}`).
-pub fn onboarding_router(
-    accounts: Accounts,
-    sdk: &SdkConfig,
-    settings: &AdminSettings,
-    console_url: &str,
-) -> Router {
+/// What the console reaches beyond its accounts, built once per cold start
+/// ([`console_ports`]) and shared by every router built from it: tenants'
+/// credentials in Secrets Manager, and the running bridge (the same
+/// adapters, connectors and sweeper the other functions build).
+#[derive(Clone, Default)]
+pub struct ConsolePorts {
+    secrets: Option<Arc<SecretsManagerSecrets>>,
+    operations: Option<Arc<dyn Operations>>,
+    assets: Option<Arc<dyn AssetOperations>>,
+}
+
+impl std::fmt::Debug for ConsolePorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsolePorts")
+            .field("secrets", &self.secrets.is_some())
+            .field("operations", &self.operations.is_some())
+            .field("assets", &self.assets.is_some())
+            .finish()
+    }
+}
+
+impl ConsolePorts {
+    /// Whether "Sync now" and the dead letters are wired.
+    pub fn has_operations(&self) -> bool {
+        self.operations.is_some()
+    }
+
+    /// Whether the asset buttons are wired.
+    pub fn has_asset_operations(&self) -> bool {
+        self.assets.is_some()
+    }
+}
+
+/// The console's ports from its settings: tenants' secrets with
+/// `secrets_prefix`; with `queue_url` too, asset sync on request
+/// ([`AwsAssetOperations`]); with `dead_letter_queue_url` as well, "Sync
+/// now", the dead letters and replay ([`AwsOperations`]). What a setting
+/// is missing for answers "not available in this deployment".
+pub fn console_ports(sdk: &SdkConfig, settings: &AdminSettings) -> ConsolePorts {
+    let Some(prefix) = &settings.secrets_prefix else {
+        return ConsolePorts::default();
+    };
+    // One secrets adapter for the credential pages and the bridge's runs:
+    // credentials saved in the console are what the next run reads.
+    let secrets = Arc::new(SecretsManagerSecrets::new(
+        aws_sdk_secretsmanager::Client::new(sdk),
+        prefix,
+    ));
+    let Some(queue_url) = &settings.queue_url else {
+        return ConsolePorts {
+            secrets: Some(secrets),
+            ..ConsolePorts::default()
+        };
+    };
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let wiring = Wiring::with_budgets(
+        Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            &settings.table_name,
+        )),
+        Arc::new(SqsQueue::new(sqs.clone(), queue_url)),
+        secrets.clone(),
+        settings.autotask_budget.clone(),
+        settings.connectwise_budget.clone(),
+    );
+    let operations = settings.dead_letter_queue_url.as_ref().map(|dlq| {
+        Arc::new(AwsOperations::new(&wiring, sqs.clone(), queue_url, dlq)) as Arc<dyn Operations>
+    });
+    ConsolePorts {
+        assets: Some(Arc::new(AwsAssetOperations::new(&wiring))),
+        operations,
+        secrets: Some(secrets),
+    }
+}
+
+/// The console with its onboarding ports (live checks over HTTP, tenant
+/// credentials in Secrets Manager) and the running bridge as `ports` has
+/// it: "Sync now" sweeps the tenant inside this function and queues on the
+/// job queue; the dead letters are the tenant's messages in the SQS
+/// dead-letter queue, "Replay" sends one back to the job queue; the Assets
+/// page checks the setup and runs asset sync now through this function's
+/// connectors and the tenant's shared PSA budget. A run stops starting
+/// writes after [`crate::operations::ASSET_RUN_TIME`] (the HTTP API waits
+/// 30 s) and the schedule (the `reconcile` Lambda with `{"assets": true}`)
+/// resumes it; nor does a tenant turning active start a run in the
+/// background here, as the function may be frozen once it has answered.
+pub fn onboarding_router(accounts: Accounts, ports: &ConsolePorts, console_url: &str) -> Router {
     let mut state = AdminState::new(accounts)
         .with_tenant_setup(Arc::new(bridge::connectors::setup::HttpSetup::default()))
         .with_onboarding(admin::OnboardingSettings {
@@ -159,12 +275,14 @@ pub fn onboarding_router(
                 .to_owned(),
             ..admin::OnboardingSettings::default()
         });
-    if let Some(prefix) = &settings.secrets_prefix {
-        let secrets = Arc::new(crate::SecretsManagerSecrets::new(
-            aws_sdk_secretsmanager::Client::new(sdk),
-            prefix,
-        ));
-        state = state.with_secrets(secrets.clone(), secrets);
+    if let Some(secrets) = &ports.secrets {
+        state = state.with_secrets(secrets.clone(), secrets.clone());
+    }
+    if let Some(operations) = &ports.operations {
+        state = state.with_operations(operations.clone());
+    }
+    if let Some(assets) = &ports.assets {
+        state = state.with_asset_operations_on_request(assets.clone());
     }
     Router::new().nest(BASE_PATH, admin::router(state))
 }
@@ -180,31 +298,34 @@ fn console_url_of(headers: &HeaderMap) -> Option<String> {
     plausible.then(|| format!("https://{host}{BASE_PATH}"))
 }
 
-/// What the `admin` Lambda serves: the console on DynamoDB and SES. With
+/// What the `admin` Lambda serves: the console on DynamoDB and SES, and
+/// the running bridge ([`console_ports`], built here once). With
 /// `console_url` set it is built at once; otherwise on the first request
 /// that names its host, and kept for the life of the instance.
 pub fn admin_app(sdk: &SdkConfig, settings: &AdminSettings) -> Router {
+    let ports = console_ports(sdk, settings);
     if let Some(url) = &settings.console_url {
-        return onboarding_router(admin_accounts(sdk, settings, url), sdk, settings, url);
+        return onboarding_router(admin_accounts(sdk, settings, url), &ports, url);
     }
     let (sdk, settings) = (sdk.clone(), settings.clone());
     let built: Arc<OnceLock<Router>> = Arc::new(OnceLock::new());
     Router::new().fallback(move |req: Request| {
-        let (sdk, settings, built) = (sdk.clone(), settings.clone(), built.clone());
+        let (sdk, settings, ports, built) =
+            (sdk.clone(), settings.clone(), ports.clone(), built.clone());
         async move {
             use tower::ServiceExt;
             let router = match console_url_of(req.headers()) {
                 Some(url) => built
                     .get_or_init(|| {
                         let accounts = admin_accounts(&sdk, &settings, &url);
-                        onboarding_router(accounts, &sdk, &settings, &url)
+                        onboarding_router(accounts, &ports, &url)
                     })
                     .clone(),
                 // No usable Host (API Gateway always sends one): serve, but
                 // do not let this request fix the URL for later ones.
                 None => built.get().cloned().unwrap_or_else(|| {
                     let url = Settings::default().console_url;
-                    onboarding_router(admin_accounts(&sdk, &settings, &url), &sdk, &settings, &url)
+                    onboarding_router(admin_accounts(&sdk, &settings, &url), &ports, &url)
                 }),
             };
             match router.oneshot(req).await {
@@ -242,6 +363,9 @@ mod tests {
             ("MAIL_FROM", " console@example.com "),
             ("CONSOLE_URL", "https://console.example.com/admin/"),
             ("SECRETS_PREFIX", "psa-bridge/prod"),
+            ("QUEUE_URL", "https://sqs.example/jobs.fifo"),
+            ("DEAD_LETTER_QUEUE_URL", "https://sqs.example/jobs-dlq.fifo"),
+            ("AUTOTASK_MAX_CONCURRENT", "2"),
         ])
         .unwrap();
         assert_eq!(
@@ -251,16 +375,20 @@ mod tests {
                 mail_from: Some("console@example.com".into()),
                 console_url: Some("https://console.example.com/admin".into()),
                 secrets_prefix: Some("psa-bridge/prod".into()),
+                queue_url: Some("https://sqs.example/jobs.fifo".into()),
+                dead_letter_queue_url: Some("https://sqs.example/jobs-dlq.fifo".into()),
+                autotask_budget: AutotaskBudget::with_limits(9_000, 2).unwrap(),
+                connectwise_budget: connectwise_default_budget(),
             }
         );
         let cli = config(&[("TABLE_NAME", "t"), ("MAIL_FROM", "")]).unwrap();
-        assert_eq!(cli.mail_from, None);
-        assert_eq!(cli.console_url, None);
+        assert_eq!(cli, AdminSettings::table_only("t"));
 
         assert_eq!(config(&[]).unwrap_err().name(), "TABLE_NAME");
         for (name, bad) in [
             ("MAIL_FROM", "nobody"),
             ("CONSOLE_URL", "console.example.com"),
+            ("AUTOTASK_REQUESTS_PER_HOUR", "9k"),
         ] {
             let err = config(&[("TABLE_NAME", "t"), (name, bad)]).unwrap_err();
             assert_eq!(err.name(), name);
@@ -285,7 +413,32 @@ mod tests {
         assert_eq!(props["CodeUri"].as_str(), Some("functions/admin"));
         // The HTTP API gives up on an integration after 30 s.
         assert!(props["Timeout"].as_i64().is_some_and(|s| s < 30));
-        assert!(!props["Environment"]["Variables"]["MAIL_FROM"].is_badvalue());
+        let env = &props["Environment"]["Variables"];
+        assert!(!env["MAIL_FROM"].is_badvalue());
+        // The job queue's URL comes from the globals, as for every function.
+        assert_eq!(
+            t["Globals"]["Function"]["Environment"]["Variables"]["QUEUE_URL"].as_str(),
+            Some("JobQueue")
+        );
+        assert_eq!(
+            env["DEAD_LETTER_QUEUE_URL"].as_str(),
+            Some("JobDeadLetterQueue")
+        );
+        for (name, parameter) in [
+            ("AUTOTASK_REQUESTS_PER_HOUR", "AutotaskRequestsPerHour"),
+            ("AUTOTASK_MAX_CONCURRENT", "AutotaskMaxConcurrent"),
+            (
+                "CONNECTWISE_REQUESTS_PER_HOUR",
+                "ConnectWiseRequestsPerHour",
+            ),
+            ("CONNECTWISE_MAX_CONCURRENT", "ConnectWiseMaxConcurrent"),
+        ] {
+            assert_eq!(
+                env[name].as_str(),
+                Some(parameter),
+                "the console's runs share the budget the worker and sweep use"
+            );
+        }
 
         let mut routes: Vec<_> = props["Events"]
             .as_hash()
@@ -316,20 +469,38 @@ mod tests {
                 policy["Statement"].as_vec().unwrap().clone()
             })
             .collect::<Vec<_>>();
+        let listed = |value: &Yaml| -> Vec<String> {
+            match value {
+                Yaml::String(one) => vec![one.clone()],
+                Yaml::Array(list) => list
+                    .iter()
+                    .map(|v| match v {
+                        Yaml::String(s) => s.clone(),
+                        other => format!("{other:?}"),
+                    })
+                    .collect(),
+                other => vec![format!("{other:?}")],
+            }
+        };
+        // Every (action, resource) the function is granted.
+        let grants: Vec<(String, String)> = statements
+            .iter()
+            .flat_map(|s| {
+                assert_eq!(s["Effect"].as_str(), Some("Allow"), "{s:?}");
+                let resources = listed(&s["Resource"]);
+                listed(&s["Action"])
+                    .into_iter()
+                    .flat_map(move |a| resources.clone().into_iter().map(move |r| (a.clone(), r)))
+            })
+            .collect();
         let actions = |prefix: &str| {
-            let mut found: Vec<String> = statements
+            let mut found: Vec<String> = grants
                 .iter()
-                .flat_map(|s| match &s["Action"] {
-                    Yaml::String(a) => vec![a.clone()],
-                    Yaml::Array(list) => list
-                        .iter()
-                        .map(|a| a.as_str().unwrap().to_owned())
-                        .collect(),
-                    other => panic!("Action {other:?}"),
-                })
+                .map(|(a, _)| a.clone())
                 .filter(|a| a.starts_with(prefix))
                 .collect();
             found.sort();
+            found.dedup();
             found
         };
         let all = actions("");
@@ -338,7 +509,8 @@ mod tests {
             "no wildcard actions: {all:?}"
         );
         // What `DynamoStore` calls: get, put (a conditional UpdateItem),
-        // delete, query, and scan_sort_key (listing tenants).
+        // delete, query, and scan_sort_key (listing tenants). The sweep and
+        // asset runs of the console use the same store.
         assert_eq!(
             actions("dynamodb:"),
             [
@@ -350,28 +522,54 @@ mod tests {
             ]
         );
         assert_eq!(actions("ses:"), ["ses:SendEmail"]);
+        // Credentials written by the console, read by its sweeps and runs.
+        assert_eq!(
+            actions("secretsmanager:"),
+            [
+                "secretsmanager:CreateSecret",
+                "secretsmanager:DescribeSecret",
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:PutSecretValue"
+            ]
+        );
+        // The job queue only to send to; the dead-letter queue only to read
+        // (holding what a scan received, then showing it again) and to
+        // delete a replayed job.
+        let mut sqs: Vec<(String, String)> = grants
+            .iter()
+            .filter(|(a, _)| a.starts_with("sqs:"))
+            .cloned()
+            .collect();
+        sqs.sort();
+        sqs.dedup();
+        let grant = |a: &str, r: &str| (a.to_owned(), r.to_owned());
+        assert_eq!(
+            sqs,
+            [
+                grant("sqs:ChangeMessageVisibility", "JobDeadLetterQueue.Arn"),
+                grant("sqs:DeleteMessage", "JobDeadLetterQueue.Arn"),
+                grant("sqs:ReceiveMessage", "JobDeadLetterQueue.Arn"),
+                grant("sqs:SendMessage", "JobQueue.Arn"),
+            ]
+        );
         assert_eq!(
             all.len(),
-            actions("dynamodb:").len() + actions("ses:").len() + actions("secretsmanager:").len(),
-            "nothing beyond the table, SES and the tenants' secrets: {all:?}"
+            actions("dynamodb:").len()
+                + actions("ses:").len()
+                + actions("secretsmanager:").len()
+                + actions("sqs:").len(),
+            "nothing beyond the table, SES, the tenants' secrets and the queues: {all:?}"
         );
-        for statement in &statements {
-            let resources = match &statement["Resource"] {
-                Yaml::Array(list) => list.clone(),
-                one => vec![one.clone()],
-            };
-            for resource in resources {
-                let text = match &resource {
-                    Yaml::String(s) => s.clone(),
-                    other => format!("{other:?}"),
-                };
-                assert!(text != "*", "no resource wildcard: {statement:?}");
-                if text.contains("secretsmanager") {
-                    assert!(
-                        text.ends_with(":secret:psa-bridge/${Stage}/*"),
-                        "secrets only under the stage's prefix: {text}"
-                    );
-                }
+        for (action, resource) in &grants {
+            assert!(resource != "*", "no resource wildcard: {action}");
+            if action.starts_with("dynamodb:") {
+                assert_eq!(resource, "Table.Arn", "{action}: the table only");
+            }
+            if action.starts_with("secretsmanager:") {
+                assert!(
+                    resource.ends_with(":secret:psa-bridge/${Stage}/*"),
+                    "secrets only under the stage's prefix: {resource}"
+                );
             }
         }
     }

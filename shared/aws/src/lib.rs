@@ -7,6 +7,7 @@
 pub mod console;
 pub mod dynamo;
 pub mod lambda;
+pub mod operations;
 pub mod secrets;
 pub mod ses;
 pub mod sqs;
@@ -127,6 +128,30 @@ fn config_from(var: impl Fn(&str) -> Option<String>) -> Result<AwsSettings, Conf
     let required = |name: &'static str, purpose: &'static str| {
         value(name).ok_or(ConfigError::Missing { name, purpose })
     };
+    let (autotask_budget, connectwise_budget) = budgets_from(&var)?;
+    Ok(AwsSettings {
+        table_name: required("TABLE_NAME", "the DynamoDB table name")?,
+        queue_url: required("QUEUE_URL", "the URL of the SQS FIFO job queue")?,
+        secrets_prefix: required(
+            "SECRETS_PREFIX",
+            "the Secrets Manager name prefix of tenant secrets",
+        )?,
+        autotask_budget,
+        connectwise_budget,
+    })
+}
+
+/// Each PSA's per-tenant budget from `AUTOTASK_REQUESTS_PER_HOUR`,
+/// `AUTOTASK_MAX_CONCURRENT`, `CONNECTWISE_REQUESTS_PER_HOUR` and
+/// `CONNECTWISE_MAX_CONCURRENT` (optional; their defaults when unset).
+pub(crate) fn budgets_from(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<(AutotaskBudget, AutotaskBudget), ConfigError> {
+    let value = |name: &str| {
+        var(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
     // Optional, but a value that is there must be a whole number: a typo
     // must not silently become the default.
     let number = |name: &'static str, default: u64| match value(name) {
@@ -165,16 +190,7 @@ fn config_from(var: impl Fn(&str) -> Option<String>) -> Result<AwsSettings, Conf
         "CONNECTWISE_MAX_CONCURRENT",
         connectwise_default_budget(),
     )?;
-    Ok(AwsSettings {
-        table_name: required("TABLE_NAME", "the DynamoDB table name")?,
-        queue_url: required("QUEUE_URL", "the URL of the SQS FIFO job queue")?,
-        secrets_prefix: required(
-            "SECRETS_PREFIX",
-            "the Secrets Manager name prefix of tenant secrets",
-        )?,
-        autotask_budget,
-        connectwise_budget,
-    })
+    Ok((autotask_budget, connectwise_budget))
 }
 
 /// The store, queue and secrets adapters on DynamoDB, SQS and Secrets Manager.

@@ -97,6 +97,14 @@ pub fn dedup_id(job: &SyncJob) -> String {
     sha256_hex(&job.dedup_id())
 }
 
+/// A fresh deduplication id for sending a dead-lettered job back: the
+/// original one may still be in the queue's deduplication window, which
+/// would drop the resend. `receipt` is the handle of the receive that took
+/// the message from the DLQ, new on every receive.
+pub fn replay_dedup_id(message_id: &str, receipt: &str) -> String {
+    sha256_hex(&format!("replay:{message_id}:{receipt}"))
+}
+
 fn to_delivery(message: &aws_sdk_sqs::types::Message) -> Option<Delivery> {
     let id = message.message_id().unwrap_or_default();
     let Some(receipt) = message.receipt_handle() else {

@@ -97,3 +97,54 @@ fn a_sweep_ends_before_the_next_one_is_due() {
         "ReconcileFunction Timeout {reconcile:?} overlaps the next scheduled sweep"
     );
 }
+
+/// The asset function runs every 5 minutes with one slot: an invocation
+/// that outlived the interval would make the next one wait or be dropped,
+/// and one too short could not write a device before its deadline (its
+/// runs stop `invocation_write_deadline`'s reserve before the end).
+#[test]
+fn an_asset_pass_ends_before_the_next_one_is_due() {
+    let t = template();
+    let function = &t["Resources"]["AssetSyncFunction"];
+    assert_eq!(
+        function["Metadata"]["BuildProperties"]["Binary"].as_str(),
+        Some("reconcile"),
+        "the reconcile binary, invoked with {{\"assets\": true}}"
+    );
+    let events = function["Properties"]["Events"].as_hash().expect("events");
+    let schedules: Vec<_> = events
+        .values()
+        .map(|e| {
+            let p = &e["Properties"];
+            (
+                p["Schedule"].as_str().unwrap_or_default().to_owned(),
+                p["Input"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        schedules,
+        [(
+            "rate(5 minutes)".to_owned(),
+            r#"{"assets": true}"#.to_owned()
+        )]
+    );
+    let timeout = function_timeout(&t, "AssetSyncFunction");
+    assert!(
+        timeout < Duration::from_secs(300),
+        "AssetSyncFunction Timeout {timeout:?} overlaps the next pass"
+    );
+    let reserve =
+        crate::lambda::invocation_write_deadline(timeout.as_millis() as u64).timestamp_millis();
+    assert!(
+        reserve > 60_000,
+        "AssetSyncFunction Timeout {timeout:?} leaves under a minute of writing"
+    );
+    // The sweep's function no longer carries the asset schedule.
+    let sweep_events = t["Resources"]["ReconcileFunction"]["Properties"]["Events"]
+        .as_hash()
+        .expect("events");
+    assert!(sweep_events
+        .values()
+        .all(|e| e["Properties"]["Input"].is_badvalue()));
+}

@@ -26,6 +26,10 @@ use testkit::conformance::{self, QueueContractOptions};
 // test binary of it.
 #[path = "emulator/admin_console.rs"]
 mod admin_console;
+// What the console does to the running bridge: sync now, dead letters,
+// replay, asset sync on request.
+#[path = "emulator/console_operations.rs"]
+mod console_operations;
 
 fn endpoint() -> String {
     match std::env::var("AWS_ENDPOINT_URL") {

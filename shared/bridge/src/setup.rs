@@ -119,11 +119,20 @@ pub struct PsaChoices {
 }
 
 /// A webhook the console registered on the tenant's behalf.
+#[derive(Debug, Clone)]
 pub struct RegisteredHook {
     /// The outside system's id of the webhook (shown, and used to rotate).
     pub id: String,
     /// The secret it signs with; goes to the secrets store only.
     pub signing_secret: Secret,
+}
+
+/// A webhook registration that worked: the webhook, and what was done, in
+/// words for the admin.
+#[derive(Debug, Clone)]
+pub struct HookRegistration {
+    pub hook: RegisteredHook,
+    pub summary: String,
 }
 
 /// Live checks and reads against a tenant's Zendesk and PSA (Autotask or
@@ -149,6 +158,31 @@ pub trait TenantSetup: Send + Sync {
         &self,
         access: &ZendeskAccess,
     ) -> Result<Vec<NamedId>, CheckFailure>;
+
+    /// Makes sure exactly one Zendesk webhook, subscribed to the ticket
+    /// events the bridge acts on, posts to `endpoint` (creating it as
+    /// `name`, deleting duplicates), and reads its signing secret; safe to
+    /// repeat. Needs a Zendesk admin.
+    async fn register_zendesk_webhook(
+        &self,
+        access: &ZendeskAccess,
+        endpoint: &str,
+        name: &str,
+    ) -> Result<HookRegistration, CheckFailure>;
+
+    /// Makes sure exactly one Autotask Ticket webhook and one TicketNote
+    /// webhook post to `endpoint` (created as `name`; duplicates deleted),
+    /// with the fields the sync needs and the API user among their excluded
+    /// resources, both signing with a newly generated secret key, which is
+    /// returned as the hook's signing secret; safe to repeat (every time
+    /// the key is new: Autotask never shows a key again). Needs an API user
+    /// allowed to manage webhooks.
+    async fn register_autotask_webhooks(
+        &self,
+        access: &AutotaskAccess,
+        endpoint: &str,
+        name: &str,
+    ) -> Result<HookRegistration, CheckFailure>;
 
     /// Finds the zone and makes one authenticated query; a wrong user,
     /// secret or integration code each fail with their own check.

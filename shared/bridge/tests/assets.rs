@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -132,13 +133,17 @@ impl World {
     }
 
     async fn run(&self) -> Result<AssetRunSummary, AssetRunError> {
+        self.run_with(&AssetRunOptions::default()).await
+    }
+
+    async fn run_with(&self, options: &AssetRunOptions) -> Result<AssetRunSummary, AssetRunError> {
         run_assets(
             self.store.as_ref(),
             &self.assets,
             &self.psa,
             &self.config,
             &self.clock,
-            &AssetRunOptions::default(),
+            options,
         )
         .await
     }
@@ -406,9 +411,15 @@ async fn an_interrupted_run_resumes_without_duplicates() {
         .collect();
     w.push(fleet).await;
     // The budget runs out midway: setup check + 4 devices × (UDF lookup,
-    // serial lookup, create) + 1 call.
+    // serial lookup, create) + 1 call; this run may not pause for it.
     w.assets.limit_calls(Some(1 + 4 * 3 + 1));
-    let first = w.run().await.unwrap();
+    let first = w
+        .run_with(&AssetRunOptions {
+            budget_pause: Duration::ZERO,
+            ..AssetRunOptions::default()
+        })
+        .await
+        .unwrap();
     assert!(!first.finished);
     assert_eq!(first.created, 4, "{first}");
     assert_eq!(first.remaining, 6);
@@ -441,6 +452,54 @@ async fn an_interrupted_run_resumes_without_duplicates() {
     assert_eq!(w.assets.cis().len(), 10, "no duplicate CI");
     let fourth = w.run().await.unwrap();
     assert_eq!(fourth.unchanged, 10);
+}
+
+#[tokio::test]
+async fn a_run_pauses_for_the_budget_and_finishes_in_one_go() {
+    let w = World::new(AssetMode::Advanced);
+    let fleet: Vec<Device> = (0..10)
+        .map(|i| device(&format!("dev-{i}"), Some(&format!("SN{i}"))))
+        .collect();
+    w.push(fleet).await;
+    // Every third call finds the bucket empty, from the setup check on
+    // (as a small burst refuses it): without pausing the run would stop at
+    // its third call, before a single device.
+    w.assets.refuse_every(3, Duration::from_millis(5));
+    let summary = w.run().await.unwrap();
+    assert!(summary.finished, "{summary}");
+    assert_eq!(summary.created, 10, "{summary}");
+    assert!(summary.paused >= 10, "it paused for the budget: {summary}");
+    assert!(summary.to_string().contains("paused"), "{summary}");
+    assert_eq!(creates(&w.assets.calls()), 10, "one create per device");
+    assert_eq!(w.assets.cis().len(), 10, "no duplicate CI");
+
+    // A refusal that asks for longer than the run may pause (the fake's
+    // spent budget names a minute) stops it; the next run resumes.
+    w.assets.stop_refusing();
+    w.push(vec![device("dev-new", Some("SN-new"))]).await;
+    w.assets.limit_calls(Some(1));
+    let stopped = w.run().await.unwrap();
+    assert!(!stopped.finished && stopped.remaining == 1, "{stopped}");
+    assert_eq!(stopped.paused, 0, "{stopped}");
+
+    // Nor does a run pause past its deadline, even before its first device.
+    w.assets.limit_calls(None);
+    w.assets.refuse_every(2, Duration::from_secs(5));
+    let deadline = w.clock.now_utc() + chrono::Duration::seconds(2);
+    let cut = w
+        .run_with(&AssetRunOptions {
+            deadline: Some(deadline),
+            ..AssetRunOptions::default()
+        })
+        .await
+        .unwrap();
+    assert!(cut.resumed && !cut.finished && cut.remaining == 1, "{cut}");
+    assert_eq!(cut.paused, 0, "{cut}");
+
+    w.assets.stop_refusing();
+    let last = w.run().await.unwrap();
+    assert!(last.finished && last.created == 1, "{last}");
+    assert_eq!(w.assets.cis().len(), 11, "no duplicate CI");
 }
 
 #[tokio::test]
@@ -1354,5 +1413,25 @@ async fn runs_against_the_autotask_sandbox_create_patch_and_then_call_nothing() 
             .count(),
         2,
         "nothing created twice, nothing deleted"
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_that_never_ran_is_due_on_any_day() {
+    // Its first run after activation must not wait for a schedule day (in
+    // AWS the schedule's pass is what runs it).
+    let w = World::new(AssetMode::Advanced);
+    let eleventh = Utc.with_ymd_and_hms(2026, 12, 11, 6, 0, 0).unwrap();
+    assert!(due(w.store.as_ref(), &w.config, eleventh).await.unwrap());
+    let mut inactive = w.config.clone();
+    inactive.active = false;
+    assert!(!due(w.store.as_ref(), &inactive, eleventh).await.unwrap());
+
+    w.push(vec![device("dev-1", Some("SN1"))]).await;
+    let first = w.run().await.unwrap();
+    assert!(first.finished, "{first}");
+    assert!(
+        !due(w.store.as_ref(), &w.config, eleventh).await.unwrap(),
+        "after its first run, only schedule days and interrupted runs"
     );
 }

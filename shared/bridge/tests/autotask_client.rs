@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use bridge::config::{AutotaskSettings, FieldValue, Secret};
+use bridge::connectors::autotask::webhooks::WebhookRequest;
 use bridge::connectors::autotask::{
     parse_callout, parse_webhook, verify_callout_credentials, verify_hook_signature, AutotaskClient,
 };
@@ -17,7 +18,8 @@ use bridge::error::{ApiError, InboundError};
 use bridge::model::{NewPsaNote, NewPsaTicket, PsaTicketPatch, Visibility};
 use bridge::ports::Psa;
 use sandbox::autotask::{
-    AutotaskSandbox, AutotaskSandboxConfig, CalloutTarget, RecordedRequest, WebhookTarget, API_ROOT,
+    AutotaskSandbox, AutotaskSandboxConfig, CalloutTarget, HookEntity, RecordedRequest,
+    WebhookTarget, API_ROOT,
 };
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -1389,4 +1391,188 @@ async fn the_engine_names_a_missing_required_field_and_creates_nothing_until_it_
     assert_eq!(posts.len(), 1);
     assert_eq!(posts[0]["billingCodeID"], 29682802);
     assert_eq!(posts[0]["externalID"], format!("zendesk:{zendesk_ticket}"));
+}
+
+// ---------------------------------------------------------------------------
+// Registering the REST webhooks (`ensure_webhooks`)
+// ---------------------------------------------------------------------------
+
+fn webhook_request(endpoint: &str) -> WebhookRequest<'_> {
+    WebhookRequest {
+        endpoint,
+        name: "psa-bridge (acme)",
+        api_username: "sync@msp.example",
+        notification_email: None,
+    }
+}
+
+#[tokio::test]
+async fn ensure_webhooks_registers_both_entities_with_the_api_user_excluded_and_their_events_verify(
+) {
+    let (sandbox, client, company) = setup().await;
+    let (url, mut deliveries) = receiver().await;
+    let tech = sandbox.add_resource("Tess Tech");
+
+    let ensured = client
+        .ensure_webhooks(&webhook_request(&url))
+        .await
+        .unwrap();
+    assert_eq!(ensured.api_resource_id, API_RESOURCE);
+    assert!(ensured.ticket.created && ensured.note.created);
+    let key = ensured.secret_key.expose().to_owned();
+    assert!(key.len() <= sandbox::autotask::SECRET_KEY_MAX && key.len() >= 32);
+
+    let hooks = sandbox.registered_webhooks();
+    assert_eq!(hooks.len(), 2);
+    for hook in &hooks {
+        assert_eq!(hook.webhook_url, url);
+        assert_eq!(hook.deactivation_url, url);
+        assert_eq!(hook.secret_key, key, "both sign with the returned key");
+        assert!(hook.active && hook.is_ready() && hook.on_create && hook.on_update);
+        assert!(!hook.on_delete, "deletions are not mirrored");
+        assert_eq!(hook.notification_email, "sync@msp.example");
+        assert_eq!(
+            hook.excluded.iter().map(|(_, r)| *r).collect::<Vec<_>>(),
+            vec![API_RESOURCE]
+        );
+    }
+    let named = |hook: &sandbox::autotask::RegisteredWebhook, name: &str| {
+        hook.fields
+            .iter()
+            .find(|f| hook.entity.field_name(f.field_id) == Some(name))
+            .cloned()
+    };
+    let ticket_hook = hooks
+        .iter()
+        .find(|h| h.entity == HookEntity::Ticket)
+        .unwrap();
+    let note_hook = hooks
+        .iter()
+        .find(|h| h.entity == HookEntity::TicketNote)
+        .unwrap();
+    for field in ["status", "priority", "title", "description", "queueID"] {
+        assert!(named(ticket_hook, field).unwrap().subscribed, "{field}");
+    }
+    let ticket_id = named(note_hook, "ticketID").unwrap();
+    assert!(
+        ticket_id.display_always,
+        "TicketID is shown on every note event"
+    );
+    assert!(named(note_hook, "description").unwrap().subscribed);
+
+    // The bridge's own writes (as the API user) send nothing; a
+    // technician's do, signed with the key, and the ingest reads them.
+    let ticket = client
+        .create_ticket(&new_ticket(&sandbox, company, "zendesk:90"))
+        .await
+        .unwrap();
+    sandbox.update_as_technician(ticket, tech, &[("priority", json!(1))]);
+    let event = next(&mut deliveries).await;
+    let signature = event.header("x-hook-signature");
+    assert_eq!(
+        verify_hook_signature(&ensured.secret_key, signature, &event.body),
+        Ok(())
+    );
+    assert_eq!(parse_webhook(&event.body).unwrap().ticket_id, ticket);
+    sandbox.add_note(ticket, tech, "Called", "Customer called back", false);
+    let event = next(&mut deliveries).await;
+    assert_eq!(
+        verify_hook_signature(
+            &ensured.secret_key,
+            event.header("x-hook-signature"),
+            &event.body
+        ),
+        Ok(())
+    );
+    assert_eq!(parse_webhook(&event.body).unwrap().ticket_id, ticket);
+    sandbox.webhook_settled(Duration::from_secs(5)).await;
+    assert!(
+        deliveries.try_recv().is_err(),
+        "the API user's create sent nothing"
+    );
+}
+
+#[tokio::test]
+async fn ensure_webhooks_again_keeps_one_per_entity_and_sets_a_new_key() {
+    let (sandbox, client, _company) = setup().await;
+    let url = "http://127.0.0.1:9/t/acme/autotask";
+    let first = client.ensure_webhooks(&webhook_request(url)).await.unwrap();
+    // A duplicate at the same URL (say, made by hand), and one elsewhere.
+    let http = reqwest::Client::new();
+    for (endpoint, key) in [
+        (format!("{url}/"), "dup"),
+        ("https://other.example/h".to_owned(), "other"),
+    ] {
+        let response = http
+            .post(format!("{}{API_ROOT}/TicketWebhooks", sandbox.base_url()))
+            .header("UserName", "sync@msp.example")
+            .header("Secret", "api-secret-1")
+            .header("ApiIntegrationCode", "INTEGRATION-CODE-1")
+            .json(&json!({
+                "webhookUrl": endpoint, "deactivationUrl": endpoint, "secretKey": key,
+                "isSubscribedToCreateEvents": true, "isSubscribedToUpdateEvents": true,
+                "isSubscribedToDeleteEvents": false, "isActive": true,
+                "notificationEmailAddress": "ops@msp.example",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
+    let again = client.ensure_webhooks(&webhook_request(url)).await.unwrap();
+    assert!(!again.ticket.created && !again.note.created);
+    assert_eq!(again.ticket.id, first.ticket.id, "the oldest is kept");
+    assert_eq!(again.note.id, first.note.id);
+    assert_eq!((again.ticket.removed, again.note.removed), (1, 0));
+    assert_eq!((again.ticket.fields_set, again.note.fields_set), (0, 0));
+    assert!(!again.ticket.excluded_added && !again.note.excluded_added);
+    assert_ne!(again.secret_key.expose(), first.secret_key.expose());
+    let hooks = sandbox.registered_webhooks();
+    let ours: Vec<_> = hooks.iter().filter(|h| h.webhook_url == url).collect();
+    assert_eq!(ours.len(), 2, "one per entity");
+    for hook in ours {
+        assert_eq!(
+            hook.secret_key,
+            again.secret_key.expose(),
+            "the key was PATCHed"
+        );
+        assert_eq!(hook.excluded.len(), 1);
+    }
+    assert!(
+        hooks
+            .iter()
+            .any(|h| h.webhook_url == "https://other.example/h"),
+        "webhooks elsewhere are left alone"
+    );
+    // Only ids and flags went over the wire for the kept ones: one PATCH each.
+    assert_eq!(bodies(&sandbox, "PATCH", "TicketWebhooks").len(), 1);
+    assert_eq!(bodies(&sandbox, "PATCH", "TicketNoteWebhooks").len(), 1);
+}
+
+#[tokio::test]
+async fn ensure_webhooks_without_permission_is_a_permanent_rejection_and_a_missing_user_not_found()
+{
+    let (sandbox, client, _company) = setup().await;
+    sandbox.set_webhook_permission(false);
+    let err = client
+        .ensure_webhooks(&webhook_request("http://127.0.0.1:9/t/acme/autotask"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ApiError::Rejected { status: 500, message, .. } if message.contains("adequate permissions")),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+    assert!(sandbox.registered_webhooks().is_empty());
+
+    sandbox.set_webhook_permission(true);
+    let err = client
+        .ensure_webhooks(&WebhookRequest {
+            api_username: "nobody@msp.example",
+            ..webhook_request("http://127.0.0.1:9/t/acme/autotask")
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::NotFound { .. }), "{err:?}");
 }

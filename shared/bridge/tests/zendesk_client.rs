@@ -692,3 +692,134 @@ async fn the_preflight_names_a_user_who_is_not_an_admin() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn ensure_webhook_registers_one_event_webhook_and_its_secret_signs_the_events() {
+    let sandbox = sandbox().await;
+    let (url, mut rx) = receiver().await;
+    let desk = client(&sandbox, TOKEN);
+
+    let first = desk.ensure_webhook(&url, "psa-bridge acme").await.unwrap();
+    assert!(first.changes.created);
+    let hooks = sandbox.webhooks();
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0].endpoint, url);
+    assert_eq!(hooks[0].id, first.hook.id);
+    assert_eq!(
+        hooks[0].subscriptions,
+        bridge::connectors::zendesk::WEBHOOK_SUBSCRIPTIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(first.hook.signing_secret.expose(), hooks[0].signing_secret);
+    let created = sandbox.requests_matching("POST", "/api/v2/webhooks");
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].json()["webhook"]["http_method"], "POST");
+    assert_eq!(created[0].json()["webhook"]["request_format"], "json");
+
+    // Again: nothing created, the same webhook and secret.
+    let again = desk.ensure_webhook(&url, "psa-bridge acme").await.unwrap();
+    assert!(!again.changes.created);
+    assert_eq!(again.changes.removed, 0);
+    assert_eq!(again.hook.id, first.hook.id);
+    assert_eq!(again.hook.signing_secret, first.hook.signing_secret);
+    assert_eq!(sandbox.webhooks().len(), 1);
+
+    // A comment reaches the endpoint signed with that secret and parses.
+    let id = ticket(&sandbox, None);
+    let created = next_hook(&mut rx).await;
+    verify_signature(
+        &first.hook.signing_secret,
+        header(&created, TIMESTAMP_HEADER),
+        header(&created, SIGNATURE_HEADER),
+        &created.body,
+        Utc::now(),
+    )
+    .expect("signed with the registered webhook's secret");
+    sandbox.add_comment(id, "Agent Smith", "On it", true);
+    let commented = next_hook(&mut rx).await;
+    verify_signature(
+        &first.hook.signing_secret,
+        header(&commented, TIMESTAMP_HEADER),
+        header(&commented, SIGNATURE_HEADER),
+        &commented.body,
+        Utc::now(),
+    )
+    .expect("signed with the registered webhook's secret");
+    assert_eq!(
+        parse_webhook(&commented.body, header(&commented, TIMESTAMP_HEADER))
+            .unwrap()
+            .ticket_id,
+        id
+    );
+}
+
+#[tokio::test]
+async fn ensure_webhook_replaces_duplicates_and_trigger_webhooks_to_the_same_endpoint() {
+    let sandbox = sandbox().await;
+    let endpoint = "https://bridge.example/t/acme/zendesk";
+    let http = reqwest::Client::new();
+    // Made by hand earlier: a trigger webhook and an inactive event webhook
+    // to the bridge, and an unrelated one.
+    for (target, subscriptions, status) in [
+        (endpoint, json!(["conditional_ticket_events"]), "active"),
+        (
+            endpoint,
+            json!(["zen:event-type:ticket.created"]),
+            "inactive",
+        ),
+        (
+            "https://other.example/hook",
+            json!(["zen:event-type:ticket.created"]),
+            "active",
+        ),
+    ] {
+        let response = http
+            .post(format!("{}/api/v2/webhooks", sandbox.base_url()))
+            .basic_auth(format!("{EMAIL}/token"), Some(TOKEN))
+            .json(&json!({"webhook": {"name": "by hand", "endpoint": target,
+                "http_method": "POST", "request_format": "json", "status": status,
+                "subscriptions": subscriptions}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    let desk = client(&sandbox, TOKEN);
+    let ensured = desk
+        .ensure_webhook(endpoint, "psa-bridge acme")
+        .await
+        .unwrap();
+    assert!(ensured.changes.created);
+    assert_eq!(ensured.changes.removed, 2);
+    let left: Vec<(String, String)> = sandbox
+        .webhooks()
+        .into_iter()
+        .map(|h| (h.endpoint, h.name))
+        .collect();
+    assert_eq!(
+        left,
+        vec![
+            (
+                "https://other.example/hook".to_owned(),
+                "by hand".to_owned()
+            ),
+            (endpoint.to_owned(), "psa-bridge acme".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn ensure_webhook_refused_to_a_non_admin_is_permanent_and_says_why() {
+    let sandbox = sandbox().await;
+    sandbox.set_api_user_role(Role::Agent);
+    let err = client(&sandbox, TOKEN)
+        .ensure_webhook("https://bridge.example/t/acme/zendesk", "psa-bridge")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApiError::Forbidden { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("only a Zendesk admin"), "{err}");
+    assert!(sandbox.webhooks().is_empty());
+}

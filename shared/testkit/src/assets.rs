@@ -47,6 +47,10 @@ struct State {
     calls: Vec<AssetCall>,
     /// Calls left before every call answers `RateLimited`.
     budget: Option<usize>,
+    /// Every n-th call is refused once with this `retry_after`, as a token
+    /// bucket refuses the call that finds it empty.
+    refuse_every: Option<(usize, Duration)>,
+    attempts: usize,
     /// The next create lands but answers a timeout (a process that dies
     /// between the PSA write and recording it looks the same to the next run).
     lose_next_create_answer: bool,
@@ -101,6 +105,19 @@ impl FakeAssetPsa {
         self.state.lock().unwrap().budget = calls;
     }
 
+    /// Refuses every `period`-th call (counting refused ones) with a
+    /// `RateLimited` naming `retry_after`; the call after it goes through.
+    pub fn refuse_every(&self, period: usize, retry_after: Duration) {
+        assert!(period > 1, "a period of 1 would refuse every call");
+        let mut s = self.state.lock().unwrap();
+        s.refuse_every = Some((period, retry_after));
+        s.attempts = 0;
+    }
+
+    pub fn stop_refusing(&self) {
+        self.state.lock().unwrap().refuse_every = None;
+    }
+
     pub fn lose_next_create_answer(&self) {
         self.state.lock().unwrap().lose_next_create_answer = true;
     }
@@ -141,6 +158,15 @@ impl FakeAssetPsa {
     /// Records the call, or refuses it when the budget is spent.
     fn call(&self, call: AssetCall) -> Result<std::sync::MutexGuard<'_, State>, ApiError> {
         let mut s = self.state.lock().unwrap();
+        s.attempts += 1;
+        if let Some((period, retry_after)) = s.refuse_every {
+            if s.attempts.is_multiple_of(period) {
+                return Err(ApiError::RateLimited {
+                    system: SYSTEM,
+                    retry_after,
+                });
+            }
+        }
         if let Some(left) = s.budget.as_mut() {
             if *left == 0 {
                 return Err(ApiError::RateLimited {

@@ -115,6 +115,17 @@ impl AdminState {
         self
     }
 
+    /// Asset sync on request only: the setup check and a run now, but no
+    /// run in the background when a tenant turns active. For a process that
+    /// may be frozen as soon as it has answered (a Lambda function), where
+    /// such a run would stall holding the tenant's run lease and PSA budget.
+    pub fn with_asset_operations_on_request(mut self, assets: Arc<dyn AssetOperations>) -> Self {
+        let ports = Arc::make_mut(&mut self.ports);
+        ports.assets = Some(assets);
+        ports.assets_on_request_only = true;
+        self
+    }
+
     pub fn with_onboarding(mut self, settings: OnboardingSettings) -> Self {
         Arc::make_mut(&mut self.ports).settings = settings;
         self

@@ -174,6 +174,12 @@ pub const ROUTES: &[(&str, &str, &str, Option<&str>)] = &[
         Some("Rotate"),
     ),
     (
+        "post",
+        "/api/tenants/{tenant}/webhooks/register",
+        "Register the webhooks the APIs allow (Zendesk's; Autotask's Ticket and TicketNote webhooks; ConnectWise's callback) and keep their secrets in the secrets store (idempotent; 422 says why not, the manual steps stay)",
+        None,
+    ),
+    (
         "get",
         "/api/tenants/{tenant}/assets",
         "Asset sync: settings, the last run's summary and the last summary line",

@@ -65,6 +65,7 @@ pub(super) fn routes() -> Router<AdminState> {
         )
         .route("/api/tenants/{tenant}/webhooks", get(webhooks))
         .route("/api/tenants/{tenant}/webhooks/rotate", post(rotate))
+        .route("/api/tenants/{tenant}/webhooks/register", post(register))
         .route("/api/tenants/{tenant}/assets", get(assets_view))
         .route("/api/tenants/{tenant}/assets/check", post(assets_check))
         .route("/api/tenants/{tenant}/assets/sync", post(assets_sync))
@@ -316,6 +317,28 @@ async fn webhooks(
         .into_iter()
         .map(|(kind, url, secret)| json!({ "kind": kind, "url": url, "secret": secret }))
         .collect();
+    let zendesk_url = tenants::hook_url(&state, &tenant.id, HookKind::ZendeskWebhook);
+    let autotask_url = tenants::hook_url(&state, &tenant.id, HookKind::AutotaskWebhook);
+    for row in rows.iter_mut() {
+        if row["kind"] == json!(HookKind::ZendeskWebhook) {
+            row["registered"] = json!(tenant
+                .onboarding
+                .value
+                .zendesk_webhook
+                .as_ref()
+                .filter(|r| r.url == zendesk_url));
+            row["manual_steps"] = json!(setup_flow::ZENDESK_WEBHOOK_STEPS);
+        }
+        if row["kind"] == json!(HookKind::AutotaskWebhook) {
+            row["registered"] = json!(tenant
+                .onboarding
+                .value
+                .autotask_webhooks
+                .as_ref()
+                .filter(|r| r.url == autotask_url));
+            row["manual_steps"] = json!(setup_flow::AUTOTASK_WEBHOOK_STEPS);
+        }
+    }
     if tenant.onboarding.value.psa == Psa::ConnectWise {
         // ConnectWise signs with a key it serves itself: nothing to mask.
         let url = tenants::connectwise_callback_url(&state, &tenant.id);
@@ -348,8 +371,19 @@ async fn rotate(
     Path(t): Path<String>,
     Json(req): Json<RotateRequest>,
 ) -> ApiResult {
-    let tenant = tenants::open(&state, &user, &t).await?;
-    ok(tenants::rotate(&state, &tenant, req.kind, req.secret.as_deref()).await?)
+    let mut tenant = tenants::open(&state, &user, &t).await?;
+    ok(tenants::rotate(&state, &mut tenant, req.kind, req.secret.as_deref()).await?)
+}
+
+/// Registers what the APIs allow; the secrets go to the secrets store and
+/// the answer holds ids and times only.
+async fn register(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> ApiResult {
+    let mut tenant = tenants::open(&state, &user, &t).await?;
+    ok(setup_flow::register_webhooks(&state, &mut tenant).await?)
 }
 
 async fn assets_view(

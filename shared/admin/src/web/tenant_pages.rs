@@ -62,6 +62,10 @@ pub(super) fn routes() -> Router<AdminState> {
         .route("/tenants/{tenant}/dead-letters/{id}/replay", post(replay))
         .route("/tenants/{tenant}/webhooks", get(webhooks).post(rotate))
         .route("/tenants/{tenant}/webhooks/rotate", post(rotate))
+        .route(
+            "/tenants/{tenant}/webhooks/register",
+            post(register_webhooks),
+        )
         .route("/tenants/{tenant}/assets", get(assets_page))
         .route("/tenants/{tenant}/assets/check", post(assets_check))
         .route("/tenants/{tenant}/assets/sync", post(assets_sync))
@@ -166,6 +170,7 @@ page!(WebhooksPage, "webhooks.html", {
     hooks: Vec<HookRow>,
     rotated: Option<Rotated>,
     callback: Option<CallbackRow>,
+    registration: RegistrationRow,
 });
 
 #[derive(Template)]
@@ -854,6 +859,22 @@ struct CallbackRow {
     state: String,
 }
 
+/// What the console registered itself, and the manual steps otherwise.
+struct RegistrationRow {
+    zendesk_state: String,
+    zendesk_url: String,
+    zendesk_steps: &'static str,
+    /// Autotask tenants only: the state of the Ticket and TicketNote
+    /// webhooks, their URL and the manual steps.
+    autotask: Option<AutotaskRegistrationRow>,
+}
+
+struct AutotaskRegistrationRow {
+    state: String,
+    url: String,
+    steps: &'static str,
+}
+
 struct HookRow {
     kind: &'static str,
     title: &'static str,
@@ -903,11 +924,73 @@ async fn show_webhooks(
         };
         CallbackRow { url, state }
     });
+    let zendesk_url = tenants::hook_url(state, &tenant.id, HookKind::ZendeskWebhook);
+    let zendesk_state = match &tenant.onboarding.value.zendesk_webhook {
+        Some(r) if r.url == zendesk_url => {
+            format!("{} ({})", r.summary, r.at.format("%Y-%m-%d %H:%M UTC"))
+        }
+        Some(_) => "registered for another address; register again".to_owned(),
+        None => "not registered yet".to_owned(),
+    };
+    let autotask = (tenant.onboarding.value.psa == Psa::Autotask).then(|| {
+        let url = tenants::hook_url(state, &tenant.id, HookKind::AutotaskWebhook);
+        let state = match &tenant.onboarding.value.autotask_webhooks {
+            Some(r) if r.url == url => {
+                format!("{} ({})", r.summary, r.at.format("%Y-%m-%d %H:%M UTC"))
+            }
+            Some(_) => "registered for another address; register again".to_owned(),
+            None => "not registered yet".to_owned(),
+        };
+        AutotaskRegistrationRow {
+            state,
+            url,
+            steps: setup_flow::AUTOTASK_WEBHOOK_STEPS,
+        }
+    });
+    let registration = RegistrationRow {
+        zendesk_state,
+        zendesk_url,
+        zendesk_steps: setup_flow::ZENDESK_WEBHOOK_STEPS,
+        autotask,
+    };
     let status = status_of(&top);
     Ok(render(
         status,
-        &WebhooksPage::with(top.of(tenant), hooks, rotated, callback),
+        &WebhooksPage::with(top.of(tenant), hooks, rotated, callback, registration),
     ))
+}
+
+async fn register_webhooks(
+    State(state): State<AdminState>,
+    user: CurrentUser,
+    Path(t): Path<String>,
+) -> Response {
+    let r = async {
+        let mut tenant = tenants::open(&state, &user, &t).await?;
+        let mut top = top(&state, &user, "Webhooks", &t);
+        match setup_flow::register_webhooks(&state, &mut tenant).await {
+            Ok(done) => {
+                let said: Vec<String> = done
+                    .zendesk
+                    .iter()
+                    .map(|r| r.summary.clone())
+                    .chain(done.autotask.iter().map(|r| r.summary.clone()))
+                    .chain(done.connectwise_callback.iter().map(|r| r.summary.clone()))
+                    .collect();
+                top.notice = Some(said.join(" "));
+            }
+            Err(e) => {
+                (top.error, top.failures) = inline(e)?;
+                top.error.get_or_insert_with(|| {
+                    "The console could not register every webhook; the manual steps below \
+                     still work."
+                        .to_owned()
+                });
+            }
+        }
+        show_webhooks(&state, &tenant, top, None).await
+    };
+    finish(&state, r.await)
 }
 
 async fn webhooks(
@@ -936,12 +1019,12 @@ async fn rotate(
     Form(form): Form<RotateForm>,
 ) -> Response {
     let r = async {
-        let tenant = tenants::open(&state, &user, &t).await?;
+        let mut tenant = tenants::open(&state, &user, &t).await?;
         let mut top = top(&state, &user, "Webhooks", &t);
         let kind = HookKind::parse(&form.kind)
             .ok_or_else(|| AdminError::Invalid("unknown webhook".into()));
         let rotated = match kind {
-            Ok(kind) => tenants::rotate(&state, &tenant, kind, form.secret.as_deref()).await,
+            Ok(kind) => tenants::rotate(&state, &mut tenant, kind, form.secret.as_deref()).await,
             Err(e) => Err(e),
         };
         let rotated = match rotated {

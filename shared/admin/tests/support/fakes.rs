@@ -14,7 +14,8 @@ use bridge::model::{PicklistValue, TenantId};
 use bridge::ports::Secrets;
 use bridge::setup::{
     AutotaskAccess, AutotaskVerified, CheckFailure, ConnectWiseAccess, ConnectWiseVerified,
-    NamedId, PsaChoices, SecretsWriter, TenantSetup, ZendeskAccess, ZendeskAuth, ZendeskVerified,
+    HookRegistration, NamedId, PsaChoices, RegisteredHook, SecretsWriter, TenantSetup,
+    ZendeskAccess, ZendeskAuth, ZendeskVerified,
 };
 
 pub const ZD_TOKEN: &str = "zd-token-good-4821";
@@ -22,6 +23,12 @@ pub const AT_SECRET: &str = "at-secret-good-7391";
 pub const AT_CODE: &str = "at-code-good-5550";
 pub const OAUTH_TOKEN: &str = "oauth-access-token-6612";
 pub const OAUTH_CLIENT_SECRET: &str = "oauth-client-secret-3307";
+/// The signing secret the fake Zendesk makes for a registered webhook.
+pub const ZD_REGISTERED_SECRET: &str = "zd-registered-signing-secret-9931";
+/// The fake Zendesk's webhook id.
+pub const ZD_WEBHOOK_ID: &str = "01HZX3V7T9Q2M4N6P8R0S2T4V6";
+/// The fake Autotask's webhook ids, as the port reports them.
+pub const AT_WEBHOOK_IDS: &str = "Ticket 7 / TicketNote 8";
 pub const CW_SITE: &str = "https://cw.msp.example";
 pub const CW_COMPANY: &str = "acmemsp";
 pub const CW_PUBLIC: &str = "cw-public-key-good-2468";
@@ -97,6 +104,29 @@ impl Default for FakeConnectWise {
 pub struct FakeSetup {
     pub oauth_calls: Mutex<Vec<(String, String, String)>>,
     pub connectwise: Mutex<FakeConnectWise>,
+    pub zendesk_webhooks: Mutex<FakeZendeskWebhooks>,
+    pub autotask_webhooks: Mutex<FakeAutotaskWebhooks>,
+}
+
+/// The fake Autotask's webhook entities.
+#[derive(Default)]
+pub struct FakeAutotaskWebhooks {
+    /// Registrations asked for: `(endpoint, name)`.
+    pub registered: Vec<(String, String)>,
+    /// The secret keys handed out, newest last (each registration makes a
+    /// new one, as the real port does).
+    pub keys: Vec<String>,
+    /// When set, registration fails with this (e.g. no permission).
+    pub refuse: Option<CheckFailure>,
+}
+
+/// The fake Zendesk's Webhooks API.
+#[derive(Default)]
+pub struct FakeZendeskWebhooks {
+    /// Registrations asked for: `(endpoint, name)`.
+    pub registered: Vec<(String, String)>,
+    /// When set, registration fails with this (e.g. the user is no admin).
+    pub refuse: Option<CheckFailure>,
 }
 
 impl FakeSetup {
@@ -372,6 +402,66 @@ impl TenantSetup for FakeSetup {
                 name: "Globex".into(),
             },
         ])
+    }
+
+    async fn register_zendesk_webhook(
+        &self,
+        access: &ZendeskAccess,
+        endpoint: &str,
+        name: &str,
+    ) -> Result<HookRegistration, CheckFailure> {
+        self.verify_zendesk(access).await?;
+        let mut hooks = self.zendesk_webhooks.lock().unwrap();
+        if let Some(refused) = &hooks.refuse {
+            return Err(refused.clone());
+        }
+        let again = hooks.registered.iter().any(|(e, _)| e == endpoint);
+        hooks
+            .registered
+            .push((endpoint.to_owned(), name.to_owned()));
+        Ok(HookRegistration {
+            hook: RegisteredHook {
+                id: ZD_WEBHOOK_ID.into(),
+                signing_secret: Secret::new(ZD_REGISTERED_SECRET),
+            },
+            summary: if again {
+                format!("Zendesk: webhook {ZD_WEBHOOK_ID} was already registered.")
+            } else {
+                format!("Zendesk: created webhook {ZD_WEBHOOK_ID}.")
+            },
+        })
+    }
+
+    async fn register_autotask_webhooks(
+        &self,
+        access: &AutotaskAccess,
+        endpoint: &str,
+        name: &str,
+    ) -> Result<HookRegistration, CheckFailure> {
+        self.verify_autotask(access).await?;
+        let mut hooks = self.autotask_webhooks.lock().unwrap();
+        if let Some(refused) = &hooks.refuse {
+            return Err(refused.clone());
+        }
+        let again = hooks.registered.iter().any(|(e, _)| e == endpoint);
+        hooks
+            .registered
+            .push((endpoint.to_owned(), name.to_owned()));
+        let key = format!("at-registered-key-{:02}-5521", hooks.keys.len() + 1);
+        hooks.keys.push(key.clone());
+        Ok(HookRegistration {
+            hook: RegisteredHook {
+                id: AT_WEBHOOK_IDS.into(),
+                signing_secret: Secret::new(key),
+            },
+            summary: if again {
+                format!(
+                    "Autotask: webhooks {AT_WEBHOOK_IDS} were already registered (new secret key)."
+                )
+            } else {
+                format!("Autotask: created webhooks {AT_WEBHOOK_IDS}.")
+            },
+        })
     }
 
     async fn register_connectwise_callback(

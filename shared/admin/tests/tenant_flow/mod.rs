@@ -13,6 +13,7 @@ use crate::support::{logs, Harness, Resp, OPERATOR, OPERATOR_PASSWORD};
 mod assets;
 mod connectwise;
 mod security;
+mod webhooks;
 
 struct World {
     h: Harness,
@@ -294,7 +295,15 @@ async fn onboard(w: &World, tenant: &str) -> (String, String) {
     .await;
     assert_eq!(resp.status, StatusCode::UNPROCESSABLE_ENTITY);
 
-    // Still inactive: no inbound secrets yet.
+    // Still inactive: Autotask refuses to register the webhooks and no
+    // inbound secret was entered yet (a test's own refusal stays in place).
+    let preset = w
+        .setup
+        .autotask_webhooks
+        .lock()
+        .unwrap()
+        .refuse
+        .replace(webhooks::no_webhook_permission());
     let resp = call(h, &admin, Method::POST, &format!("{base}/activate"), None).await;
     assert_eq!(
         resp.status,
@@ -302,6 +311,21 @@ async fn onboard(w: &World, tenant: &str) -> (String, String) {
         "{}",
         resp.body
     );
+    assert!(
+        resp.json()["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            // The refusal itself, or (when another check failed first and
+            // registration waited) the missing secret.
+            .any(
+                |f| f["check"] == bridge::connectors::setup::checks::AUTOTASK_WEBHOOKS
+                    || f["check"] == "Autotask webhook or callout secret"
+            ),
+        "{}",
+        resp.body
+    );
+    w.setup.autotask_webhooks.lock().unwrap().refuse = preset;
     let resp = call(
         h,
         &admin,

@@ -12,9 +12,16 @@
 //!   mode, reference number = inventory id) by its reference number, then by
 //!   its serial number, and only then created.
 //! - **Budget.** The PSA connector fails a call at once with a retryable
-//!   `RateLimited` when the tenant's budget is spent; the run then stops,
-//!   keeps what it did (every device record is saved as it goes) and the next
-//!   run resumes. A deadline (a Lambda's remaining time) stops it the same way.
+//!   `RateLimited` when the tenant's budget is spent (or the PSA answered
+//!   429). A run is not a queued job that can come back later, so it pauses
+//!   for the `retry_after` the refusal names and tries the same device again,
+//!   as long as the pause is short ([`AssetRunOptions::budget_pause`]) and
+//!   ends before the run's deadline: a first load of thousands of devices
+//!   then proceeds at the budget's rate in one run instead of stopping at
+//!   each refusal, and a small burst no longer stalls a run behind its setup
+//!   calls. Otherwise the run stops, keeps what it did (every device record
+//!   is saved as it goes) and the next run resumes (every 5 minutes on the
+//!   schedule). A deadline (a Lambda's remaining time) stops it the same way.
 //! - **One run per tenant.** The `ASSETRUN` item is a lease; a second run
 //!   waits for it (`Busy`, retryable) instead of doubling the calls.
 
@@ -52,7 +59,18 @@ pub struct AssetRunOptions {
     pub lease: Duration,
     /// A scheduled run: records today as the tenant's last scheduled day.
     pub scheduled: bool,
+    /// The longest pause the run takes when the budget (or the PSA's 429)
+    /// refuses a call, before trying the same device again; a refusal that
+    /// asks for longer, or a pause that would end past `deadline`, stops
+    /// the run instead. Zero: stop at the first refusal.
+    pub budget_pause: std::time::Duration,
 }
+
+/// [`AssetRunOptions::budget_pause`] by default: a spent token bucket names
+/// the time to its next token (well under a second at Autotask's rates),
+/// a 429 its `Retry-After`; a PSA that wants minutes is better left to the
+/// next scheduled run.
+pub const DEFAULT_BUDGET_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Default for AssetRunOptions {
     fn default() -> Self {
@@ -60,6 +78,7 @@ impl Default for AssetRunOptions {
             deadline: None,
             lease: DEFAULT_LEASE,
             scheduled: false,
+            budget_pause: DEFAULT_BUDGET_PAUSE,
         }
     }
 }
@@ -82,6 +101,8 @@ pub struct AssetRunSummary {
     pub remaining: usize,
     /// Whether it continued a run that had stopped early.
     pub resumed: bool,
+    /// Times it paused for the PSA budget and went on.
+    pub paused: usize,
 }
 
 impl fmt::Display for AssetRunSummary {
@@ -103,6 +124,9 @@ impl fmt::Display for AssetRunSummary {
         }
         if self.resumed {
             write!(f, " (resumed an interrupted run)")?;
+        }
+        if self.paused > 0 {
+            write!(f, " (paused {} time(s) for the PSA budget)", self.paused)?;
         }
         match &self.stopped {
             Some(why) => write!(
@@ -273,6 +297,7 @@ struct Ctx<'a> {
     /// Simple mode may lack the inventory-id UDF; after the PSA refused a
     /// lookup by it once, this run matches by serial number only.
     udf_lookups: bool,
+    pausing: &'a Pausing<'a>,
 }
 
 /// Runs asset sync for one tenant: see the module doc. `psa` resolves
@@ -307,6 +332,9 @@ async fn run_inner(
         .as_ref()
         .ok_or_else(|| AssetRunError::NotConfigured(tenant.to_string()))?;
     let mut lease = Lease::take(store, tenant, clock, options).await?;
+    // Every PSA call of the run pauses for the budget when it may.
+    let paused = Pausing::new(assets, options, clock);
+    let assets: &dyn AssetPsa = &paused;
     let mut summary = AssetRunSummary {
         resumed: lease.resumed,
         ..AssetRunSummary::default()
@@ -354,6 +382,15 @@ async fn run_inner(
                 ci_type = resolved;
                 problems
             }
+            // The budget stopped the run before its first device: like a
+            // stop midway, the next run resumes (nothing to undo).
+            Err(error @ ApiError::RateLimited { .. }) => {
+                info!(%error, "asset run stopped by the PSA budget before its first device; the next run resumes");
+                summary.stopped = Some(error.to_string());
+                summary.remaining = work.len();
+                work.clear();
+                Vec::new()
+            }
             Err(error) => {
                 lease.release(store, tenant, clock, &summary, false).await?;
                 return Err(error.into());
@@ -388,6 +425,7 @@ async fn run_inner(
         ci_type,
         companies: HashMap::new(),
         udf_lookups: true,
+        pausing: &paused,
     };
     let total = work.len();
     let mut logged_failures = 0usize;
@@ -444,6 +482,7 @@ async fn run_inner(
         }
     }
     summary.finished = summary.stopped.is_none();
+    summary.paused = paused.pauses();
     let totals = lease
         .release(store, tenant, clock, &summary, summary.finished)
         .await?;
@@ -481,6 +520,123 @@ async fn run_inner(
     );
     Ok(summary)
 }
+
+/// The run's PSA calls, each tried again after a pause when the budget (or
+/// the PSA's 429) refuses it and the options allow the pause
+/// ([`AssetRunOptions::budget_pause`], the deadline). A refused call was
+/// never carried out (the budget refuses before sending; a 429 is the PSA
+/// refusing it), so trying it again, creates included, duplicates nothing.
+/// Pausing per call rather than per device keeps the lookups a device
+/// already made.
+struct Pausing<'a> {
+    inner: &'a dyn AssetPsa,
+    options: &'a AssetRunOptions,
+    clock: &'a dyn Clock,
+    pauses: std::sync::atomic::AtomicUsize,
+}
+
+impl<'a> Pausing<'a> {
+    fn new(inner: &'a dyn AssetPsa, options: &'a AssetRunOptions, clock: &'a dyn Clock) -> Self {
+        Self {
+            inner,
+            options,
+            clock,
+            pauses: Default::default(),
+        }
+    }
+
+    fn pauses(&self) -> usize {
+        self.pauses.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
+        loop {
+            match call().await {
+                Err(error) => match self.pause_for(&error) {
+                    Some(pause) => {
+                        self.pauses
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tokio::time::sleep(pause).await;
+                    }
+                    None => return Err(error),
+                },
+                done => return done,
+            }
+        }
+    }
+
+    /// How long to pause before trying a refused call again: the refusal
+    /// names a short enough `retry_after` and the pause ends before the
+    /// deadline. `None`: give the error back (the run stops on it).
+    fn pause_for(&self, error: &ApiError) -> Option<std::time::Duration> {
+        let ApiError::RateLimited { retry_after, .. } = error else {
+            return None;
+        };
+        // Never spin: a refusal naming no wait still gets a short one.
+        let pause = (*retry_after).max(MIN_BUDGET_PAUSE);
+        if pause > self.options.budget_pause {
+            return None;
+        }
+        let ends = self.clock.now() + Duration::from_std(pause).ok()?;
+        match self.options.deadline {
+            Some(deadline) if ends >= deadline => None,
+            _ => Some(pause),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl AssetPsa for Pausing<'_> {
+    async fn asset_setup_problems(
+        &self,
+        settings: &AssetSettings,
+    ) -> Result<Vec<String>, ApiError> {
+        self.call(|| self.inner.asset_setup_problems(settings))
+            .await
+    }
+
+    async fn get_ci(&self, id: i64) -> Result<Option<PsaCi>, ApiError> {
+        self.call(|| self.inner.get_ci(id)).await
+    }
+
+    async fn find_ci_by_udf(&self, udf: &str, value: &str) -> Result<Option<PsaCi>, ApiError> {
+        self.call(|| self.inner.find_ci_by_udf(udf, value)).await
+    }
+
+    async fn find_ci_by_serial(&self, serial: &str) -> Result<Option<PsaCi>, ApiError> {
+        self.call(|| self.inner.find_ci_by_serial(serial)).await
+    }
+
+    async fn find_ci_by_reference(
+        &self,
+        reference_number: &str,
+    ) -> Result<Option<PsaCi>, ApiError> {
+        self.call(|| self.inner.find_ci_by_reference(reference_number))
+            .await
+    }
+
+    async fn ci_type_value(
+        &self,
+        value: &crate::config::FieldValue,
+    ) -> Result<Option<i64>, ApiError> {
+        self.call(|| self.inner.ci_type_value(value)).await
+    }
+
+    async fn create_ci(&self, ci: &NewCi) -> Result<i64, ApiError> {
+        self.call(|| self.inner.create_ci(ci)).await
+    }
+
+    async fn update_ci(&self, id: i64, patch: &CiPatch) -> Result<(), ApiError> {
+        self.call(|| self.inner.update_ci(id, patch)).await
+    }
+}
+
+/// The shortest pause after a refusal.
+const MIN_BUDGET_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The picklist value of the setting `ci_type` (a label through the PSA's
 /// picklist), or the setup problem that it names no type.
@@ -661,8 +817,8 @@ async fn company(ctx: &mut Ctx<'_>, device: &Device) -> Result<i64, DeviceError>
             Some(known) => *known,
             None => {
                 let found = ctx
-                    .psa
-                    .company_for_reference(cluster)
+                    .pausing
+                    .call(|| ctx.psa.company_for_reference(cluster))
                     .await
                     .map_err(classify)?;
                 ctx.companies.insert(cluster.to_owned(), found);
@@ -850,9 +1006,10 @@ async fn log(
     }
 }
 
-/// Whether a scheduled run of this tenant is due at `now`: today (UTC) is one
-/// of its schedule days and no scheduled run started today, or a run
-/// stopped early and its lease ran out (resume it).
+/// Whether a scheduled run of this tenant is due at `now`: it never ran (its
+/// first run after activation), or today (UTC) is one of its schedule days
+/// and no scheduled run started today, or a run stopped early and its lease
+/// ran out (resume it).
 pub async fn due(
     store: &dyn Store,
     config: &TenantConfig,
@@ -869,7 +1026,9 @@ pub async fn due(
     use chrono::Datelike;
     let scheduled_today = settings.schedule_days.contains(&today.day());
     Ok(match state {
-        None => scheduled_today,
+        // Never ran: the first run is due at once (the tenant's first
+        // activation), whatever the day.
+        None => true,
         Some(state) => {
             let state = state.value;
             if !state.finished && state.lease_until > now {

@@ -25,6 +25,7 @@
 use async_trait::async_trait;
 
 use crate::config::{ConnectWiseSettings, Secret, TenantSecrets};
+use crate::connectors::autotask::webhooks::{HookChanges, WebhookRequest};
 use crate::connectors::autotask::AutotaskClient;
 use crate::connectors::connectwise::ConnectWiseClient;
 use crate::connectors::http;
@@ -33,7 +34,8 @@ use crate::error::ApiError;
 use crate::model::PicklistValue;
 use crate::setup::{
     AutotaskAccess, AutotaskVerified, CheckFailure, ConnectWiseAccess, ConnectWiseVerified,
-    NamedId, PsaChoices, TenantSetup, ZendeskAccess, ZendeskAuth, ZendeskVerified,
+    HookRegistration, NamedId, PsaChoices, RegisteredHook, TenantSetup, ZendeskAccess, ZendeskAuth,
+    ZendeskVerified,
 };
 
 /// The check names the console shows; the same words in every failure.
@@ -45,6 +47,7 @@ pub mod checks {
     pub const ZENDESK_OAUTH_CLIENT: &str = "Zendesk OAuth client";
     pub const ZENDESK_ACCESS: &str = "Zendesk API access";
     pub const ZENDESK_ORGANIZATIONS: &str = "Zendesk organizations";
+    pub const ZENDESK_WEBHOOK: &str = "Zendesk webhook";
     pub const AUTOTASK_ZONE_LOOKUP: &str = "Autotask zone lookup";
     pub const AUTOTASK_USER: &str = "Autotask API user";
     pub const AUTOTASK_SECRET: &str = "Autotask API secret";
@@ -53,6 +56,7 @@ pub mod checks {
     pub const AUTOTASK_PERMISSIONS: &str = "Autotask API user permissions";
     pub const AUTOTASK_PICKLISTS: &str = "Autotask picklists";
     pub const AUTOTASK_COMPANIES: &str = "Autotask companies";
+    pub const AUTOTASK_WEBHOOKS: &str = "Autotask webhooks";
     pub const CONNECTWISE_SITE: &str = "ConnectWise site";
     pub const CONNECTWISE_COMPANY: &str = "ConnectWise company id";
     pub const CONNECTWISE_KEYS: &str = "ConnectWise API keys";
@@ -386,6 +390,129 @@ impl TenantSetup for HttpSetup {
             Err(err) => Err(zendesk_api_failure(&err, access)),
         };
         log_outcome("zendesk organizations", &outcome);
+        outcome
+    }
+
+    #[tracing::instrument(name = "setup.register_zendesk_webhook", skip_all, fields(host = %host_of(&access.base_url)))]
+    async fn register_zendesk_webhook(
+        &self,
+        access: &ZendeskAccess,
+        endpoint: &str,
+        name: &str,
+    ) -> Result<HookRegistration, CheckFailure> {
+        let outcome = async {
+            check_url(
+                endpoint,
+                checks::ZENDESK_WEBHOOK,
+                "the bridge's webhook URL",
+            )?;
+            let client = self.zendesk_client(access)?;
+            let ensured = client
+                .ensure_webhook(endpoint.trim(), name)
+                .await
+                .map_err(|err| match err {
+                    ApiError::Forbidden { .. } => fail(
+                        checks::ZENDESK_WEBHOOK,
+                        "Zendesk lets only admins create webhooks and read their signing \
+                         secrets, and the connected user is not one. Connect Zendesk as an \
+                         admin, or create the webhook by hand (the steps below) and paste its \
+                         signing secret.",
+                    ),
+                    ApiError::Unauthorized { status: 401, .. } => zendesk_not_accepted(access),
+                    ApiError::NotFound { .. } => fail(
+                        checks::ZENDESK_WEBHOOK,
+                        "This Zendesk does not offer the Webhooks API at this address; create \
+                         the webhook by hand (the steps below) and paste its signing secret.",
+                    ),
+                    other => zendesk_transport_failure(&other, checks::ZENDESK_WEBHOOK),
+                })?;
+            let changes = ensured.changes;
+            let mut done = vec![if changes.created {
+                format!("created webhook {}", ensured.hook.id)
+            } else {
+                format!("webhook {} was already registered", ensured.hook.id)
+            }];
+            if changes.removed > 0 {
+                done.push(format!(
+                    "removed {} outdated or duplicate webhook{} to the same address",
+                    changes.removed,
+                    if changes.removed == 1 { "" } else { "s" }
+                ));
+            }
+            Ok(HookRegistration {
+                hook: ensured.hook,
+                summary: format!(
+                    "Zendesk: {}; its signing secret is kept in the secrets store.",
+                    done.join("; ")
+                ),
+            })
+        }
+        .await;
+        log_outcome("zendesk webhook", &outcome);
+        outcome
+    }
+
+    #[tracing::instrument(name = "setup.register_autotask_webhooks", skip_all, fields(host = %host_of(&access.zone_lookup_url)))]
+    async fn register_autotask_webhooks(
+        &self,
+        access: &AutotaskAccess,
+        endpoint: &str,
+        name: &str,
+    ) -> Result<HookRegistration, CheckFailure> {
+        let outcome = async {
+            check_url(
+                endpoint,
+                checks::AUTOTASK_WEBHOOKS,
+                "the bridge's webhook URL",
+            )?;
+            let client = self.autotask_client(access).await?;
+            let request = WebhookRequest {
+                endpoint: endpoint.trim(),
+                name,
+                api_username: access.username.trim(),
+                notification_email: None,
+            };
+            let ensured = client
+                .ensure_webhooks(&request)
+                .await
+                .map_err(|err| autotask_webhook_failure(&err, access))?;
+            let describe = |c: &HookChanges, what: &str| {
+                let mut said = if c.created {
+                    format!("created the {what} webhook {}", c.id)
+                } else {
+                    format!(
+                        "the {what} webhook {} was already registered (new secret key)",
+                        c.id
+                    )
+                };
+                if c.removed > 0 {
+                    said.push_str(&format!(
+                        ", removed {} duplicate{} to the same address",
+                        c.removed,
+                        if c.removed == 1 { "" } else { "s" }
+                    ));
+                }
+                said
+            };
+            Ok(HookRegistration {
+                hook: RegisteredHook {
+                    id: format!(
+                        "Ticket {} / TicketNote {}",
+                        ensured.ticket.id, ensured.note.id
+                    ),
+                    signing_secret: ensured.secret_key,
+                },
+                summary: format!(
+                    "Autotask: {}; {}; the API user (resource {}) is excluded, and the secret \
+                     key is kept in the secrets store.",
+                    describe(&ensured.ticket, "Ticket"),
+                    describe(&ensured.note, "TicketNote"),
+                    ensured.api_resource_id
+                ),
+            })
+        }
+        .await;
+        log_outcome("autotask webhooks", &outcome);
         outcome
     }
 
@@ -953,6 +1080,40 @@ fn autotask_call_failure(err: &ApiError, access: &AutotaskAccess, check: &str) -
             )
         }
         other => autotask_unavailable(check, other, access),
+    }
+}
+
+/// A webhook registration failed: what the admin can do about it. Texts
+/// from Autotask are not shown (they may quote the request).
+fn autotask_webhook_failure(err: &ApiError, access: &AutotaskAccess) -> CheckFailure {
+    match err {
+        ApiError::NotFound { what, .. } if what.contains("API user") => fail(
+            checks::AUTOTASK_WEBHOOKS,
+            "The bridge could not find its API user among Autotask's resources (by user name \
+             or email), so it cannot exclude the user's own changes. Check that the API user \
+             may read resources, or create the webhooks by hand (the steps below).",
+        ),
+        ApiError::NotFound { .. } => fail(
+            checks::AUTOTASK_WEBHOOKS,
+            "This Autotask does not offer the Ticket webhook entities through the API; create \
+             the webhooks by hand (the steps below) and enter their secret key.",
+        ),
+        ApiError::Rejected { message, .. } | ApiError::Server { message, .. }
+            if message.to_ascii_lowercase().contains("permission") =>
+        {
+            fail(
+                checks::AUTOTASK_WEBHOOKS,
+                "Autotask refused to let the API user manage webhooks (missing permission). \
+                 Give the API user a security level that may manage webhooks, or create the \
+                 webhooks by hand (the steps below) and enter their secret key.",
+            )
+        }
+        ApiError::Rejected { message, .. } if message.contains("webhook field") => fail(
+            checks::AUTOTASK_WEBHOOKS,
+            "Autotask does not offer a webhook field the bridge needs (Status on tickets, \
+             TicketID and Description on notes); create the webhooks by hand (the steps below).",
+        ),
+        other => autotask_call_failure(other, access, checks::AUTOTASK_WEBHOOKS),
     }
 }
 

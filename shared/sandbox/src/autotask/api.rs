@@ -47,6 +47,7 @@ pub(super) fn router(shared: Ctx) -> Router {
             get(|| async { Json(note_fields()) }),
         );
     api = super::assets::routes(api);
+    api = super::webhooks::routes(api);
     for entity in Entity::ALL {
         api = api
             .route(

@@ -31,10 +31,11 @@ use base64::Engine as _;
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use sha1::Sha1;
 
-use super::db::{time, Change};
+use super::db::{note_json, ticket_json, time, Change};
+use super::webhooks::{HookEntity, RegisteredWebhook};
 use super::{AutotaskSandbox, CalloutTarget, Shared, Ticket, WebhookTarget};
 use crate::faults::Faults;
 
@@ -418,6 +419,7 @@ impl Shared {
         if let Some(callout) = callout {
             self.send_callout(&callout, ticket);
         }
+        self.send_registered(&change, actor);
         let Some(webhook) = webhook else { return };
         if webhook.excluded_resource_ids.contains(&actor) {
             return;
@@ -465,17 +467,130 @@ impl Shared {
     /// Signs `payload` as the webhook is configured to and puts it on the
     /// delivery line.
     fn send_webhook(&self, webhook: &WebhookTarget, payload: &Value) {
+        self.send_signed(
+            &webhook.url,
+            &webhook.secret_key,
+            &self.webhook_guid,
+            payload,
+        );
+    }
+
+    /// Signs `payload` with `secret_key` (in the configured form) and puts
+    /// it on the delivery line.
+    fn send_signed(&self, url: &str, secret_key: &str, guid: &str, payload: &Value) {
         let signing = self.events.state().signing;
-        let (body, signature) = signed(payload, &webhook.secret_key, signing);
+        let (body, signature) = signed(payload, secret_key, signing);
         let outgoing = Outgoing {
-            url: webhook.url.clone(),
+            url: url.to_owned(),
             body,
             signature,
-            secret_key: webhook.secret_key.clone(),
+            secret_key: secret_key.to_owned(),
             signing,
-            guid: self.webhook_guid.clone(),
+            guid: guid.to_owned(),
         };
         self.events.submit(outgoing, &self.faults, &self.http);
+    }
+
+    /// The events of one change to the webhooks registered through the API
+    /// (`webhooks`), as Autotask sends them: only to active, ready webhooks
+    /// of the change's entity subscribed to its action, not when the acting
+    /// resource is excluded, not for an update that changed no subscribed
+    /// field; `Fields` holds the changed subscribed fields and the
+    /// display-always ones, values as strings; `Guid` is the webhook's;
+    /// signed with its own `SecretKey`. They share the delivery line (and
+    /// its rules and status) with the configured webhook.
+    fn send_registered(&self, change: &Change, actor: i64) {
+        let (entity, action, id, sequence, values, changed) = match change {
+            Change::Ticket {
+                action,
+                ticket,
+                fields,
+                sequence,
+            } => (
+                HookEntity::Ticket,
+                *action,
+                ticket.id,
+                *sequence,
+                ticket_json(ticket),
+                (*action != "Create").then(|| {
+                    fields
+                        .keys()
+                        .map(|k| k.to_ascii_lowercase())
+                        .collect::<Vec<_>>()
+                }),
+            ),
+            Change::Note { note, sequence, .. } => (
+                HookEntity::TicketNote,
+                "Create",
+                note.id,
+                *sequence,
+                note_json(note),
+                None,
+            ),
+        };
+        let hooks: Vec<RegisteredWebhook> = self
+            .hooks()
+            .webhooks
+            .iter()
+            .filter(|h| {
+                h.entity == entity
+                    && h.active
+                    && h.is_ready()
+                    && match action {
+                        "Create" => h.on_create,
+                        "Update" => h.on_update,
+                        "Delete" => h.on_delete,
+                        _ => false,
+                    }
+                    && !h.excluded.iter().any(|(_, r)| *r == actor)
+            })
+            .cloned()
+            .collect();
+        let text = |v: &Value| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        };
+        for hook in hooks {
+            let mut fields = Map::new();
+            let mut fired = false;
+            for f in &hook.fields {
+                let Some(name) = entity.field_name(f.field_id) else {
+                    continue;
+                };
+                let was_changed = changed
+                    .as_ref()
+                    .is_none_or(|c| c.contains(&name.to_ascii_lowercase()));
+                let value = values.get(name).and_then(text);
+                if f.subscribed && was_changed && (changed.is_some() || value.is_some()) {
+                    fired = true;
+                }
+                if f.display_always || (f.subscribed && was_changed) {
+                    if let Some(value) = value {
+                        let mut key = name.to_owned();
+                        key[..1].make_ascii_uppercase();
+                        fields.insert(key, Value::String(value));
+                    }
+                }
+            }
+            if !fired {
+                continue;
+            }
+            let payload = json!({
+                "Action": action,
+                "Guid": hook.guid,
+                "EntityType": match entity {
+                    HookEntity::Ticket => "Ticket",
+                    HookEntity::TicketNote => "TicketNote",
+                },
+                "Id": id,
+                "Fields": fields,
+                "EventTime": time(&Utc::now()),
+                "SequenceNumber": sequence,
+                "PersonID": actor,
+            });
+            self.send_signed(&hook.webhook_url, &hook.secret_key, &hook.guid, &payload);
+        }
     }
 
     fn send_callout(&self, callout: &CalloutTarget, ticket: &Ticket) {

@@ -41,7 +41,10 @@
 //! picklists and field descriptions; `db` the database and its validated
 //! mutations; `api` the HTTP routes; `query` entity queries; `events` the
 //! callouts and webhooks; `assets` the asset entities, their routes and
-//! handle methods.
+//! handle methods; `webhooks` the REST webhook entities (`TicketWebhooks`,
+//! `TicketNoteWebhooks`, their fields and excluded resources) and
+//! `Resources/query`, whose registered webhooks `events` delivers to,
+//! signed with their own keys, beside the configured one.
 
 mod api;
 mod assets;
@@ -49,6 +52,7 @@ mod db;
 mod events;
 mod picklists;
 mod query;
+mod webhooks;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -67,6 +71,7 @@ pub use self::events::{
 use self::picklists::{
     active_pick, picklist, PUBLISH, PUBLISH_ALL, PUBLISH_INTERNAL, TECHNICIAN_NOTE_TYPE,
 };
+pub use self::webhooks::{HookEntity, HookField, RegisteredWebhook, NO_PERMISSION, SECRET_KEY_MAX};
 use crate::faults::Faults;
 pub use crate::recording::{RecordedRequest, RequestLog};
 
@@ -202,6 +207,8 @@ struct Shared {
     /// Event options (signing, callout transport, delivery rules) and the
     /// webhook's delivery line (`events`).
     events: Arc<events::Events>,
+    /// The webhooks registered through the API (`webhooks`).
+    hooks: Mutex<webhooks::Hooks>,
 }
 
 // ---------------------------------------------------------------------------
@@ -248,6 +255,7 @@ impl AutotaskSandbox {
             webhook_guid: guid,
             http,
             events: Arc::default(),
+            hooks: Mutex::default(),
         });
         let (url, task) = crate::serve(router(shared.clone())).await?;
         shared
@@ -543,6 +551,10 @@ impl Shared {
 
     fn config(&self) -> MutexGuard<'_, AutotaskSandboxConfig> {
         self.config.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn hooks(&self) -> MutexGuard<'_, webhooks::Hooks> {
+        self.hooks.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

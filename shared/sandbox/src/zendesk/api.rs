@@ -17,6 +17,7 @@ use serde_json::{json, Map, Value};
 use super::export::export_tickets;
 use super::oauth;
 use super::state::{stamp, CreateSpec, Hooks, Inner, NewComment, StoredComment, Update};
+use super::webhooks;
 use super::{Role, Shared, MAX_PAGE};
 use crate::faults::apply_faults;
 use crate::recording::record_requests;
@@ -32,6 +33,8 @@ pub(super) enum ApiFailure {
     Forbidden,
     /// 409: another request updated the same ticket at the same moment.
     Conflict,
+    /// 400 from the Webhooks API, in its `errors` shape: (code, detail).
+    WebhookInvalid(Vec<(&'static str, String)>),
     /// 429 with this `Retry-After` (seconds).
     RateLimited {
         retry_after: u64,
@@ -68,6 +71,13 @@ impl IntoResponse for ApiFailure {
                 Json(json!({"error": "APIRateLimitExceeded", "description": description})),
             )
                 .into_response(),
+            ApiFailure::WebhookInvalid(problems) => {
+                let errors: Vec<Value> = problems
+                    .into_iter()
+                    .map(|(code, detail)| json!({"code": code, "title": "Invalid webhook", "detail": detail}))
+                    .collect();
+                (StatusCode::BAD_REQUEST, Json(json!({"errors": errors}))).into_response()
+            }
             ApiFailure::BadRequest(description) => (
                 StatusCode::BAD_REQUEST,
                 Json(json!({"error": "InvalidValue", "description": description})),
@@ -114,6 +124,19 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/api/v2/organizations.json", get(list_organizations))
         .route("/api/v2/organizations", get(list_organizations))
+        // The Webhooks API takes no `.json` suffix.
+        .route(
+            "/api/v2/webhooks",
+            get(webhooks::list_webhooks).post(webhooks::create_webhook),
+        )
+        .route(
+            "/api/v2/webhooks/{id}",
+            get(webhooks::show_webhook).delete(webhooks::delete_webhook),
+        )
+        .route(
+            "/api/v2/webhooks/{id}/signing_secret",
+            get(webhooks::show_signing_secret).post(webhooks::reset_signing_secret),
+        )
         .route("/oauth/authorizations/new", get(oauth::authorize_page))
         .route("/oauth/authorizations", post(oauth::decide))
         .route("/oauth/tokens", post(oauth::token))

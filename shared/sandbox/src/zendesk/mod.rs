@@ -11,6 +11,8 @@
 //! requests a minute, admins only: a non-admin API user gets 403),
 //! `GET /api/v2/users/me.json` (the API user and its role),
 //! `GET /api/v2/organizations.json` (cursor pages of [`ZendeskSandbox::add_organization`]),
+//! the Webhooks API (`/api/v2/webhooks`: list, create, show, delete, signing
+//! secret; admins only; see `webhooks`),
 //! the OAuth authorization code grant (`/oauth/authorizations/new`,
 //! `/oauth/tokens`, Bearer tokens; see `oauth` and
 //! [`ZendeskSandbox::register_oauth_client`]), the Update
@@ -23,7 +25,10 @@
 //! API or through the Rust methods (which stand for agents and end users in
 //! the Zendesk UI), fires a signed event webhook
 //! (`zen:event-type:ticket.created`, `ticket.comment_added`,
-//! `ticket.subject_changed`, …) through the fault plan of [`Faults`].
+//! `ticket.subject_changed`, …) through the fault plan of [`Faults`]: to the
+//! test's target ([`ZendeskSandbox::set_webhook_url`], the configured secret)
+//! and to every active webhook created through the API that subscribes to
+//! the event, signed with that webhook's own secret.
 //!
 //! Every request the simulator receives is recorded ([`ZendeskSandbox::requests`]).
 //!
@@ -132,6 +137,19 @@ pub struct Ticket {
     pub cluster_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Snapshot of a webhook created through the Webhooks API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// A ULID, as Zendesk's ids.
+    pub id: String,
+    pub name: String,
+    pub endpoint: String,
+    pub status: String,
+    pub subscriptions: Vec<String>,
+    /// The secret its deliveries are signed with.
+    pub signing_secret: String,
 }
 
 /// Snapshot of a simulated comment.
@@ -432,6 +450,22 @@ impl ZendeskSandbox {
         inner.next_organization_id += 1;
         inner.organizations.insert(id, name.to_owned());
         id
+    }
+
+    /// The webhooks created through the Webhooks API, oldest first.
+    pub fn webhooks(&self) -> Vec<Webhook> {
+        self.lock()
+            .webhooks
+            .iter()
+            .map(|h| Webhook {
+                id: h.id.clone(),
+                name: h.name.clone(),
+                endpoint: h.endpoint.clone(),
+                status: h.status.clone(),
+                subscriptions: h.subscriptions.clone(),
+                signing_secret: h.signing_secret.clone(),
+            })
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -68,6 +68,8 @@ pub(super) struct Inner {
     /// Organizations by id (name).
     pub(super) organizations: BTreeMap<u64, String>,
     pub(super) next_organization_id: u64,
+    /// Webhooks created through the Webhooks API, oldest first.
+    pub(super) webhooks: Vec<StoredWebhook>,
 }
 
 pub(super) struct NewComment {
@@ -102,10 +104,35 @@ pub(super) struct AuditRecord {
     pub(super) comment_id: Option<u64>,
 }
 
+/// Deliveries a change causes, sent once the state lock is released.
 pub(super) struct Hooks {
-    pub(super) url: Option<String>,
+    pub(super) deliveries: Vec<Delivery>,
+}
+
+/// One payload to one webhook, signed with that webhook's secret.
+pub(super) struct Delivery {
+    pub(super) url: String,
     pub(super) secret: String,
-    pub(super) payloads: Vec<Value>,
+    /// The API-registered webhook's id (`x-zendesk-webhook-id`); `None` for
+    /// the test's target.
+    pub(super) webhook_id: Option<String>,
+    pub(super) payload: Value,
+}
+
+/// A webhook created through the Webhooks API.
+#[derive(Debug, Clone)]
+pub(super) struct StoredWebhook {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) description: Option<String>,
+    pub(super) endpoint: String,
+    pub(super) http_method: String,
+    pub(super) request_format: String,
+    pub(super) status: String,
+    pub(super) subscriptions: Vec<String>,
+    pub(super) signing_secret: String,
+    pub(super) created_at: DateTime<Utc>,
+    pub(super) created_by: u64,
 }
 
 pub(super) fn stamp(at: DateTime<Utc>) -> String {
@@ -149,6 +176,7 @@ impl Inner {
             oauth: OAuthState::default(),
             organizations: BTreeMap::new(),
             next_organization_id: 360_000_000_001,
+            webhooks: Vec::new(),
         };
         // The bridge's API user is an admin unless a test says otherwise: the
         // incremental export needs one.

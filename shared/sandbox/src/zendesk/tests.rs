@@ -474,3 +474,202 @@ async fn a_conflicting_update_answers_409_and_changes_nothing() {
     assert_eq!(response.status(), 200);
     assert_eq!(sandbox.comments(id).len(), 2);
 }
+
+fn event_webhook(endpoint: &str) -> Value {
+    json!({"webhook": {
+        "name": "psa-bridge",
+        "endpoint": endpoint,
+        "http_method": "POST",
+        "request_format": "json",
+        "status": "active",
+        "subscriptions": ["zen:event-type:ticket.comment_added"],
+    }})
+}
+
+#[tokio::test]
+async fn webhooks_api_is_for_admins_and_validates_like_zendesk() {
+    let sandbox = ZendeskSandbox::start(config()).await.unwrap();
+    let post = |body: Value| {
+        api(&sandbox, reqwest::Method::POST, "/api/v2/webhooks")
+            .json(&body)
+            .send()
+    };
+
+    // Each missing required field is named, in the Webhooks API's shape.
+    let response = post(json!({"webhook": {"name": "x"}})).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    let details: Vec<&str> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    for field in ["endpoint", "http_method", "request_format", "status"] {
+        assert!(
+            details.contains(&format!("{field} is required").as_str()),
+            "{details:?}"
+        );
+    }
+    // Event subscriptions need POST and JSON; unknown events and a trigger
+    // webhook mixed with events are refused.
+    for (change, expected) in [
+        (json!({"http_method": "PUT"}), "http_method must be POST"),
+        (
+            json!({"request_format": "xml"}),
+            "request_format must be json",
+        ),
+        (
+            json!({"subscriptions": ["zen:event-type:ticket.exploded"]}),
+            "is not a valid event type",
+        ),
+        (
+            json!({"subscriptions": ["conditional_ticket_events", "zen:event-type:ticket.created"]}),
+            "cannot be combined",
+        ),
+        (
+            json!({"endpoint": "not a url"}),
+            "endpoint must be a valid URL",
+        ),
+    ] {
+        let mut body = event_webhook("https://bridge.example/t/a/zendesk");
+        for (k, v) in change.as_object().unwrap() {
+            body["webhook"][k] = v.clone();
+        }
+        let response = post(body).await.unwrap();
+        assert_eq!(response.status(), 400, "{change}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains(expected), "{change}: {text}");
+    }
+    assert!(sandbox.webhooks().is_empty());
+    // The Webhooks API takes no `.json` suffix.
+    let response = api(&sandbox, reqwest::Method::GET, "/api/v2/webhooks.json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+
+    // A valid one: 201, a ULID, a secret read separately.
+    let response = post(event_webhook("https://bridge.example/t/a/zendesk"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    let id = created["webhook"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 26);
+    assert!(id
+        .chars()
+        .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()));
+    assert!(created["webhook"].get("signing_secret").is_none());
+    let secret: Value = api(
+        &sandbox,
+        reqwest::Method::GET,
+        &format!("/api/v2/webhooks/{id}/signing_secret"),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(secret["signing_secret"]["algorithm"], "SHA256");
+    assert_eq!(
+        secret["signing_secret"]["secret"],
+        sandbox.webhooks()[0].signing_secret.as_str()
+    );
+
+    // An agent may not list, read secrets, create or delete.
+    sandbox.set_api_user_role(Role::Agent);
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/v2/webhooks".to_owned()),
+        (reqwest::Method::POST, "/api/v2/webhooks".to_owned()),
+        (
+            reqwest::Method::GET,
+            format!("/api/v2/webhooks/{id}/signing_secret"),
+        ),
+        (reqwest::Method::DELETE, format!("/api/v2/webhooks/{id}")),
+    ] {
+        let response = api(&sandbox, method.clone(), &path)
+            .json(&event_webhook("https://bridge.example/t/a/zendesk"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{method} {path}");
+    }
+    sandbox.set_api_user_role(Role::Admin);
+    let response = api(
+        &sandbox,
+        reqwest::Method::DELETE,
+        &format!("/api/v2/webhooks/{id}"),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(sandbox.webhooks().is_empty());
+}
+
+#[tokio::test]
+async fn events_go_to_the_webhooks_subscribed_to_them_signed_with_their_secret() {
+    use axum::routing::post;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook/{name}",
+        post(
+            move |axum::extract::Path(name): axum::extract::Path<String>,
+                  headers: axum::http::HeaderMap,
+                  body: axum::body::Bytes| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((name, headers, body));
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let sandbox = ZendeskSandbox::start(config()).await.unwrap();
+    // Comments only; and a trigger webhook, which no event reaches.
+    let mut trigger = event_webhook(&format!("{base}/hook/trigger"));
+    trigger["webhook"]["subscriptions"] = json!(["conditional_ticket_events"]);
+    for body in [event_webhook(&format!("{base}/hook/comments")), trigger] {
+        let response = api(&sandbox, reqwest::Method::POST, "/api/v2/webhooks")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+    let hook = sandbox.webhooks()[0].clone();
+
+    let id = sandbox.create_ticket(NewTicket {
+        subject: "s".into(),
+        description: "d".into(),
+        requester_name: "Ann".into(),
+        ..NewTicket::default()
+    });
+    sandbox.add_comment(id, "Agent Smith", "hello", true);
+    let (name, headers, body) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a delivery")
+        .unwrap();
+    assert_eq!(name, "comments");
+    let payload: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(payload["type"], "zen:event-type:ticket.comment_added");
+    let header = |n: &str| headers.get(n).unwrap().to_str().unwrap().to_owned();
+    assert_eq!(header("x-zendesk-webhook-id"), hook.id);
+    assert_eq!(
+        header("x-zendesk-webhook-signature"),
+        sign(
+            &hook.signing_secret,
+            &header("x-zendesk-webhook-signature-timestamp"),
+            &body
+        )
+    );
+    // Nothing else: not the creation (not subscribed), not the trigger hook.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rx.try_recv().is_err());
+}

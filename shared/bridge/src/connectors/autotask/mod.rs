@@ -1,6 +1,7 @@
 //! Autotask: the REST client (ATServicesRest V1.0). Its wire format and field
 //! limits are in [`wire`]; the checks and parsers of Autotask's incoming calls
-//! (extension callouts and REST webhooks) are in [`inbound`].
+//! (extension callouts and REST webhooks) are in [`inbound`]; registering the
+//! REST webhooks through the API is in [`webhooks`].
 //!
 //! Contract notes that shape this code:
 //! - Zone discovery (`{lookup}/v1.0/zoneInformation?user=`) names the REST base
@@ -24,6 +25,7 @@
 
 mod assets;
 pub mod inbound;
+pub mod webhooks;
 pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};

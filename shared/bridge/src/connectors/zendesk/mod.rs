@@ -20,6 +20,7 @@
 //!   [`ZendeskClient::preflight`] checks up front).
 
 pub mod inbound;
+pub mod webhooks;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ use crate::ports::{DeskChanges, DeskCursor, ServiceDesk};
 pub use inbound::{
     parse_webhook, sign, verify_signature, DeskEvent, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
+pub use webhooks::{EnsuredWebhook, WebhookChanges, WEBHOOK_SUBSCRIPTIONS};
 use wire::{
     describe_error, not_admin_message, CommentPage, CurrentUser, ExportPage, OAuthErrorBody,
     OAuthToken, OrganizationPage, TicketEnvelope, UpdateResponse, ADMIN_ROLE, EXPORT_PAGE_SIZE,

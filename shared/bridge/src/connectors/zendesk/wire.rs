@@ -99,6 +99,18 @@ pub(super) fn describe_error(body: &str) -> Option<String> {
     if let Some(description) = value.get("description").and_then(Value::as_str) {
         parts.push(description.to_owned());
     }
+    // The newer APIs (Webhooks) answer `{"errors":[{"code","title","detail"}]}`.
+    if let Some(Value::Array(errors)) = value.get("errors") {
+        for error in errors.iter().take(5) {
+            let text: Vec<&str> = ["title", "detail"]
+                .iter()
+                .filter_map(|key| error.get(*key).and_then(Value::as_str))
+                .collect();
+            if !text.is_empty() {
+                parts.push(text.join(": "));
+            }
+        }
+    }
     if let Some(Value::Object(details)) = value.get("details") {
         let reasons: Vec<String> = details
             .iter()
