@@ -187,6 +187,26 @@ async fn path_of(client: &Client) -> String {
     client.current_url().await.expect("url").path().to_owned()
 }
 
+/// Waits until the browser is on `expected` (a form's POST may still be on
+/// its way when WebDriver's click returns, the old page's URL still
+/// current, as happens when the machine is busy); fails with where it is
+/// after 15 s.
+async fn wait_for_path(client: &Client, expected: &str, why: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let path = path_of(client).await;
+        if path == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{why}: still on {path}, expected {expected}:\n{}",
+            client.source().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The temporary password in the newest mail to `to` in the outbox.
 fn temporary_password(outbox: &Path, to: &str) -> String {
     let mut mails: Vec<PathBuf> = std::fs::read_dir(outbox)
@@ -322,11 +342,7 @@ async fn an_msp_onboards_itself_in_a_real_browser() {
 
     // The operator signs in, creates the tenant and invites its admin.
     client.goto(&console).await.unwrap();
-    assert_eq!(
-        path_of(&client).await,
-        "/admin/login",
-        "signed out: to the login page"
-    );
+    wait_for_path(&client, "/admin/login", "signed out: to the login page").await;
     screens.take(&client, "login").await;
     sign_in(&client, &console, "ops@msp.example", operator_password).await;
     assert!(
@@ -340,7 +356,7 @@ async fn an_msp_onboards_itself_in_a_real_browser() {
     fill(&client, "zendesk-url", initech.zendesk.base_url()).await;
     screens.take(&client, "create-tenant").await;
     click(&client, "create-tenant").await;
-    assert_eq!(path_of(&client).await, "/admin/tenants/initech");
+    wait_for_path(&client, "/admin/tenants/initech", "after the click").await;
     assert!(
         text_of(&client, "#state").await.contains("not active"),
         "a new tenant starts inactive"
@@ -367,20 +383,22 @@ async fn an_msp_onboards_itself_in_a_real_browser() {
     // and must choose their own before anything else.
     let temporary = temporary_password(&outbox, "admin@initech.example");
     sign_in(&client, &console, "admin@initech.example", &temporary).await;
-    assert_eq!(
-        path_of(&client).await,
+    wait_for_path(
+        &client,
         "/admin/password",
-        "a temporary password leads to the password change"
-    );
+        "a temporary password leads to the password change",
+    )
+    .await;
     client
         .goto(&format!("{console}/tenants/initech"))
         .await
         .unwrap();
-    assert_eq!(
-        path_of(&client).await,
+    wait_for_path(
+        &client,
         "/admin/password",
-        "no other page before the change"
-    );
+        "no other page before the change",
+    )
+    .await;
     screens.take(&client, "forced-password-change").await;
     let chosen = "the admin's own long password";
     fill(&client, "current_password", &temporary).await;
@@ -700,7 +718,7 @@ async fn a_connectwise_msp_onboards_itself_in_a_real_browser() {
     fill(&client, "zendesk-url", umbrella.zendesk.base_url()).await;
     screens.take(&client, "cw-create-tenant").await;
     click(&client, "create-tenant").await;
-    assert_eq!(path_of(&client).await, "/admin/tenants/umbrella");
+    wait_for_path(&client, "/admin/tenants/umbrella", "after the click").await;
     let state = text_of(&client, "#state").await;
     assert!(
         state.contains("ConnectWise") && state.contains("not active"),
@@ -767,10 +785,12 @@ async fn a_connectwise_msp_onboards_itself_in_a_real_browser() {
     let nav = find(&client, Locator::Id("nav-psa"), "the PSA link").await;
     assert_eq!(nav.text().await.unwrap(), "ConnectWise");
     nav.click().await.unwrap();
-    assert_eq!(
-        path_of(&client).await,
-        "/admin/tenants/umbrella/connectwise"
-    );
+    wait_for_path(
+        &client,
+        "/admin/tenants/umbrella/connectwise",
+        "after the click",
+    )
+    .await;
     let keys = |private: String| {
         let client = &client;
         let site = cw.sandbox.site_url().to_owned();

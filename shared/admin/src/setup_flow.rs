@@ -899,36 +899,10 @@ pub async fn register_zendesk_webhook(
         .zendesk_access(&tenant.config.value)
         .ok_or_else(|| AdminError::Invalid("connect Zendesk first".into()))?;
     let url = tenants::hook_url(state, &tenant.id, HookKind::ZendeskWebhook);
-    let registered = match setup
+    let registered = setup
         .register_zendesk_webhook(&access, &url, &zendesk_webhook_name(&tenant.id))
-        .await
-    {
-        Ok(registered) => registered,
-        Err(f) => {
-            tracing::warn!(tenant = %tenant.id, check = %f.check, retryable = f.retryable,
-                "zendesk webhook registration failed");
-            return Err(AdminError::ChecksFailed(vec![f.into()]));
-        }
-    };
-    credentials::update(
-        state,
-        &tenant.id,
-        vec![(
-            credentials::ZENDESK_WEBHOOK_SECRET,
-            registered.hook.signing_secret.clone(),
-        )],
-    )
-    .await?;
-    let registration = WebhookRegistration {
-        id: registered.hook.id,
-        url,
-        summary: registered.summary,
-        at: state.accounts().now(),
-    };
-    tenant.onboarding.value.zendesk_webhook = Some(registration.clone());
-    tenant.save_onboarding(state.accounts().store()).await?;
-    tracing::info!(tenant = %tenant.id, webhook = %registration.id, "zendesk webhook registered");
-    Ok(registration)
+        .await;
+    keep_registration(state, tenant, url, registered, RegisteredSystem::Zendesk).await
 }
 
 /// The name the console gives the tenant's Autotask webhooks (found again
@@ -969,24 +943,44 @@ pub async fn register_autotask_webhooks(
         .autotask_access(&tenant.config.value)
         .ok_or_else(|| AdminError::Invalid("enter the Autotask credentials first".into()))?;
     let url = tenants::hook_url(state, &tenant.id, HookKind::AutotaskWebhook);
-    let registered = match setup
+    let registered = setup
         .register_autotask_webhooks(&access, &url, &autotask_webhook_name(&tenant.id))
-        .await
-    {
+        .await;
+    keep_registration(state, tenant, url, registered, RegisteredSystem::Autotask).await
+}
+
+/// Whose webhooks a registration made.
+#[derive(Debug, Clone, Copy)]
+enum RegisteredSystem {
+    Zendesk,
+    Autotask,
+}
+
+/// Keeps what a webhook registration made: the secret in the secrets store
+/// only, its id, URL and time in the onboarding item.
+async fn keep_registration(
+    state: &AdminState,
+    tenant: &mut Tenant,
+    url: String,
+    registered: Result<bridge::setup::HookRegistration, bridge::setup::CheckFailure>,
+    system: RegisteredSystem,
+) -> Result<WebhookRegistration, AdminError> {
+    let registered = match registered {
         Ok(registered) => registered,
         Err(f) => {
-            tracing::warn!(tenant = %tenant.id, check = %f.check, retryable = f.retryable,
-                "autotask webhook registration failed");
+            tracing::warn!(tenant = %tenant.id, ?system, check = %f.check, retryable = f.retryable,
+                "webhook registration failed");
             return Err(AdminError::ChecksFailed(vec![f.into()]));
         }
+    };
+    let secret_name = match system {
+        RegisteredSystem::Zendesk => credentials::ZENDESK_WEBHOOK_SECRET,
+        RegisteredSystem::Autotask => credentials::AUTOTASK_WEBHOOK_SECRET,
     };
     credentials::update(
         state,
         &tenant.id,
-        vec![(
-            credentials::AUTOTASK_WEBHOOK_SECRET,
-            registered.hook.signing_secret.clone(),
-        )],
+        vec![(secret_name, registered.hook.signing_secret.clone())],
     )
     .await?;
     let registration = WebhookRegistration {
@@ -995,9 +989,13 @@ pub async fn register_autotask_webhooks(
         summary: registered.summary,
         at: state.accounts().now(),
     };
-    tenant.onboarding.value.autotask_webhooks = Some(registration.clone());
+    let onboarding = &mut tenant.onboarding.value;
+    *match system {
+        RegisteredSystem::Zendesk => &mut onboarding.zendesk_webhook,
+        RegisteredSystem::Autotask => &mut onboarding.autotask_webhooks,
+    } = Some(registration.clone());
     tenant.save_onboarding(state.accounts().store()).await?;
-    tracing::info!(tenant = %tenant.id, webhooks = %registration.id, "autotask webhooks registered");
+    tracing::info!(tenant = %tenant.id, ?system, webhook = %registration.id, "webhooks registered");
     Ok(registration)
 }
 

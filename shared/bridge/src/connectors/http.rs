@@ -89,6 +89,27 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
+/// Whether two webhook or callback URLs name the same endpoint: compared
+/// without a trailing slash and with the scheme's and host's case ignored
+/// (a registration finds its own hook again even if the PSA normalised it).
+pub fn same_endpoint(a: &str, b: &str) -> bool {
+    let norm = |s: &str| -> String {
+        let s = s.trim().trim_end_matches('/');
+        match s.split_once("://") {
+            Some((scheme, rest)) => {
+                let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                format!(
+                    "{}://{}{path}",
+                    scheme.to_ascii_lowercase(),
+                    host.to_ascii_lowercase()
+                )
+            }
+            None => s.to_owned(),
+        }
+    };
+    norm(a) == norm(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,6 +43,7 @@
 //!   have adequate permissions…"), read as a permanent rejection like every
 //!   other validation 500 of this client.
 
+use crate::connectors::http::same_endpoint;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use reqwest::Method;
@@ -234,25 +235,6 @@ struct WireResourceRow {
     id: i64,
     #[serde(default)]
     email: Option<String>,
-}
-
-/// Endpoints compare without a trailing slash and the host's case.
-fn same_endpoint(a: &str, b: &str) -> bool {
-    let norm = |s: &str| -> String {
-        let s = s.trim().trim_end_matches('/');
-        match s.split_once("://") {
-            Some((scheme, rest)) => {
-                let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                format!(
-                    "{}://{}{path}",
-                    scheme.to_ascii_lowercase(),
-                    host.to_ascii_lowercase()
-                )
-            }
-            None => s.to_owned(),
-        }
-    };
-    norm(a) == norm(b)
 }
 
 /// What was done to one webhook entity.

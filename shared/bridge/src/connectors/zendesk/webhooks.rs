@@ -20,6 +20,7 @@
 //! - `DELETE /api/v2/webhooks/{id}` answers 204.
 //! - Webhooks are managed by admins only: another role gets 403.
 
+use crate::connectors::http::same_endpoint;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -75,25 +76,6 @@ impl WireWebhook {
                 .iter()
                 .all(|wanted| subscriptions.iter().any(|s| s == wanted))
     }
-}
-
-/// Endpoints compare without a trailing slash and the host's case.
-fn same_endpoint(a: &str, b: &str) -> bool {
-    let norm = |s: &str| -> String {
-        let s = s.trim().trim_end_matches('/');
-        match s.split_once("://") {
-            Some((scheme, rest)) => {
-                let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-                format!(
-                    "{}://{}{path}",
-                    scheme.to_ascii_lowercase(),
-                    host.to_ascii_lowercase()
-                )
-            }
-            None => s.to_owned(),
-        }
-    };
-    norm(a) == norm(b)
 }
 
 #[derive(Deserialize)]
