@@ -14,8 +14,10 @@ pub const CHECKLIST: &[ChecklistItem] = &[
     ChecklistItem {
         id: "callout",
         title: "A ticket webhook or an extension callout pointing at the bridge",
-        how: "Either a REST webhook on Tickets and TicketNotes (with the API user \
-              excluded) or a workflow rule with an extension callout to the tenant's \
+        how: "Either REST webhooks on Tickets and TicketNotes with the API user \
+              excluded (\"Register webhooks\" under Webhooks creates them, and \
+              activation does, when the API user's security level may manage \
+              webhooks) or a workflow rule with an extension callout to the tenant's \
               Autotask URL shown under Webhooks.",
         live: LiveCheck::None,
     },
