@@ -298,14 +298,10 @@ pub(super) const TWO_UDFS: &str =
 pub(super) fn udf_value(
     row: &Map<String, Value>,
     name: &str,
-    entity: Entity,
+    entity_path: &str,
 ) -> Result<Value, String> {
-    let unknown = || {
-        format!(
-            "Unable to find user-defined field {name} in the {} entity.",
-            entity.path()
-        )
-    };
+    let unknown =
+        || format!("Unable to find user-defined field {name} in the {entity_path} entity.");
     let udfs = row
         .get("userDefinedFields")
         .and_then(Value::as_array)

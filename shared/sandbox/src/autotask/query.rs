@@ -163,7 +163,7 @@ pub(super) fn run_query(
     };
     if let Some(probe) = probe.as_object() {
         for condition in &filter {
-            if let Err(message) = matches(probe, condition, &known, entity) {
+            if let Err(message) = matches(probe, condition, &known, entity.path()) {
                 return errors(StatusCode::INTERNAL_SERVER_ERROR, vec![message]);
             }
         }
@@ -179,7 +179,7 @@ pub(super) fn run_query(
         }
         let mut keep = true;
         for condition in &filter {
-            match matches(object, condition, &known, entity) {
+            match matches(object, condition, &known, entity.path()) {
                 Ok(true) => {}
                 Ok(false) => {
                     keep = false;
@@ -252,11 +252,15 @@ pub(super) fn run_query(
     .into_response()
 }
 
+/// One filter condition on a row of an entity whose fields are `known` and
+/// whose path (in error texts) is `entity_path`: Autotask's operators and
+/// groups, unknown fields and operators refused as Autotask words it. Every
+/// query of the sandbox filters through this (tables, webhooks, resources).
 pub(super) fn matches(
     row: &Map<String, Value>,
     condition: &Value,
     known: &[String],
-    entity: Entity,
+    entity_path: &str,
 ) -> Result<bool, String> {
     let op = condition
         .get("op")
@@ -270,7 +274,7 @@ pub(super) fn matches(
             .ok_or("A grouping filter needs items.")?;
         let mut results = Vec::with_capacity(items.len());
         for item in items {
-            results.push(matches(row, item, known, entity)?);
+            results.push(matches(row, item, known, entity_path)?);
         }
         return Ok(if op == "and" {
             results.iter().all(|r| *r)
@@ -284,7 +288,7 @@ pub(super) fn matches(
         .ok_or("Each filter needs a field.")?;
     let udf;
     let actual = if condition.get("udf").and_then(Value::as_bool) == Some(true) {
-        udf = udf_value(row, field, entity)?;
+        udf = udf_value(row, field, entity_path)?;
         &udf
     } else {
         // The UDF list is not a field: UDFs are filtered with `"udf": true`.
@@ -292,8 +296,7 @@ pub(super) fn matches(
             || !known.iter().any(|k| k.eq_ignore_ascii_case(field))
         {
             return Err(format!(
-                "Unable to find {field} in the {} entity.",
-                entity.path()
+                "Unable to find {field} in the {entity_path} entity."
             ));
         }
         row.iter()

@@ -38,7 +38,7 @@ fn filters_match_like_autotask() {
     });
     let row = row.as_object().unwrap();
     let known = Entity::Tickets.fields();
-    let check = |filter: Value| matches(row, &filter, &known, Entity::Tickets);
+    let check = |filter: Value| matches(row, &filter, &known, Entity::Tickets.path());
     assert_eq!(
         check(json!({"op":"eq","field":"externalID","value":"ZD:42"})),
         Ok(true)

@@ -37,6 +37,7 @@ use serde_json::{json, Map, Value};
 use super::api::{errors, parse_object, Ctx};
 use super::db::{as_i64, get_ci};
 use super::picklists::{field_json, Pick};
+use super::query;
 use super::AutotaskSandbox;
 
 /// Autotask's limit on `SecretKey`.
@@ -417,58 +418,29 @@ async fn delete(State(s): State<Ctx>, entity: HookEntity, Path(id): Path<i64>) -
     Json(json!({ "itemId": id })).into_response()
 }
 
-/// One query condition on a row; unknown fields and operators are refused.
-fn matches(row: &Map<String, Value>, condition: &Value) -> Result<bool, String> {
-    let condition = condition
-        .as_object()
-        .ok_or("a filter condition must be an object")?;
-    let op = get_ci(condition, "op")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    if op == "and" {
-        let items = get_ci(condition, "items")
-            .and_then(Value::as_array)
-            .ok_or("an and condition needs items")?;
-        for item in items {
-            if !matches(row, item)? {
-                return Ok(false);
-            }
-        }
-        return Ok(true);
-    }
-    let field = get_ci(condition, "field")
-        .and_then(Value::as_str)
-        .ok_or("a filter condition needs a field")?;
-    let Some(actual) = get_ci(row, field) else {
-        return Err(format!("Unable to find {field} in the entity."));
-    };
-    let wanted = get_ci(condition, "value").unwrap_or(&Value::Null);
-    let text = |v: &Value| match v {
-        Value::String(s) => s.to_ascii_lowercase(),
-        other => other.to_string(),
-    };
-    Ok(match op.as_str() {
-        "eq" => text(actual) == text(wanted),
-        "noteq" => text(actual) != text(wanted),
-        "gt" => matches!((as_i64(actual), as_i64(wanted)), (Some(a), Some(b)) if a > b),
-        "beginswith" => text(actual).starts_with(&text(wanted)),
-        other => return Err(format!("The operator {other:?} is not supported here.")),
-    })
-}
-
-/// Rows of `rows` that pass every condition of the query body's `filter`.
-fn filtered(rows: Vec<Value>, body: &Map<String, Value>) -> Result<Vec<Value>, String> {
+/// Rows of `rows` (of the entity at `entity_path`, whose fields are the
+/// rows' keys) that pass every condition of the query body's `filter`,
+/// through the sandbox's one query filter ([`query::matches`]).
+fn filtered(
+    rows: Vec<Value>,
+    body: &Map<String, Value>,
+    entity_path: &str,
+) -> Result<Vec<Value>, String> {
     let filter = get_ci(body, "filter")
         .and_then(Value::as_array)
         .filter(|f| !f.is_empty())
         .ok_or("Value cannot be null.\r\nParameter name: filters")?;
+    let known: Vec<String> = rows
+        .first()
+        .and_then(Value::as_object)
+        .map(|row| row.keys().cloned().collect())
+        .unwrap_or_default();
     let mut kept = Vec::new();
     for row in rows {
         let object = row.as_object().expect("rows are objects");
         let mut pass = true;
         for condition in filter {
-            if !matches(object, condition)? {
+            if !query::matches(object, condition, &known, entity_path)? {
                 pass = false;
                 break;
             }
@@ -503,7 +475,7 @@ async fn query(State(s): State<Ctx>, entity: HookEntity, body: Bytes) -> Respons
         .filter(|h| h.entity == entity)
         .map(RegisteredWebhook::to_json)
         .collect();
-    match filtered(rows, &body) {
+    match filtered(rows, &body, entity.path()) {
         Ok(rows) => items(rows),
         Err(message) => server_error(vec![message]),
     }
@@ -753,7 +725,7 @@ async fn query_resources(State(s): State<Ctx>, body: Bytes) -> Response {
             "email": format!("{user}@msp.example"), "isActive": true, "licenseType": 1,
         }));
     }
-    match filtered(rows, &body) {
+    match filtered(rows, &body, "Resources") {
         Ok(rows) => items(rows),
         Err(message) => server_error(vec![message]),
     }
