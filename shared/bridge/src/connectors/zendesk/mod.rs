@@ -41,8 +41,8 @@ pub use inbound::{
 pub use webhooks::{EnsuredWebhook, WebhookChanges, WEBHOOK_SUBSCRIPTIONS};
 use wire::{
     describe_error, not_admin_message, CommentPage, CurrentUser, ExportPage, OAuthErrorBody,
-    OAuthToken, OrganizationPage, TicketEnvelope, UpdateResponse, ADMIN_ROLE, EXPORT_PAGE_SIZE,
-    PAGE_SIZE,
+    OAuthToken, OrganizationPage, PageMeta, TicketEnvelope, UpdateResponse, ADMIN_ROLE,
+    EXPORT_PAGE_SIZE, PAGE_SIZE,
 };
 
 /// System name used in errors and logs.
@@ -310,37 +310,57 @@ impl ZendeskClient {
     pub async fn organizations(&self) -> Result<Vec<(u64, String)>, ApiError> {
         let url = format!("{}/api/v2/organizations.json", self.base_url);
         let mut organizations = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let mut query = vec![("page[size]", PAGE_SIZE)];
-            if let Some(cursor) = &after {
-                query.push(("page[after]", cursor));
-            }
-            let request = self.http.get(&url).query(&query);
-            let page: OrganizationPage =
-                read_json(self.send(request, "organizations").await?).await?;
+        self.each_cursor_page(&url, &[], "organizations", |page: OrganizationPage| {
             organizations.extend(
                 page.organizations
                     .into_iter()
                     .map(|o| (o.id, o.name.unwrap_or_default())),
             );
-            if !page.meta.has_more {
-                break;
+            page.meta
+        })
+        .await?;
+        tracing::debug!(count = organizations.len(), "listed zendesk organizations");
+        Ok(organizations)
+    }
+
+    /// Reads every cursor page of `url` (`page[size]` and `query`), handing
+    /// each to `take`, which answers the page's `meta`. The next page is
+    /// built from `after_cursor` rather than by following `links.next`, so
+    /// credentials only ever go to the configured host; a page that has more
+    /// but no cursor, or a cursor that does not advance, is malformed.
+    /// `what` names the listing in errors and logs.
+    async fn each_cursor_page<P, F>(
+        &self,
+        url: &str,
+        query: &[(&str, &str)],
+        what: &str,
+        mut take: F,
+    ) -> Result<(), ApiError>
+    where
+        P: DeserializeOwned,
+        F: FnMut(P) -> PageMeta,
+    {
+        let mut after: Option<String> = None;
+        loop {
+            let mut page_query = vec![("page[size]", PAGE_SIZE)];
+            page_query.extend_from_slice(query);
+            if let Some(cursor) = &after {
+                page_query.push(("page[after]", cursor));
             }
-            // Built from `after_cursor`, as for comments: credentials stay on
-            // the configured host.
-            let cursor = page
-                .meta
+            let request = self.http.get(url).query(&page_query);
+            let meta = take(read_json(self.send(request, what).await?).await?);
+            if !meta.has_more {
+                return Ok(());
+            }
+            let cursor = meta
                 .after_cursor
                 .filter(|c| !c.is_empty())
-                .ok_or_else(|| malformed("page has more organizations but no after_cursor"))?;
+                .ok_or_else(|| malformed(format!("{what}: page has more but no after_cursor")))?;
             if after.as_deref() == Some(cursor.as_str()) {
-                return Err(malformed("organization cursor did not advance"));
+                return Err(malformed(format!("{what}: cursor did not advance")));
             }
             after = Some(cursor);
         }
-        tracing::debug!(count = organizations.len(), "listed zendesk organizations");
-        Ok(organizations)
     }
 
     /// Updates a ticket with `{"ticket": fields}` and returns the response.
@@ -383,35 +403,16 @@ impl ServiceDesk for ZendeskClient {
         let what = format!("ticket {ticket_id}");
         let mut comments = Vec::new();
         let mut names = HashMap::new();
-        let mut after: Option<String> = None;
-        loop {
-            let mut query = vec![("page[size]", PAGE_SIZE), ("include", "users")];
-            if let Some(cursor) = &after {
-                query.push(("page[after]", cursor));
-            }
-            let request = self.http.get(&url).query(&query);
-            let page: CommentPage = read_json(self.send(request, &what).await?).await?;
+        self.each_cursor_page(&url, &[("include", "users")], &what, |page: CommentPage| {
             names.extend(
                 page.users
                     .into_iter()
                     .filter_map(|u| u.name.map(|name| (u.id, name))),
             );
             comments.extend(page.comments);
-            if !page.meta.has_more {
-                break;
-            }
-            // The next page is built from `after_cursor` rather than by following
-            // `links.next`, so credentials only ever go to the configured host.
-            let cursor = page
-                .meta
-                .after_cursor
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| malformed("page has more comments but no after_cursor"))?;
-            if after.as_deref() == Some(cursor.as_str()) {
-                return Err(malformed("comment cursor did not advance"));
-            }
-            after = Some(cursor);
-        }
+            page.meta
+        })
+        .await?;
         tracing::debug!(count = comments.len(), "listed zendesk comments");
         Ok(comments.into_iter().map(|c| c.into_model(&names)).collect())
     }

@@ -24,6 +24,7 @@ use crate::connectors::http::same_endpoint;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::wire::PageMeta;
 use super::{read_json, ZendeskClient, SYSTEM};
 use crate::config::Secret;
 use crate::error::ApiError;
@@ -40,9 +41,6 @@ pub const WEBHOOK_SUBSCRIPTIONS: [&str; 6] = [
     "zen:event-type:ticket.subject_changed",
     "zen:event-type:ticket.custom_field_changed",
 ];
-
-/// Webhooks per list page (the list is short: one account's webhooks).
-const WEBHOOK_PAGE_SIZE: &str = "100";
 
 /// A webhook as the list describes it (the signing secret is not listed).
 #[derive(Debug, Clone, Deserialize)]
@@ -86,14 +84,6 @@ struct WebhookPage {
     meta: PageMeta,
 }
 
-#[derive(Default, Deserialize)]
-struct PageMeta {
-    #[serde(default)]
-    has_more: bool,
-    #[serde(default)]
-    after_cursor: Option<String>,
-}
-
 #[derive(Deserialize)]
 struct WebhookEnvelope {
     webhook: WireWebhook,
@@ -132,28 +122,12 @@ impl ZendeskClient {
     async fn webhooks(&self) -> Result<Vec<WireWebhook>, ApiError> {
         let url = format!("{}/api/v2/webhooks", self.base_url);
         let mut all = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let mut query = vec![("page[size]", WEBHOOK_PAGE_SIZE.to_owned())];
-            if let Some(cursor) = &after {
-                query.push(("page[after]", cursor.clone()));
-            }
-            let request = self.http.get(&url).query(&query);
-            let page: WebhookPage = read_json(self.send(request, "webhooks").await?).await?;
+        self.each_cursor_page(&url, &[], "webhooks", |page: WebhookPage| {
             all.extend(page.webhooks);
-            if !page.meta.has_more {
-                return Ok(all);
-            }
-            let cursor = page
-                .meta
-                .after_cursor
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| super::malformed("page has more webhooks but no after_cursor"))?;
-            if after.as_deref() == Some(cursor.as_str()) {
-                return Err(super::malformed("webhook cursor did not advance"));
-            }
-            after = Some(cursor);
-        }
+            page.meta
+        })
+        .await?;
+        Ok(all)
     }
 
     async fn signing_secret(&self, id: &str) -> Result<Secret, ApiError> {
